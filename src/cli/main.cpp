@@ -1,0 +1,6 @@
+#include <cstdio>
+
+int main() {
+  std::puts("lorank: under construction");
+  return 0;
+}
