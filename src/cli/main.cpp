@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "lorank 0.1.0");
   std::function<int()> run;
-  for (const auto& sub : {lorank::cli::inspect_subcommand()}) {
+  for (const auto& sub : lorank::cli::all_subcommands()) {
     CLI::App* cmd = app.add_subcommand(sub.name, sub.description);
     auto runner = sub.setup(*cmd);
     cmd->callback([&run, runner] { run = runner; });
