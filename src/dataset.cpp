@@ -281,7 +281,7 @@ std::vector<ChatMessage> read_messages(const Record& rec, const std::string& whe
   return messages;
 }
 
-FormattedText format_alpaca(const Record& rec, const std::string& where) {
+FormattedText format_alpaca(const Record& rec, const TokenizerConfig& config, const std::string& where) {
   require_keys(rec, Schema::alpaca, {"instruction", "output"}, where);
   std::string input;
   if (rec.fields.contains("input") && !rec.fields["input"].is_null()) {
@@ -290,13 +290,20 @@ FormattedText format_alpaca(const Record& rec, const std::string& where) {
   const std::string& instruction = string_field(rec, "instruction", where);
   FormattedText out;
   if (input.empty()) {
-    out.prompt = k_alpaca_no_input + instruction + "\n\n### Response:\n";
+    out.prompt = config.bos_token + k_alpaca_no_input + instruction + "\n\n### Response:\n";
   } else {
-    out.prompt = k_alpaca_with_input + instruction + "\n\n### Input:\n" + input + "\n\n### Response:\n";
+    out.prompt = config.bos_token + k_alpaca_with_input + instruction + "\n\n### Input:\n" + input +
+                 "\n\n### Response:\n";
   }
-  out.completion = string_field(rec, "output", where);
-  out.add_bos = out.add_eos = true;
+  out.completion = string_field(rec, "output", where) + config.eos_token;
   return out;
+}
+
+void require_eos(const TokenizerConfig& config) {
+  if (config.eos_token.empty()) {
+    fail("tokenizer_config.json", "no eos_token, which ends every completion", "an eos_token", "none",
+         "add \"eos_token\" to tokenizer_config.json");
+  }
 }
 
 // The completion's own text is empty: nothing the model is asked to produce.
@@ -383,19 +390,19 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
                             const TokenizerConfig& config, const std::string& path) {
   std::string where = where_line(path, rec.line);
   FormattedText out;
+  if (schema != Schema::messages) require_eos(config);
   switch (schema) {
     case Schema::text:
       require_keys(rec, schema, {"text"}, where);
-      out.completion = string_field(rec, "text", where);
-      out.add_bos = out.add_eos = true;
+      out.prompt = config.bos_token;
+      out.completion = string_field(rec, "text", where) + config.eos_token;
       return out;
     case Schema::prompt_completion:
       require_keys(rec, schema, {"prompt", "completion"}, where);
-      out.prompt = string_field(rec, "prompt", where);
-      out.completion = string_field(rec, "completion", where);
-      out.add_bos = out.add_eos = true;
+      out.prompt = config.bos_token + string_field(rec, "prompt", where);
+      out.completion = string_field(rec, "completion", where) + config.eos_token;
       return out;
-    case Schema::alpaca: return format_alpaca(rec, where);
+    case Schema::alpaca: return format_alpaca(rec, config, where);
     case Schema::messages: {
       require_keys(rec, schema, {"messages"}, where);
       if (!chat) fail(where, "no chat format to render messages with");
@@ -411,22 +418,12 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
        "auto");
 }
 
-Example tokenize_example(const FormattedText& text, const Tokenizer& tok, const TokenizerConfig& config,
-                         int64_t max_len) {
+Example tokenize_example(const FormattedText& text, const Tokenizer& tok, int64_t max_len) {
   Example ex;
-  if (text.add_bos && config.bos_id) ex.ids.push_back(*config.bos_id);
-  std::vector<int32_t> prompt = tok.encode(text.prompt);
-  ex.ids.insert(ex.ids.end(), prompt.begin(), prompt.end());
+  ex.ids = tok.encode(text.prompt);
   size_t n_prompt = ex.ids.size();
   std::vector<int32_t> completion = tok.encode(text.completion);
   ex.ids.insert(ex.ids.end(), completion.begin(), completion.end());
-  if (text.add_eos) {
-    if (!config.eos_id) {
-      fail("tokenizer_config.json", "no eos_token, which ends every completion", "an eos_token",
-           "none", "add \"eos_token\" to tokenizer_config.json");
-    }
-    ex.ids.push_back(*config.eos_id);
-  }
   ex.loss_mask.assign(ex.ids.size(), 0);
   for (size_t i = std::max<size_t>(n_prompt, 1); i < ex.ids.size(); ++i) ex.loss_mask[i] = 1;
   if (max_len > 0 && static_cast<int64_t>(ex.ids.size()) > max_len) {
@@ -483,7 +480,7 @@ Dataset load_dataset(const std::string& path, const Tokenizer& tok, const Tokeni
       fail(where_line(path, rec.line), "empty completion: nothing to train on", "a non-empty completion",
            "an empty one", "remove the record, or ask to skip empty completions (--skip-empty)");
     }
-    Example ex = tokenize_example(text, tok, config, options.max_len);
+    Example ex = tokenize_example(text, tok, options.max_len);
     ex.source_line = rec.line;
     if (std::find(ex.loss_mask.begin(), ex.loss_mask.end(), 1) == ex.loss_mask.end()) {
       ++n_dropped;  // the prompt alone filled max_len

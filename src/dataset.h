@@ -41,15 +41,14 @@ std::vector<Record> read_records(const std::string& path, int64_t max_records = 
 // The schema the record's keys announce; throws "path:line" naming the keys when none fits.
 Schema detect_schema(const Record& record, const std::string& path);
 
-// A record as prompt and completion text. BOS and EOS are added as ids by tokenize_example (plain
-// schemas) or written as text by the chat template (messages), as the flags say.
+// A record as prompt and completion text, special tokens written as text (bos_token + prompt,
+// completion + eos_token, or the chat template's), as the bench reference tokenizes them.
 struct FormattedText {
   std::string prompt, completion;
-  bool add_bos = false, add_eos = false;
 };
 
 // `chat` is used for the messages schema only. Throws "path:line" when the record lacks the
-// schema's keys or its values have the wrong types.
+// schema's keys or its values have the wrong types, and when the config has no eos_token.
 FormattedText format_record(const Record& record, Schema schema, const ChatFormat* chat,
                             const TokenizerConfig& config, const std::string& path);
 
@@ -64,8 +63,7 @@ struct Example {
 
 // Prompt and completion tokenized separately (no special tokens added) and concatenated, cut from
 // the right to max_len (truncated = true).
-Example tokenize_example(const FormattedText& text, const Tokenizer& tok, const TokenizerConfig& config,
-                         int64_t max_len);
+Example tokenize_example(const FormattedText& text, const Tokenizer& tok, int64_t max_len);
 
 struct DatasetStats {
   int64_t n_records = 0;     // records read (after max_examples)

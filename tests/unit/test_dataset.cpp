@@ -174,23 +174,35 @@ TEST_F(DatasetTest, TextSchemaSupervisesEverythingAfterBos) {
   EXPECT_EQ(d.examples[0].loss_mask, mask(1, 5));
 }
 
+TEST_F(DatasetTest, WithoutBosNothingPredictsTheFirstToken) {
+  config.bos_token.clear();
+  config.bos_id.reset();
+  Dataset d = load(write("d.jsonl", R"({"text": "abc"})"));
+  EXPECT_EQ(d.examples[0].ids, cat({bytes("abc"), {k_eos}}));
+  EXPECT_EQ(d.examples[0].loss_mask, mask(1, 4));
+  config.eos_token.clear();
+  std::string err = error_of([&] { load(write("e.jsonl", R"({"text": "abc"})")); });
+  EXPECT_NE(err.find("tokenizer_config.json"), std::string::npos) << err;
+  EXPECT_NE(err.find("eos_token"), std::string::npos) << err;
+}
+
 TEST_F(DatasetTest, AlpacaPromptTextExactlyAsReadme) {
   Record with{nlohmann::json{{"instruction", "Add."}, {"input", "2 2"}, {"output", "4"}}, 1};
   FormattedText t = format_record(with, Schema::alpaca, nullptr, config, "a.jsonl");
   EXPECT_EQ(t.prompt,
-            "Below is an instruction that describes a task, paired with an input that provides further "
+            "<|begin_of_text|>Below is an instruction that describes a task, paired with an input that provides further "
             "context. Write a response that appropriately completes the request.\n\n### Instruction:\n"
             "Add.\n\n### Input:\n2 2\n\n### Response:\n");
-  EXPECT_EQ(t.completion, "4");
-  EXPECT_TRUE(t.add_bos && t.add_eos);
+  EXPECT_EQ(t.completion, "4<|end_of_text|>");
   Record without{nlohmann::json{{"instruction", "Say hi."}, {"input", ""}, {"output", "hi"}}, 2};
   t = format_record(without, Schema::alpaca, nullptr, config, "a.jsonl");
   EXPECT_EQ(t.prompt,
-            "Below is an instruction that describes a task. Write a response that appropriately "
+            "<|begin_of_text|>Below is an instruction that describes a task. Write a response that appropriately "
             "completes the request.\n\n### Instruction:\nSay hi.\n\n### Response:\n");
   Dataset d = load(write("a.jsonl", with.fields.dump() + "\n"));
   FormattedText again = format_record(with, Schema::alpaca, nullptr, config, "a.jsonl");
-  EXPECT_EQ(d.examples[0].ids, cat({{k_bos}, bytes(again.prompt), bytes("4"), {k_eos}}));
+  EXPECT_EQ(d.examples[0].ids, cat({tok.encode(again.prompt), bytes("4"), {k_eos}}));
+  EXPECT_EQ(d.examples[0].ids[0], k_bos);
 }
 
 TEST_F(DatasetTest, MessagesWithAndWithoutSystemViaLlama3) {
