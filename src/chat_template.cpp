@@ -1,5 +1,6 @@
 #include "chat_template.h"
 
+#include <cctype>
 #include <cstdint>
 #include <ctime>
 #include <regex>
@@ -45,6 +46,13 @@ void append_utf8(std::string& out, uint32_t cp) {
   }
 }
 
+bool is_hex4(const std::string& s, size_t at) {
+  for (size_t k = at; k < at + 4; ++k) {
+    if (!std::isxdigit(static_cast<unsigned char>(s[k]))) return false;
+  }
+  return true;
+}
+
 // Jinja literals follow Python's escapes; the ones templates use are \n \t \r \\ \' \" \uXXXX.
 std::string unescape_literal(const std::string& raw) {
   std::string out;
@@ -58,7 +66,7 @@ std::string unescape_literal(const std::string& raw) {
     else if (e == 't') out += '\t';
     else if (e == 'r') out += '\r';
     else if (e == '\\' || e == '\'' || e == '"') out += e;
-    else if (e == 'u' && i + 4 < raw.size()) {
+    else if (e == 'u' && i + 4 < raw.size() && is_hex4(raw, i + 1)) {
       append_utf8(out, static_cast<uint32_t>(std::stoul(raw.substr(i + 1, 4), nullptr, 16)));
       i += 4;
     } else {

@@ -1,7 +1,9 @@
 #include "dataset.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -31,6 +33,10 @@ std::string where_line(const std::string& path, int64_t line) {
 }
 
 std::string read_all(const std::string& path) {
+  if (std::filesystem::is_directory(path)) {
+    fail(path, "the dataset path is a folder", "a .jsonl, .json or .csv file", "a folder",
+         "name the data file itself");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     fail(path, "cannot open the dataset file", "a readable file", "no such file or no permission",

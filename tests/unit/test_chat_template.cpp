@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <ctime>
+#include <functional>
 
 #include "chat_template.h"
 #include "error.h"
@@ -250,6 +251,14 @@ TEST(ChatTemplate, QwenDefaultSystemAndUnstrippedPrompt) {
   EXPECT_EQ(render(k_qwen25, m).prompt,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n What? <|im_end|>\n"
             "<|im_start|>assistant\n");
+}
+
+TEST(ChatTemplate, TemplateLiteralsAreUnescaped) {
+  const char* tmpl =
+      "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nCaf\\u00e9 \\'bot\\'.<|im_end|>\\n' "
+      "}}{% endif %}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+      "message['content'] + '<|im_end|>\\n'}}{% endfor %}";
+  EXPECT_EQ(detect_chat_format(tmpl, "c").default_system, "Caf\xC3\xA9 'bot'.");
 }
 
 TEST(ChatTemplate, ChatmlWithoutDefaultSystem) {

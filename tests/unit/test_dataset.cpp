@@ -326,6 +326,7 @@ TEST_F(DatasetTest, EmptyDatasetIsAnError) {
   }
   std::string err = error_of([&] { load(write("h.csv", "prompt,completion\n")); });
   EXPECT_NE(err.find("empty"), std::string::npos) << err;
+  EXPECT_NE(error_of([&] { load(dir); }).find("folder"), std::string::npos);
   err = error_of([&] { load(dir + "/missing.jsonl"); });
   EXPECT_NE(err.find("missing.jsonl"), std::string::npos) << err;
 }
