@@ -390,10 +390,10 @@ JsonTokenizer::JsonTokenizer(const json& root, const std::string& path) : path_(
          model["dropout"].dump(), "set \"dropout\": null; it is a training-time option");
   model_.load(model, path);
   auto stage = [&](const char* key) { return root.contains(key) ? root[key] : json(); };
-  normalizer_ = tok::make_normalizer(stage("normalizer"), path + " [normalizer]");
-  pre_tokenizer_ = tok::make_pre_tokenizer(stage("pre_tokenizer"), path + " [pre_tokenizer]");
-  decoder_ = tok::make_decoder(stage("decoder"), path + " [decoder]");
-  post_ = tok::make_post_processor(stage("post_processor"), path + " [post_processor]");
+  normalizer_ = tok::make_normalizer(stage("normalizer"), tok::Where{path, "normalizer"});
+  pre_tokenizer_ = tok::make_pre_tokenizer(stage("pre_tokenizer"), tok::Where{path, "pre_tokenizer"});
+  decoder_ = tok::make_decoder(stage("decoder"), tok::Where{path, "decoder"});
+  post_ = tok::make_post_processor(stage("post_processor"), tok::Where{path, "post_processor"});
   if (root.contains("added_tokens") && root["added_tokens"].is_array())
     load_added(root["added_tokens"]);
   vocab_size_ = static_cast<int32_t>(model_.tokens().size());

@@ -277,46 +277,46 @@ std::vector<int32_t> PostProcessor::apply(const std::vector<int32_t>& ids) const
 
 namespace {
 
-std::string type_of(const json& j, const std::string& where) {
+std::string type_of(const json& j, const Where& where) {
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string())
-    fail(where, "component has no \"type\"", "an object with a string \"type\"",
+    fail(where.str(), "component has no \"type\"", "an object with a string \"type\"",
          j.dump().substr(0, 80), "tokenizer.json may be truncated or hand-edited");
   return j["type"].get<std::string>();
 }
 
 template <typename T>
-T get_or(const json& j, const char* key, T fallback, const std::string& where) {
+T get_or(const json& j, const char* key, T fallback, const Where& where) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   try {
     return j[key].get<T>();
   } catch (const nlohmann::json::exception&) {
-    fail(where + "." + key, "field has the wrong type", std::string("a ") + json(fallback).type_name(),
+    fail((where / key).str(), "field has the wrong type", std::string("a ") + json(fallback).type_name(),
          j[key].dump().substr(0, 80), "check tokenizer.json");
   }
 }
 
-const json& require(const json& j, const char* key, const std::string& where) {
+const json& require(const json& j, const char* key, const Where& where) {
   if (!j.contains(key))
-    fail(where, std::string("missing field \"") + key + "\"", key, "nothing",
+    fail(where.str(), std::string("missing field \"") + key + "\"", key, "nothing",
          "tokenizer.json may be truncated or written by an unsupported tokenizers version");
   return j[key];
 }
 
-[[noreturn]] void unsupported(const std::string& where, const std::string& kind,
+[[noreturn]] void unsupported(const Where& where, const std::string& kind,
                               const std::string& type, const std::string& supported) {
-  fail(where, "unsupported " + kind + " type \"" + type + "\"", "one of " + supported,
+  fail(where.str(), "unsupported " + kind + " type \"" + type + "\"", "one of " + supported,
        "\"" + type + "\"",
        "lorank implements the stages Llama, Mistral, Qwen and GPT-2 tokenizers use; convert the "
        "tokenizer or open an issue with this file");
 }
 
 // The {"String": s} / {"Regex": r} patterns of Split and Replace, as one regex.
-std::unique_ptr<Regex> make_pattern(const json& j, const std::string& where) {
+std::unique_ptr<Regex> make_pattern(const json& j, const Where& where) {
   if (j.is_object() && j.contains("String") && j["String"].is_string())
-    return std::make_unique<Regex>(regex_escape(j["String"].get<std::string>()), where);
+    return std::make_unique<Regex>(regex_escape(j["String"].get<std::string>()), where.str());
   if (j.is_object() && j.contains("Regex") && j["Regex"].is_string())
-    return std::make_unique<Regex>(j["Regex"].get<std::string>(), where);
-  fail(where, "unrecognised pattern", "{\"String\": ...} or {\"Regex\": ...}",
+    return std::make_unique<Regex>(j["Regex"].get<std::string>(), where.str());
+  fail(where.str(), "unrecognised pattern", "{\"String\": ...} or {\"Regex\": ...}",
        j.dump().substr(0, 80), "check tokenizer.json");
 }
 
@@ -425,14 +425,14 @@ const icu::Normalizer2* icu_form(const std::string& type) {
 
 }  // namespace
 
-std::unique_ptr<Normalizer> make_normalizer(const json& j, const std::string& where) {
+std::unique_ptr<Normalizer> make_normalizer(const json& j, const Where& where) {
   if (j.is_null()) return nullptr;
   std::string type = type_of(j, where);
   if (type == "Sequence") {
     auto seq = std::make_unique<SequenceNormalizer>();
     const json& list = require(j, "normalizers", where);
     for (size_t i = 0; i < list.size(); ++i)
-      seq->parts.push_back(make_normalizer(list[i], where + ".normalizers[" + std::to_string(i) + "]"));
+      seq->parts.push_back(make_normalizer(list[i], (where / "normalizers")[i]));
     return seq;
   }
   if (type == "Prepend") {
@@ -442,7 +442,7 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j, const std::string& wh
   }
   if (type == "Replace") {
     auto n = std::make_unique<ReplaceNormalizer>();
-    n->pattern = make_pattern(require(j, "pattern", where), where + ".pattern");
+    n->pattern = make_pattern(require(j, "pattern", where), where / "pattern");
     n->content = get_or<std::string>(j, "content", "", where);
     return n;
   }
@@ -455,7 +455,7 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j, const std::string& wh
   if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
 #else
   if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD" || type == "Lowercase")
-    fail(where, "the " + type + " normalizer needs ICU, which this build lacks", "a build with ICU",
+    fail(where.str(), "the " + type + " normalizer needs ICU, which this build lacks", "a build with ICU",
          "a build without it", "install libicu-dev and rebuild lorank");
 #endif
   if (type == "Strip") {
@@ -472,13 +472,13 @@ namespace {
 
 enum class Behavior { removed, isolated, merged_with_previous, merged_with_next, contiguous };
 
-Behavior parse_behavior(const std::string& s, const std::string& where) {
+Behavior parse_behavior(const std::string& s, const Where& where) {
   if (s == "Removed") return Behavior::removed;
   if (s == "Isolated") return Behavior::isolated;
   if (s == "MergedWithPrevious") return Behavior::merged_with_previous;
   if (s == "MergedWithNext") return Behavior::merged_with_next;
   if (s == "Contiguous") return Behavior::contiguous;
-  fail(where, "unknown split behavior", "Removed, Isolated, MergedWithPrevious, MergedWithNext or "
+  fail(where.str(), "unknown split behavior", "Removed, Isolated, MergedWithPrevious, MergedWithNext or "
        "Contiguous", "\"" + s + "\"", "check tokenizer.json");
 }
 
@@ -607,30 +607,30 @@ class MetaspacePreTokenizer : public PreTokenizer {
   }
 };
 
-Prepend parse_prepend(const json& j, const std::string& where) {
+Prepend parse_prepend(const json& j, const Where& where) {
   if (j.contains("prepend_scheme") && j["prepend_scheme"].is_string()) {
     std::string s = j["prepend_scheme"].get<std::string>();
     if (s == "always") return Prepend::always;
     if (s == "first") return Prepend::first;
     if (s == "never") return Prepend::never;
-    fail(where + ".prepend_scheme", "unknown prepend_scheme", "always, first or never",
+    fail((where / "prepend_scheme").str(), "unknown prepend_scheme", "always, first or never",
          "\"" + s + "\"", "check tokenizer.json");
   }
   return get_or<bool>(j, "add_prefix_space", true, where) ? Prepend::always : Prepend::never;
 }
 
-std::unique_ptr<PreTokenizer> make_metaspace(const json& j, const std::string& where) {
+std::unique_ptr<PreTokenizer> make_metaspace(const json& j, const Where& where) {
   auto m = std::make_unique<MetaspacePreTokenizer>();
   m->replacement = get_or<std::string>(j, "replacement", m->replacement, where);
   m->prepend = parse_prepend(j, where);
   m->split_words = get_or<bool>(j, "split", true, where);
-  m->replacement_re = std::make_unique<Regex>(regex_escape(m->replacement), where);
+  m->replacement_re = std::make_unique<Regex>(regex_escape(m->replacement), where.str());
   return m;
 }
 
 }  // namespace
 
-std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const std::string& where) {
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const Where& where) {
   if (j.is_null()) return nullptr;
   std::string type = type_of(j, where);
   if (type == "Sequence") {
@@ -638,12 +638,12 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const std::strin
     const json& list = require(j, "pretokenizers", where);
     for (size_t i = 0; i < list.size(); ++i)
       seq->parts.push_back(
-          make_pre_tokenizer(list[i], where + ".pretokenizers[" + std::to_string(i) + "]"));
+          make_pre_tokenizer(list[i], (where / "pretokenizers")[i]));
     return seq;
   }
   if (type == "Split") {
     auto s = std::make_unique<SplitPreTokenizer>();
-    s->pattern = make_pattern(require(j, "pattern", where), where + ".pattern");
+    s->pattern = make_pattern(require(j, "pattern", where), where / "pattern");
     s->behavior = parse_behavior(get_or<std::string>(j, "behavior", "Isolated", where), where);
     s->invert = get_or<bool>(j, "invert", false, where);
     return s;
@@ -652,14 +652,14 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const std::strin
     auto b = std::make_unique<ByteLevelPreTokenizer>();
     b->add_prefix_space = get_or<bool>(j, "add_prefix_space", true, where);
     if (get_or<bool>(j, "use_regex", true, where))
-      b->gpt2 = std::make_unique<Regex>(kGpt2Pattern, where);
+      b->gpt2 = std::make_unique<Regex>(kGpt2Pattern, where.str());
     return b;
   }
   if (type == "Metaspace") return make_metaspace(j, where);
   if (type == "Digits") {
     auto s = std::make_unique<SplitPreTokenizer>();
     bool individual = get_or<bool>(j, "individual_digits", false, where);
-    s->pattern = std::make_unique<Regex>(individual ? "\\p{N}" : "\\p{N}+", where);
+    s->pattern = std::make_unique<Regex>(individual ? "\\p{N}" : "\\p{N}+", where.str());
     return s;
   }
   unsupported(where, "pre_tokenizer", type, "Sequence, Split, ByteLevel, Metaspace, Digits");
@@ -800,14 +800,14 @@ class ReplaceDecoder : public Decoder {
 
 }  // namespace
 
-std::unique_ptr<Decoder> make_decoder(const json& j, const std::string& where) {
+std::unique_ptr<Decoder> make_decoder(const json& j, const Where& where) {
   if (j.is_null()) return nullptr;
   std::string type = type_of(j, where);
   if (type == "Sequence") {
     auto seq = std::make_unique<SequenceDecoder>();
     const json& list = require(j, "decoders", where);
     for (size_t i = 0; i < list.size(); ++i)
-      seq->parts.push_back(make_decoder(list[i], where + ".decoders[" + std::to_string(i) + "]"));
+      seq->parts.push_back(make_decoder(list[i], (where / "decoders")[i]));
     return seq;
   }
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
@@ -828,7 +828,7 @@ std::unique_ptr<Decoder> make_decoder(const json& j, const std::string& where) {
   }
   if (type == "Replace") {
     auto r = std::make_unique<ReplaceDecoder>();
-    r->pattern = make_pattern(require(j, "pattern", where), where + ".pattern");
+    r->pattern = make_pattern(require(j, "pattern", where), where / "pattern");
     r->content = get_or<std::string>(j, "content", "", where);
     return r;
   }
@@ -838,7 +838,7 @@ std::unique_ptr<Decoder> make_decoder(const json& j, const std::string& where) {
 
 namespace {
 
-void add_template(PostProcessor& post, const json& j, const std::string& where) {
+void add_template(PostProcessor& post, const json& j, const Where& where) {
   const json& single = require(j, "single", where);
   const json& specials = j.contains("special_tokens") ? j["special_tokens"] : json::object();
   bool seen_sequence = false;
@@ -848,11 +848,11 @@ void add_template(PostProcessor& post, const json& j, const std::string& where) 
       continue;
     }
     if (!item.contains("SpecialToken"))
-      fail(where + ".single", "unrecognised template item", "SpecialToken or Sequence",
+      fail((where / "single").str(), "unrecognised template item", "SpecialToken or Sequence",
            item.dump().substr(0, 80), "check tokenizer.json");
     std::string name = item["SpecialToken"].value("id", "");
     if (!specials.contains(name))
-      fail(where + ".special_tokens", "template names a special token it does not define",
+      fail((where / "special_tokens").str(), "template names a special token it does not define",
            "an entry for \"" + name + "\"", "none", "check tokenizer.json");
     auto& target = seen_sequence ? post.after : post.before;
     for (const json& id : specials[name].at("ids")) target.push_back(id.get<int32_t>());
@@ -861,7 +861,7 @@ void add_template(PostProcessor& post, const json& j, const std::string& where) 
 
 }  // namespace
 
-PostProcessor make_post_processor(const json& j, const std::string& where) {
+PostProcessor make_post_processor(const json& j, const Where& where) {
   PostProcessor post;
   if (j.is_null()) return post;
   std::string type = type_of(j, where);
@@ -869,7 +869,7 @@ PostProcessor make_post_processor(const json& j, const std::string& where) {
     const json& list = require(j, "processors", where);
     for (size_t i = 0; i < list.size(); ++i) {
       PostProcessor part =
-          make_post_processor(list[i], where + ".processors[" + std::to_string(i) + "]");
+          make_post_processor(list[i], (where / "processors")[i]);
       post.before.insert(post.before.begin(), part.before.begin(), part.before.end());
       post.after.insert(post.after.end(), part.after.begin(), part.after.end());
     }

@@ -79,11 +79,18 @@ struct PostProcessor {
   std::vector<int32_t> apply(const std::vector<int32_t>& ids) const;
 };
 
-// `where` names the file; each factory appends the JSON path of what it reads to its errors.
+// Where a JSON value sits, for errors: printed "tokenizer.json [pre_tokenizer.pretokenizers[0]]".
+struct Where {
+  std::string file, path;
+  std::string str() const { return file + " [" + path + "]"; }
+  Where operator/(const std::string& key) const { return {file, path + "." + key}; }
+  Where operator[](size_t i) const { return {file, path + "[" + std::to_string(i) + "]"}; }
+};
+
 // A null JSON value gives nullptr (the stage is absent).
-std::unique_ptr<Normalizer> make_normalizer(const json& j, const std::string& where);
-std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const std::string& where);
-std::unique_ptr<Decoder> make_decoder(const json& j, const std::string& where);
-PostProcessor make_post_processor(const json& j, const std::string& where);
+std::unique_ptr<Normalizer> make_normalizer(const json& j, const Where& where);
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const Where& where);
+std::unique_ptr<Decoder> make_decoder(const json& j, const Where& where);
+PostProcessor make_post_processor(const json& j, const Where& where);
 
 }  // namespace lorank::tok
