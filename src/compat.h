@@ -15,4 +15,7 @@ inline std::string torch_version() {
          std::to_string(TORCH_VERSION_PATCH);
 }
 
+// LibTorch 1.13's C++ API has no device-name query; 2.x reaches it through the CUDA hooks.
+std::string cuda_device_name(int index);
+
 }  // namespace lorank::compat

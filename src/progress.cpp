@@ -1,1 +1,97 @@
-// placeholder: filled by the progress work
+#include "progress.h"
+
+#include <unistd.h>
+
+#include <cmath>
+
+namespace lorank {
+
+std::string format_duration(double s) {
+  char buf[32];
+  if (!std::isfinite(s) || s < 0) return "?";
+  if (s < 60) {
+    std::snprintf(buf, sizeof buf, "%.1fs", s);
+  } else if (s < 3600) {
+    std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
+  }
+  return buf;
+}
+
+std::string format_count(double n) {
+  char buf[32];
+  if (n >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", n / 1e9);
+  else if (n >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+  else if (n >= 1e4) std::snprintf(buf, sizeof buf, "%.1fk", n / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", n);
+  return buf;
+}
+
+Progress::Progress(std::string label, int64_t total, std::string unit, bool enabled)
+    : label_(std::move(label)), unit_(std::move(unit)), total_(total), enabled_(enabled),
+      tty_(isatty(STDERR_FILENO) != 0), start_(std::chrono::steady_clock::now()),
+      last_draw_(start_) {}
+
+Progress::~Progress() {
+  if (!finished_) finish();
+}
+
+double Progress::elapsed_s() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+double Progress::rate() const {
+  double t = elapsed_s();
+  return t > 0 ? double(done_) / t : 0.0;
+}
+
+void Progress::advance(int64_t n, const std::string& status) {
+  done_ += n;
+  if (!status.empty()) status_ = status;
+  auto now = std::chrono::steady_clock::now();
+  // A terminal redraws often; a log file gets a line every 10 s so it stays readable.
+  double every = tty_ ? 0.2 : 10.0;
+  if (std::chrono::duration<double>(now - last_draw_).count() >= every) {
+    last_draw_ = now;
+    draw(false);
+  }
+}
+
+void Progress::finish(const std::string& status) {
+  if (finished_) return;
+  finished_ = true;
+  if (!status.empty()) status_ = status;
+  draw(true);
+}
+
+void Progress::draw(bool final_line) {
+  if (!enabled_) return;
+  double r = rate();
+  std::string line = label_;
+  if (total_ > 0) {
+    double frac = std::min(1.0, double(done_) / double(total_));
+    const int width = 24;
+    int filled = int(frac * width);
+    line += " [" + std::string(filled, '#') + std::string(width - filled, '.') + "] ";
+    char pct[16];
+    std::snprintf(pct, sizeof pct, "%3.0f%%", frac * 100);
+    line += pct;
+  }
+  line += " " + format_count(double(done_)) + (total_ > 0 ? "/" + format_count(double(total_)) : "") +
+          " " + unit_ + ", " + format_count(r) + " " + unit_ + "/s";
+  if (final_line) {
+    line += ", " + format_duration(elapsed_s());
+  } else if (total_ > 0 && r > 0) {
+    line += ", ETA " + format_duration(double(total_ - done_) / r);
+  }
+  if (!status_.empty()) line += ", " + status_;
+  if (tty_) {
+    std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final_line ? "\n" : "");
+  } else {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  std::fflush(stderr);
+}
+
+}  // namespace lorank

@@ -1,0 +1,50 @@
+// CLI options are declared once, in a table per subcommand; the table registers them with CLI11,
+// which validates numbers and ranges and generates --help from the same entries.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace lorank::cli {
+
+using OptionTarget = std::variant<std::string*, int64_t*, double*, bool*, std::vector<int64_t>*,
+                                  std::vector<double>*, std::vector<std::string>*>;
+
+struct OptionSpec {
+  std::string flags;  // "--model,-m"
+  OptionTarget target;
+  std::string help;
+  double min = -1e300;  // numeric bounds, checked by CLI11 before the command runs
+  double max = 1e300;
+  std::vector<std::string> choices = {};  // allowed values for a string option
+  bool required = false;
+};
+
+void add_options(CLI::App& app, const std::vector<OptionSpec>& specs);
+
+// Options every model-reading subcommand shares.
+struct CommonOptions {
+  std::string model_dir;
+  std::string data_path;
+  std::string device = "auto";
+  std::string dtype = "auto";
+  int64_t threads = 0;
+  bool json = false;
+  bool quiet = false;
+};
+std::vector<OptionSpec> common_option_specs(CommonOptions& o);
+
+// A subcommand: its table of options lives in its own file, behind `setup`.
+struct Subcommand {
+  std::string name, description;
+  std::function<std::function<int()>(CLI::App&)> setup;  // registers options, returns the runner
+};
+
+std::vector<Subcommand> all_subcommands();  // subcommands.cpp: the list main() offers
+
+}  // namespace lorank::cli

@@ -1,0 +1,7 @@
+#include "options.h"
+
+namespace lorank::cli {
+
+std::vector<Subcommand> all_subcommands() { return {}; }
+
+}  // namespace lorank::cli

@@ -1,0 +1,32 @@
+// Progress for long work: a bar with rate and ETA on a terminal, periodic plain lines otherwise.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace lorank {
+
+class Progress {
+ public:
+  // `unit` names what `total` counts ("tok", "ex", "step"); total 0 means unknown.
+  Progress(std::string label, int64_t total, std::string unit, bool enabled = true);
+  ~Progress();
+  void advance(int64_t n, const std::string& status = "");  // status: e.g. "loss 2.31"
+  void finish(const std::string& status = "");
+  double elapsed_s() const;
+  double rate() const;  // units per second so far
+
+ private:
+  void draw(bool final_line);
+  std::string label_, unit_, status_;
+  int64_t total_, done_ = 0;
+  bool enabled_, tty_, finished_ = false;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+};
+
+std::string format_duration(double seconds);  // "1h02m", "3m05s", "12.3s"
+std::string format_count(double n);           // "1.23M", "45.6k", "789"
+
+}  // namespace lorank

@@ -1,0 +1,84 @@
+#include "runtime.h"
+
+#include <ATen/Parallel.h>
+
+#include <fstream>
+
+#include "compat.h"
+#include "error.h"
+
+namespace lorank {
+
+torch::Device resolve_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
+  if (name == "cpu") return torch::kCPU;
+  if (name.rfind("cuda", 0) == 0) {
+    if (!torch::cuda::is_available())
+      fail("--device " + name, "CUDA is not available to this build of lorank", "a CUDA device",
+           "none", "build against a CUDA LibTorch (README: GPU build) or use --device cpu");
+    return torch::Device(name);
+  }
+  fail("--device", "unknown device '" + name + "'", "auto, cpu, cuda or cuda:N", name);
+}
+
+torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device) {
+  if (name == "auto") return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+  if (name == "fp32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  fail("--dtype", "unknown dtype '" + name + "'", "auto, fp32 or bf16", name);
+}
+
+void set_threads(int64_t n) {
+  if (n > 0) at::set_num_threads(int(n));
+}
+
+std::string dtype_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return "fp32";
+    case torch::kBFloat16: return "bf16";
+    case torch::kFloat16: return "fp16";
+    default: return c10::toString(t);
+  }
+}
+
+namespace {
+
+// The BLAS actually mapped into this process after a matmul ran: /proc/self/maps shows the real
+// file behind Debian's libblas.so.3 alternative.
+std::string mapped_blas() {
+  auto a = torch::ones({64, 64});
+  (void)torch::mm(a, a);
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    auto pos = line.find('/');
+    if (pos == std::string::npos) continue;
+    std::string path = line.substr(pos);
+    if (path.find("blas") != std::string::npos || path.find("mkl") != std::string::npos) return path;
+  }
+  return "";
+}
+
+}  // namespace
+
+RuntimeInfo runtime_info(const torch::Device& device) {
+  RuntimeInfo info;
+  info.torch_version = compat::torch_version();
+  info.threads = at::get_num_threads();
+  info.device = device.str();
+  if (device.is_cuda()) info.device += " (" + compat::cuda_device_name(device.index()) + ")";
+  std::string path = mapped_blas();
+  if (path.find("openblas") != std::string::npos) {
+    info.blas = "OpenBLAS (" + path + ")";
+  } else if (path.find("mkl") != std::string::npos) {
+    info.blas = "MKL (" + path + ")";
+  } else if (!path.empty()) {
+    info.blas = "reference BLAS (" + path + ")";
+    info.slow_blas = path.find("/blas/") != std::string::npos;
+  } else {
+    info.blas = at::hasMKL() ? "MKL (linked into LibTorch)" : "built into LibTorch";
+  }
+  return info;
+}
+
+}  // namespace lorank

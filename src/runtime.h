@@ -1,0 +1,26 @@
+// Where lorank computes: device and dtype choice, and which BLAS the CPU path really runs on.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace lorank {
+
+struct RuntimeInfo {
+  std::string torch_version;
+  std::string device;  // "cpu" or "cuda:0 (NVIDIA H200)"
+  std::string blas;    // e.g. "OpenBLAS (/usr/lib/.../openblas-pthread/libblas.so.3)"
+  bool slow_blas = false;  // the reference BLAS: about 6x slower end to end
+  int64_t threads = 0;
+};
+
+// name: "auto" (CUDA when available), "cpu", "cuda", "cuda:N". Throws when CUDA is asked but absent.
+torch::Device resolve_device(const std::string& name);
+// name: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16".
+torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device);
+void set_threads(int64_t n);  // 0 leaves LibTorch's default
+RuntimeInfo runtime_info(const torch::Device& device);
+std::string dtype_name(torch::ScalarType t);
+
+}  // namespace lorank
