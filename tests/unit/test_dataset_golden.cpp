@@ -2,7 +2,6 @@
 // apply_chat_template on tiny-llama), token for token, and the bench tasks' own files.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -16,19 +15,10 @@ namespace {
 
 using json = nlohmann::json;
 
-// The shared folder sits beside the repository in /work/main; worktrees elsewhere set LORANK_SHARED_DIR.
-std::string shared(const std::string& rel) {
-  std::string p = test::shared_path(rel);
-  if (!p.empty()) return p;
-  const char* dir = std::getenv("LORANK_SHARED_DIR");
-  if (dir && std::filesystem::exists(std::string(dir) + "/" + rel)) return std::string(dir) + "/" + rel;
-  return "";
-}
-
 std::string tiny_llama_dir() {
   std::string in_repo = test::repo_path("assets/tiny-llama");
   if (std::filesystem::exists(in_repo + "/tokenizer.json")) return in_repo;
-  return shared("models/tiny-llama");
+  return test::shared_path("models/tiny-llama");
 }
 
 TEST(DatasetGolden, EveryRecordMatchesTheReference) {
@@ -72,7 +62,7 @@ TEST(DatasetGolden, EveryRecordMatchesTheReference) {
 
 TEST(DatasetGolden, BenchTasksLoadWithTheirSchemas) {
   std::string model = tiny_llama_dir();
-  std::string tasks = shared("bench/tasks");
+  std::string tasks = test::shared_path("bench/tasks");
   if (model.empty() || tasks.empty()) GTEST_SKIP() << "tiny-llama or bench/tasks not found";
   std::unique_ptr<Tokenizer> tok = load_tokenizer(model);
   TokenizerConfig config = load_tokenizer_config(model, *tok);
