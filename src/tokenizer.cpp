@@ -23,7 +23,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir) {
   if (!fs::is_directory(dir, ec))
     fail(model_dir, "model folder not found", "a folder with tokenizer.json or tokenizer.model",
          "no such folder", "pass the Hugging Face model folder (the one holding config.json)");
-  if (fs::exists(dir / "tokenizer.json")) return load_tokenizer_json((dir / "tokenizer.json").string());
+  if (fs::exists(dir / "tokenizer.json"))
+    return load_tokenizer_json((dir / "tokenizer.json").string());
   if (fs::exists(dir / "tokenizer.model"))
     return load_sentencepiece((dir / "tokenizer.model").string());
   fail(model_dir, "no tokenizer in the model folder", "tokenizer.json or tokenizer.model",
