@@ -53,7 +53,8 @@ std::string chat_template_field(const json& config, const std::string& where) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_array() && !v.empty()) {
     for (const json& entry : v)
-      if (entry.value("name", "") == "default" && entry.contains("template"))
+      if (entry.is_object() && entry.contains("name") && entry["name"] == "default" &&
+          entry.contains("template") && entry["template"].is_string())
         return entry["template"].get<std::string>();
     if (v[0].is_object() && v[0].contains("template") && v[0]["template"].is_string())
       return v[0]["template"].get<std::string>();

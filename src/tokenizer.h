@@ -34,7 +34,7 @@ class Tokenizer {
 struct TokenizerConfig {
   std::string bos_token, eos_token, pad_token;
   std::optional<int32_t> bos_id, eos_id, pad_id;
-  std::string chat_template;  // raw Jinja text; chat_template.h recognises which format it is
+  std::string chat_template;     // raw Jinja text; chat_template.h recognises which format it is
   int64_t model_max_length = 0;  // 0: not given, or transformers' "no limit"
 };
 

@@ -17,6 +17,12 @@ namespace {
 
 using tok::json;
 
+// A boolean field; missing or null gives `fallback` (HF's serde defaults).
+bool flag(const json& j, const char* key, bool fallback) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  return j[key].get<bool>();  // a json::exception here becomes a clear error in the loader
+}
+
 struct AddedToken {
   std::string content;
   int32_t id = 0;
@@ -251,9 +257,9 @@ void BpeModel::load(const json& model, const std::string& where) {
   };
   prefix_ = text_or_empty("continuing_subword_prefix");
   suffix_ = text_or_empty("end_of_word_suffix");
-  fuse_unk_ = model.value("fuse_unk", false);
-  byte_fallback_ = model.value("byte_fallback", false);
-  ignore_merges_ = model.value("ignore_merges", false);
+  fuse_unk_ = flag(model, "fuse_unk", false);
+  byte_fallback_ = flag(model, "byte_fallback", false);
+  ignore_merges_ = flag(model, "ignore_merges", false);
   std::string unk = text_or_empty("unk_token");
   if (!unk.empty()) {
     unk_id_ = vocab_.find(unk);
@@ -462,7 +468,9 @@ JsonTokenizer::JsonTokenizer(const json& root, const std::string& path) : path_(
          root.is_object() ? "an object without \"model\"" : root.type_name(),
          "pass the tokenizer.json written by transformers' save_pretrained");
   const json& model = root["model"];
-  std::string type = model.value("type", model.contains("merges") ? "BPE" : "");
+  std::string type = model.contains("type") && model["type"].is_string()
+                         ? model["type"].get<std::string>()
+                         : (model.contains("merges") ? "BPE" : "(none)");
   if (type != "BPE")
     fail(path + " [model.type]", "unsupported tokenizer model \"" + type + "\"", "\"BPE\"",
          "\"" + type + "\"",
@@ -495,11 +503,11 @@ void JsonTokenizer::load_added(const json& list) {
     AddedToken t;
     t.id = j["id"].get<int32_t>();
     t.content = j["content"].get<std::string>();
-    t.special = j.value("special", false);
-    t.single_word = j.value("single_word", false);
-    t.lstrip = j.value("lstrip", false);
-    t.rstrip = j.value("rstrip", false);
-    t.normalized = j.value("normalized", !t.special);
+    t.special = flag(j, "special", false);
+    t.single_word = flag(j, "single_word", false);
+    t.lstrip = flag(j, "lstrip", false);
+    t.rstrip = flag(j, "rstrip", false);
+    t.normalized = flag(j, "normalized", !t.special);
     if (t.content.empty() || added_by_content_.count(t.content)) continue;  // as HF ignores them
     size_t index = added_.size();
     added_by_id_[t.id] = index;
@@ -599,7 +607,12 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
     fail(path, "invalid JSON", "a JSON document", e.what(),
          "the file may be truncated (an interrupted download?); fetch it again");
   }
-  return std::make_unique<JsonTokenizer>(root, path);
+  try {
+    return std::make_unique<JsonTokenizer>(root, path);
+  } catch (const json::exception& e) {  // a field of an unexpected type the checks did not catch
+    fail(path, "unexpected tokenizer.json structure", "the layout HF tokenizers writes", e.what(),
+         "the file may be hand-edited or from an unsupported tokenizers version");
+  }
 }
 
 }  // namespace lorank

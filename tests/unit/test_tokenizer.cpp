@@ -410,6 +410,20 @@ TEST(TokenizerErrors, UnsupportedModelAndStages) {
   EXPECT_NE(msg.find("zzz"), std::string::npos) << msg;
 }
 
+TEST(TokenizerErrors, WrongFieldTypesGiveLorankErrors) {
+  json j = fixture("metaspace.json");
+  j["model"]["fuse_unk"] = nullptr;  // null means the default, as in HF
+  EXPECT_EQ(load_modified(j)->encode("qq"), (Ids{5, 0, 0}));
+  j["added_tokens"][0]["special"] = "yes";
+  std::string msg = message_of([&] { load_modified(j); });
+  EXPECT_NE(msg.find("unexpected tokenizer.json structure"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
+  j = fixture("metaspace.json");
+  j["model"]["dropout"] = 0.1;
+  msg = message_of([&] { load_modified(j); });
+  EXPECT_NE(msg.find("[model.dropout]"), std::string::npos) << msg;
+}
+
 TEST(TokenizerErrors, SentencePieceRejectsOtherFiles) {
   std::string path = write_temp("tok-spmbad", "tokenizer.model", "not a model");
   std::string msg = message_of([&] { load_sentencepiece(path); });
