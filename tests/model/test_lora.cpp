@@ -32,8 +32,22 @@ std::map<std::string, torch::Tensor> read_all(const std::string& path) {
   return out;
 }
 
+// Temp folders of this file, removed when the test program exits.
+std::string temp_dir(const std::string& tag) {
+  struct Cleanup {
+    std::vector<std::string> dirs;
+    ~Cleanup() {
+      std::error_code ec;
+      for (const auto& d : dirs) fs::remove_all(d, ec);
+    }
+  };
+  static Cleanup cleanup;
+  cleanup.dirs.push_back(make_temp_dir(tag));
+  return cleanup.dirs.back();
+}
+
 std::string copy_fixture(const std::string& name, const std::string& tag) {
-  std::string dir = make_temp_dir(tag);
+  std::string dir = temp_dir(tag);
   for (const char* f : {"adapter_config.json", "adapter_model.safetensors"}) {
     fs::copy_file(asset("golden/" + name + "/" + f), dir + "/" + f);
   }
@@ -258,7 +272,7 @@ TEST(Lora, DropoutOnlyWhenTraining) {
 TEST(Lora, SaveLoadRoundTripAndConfigKeys) {
   REQUIRE_TINY();
   Model& model = tiny_llama();
-  const std::string dir = make_temp_dir("lora-save") + "/adapter";
+  const std::string dir = temp_dir("lora-save") + "/adapter";
   auto ad = LoraAdapters::attach(model, patterns_config(), 11);
   randomize_b(*ad, 5);
   ad->save_peft(dir, "/models/tiny-llama");
@@ -303,7 +317,7 @@ TEST(Lora, ResavingPeftFixtureReproducesPeftFiles) {
   REQUIRE_TINY();
   const std::string golden_dir = asset("golden/lora_patterns");
   auto ad = LoraAdapters::load_peft(tiny_llama(), golden_dir);
-  const std::string dir = make_temp_dir("lora-resave");
+  const std::string dir = temp_dir("lora-resave");
   ad->save_peft(dir, "/work/main/assets/tiny-llama", /*overwrite=*/true);
   EXPECT_TRUE(read_file(dir + "/adapter_model.safetensors") ==
               read_file(golden_dir + "/adapter_model.safetensors"));
@@ -317,12 +331,11 @@ TEST(Lora, ResavingPeftFixtureReproducesPeftFiles) {
   };
   want["target_modules"] = sorted(want["target_modules"]);
   EXPECT_EQ(got, want) << got.dump(2);
-  fs::remove_all(dir);
 }
 
 TEST(Lora, SaveRefusesToOverwrite) {
   REQUIRE_TINY();
-  const std::string dir = make_temp_dir("lora-overwrite");
+  const std::string dir = temp_dir("lora-overwrite");
   auto ad = LoraAdapters::attach(tiny_llama(), LoraConfig{}, 1);
   ad->save_peft(dir, "base");
   try {
@@ -433,7 +446,7 @@ TEST(Lora, LoadErrorsNameFileAndKey) {
   EXPECT_NE(msg.find("adapter_config.json"), std::string::npos) << msg;
   EXPECT_NE(msg.find("c_attn"), std::string::npos) << msg;
 
-  EXPECT_NE(load_error(model, make_temp_dir("lora-empty")).find("adapter_config.json: not found"),
+  EXPECT_NE(load_error(model, temp_dir("lora-empty")).find("adapter_config.json: not found"),
             std::string::npos);
 }
 
