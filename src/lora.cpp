@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "error.h"
+#include "files.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -173,36 +174,6 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "(";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + ")";
-}
-
-// Writes `bytes` to `path` through a same-folder temp file + rename: never a half-written file.
-void write_text_atomic(const std::string& path, const std::string& bytes) {
-  std::string tmpl = path + ".tmp-XXXXXX";
-  int fd = mkstemp(tmpl.data());
-  if (fd < 0)
-    fail(path, "cannot create a temporary file next to it", "", "",
-         "check that the folder exists and is writable");
-  const char* p = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n <= 0) {
-      ::close(fd);
-      std::remove(tmpl.c_str());
-      fail(path, "write failed", "", "", "check free disk space");
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  ::fsync(fd);
-  ::close(fd);
-  std::error_code ec;
-  fs::rename(tmpl, path, ec);
-  if (ec) {
-    std::remove(tmpl.c_str());
-    fail(path, "cannot rename the temporary file into place", "", ec.message(),
-         "check permissions on the output folder");
-  }
 }
 
 // Says why `key` is not one of the adapter's tensors: not LoRA A/B, a module the model lacks, or
@@ -566,7 +537,7 @@ void LoraAdapters::save_peft(const std::string& dir, const std::string& base_mod
     tensors.push_back({key, v});
   }
   write_safetensors(weights_path, tensors, {{"format", "pt"}}, overwrite);
-  write_text_atomic(config_path, config_text);
+  write_file_atomic(config_path, config_text, overwrite);
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "files.h"
 #include "lora.h"
 #include "model_fixtures.h"
 
@@ -37,8 +38,7 @@ std::string temp_dir(const std::string& tag) {
   struct Cleanup {
     std::vector<std::string> dirs;
     ~Cleanup() {
-      std::error_code ec;
-      for (const auto& d : dirs) fs::remove_all(d, ec);
+      for (const auto& d : dirs) lorank::remove_tree(d);
     }
   };
   static Cleanup cleanup;
@@ -347,8 +347,8 @@ TEST(Lora, SaveRefusesToOverwrite) {
     EXPECT_NE(msg.find("--force"), std::string::npos) << msg;
   }
   EXPECT_NO_THROW(ad->save_peft(dir, "base", /*overwrite=*/true));
-  for (const auto& e : fs::directory_iterator(dir)) {
-    EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << e.path();  // no leftovers
+  for (const auto& name : lorank::list_dir(dir)) {
+    EXPECT_EQ(name.find(".tmp"), std::string::npos) << name;  // no leftovers
   }
 }
 
