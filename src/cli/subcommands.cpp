@@ -2,6 +2,6 @@
 
 namespace lorank::cli {
 
-std::vector<Subcommand> all_subcommands() { return {}; }
+std::vector<Subcommand> all_subcommands() { return {train_subcommand(), sweep_subcommand()}; }
 
 }  // namespace lorank::cli
