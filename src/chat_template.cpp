@@ -1,1 +1,465 @@
-// placeholder: filled by the chat_template work
+#include "chat_template.h"
+
+#include <cctype>
+#include <cstdint>
+#include <ctime>
+#include <regex>
+
+#include "error.h"
+
+namespace lorank {
+namespace {
+
+const char* const k_format_hint =
+    "pass --chat-format with one of: llama3, llama3.1, chatml, llama2, mistral-v0.1, mistral-v1, "
+    "mistral-v3, mistral-v3-tekken (the one the model was trained with)";
+
+const char* const k_header_start = "<|start_header_id|>";
+const char* const k_header_end = "<|end_header_id|>\n\n";
+const char* const k_eot = "<|eot_id|>";
+const char* const k_im_start = "<|im_start|>";
+const char* const k_im_end = "<|im_end|>";
+
+bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+
+// A string literal inside a Jinja {{ }} or {% %} block, unescaped, with its byte range in the template.
+struct Literal {
+  std::string text;
+  size_t begin = 0, end = 0;
+};
+
+void append_utf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+bool is_hex4(const std::string& s, size_t at) {
+  for (size_t k = at; k < at + 4; ++k) {
+    if (!std::isxdigit(static_cast<unsigned char>(s[k]))) return false;
+  }
+  return true;
+}
+
+// Jinja literals follow Python's escapes; the ones templates use are \n \t \r \\ \' \" \uXXXX.
+std::string unescape_literal(const std::string& raw) {
+  std::string out;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] != '\\' || i + 1 == raw.size()) {
+      out += raw[i];
+      continue;
+    }
+    char e = raw[++i];
+    if (e == 'n') out += '\n';
+    else if (e == 't') out += '\t';
+    else if (e == 'r') out += '\r';
+    else if (e == '\\' || e == '\'' || e == '"') out += e;
+    else if (e == 'u' && i + 4 < raw.size() && is_hex4(raw, i + 1)) {
+      append_utf8(out, static_cast<uint32_t>(std::stoul(raw.substr(i + 1, 4), nullptr, 16)));
+      i += 4;
+    } else {
+      out += '\\';
+      out += e;
+    }
+  }
+  return out;
+}
+
+std::vector<Literal> jinja_literals(const std::string& t) {
+  std::vector<Literal> out;
+  size_t i = 0;
+  while (i + 1 < t.size()) {
+    size_t open = t.find('{', i);
+    if (open == std::string::npos || open + 1 >= t.size()) break;
+    char kind = t[open + 1];
+    if (kind == '#') {
+      size_t close = t.find("#}", open + 2);
+      if (close == std::string::npos) break;
+      i = close + 2;
+      continue;
+    }
+    if (kind != '{' && kind != '%') {
+      i = open + 1;
+      continue;
+    }
+    const char* closer = kind == '{' ? "}}" : "%}";
+    size_t j = open + 2;
+    while (j < t.size()) {
+      char c = t[j];
+      if (c == '\'' || c == '"') {
+        size_t k = j + 1;
+        std::string raw;
+        while (k < t.size() && t[k] != c) {
+          if (t[k] == '\\' && k + 1 < t.size()) raw += t[k++];
+          raw += t[k++];
+        }
+        out.push_back({unescape_literal(raw), j, k + 1});
+        j = k + 1;
+        continue;
+      }
+      if (t.compare(j, 2, closer) == 0) {
+        j += 2;
+        break;
+      }
+      ++j;
+    }
+    i = j;
+  }
+  return out;
+}
+
+bool has_strip(const std::string& expr) { return contains(expr, "strip()") || contains(expr, "trim"); }
+
+ChatFormat llama3_format() {
+  ChatFormat f;
+  f.name = "llama3";
+  f.family = ChatFamily::llama3;
+  f.bos_at_start = true;
+  return f;
+}
+
+std::string today_date() {
+  std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%d %b %Y", &local);
+  return buf;
+}
+
+// Llama 3.1/3.2/3.3 write a system block with a knowledge-date preamble even without a system message.
+ChatFormat detect_llama3(const std::string& t) {
+  ChatFormat f = llama3_format();
+  f.bos_at_start = contains(t, "bos_token");
+  for (const Literal& lit : jinja_literals(t)) {
+    if (!contains(lit.text, "Cutting Knowledge Date:")) continue;
+    std::string date = "26 Jul 2024";
+    std::smatch m;
+    static const std::regex date_re(R"(date_string\s*=\s*["']([^"']*)["'])");
+    if (std::regex_search(t, m, date_re)) date = m[1].str();
+    // transformers defines strftime_now (today's date); Llama 3.2's template prefers it.
+    if (contains(t, "strftime_now")) date = today_date();
+    f.name = "llama3.1";
+    f.always_system_block = true;
+    f.system_preamble = lit.text + "Today Date: " + date + "\n\n";
+    break;
+  }
+  return f;
+}
+
+// Qwen2/2.5 write a default system message when the conversation has none: one literal holds it all.
+ChatFormat detect_chatml(const std::string& t) {
+  ChatFormat f;
+  f.name = "chatml";
+  f.family = ChatFamily::chatml;
+  f.bos_at_start = contains(t, "bos_token");
+  const std::string head = std::string(k_im_start) + "system\n";
+  for (const Literal& lit : jinja_literals(t)) {
+    if (lit.text.compare(0, head.size(), head) != 0) continue;
+    size_t end = lit.text.find(k_im_end, head.size());
+    if (end == std::string::npos || end == head.size()) continue;
+    f.default_system = lit.text.substr(head.size(), end - head.size());
+    break;
+  }
+  return f;
+}
+
+// The assistant branch: the {{ ... eos_token }} expression that prints the message content.
+void detect_inst_assistant(const std::string& t, const std::vector<Literal>& lits, ChatFormat& f) {
+  for (size_t pos = t.find("eos_token"); pos != std::string::npos; pos = t.find("eos_token", pos + 1)) {
+    size_t block = t.rfind("{{", pos);
+    if (block == std::string::npos) continue;
+    std::string expr = t.substr(block, pos - block);
+    size_t content = expr.find("content");
+    if (content == std::string::npos) continue;
+    content += block;
+    for (const Literal& lit : lits) {
+      if (lit.begin > block && lit.end + 1 <= content) f.assistant_prefix = lit.text;
+      if (lit.begin > content + 7 && lit.end <= pos) f.assistant_suffix = lit.text;
+    }
+    f.strip_assistant = has_strip(expr);
+    return;
+  }
+}
+
+std::string inst_name(const ChatFormat& f) {
+  if (f.inst_system == InstSystem::llama2_sys) return "llama2";
+  if (f.inst_open == "[INST]") return "mistral-v3-tekken";
+  if (!f.inst_open.empty() && f.inst_open[0] == ' ') return "mistral-v1";
+  if (f.inst_system == InstSystem::last_user) return "mistral-v3";
+  return "mistral-v0.1";
+}
+
+ChatFormat detect_inst(const std::string& t) {
+  ChatFormat f;
+  f.family = ChatFamily::inst;
+  std::vector<Literal> lits = jinja_literals(t);
+  static const std::regex open_re(R"(^ ?\[INST\] ?$)"), close_re(R"(^ ?\[/INST\]$)");
+  const Literal* open = nullptr;
+  const Literal* close = nullptr;
+  for (const Literal& lit : lits) {  // the last one is the branch without a system message
+    if (std::regex_match(lit.text, open_re)) open = &lit;
+  }
+  for (const Literal& lit : lits) {
+    if (std::regex_match(lit.text, close_re) && (!open || lit.begin > open->end)) {
+      close = &lit;
+      break;
+    }
+  }
+  if (open) {
+    f.inst_open = open->text;
+    size_t from = open->begin >= 40 ? open->begin - 40 : 0;
+    static const std::regex bos_before(R"(bos_token\s*\+\s*$)");
+    f.bos_each_user_turn = std::regex_search(t.substr(from, open->begin - from), bos_before);
+  }
+  if (close) f.inst_close = close->text;
+  if (open && close) f.strip_user = has_strip(t.substr(open->end, close->begin - open->end));
+  f.bos_at_start = !f.bos_each_user_turn && contains(t, "bos_token");
+  static const std::regex last_re(R"(loop\.last\s+and\s+system_message)");
+  static const std::regex first_re(R"(loop\.first\s+and\s+system_message)");
+  if (contains(t, "<<SYS>>")) f.inst_system = InstSystem::llama2_sys;
+  else if (std::regex_search(t, last_re)) f.inst_system = InstSystem::last_user;
+  else if (std::regex_search(t, first_re)) f.inst_system = InstSystem::first_user;
+  detect_inst_assistant(t, lits, f);
+  f.name = inst_name(f);
+  return f;
+}
+
+void check_last_is_assistant(const std::vector<ChatMessage>& messages, const std::string& where) {
+  if (messages.empty()) {
+    fail(where, "the conversation has no messages", "at least one message, the last from the assistant",
+         "an empty list");
+  }
+  if (messages.back().role != "assistant") {
+    fail(where, "the last message is the completion and must come from the assistant",
+         "role \"assistant\"", "role \"" + messages.back().role + "\"",
+         "end every conversation with the assistant's reply to train on");
+  }
+}
+
+ChatTexts render_llama3(const ChatFormat& f, const std::vector<ChatMessage>& messages,
+                        const std::string& bos) {
+  auto header = [](const std::string& role) { return k_header_start + role + k_header_end; };
+  std::string out = f.bos_at_start ? bos : "";
+  size_t first = 0;
+  if (f.always_system_block) {
+    std::string system;
+    if (messages.size() > 1 && messages[0].role == "system") {
+      system = python_strip(messages[0].content);
+      first = 1;
+    }
+    out += header("system") + f.system_preamble + system + k_eot;
+  }
+  for (size_t i = first; i + 1 < messages.size(); ++i) {
+    out += header(messages[i].role) + python_strip(messages[i].content) + k_eot;
+  }
+  out += header("assistant");
+  return {out, python_strip(messages.back().content) + k_eot};
+}
+
+ChatTexts render_chatml(const ChatFormat& f, const std::vector<ChatMessage>& messages,
+                        const std::string& bos) {
+  std::string out = f.bos_at_start ? bos : "";
+  if (!f.default_system.empty() && messages[0].role != "system") {
+    out += std::string(k_im_start) + "system\n" + f.default_system + k_im_end + "\n";
+  }
+  for (size_t i = 0; i + 1 < messages.size(); ++i) {
+    out += k_im_start + messages[i].role + "\n" + messages[i].content + k_im_end + "\n";
+  }
+  out += std::string(k_im_start) + "assistant\n";
+  // The template writes "\n" after <|im_end|>; the completion mirrors it.
+  return {out, python_strip(messages.back().content) + k_im_end + "\n"};
+}
+
+std::string inst_user_text(const ChatFormat& f, const std::string& content, const std::string* system,
+                           bool first, bool last) {
+  std::string text = content;
+  if (system && f.inst_system == InstSystem::llama2_sys && first) {
+    text = "<<SYS>>\n" + *system + "\n<</SYS>>\n\n" + content;
+  } else if (system && ((f.inst_system == InstSystem::first_user && first) ||
+                        (f.inst_system == InstSystem::last_user && last))) {
+    text = *system + "\n\n" + content;
+  }
+  return f.strip_user ? python_strip(text) : text;
+}
+
+ChatTexts render_inst(const ChatFormat& f, const std::vector<ChatMessage>& messages,
+                      const std::string& bos, const std::string& eos, const std::string& where) {
+  const std::string* system = nullptr;
+  size_t first = 0;
+  if (messages[0].role == "system") {
+    if (f.inst_system == InstSystem::unsupported) {
+      fail(where, "this chat template (" + f.name + ") has no place for a system message",
+           "user/assistant messages only", "a system message",
+           "drop the system message, or pass --chat-format for a template that takes one");
+    }
+    system = &messages[0].content;
+    first = 1;
+  }
+  // Like the template's raise_exception: after the optional system message, user and assistant alternate.
+  for (size_t i = first; i < messages.size(); ++i) {
+    const char* want = (i - first) % 2 == 0 ? "user" : "assistant";
+    if (messages[i].role != want) {
+      fail(where, "[INST] chat templates need user and assistant messages to alternate",
+           "message " + std::to_string(i + 1) + " from " + want,
+           "role \"" + messages[i].role + "\"");
+    }
+  }
+  std::string out = f.bos_at_start ? bos : "";
+  size_t last = messages.size() - 2;  // the last prompt message
+  for (size_t i = first; i + 1 < messages.size(); ++i) {
+    const std::string& content = messages[i].content;
+    if (messages[i].role == "user") {
+      out += (f.bos_each_user_turn ? bos : "") + f.inst_open +
+             inst_user_text(f, content, system, i == first, i == last) + f.inst_close;
+    } else {
+      out += f.assistant_prefix + (f.strip_assistant ? python_strip(content) : content) +
+             f.assistant_suffix + eos;
+    }
+  }
+  // The assistant prefix (" ") is left out: SentencePiece's dummy prefix gives "▁" to the completion.
+  return {out, python_strip(messages.back().content) + f.assistant_suffix + eos};
+}
+
+// Decodes the UTF-8 code point that ends at `end` (exclusive); returns its start.
+size_t prev_code_point(const std::string& s, size_t end, uint32_t& cp) {
+  size_t start = end - 1;
+  while (start > 0 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80 && end - start < 4) --start;
+  auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  size_t len = end - start;
+  if (len == 1) cp = b(start);
+  else if (len == 2) cp = ((b(start) & 0x1F) << 6) | (b(start + 1) & 0x3F);
+  else if (len == 3) cp = ((b(start) & 0x0F) << 12) | ((b(start + 1) & 0x3F) << 6) | (b(start + 2) & 0x3F);
+  else cp = ((b(start) & 0x07) << 18) | ((b(start + 1) & 0x3F) << 12) | ((b(start + 2) & 0x3F) << 6) |
+            (b(start + 3) & 0x3F);
+  return start;
+}
+
+size_t next_code_point(const std::string& s, size_t begin, uint32_t& cp) {
+  unsigned char c = static_cast<unsigned char>(s[begin]);
+  size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : 4;
+  if (begin + len > s.size()) len = 1;
+  size_t end = begin + len;
+  prev_code_point(s, end, cp);
+  return end;
+}
+
+// Python's str.isspace(): bidirectional types WS, B, S and category Zs.
+bool is_python_space(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+}  // namespace
+
+std::string python_strip(const std::string& text) {
+  size_t begin = 0, end = text.size();
+  uint32_t cp = 0;
+  while (begin < end) {
+    size_t next = next_code_point(text, begin, cp);
+    if (!is_python_space(cp)) break;
+    begin = next;
+  }
+  while (end > begin) {
+    size_t prev = prev_code_point(text, end, cp);
+    if (!is_python_space(cp)) break;
+    end = prev;
+  }
+  return text.substr(begin, end - begin);
+}
+
+std::vector<std::string> chat_format_names() {
+  return {"llama3", "llama3.1", "chatml", "llama2", "mistral-v0.1", "mistral-v1", "mistral-v3",
+          "mistral-v3-tekken"};
+}
+
+ChatFormat chat_format_by_name(const std::string& name) {
+  ChatFormat f = llama3_format();
+  if (name == "llama3") return f;
+  if (name == "llama3.1") {
+    f.name = name;
+    f.always_system_block = true;
+    f.system_preamble = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n";
+    return f;
+  }
+  if (name == "chatml") {
+    f = ChatFormat{};
+    f.name = name;
+    f.family = ChatFamily::chatml;
+    return f;
+  }
+  f = ChatFormat{};
+  f.family = ChatFamily::inst;
+  f.bos_at_start = true;
+  f.assistant_prefix = " ";
+  if (name == "llama2") {
+    f.bos_at_start = false;
+    f.bos_each_user_turn = true;
+    f.inst_system = InstSystem::llama2_sys;
+    f.strip_user = f.strip_assistant = true;
+    f.assistant_suffix = " ";
+  } else if (name == "mistral-v0.1") {
+    f.assistant_prefix = "";
+  } else if (name == "mistral-v1") {
+    f.inst_open = " [INST] ";
+    f.inst_system = InstSystem::first_user;
+  } else if (name == "mistral-v3" || name == "mistral") {
+    f.inst_close = "[/INST]";
+    f.inst_system = InstSystem::last_user;
+    f.strip_assistant = true;
+  } else if (name == "mistral-v3-tekken") {
+    f.inst_open = "[INST]";
+    f.inst_close = "[/INST]";
+    f.inst_system = InstSystem::last_user;
+    f.assistant_prefix = "";
+  } else {
+    fail("--chat-format", "unknown chat format \"" + name + "\"", "one of the known formats", name,
+         k_format_hint);
+  }
+  f.name = inst_name(f);
+  return f;
+}
+
+ChatFormat detect_chat_format(const std::string& t, const std::string& where) {
+  if (t.empty()) {
+    fail(where, "no chat_template, so messages cannot be formatted", "a chat_template entry",
+         "none", k_format_hint);
+  }
+  if (contains(t, k_header_start) && contains(t, "<|end_header_id|>")) return detect_llama3(t);
+  if (contains(t, k_im_start) && contains(t, k_im_end) && !contains(t, "<|im_sep|>")) {
+    return detect_chatml(t);
+  }
+  if (contains(t, "[INST]") && contains(t, "[/INST]") && !contains(t, "[SYSTEM_PROMPT]")) {
+    return detect_inst(t);
+  }
+  fail(where, "unrecognised chat_template",
+       "Llama 3 headers (<|start_header_id|>), ChatML (<|im_start|>) or [INST] ... [/INST]",
+       "a template starting \"" + t.substr(0, 60) + (t.size() > 60 ? "...\"" : "\""), k_format_hint);
+}
+
+ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& messages,
+                      const std::string& bos_token, const std::string& eos_token,
+                      const std::string& where) {
+  check_last_is_assistant(messages, where);
+  switch (format.family) {
+    case ChatFamily::llama3: return render_llama3(format, messages, bos_token);
+    case ChatFamily::chatml: return render_chatml(format, messages, bos_token);
+    case ChatFamily::inst: return render_inst(format, messages, bos_token, eos_token, where);
+  }
+  return {};
+}
+
+}  // namespace lorank

@@ -1,6 +1,9 @@
 // Differences between Debian's LibTorch 1.13 (CPU) and LibTorch 2.x (CUDA); nowhere else.
 #pragma once
 
+#include <cmath>
+#include <limits>
+
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -17,5 +20,28 @@ inline std::string torch_version() {
 
 // LibTorch 1.13's C++ API has no device-name query; 2.x reaches it through the CUDA hooks.
 std::string cuda_device_name(int index);
+
+// softmax(q kᵀ / sqrt(d) + mask) v. q: (B, H, T, D); k, v: (B, H, S, D) (kv heads already
+// repeated). mask: bool, true = may attend, broadcastable to (B, H, T, S); undefined = causal.
+// Every query row must allow at least one key (the caller keeps the diagonal) or softmax is NaN.
+inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& mask) {
+#if LORANK_TORCH_AT_LEAST(2, 0)
+  // Fused kernels (flash / memory-efficient on CUDA) when available.
+  if (!mask.defined()) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
+  return at::scaled_dot_product_attention(q, k, v, mask, 0.0, false);
+#else
+  // As HF's eager path: scores in the input dtype, softmax in fp32, then back.
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  auto scores = torch::matmul(q, k.transpose(-2, -1)).to(torch::kFloat32) * scale;  // (B, H, T, S)
+  torch::Tensor allowed = mask;
+  if (!allowed.defined()) {
+    allowed = torch::ones({q.size(-2), k.size(-2)}, q.options().dtype(torch::kBool)).tril();
+  }
+  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  auto probs = torch::softmax(scores, -1).to(v.scalar_type());
+  return torch::matmul(probs, v);  // (B, H, T, D)
+#endif
+}
 
 }  // namespace lorank::compat

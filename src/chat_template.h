@@ -1,0 +1,62 @@
+// The few chat formats in use, recognised from tokenizer_config.json's chat_template by their markers
+// (no Jinja engine); renders a conversation into the prompt and completion texts bench/README.md
+// defines: prompt = template over all messages but the last plus the generation prompt, completion =
+// last message's content stripped + the template's end-of-turn text.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace lorank {
+
+enum class ChatFamily { llama3, chatml, inst };
+
+// Where an [INST] template puts a system message.
+enum class InstSystem { unsupported, llama2_sys, first_user, last_user };
+
+struct ChatFormat {
+  std::string name;  // one of chat_format_names()
+  ChatFamily family = ChatFamily::llama3;
+  bool bos_at_start = false;    // template writes bos_token once before everything
+  // Llama 3.1+: a system block is always written, with this preamble before the system text.
+  bool always_system_block = false;
+  std::string system_preamble;  // "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+  // ChatML: the system message the template writes when the conversation has none (Qwen2/2.5).
+  std::string default_system;
+  // [INST] family (Mistral, Llama 2), read from the template's own literals.
+  std::string inst_open = "[INST] ", inst_close = " [/INST]";
+  bool bos_each_user_turn = false;  // Llama 2: bos_token + '[INST] ' for every user turn
+  InstSystem inst_system = InstSystem::unsupported;
+  bool strip_user = false;           // Llama 2: content.strip()
+  std::string assistant_prefix;      // " " in most [INST] templates (SentencePiece's "▁")
+  bool strip_assistant = false;
+  std::string assistant_suffix;      // Llama 2: " " between content and eos_token
+};
+
+struct ChatMessage {
+  std::string role, content;
+};
+
+struct ChatTexts {
+  std::string prompt, completion;
+};
+
+// Names accepted by --chat-format (and reported by detection): llama3, llama3.1, chatml, llama2,
+// mistral-v0.1 (no system role), mistral-v1, mistral-v3, mistral-v3-tekken; "mistral" = mistral-v3.
+std::vector<std::string> chat_format_names();
+ChatFormat chat_format_by_name(const std::string& name);
+
+// Recognises `chat_template` (raw Jinja text from `where`, i.e. tokenizer_config.json). Throws naming
+// `where` when the template is missing or of an unknown kind, with the --chat-format hint.
+ChatFormat detect_chat_format(const std::string& chat_template, const std::string& where);
+
+// Renders messages[0..n-2] with the generation prompt, and messages[n-1] (role assistant) as the
+// completion. `where` ("data.jsonl:12") names the record in errors (wrong roles, too few messages).
+ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& messages,
+                      const std::string& bos_token, const std::string& eos_token,
+                      const std::string& where);
+
+// Python's str.strip() (and Jinja's trim): strips Unicode whitespace from UTF-8 text.
+std::string python_strip(const std::string& text);
+
+}  // namespace lorank

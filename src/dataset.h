@@ -1,0 +1,121 @@
+// Training data: JSONL / JSON array / CSV records, schema detection, formatting into token ids and a
+// loss mask exactly as bench/README.md ("How a record becomes tokens"), statistics, a deterministic
+// train/validation split, disjoint shards and padded batches. Torch-free.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "chat_template.h"
+#include "tokenizer.h"
+
+namespace lorank {
+
+enum class Schema { automatic, text, prompt_completion, alpaca, messages };
+
+std::string schema_name(Schema schema);  // "text", "prompt/completion", "alpaca", "messages"
+// Accepts "auto", "text", "prompt-completion" / "prompt/completion", "alpaca", "messages".
+Schema schema_from_name(const std::string& name);
+
+struct DatasetOptions {
+  Schema schema = Schema::automatic;  // automatic: from the first record's keys
+  std::string chat_format;            // "" = recognise tokenizer_config.json's chat_template
+  int64_t max_len = 512;              // longer sequences are cut from the right (and counted)
+  int64_t max_examples = 0;           // 0 = all; else the first n records of the file
+  bool skip_empty_completions = false;  // default: an empty completion is an error
+};
+
+// One record as read: an object of fields (CSV cells are strings) and the line it starts on.
+struct Record {
+  nlohmann::json fields;
+  int64_t line = 0;
+};
+
+// Reads JSONL (blank lines skipped), a JSON array file, or CSV (RFC 4180, header row; by the .csv
+// extension). JSON and JSONL are told apart by the first character. At most max_records when > 0.
+std::vector<Record> read_records(const std::string& path, int64_t max_records = 0);
+
+// The schema the record's keys announce; throws "path:line" naming the keys when none fits.
+Schema detect_schema(const Record& record, const std::string& path);
+
+// A record as prompt and completion text, special tokens written as text (bos_token + prompt,
+// completion + eos_token, or the chat template's), as the bench reference tokenizes them.
+struct FormattedText {
+  std::string prompt, completion;
+};
+
+// `chat` is used for the messages schema only. Throws "path:line" when the record lacks the
+// schema's keys or its values have the wrong types, and when the config has no eos_token.
+FormattedText format_record(const Record& record, Schema schema, const ChatFormat* chat,
+                            const TokenizerConfig& config, const std::string& path);
+
+// mask[i] = 1: token i is a completion token, and predicting it from position i-1 counts in the
+// loss. mask[0] is always 0 (nothing predicts the first token).
+struct Example {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> loss_mask;
+  int64_t source_line = 0;
+  bool truncated = false;
+};
+
+// Prompt and completion tokenized separately (no special tokens added) and concatenated, cut from
+// the right to max_len (truncated = true).
+Example tokenize_example(const FormattedText& text, const Tokenizer& tok, int64_t max_len);
+
+struct DatasetStats {
+  int64_t n_records = 0;     // records read (after max_examples)
+  int64_t n_examples = 0;    // examples kept
+  int64_t n_tokens = 0;      // after truncation
+  int64_t n_supervised = 0;  // sum of loss_mask
+  int64_t len_p50 = 0, len_p90 = 0, len_p99 = 0, len_max = 0;  // nearest-rank, after truncation
+  int64_t n_truncated = 0;
+  int64_t n_skipped_empty = 0;      // empty completions skipped (skip_empty_completions)
+  int64_t n_dropped_no_target = 0;  // prompt alone filled max_len: nothing left to supervise
+  int64_t n_duplicates = 0;         // examples whose ids equal an earlier example's
+  std::string schema;
+  std::string chat_format;  // "" unless the messages schema
+};
+
+struct Dataset {
+  std::vector<Example> examples;
+  DatasetStats stats;
+};
+
+// Reads, formats and tokenizes `path`. `config_where` names the file chat_template came from
+// (tokenizer_config.json) for errors. Throws on an empty dataset.
+Dataset load_dataset(const std::string& path, const Tokenizer& tok, const TokenizerConfig& config,
+                     const DatasetOptions& options,
+                     const std::string& config_where = "tokenizer_config.json");
+
+DatasetStats compute_stats(const std::vector<Example>& examples);
+
+// Seeded Fisher-Yates permutation of 0..n-1 driven by splitmix64 (no std:: distributions, so the
+// result is the same with every standard library and platform).
+std::vector<size_t> seeded_permutation(size_t n, uint64_t seed);
+
+// Indices of a deterministic split: a seeded permutation, its first round(n * val_fraction) entries
+// (at least 1 when the fraction is > 0 and n > 1, at most n - 1) are validation; both lists are
+// returned in ascending (file) order.
+struct Split {
+  std::vector<size_t> train, val;
+};
+Split split_train_val(size_t n, double val_fraction, uint64_t seed);
+
+// k disjoint shards covering 0..n-1: a seeded permutation dealt round-robin (sizes differ by <= 1),
+// each shard in ascending order.
+std::vector<std::vector<size_t>> make_shards(size_t n, size_t k, uint64_t seed);
+
+// Right-padded batch, flat row-major [B, T]. T = longest example (rounded up to a multiple of
+// pad_multiple when > 1). attention_mask 1 on real tokens; loss_mask as Example's (0 on padding).
+struct Batch {
+  int64_t batch_size = 0, seq_len = 0;
+  std::vector<int64_t> ids;
+  std::vector<uint8_t> attention_mask, loss_mask;
+};
+Batch make_batch(const std::vector<Example>& examples, const std::vector<size_t>& indices,
+                 int32_t pad_id, int64_t pad_multiple = 1);
+
+}  // namespace lorank

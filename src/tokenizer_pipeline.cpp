@@ -1,0 +1,892 @@
+#include "tokenizer_pipeline.h"
+
+#include <array>
+#include <nlohmann/json.hpp>
+
+#ifdef LORANK_WITH_ICU
+#include <unicode/locid.h>
+#include <unicode/normalizer2.h>
+#include <unicode/unistr.h>
+#endif
+
+#ifndef PCRE2_CODE_UNIT_WIDTH
+#define PCRE2_CODE_UNIT_WIDTH 8
+#endif
+#include <pcre2.h>
+
+#include "error.h"
+
+namespace lorank::tok {
+
+int utf8_next(std::string_view s, size_t pos, char32_t& cp) {
+  auto at = [&](size_t i) -> unsigned { return static_cast<unsigned char>(s[i]); };
+  unsigned b0 = at(pos);
+  if (b0 < 0x80) {
+    cp = b0;
+    return 1;
+  }
+  int n = 0;
+  unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    n = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    n = 3;
+    if (b0 == 0xE0) lo = 0xA0;
+    if (b0 == 0xED) hi = 0x9F;  // no surrogates
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    n = 4;
+    if (b0 == 0xF0) lo = 0x90;
+    if (b0 == 0xF4) hi = 0x8F;
+  } else {
+    return -1;
+  }
+  char32_t value = b0 & (0xFF >> (n + 1));
+  for (int k = 1; k < n; ++k) {
+    if (pos + k >= s.size()) return -k;
+    unsigned b = at(pos + k);
+    unsigned low = k == 1 ? lo : 0x80, high = k == 1 ? hi : 0xBF;
+    if (b < low || b > high) return -k;
+    value = (value << 6) | (b & 0x3F);
+  }
+  cp = value;
+  return n;
+}
+
+std::string valid_utf8(std::string_view s) {
+  size_t pos = 0;
+  char32_t cp = 0;
+  while (pos < s.size()) {  // fast path: most text is already valid
+    int n = utf8_next(s, pos, cp);
+    if (n < 0) break;
+    pos += n;
+  }
+  if (pos == s.size()) return std::string(s);
+  std::string out(s.substr(0, pos));
+  while (pos < s.size()) {
+    int n = utf8_next(s, pos, cp);
+    if (n > 0) {
+      out.append(s.substr(pos, n));
+      pos += n;
+    } else {
+      out += "\xEF\xBF\xBD";
+      pos += -n;
+    }
+  }
+  return out;
+}
+
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+bool is_white_space(char32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+         cp == 0x205F || cp == 0x3000;
+}
+
+bool is_word_char(char32_t cp) {
+  if (cp < 0x80)
+    return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
+           cp == '_';
+  // UTS #18 \w (Alphabetic, marks, decimal digits, connectors, joiners) by general category
+  static const Regex word("[\\p{L}\\p{Nl}\\p{M}\\p{Nd}\\p{Pc}\\x{200c}\\x{200d}]", "word regex");
+  std::string s;
+  append_utf8(s, cp);
+  return !word.find_all(s).empty();
+}
+
+namespace {
+
+struct ByteMap {
+  std::array<std::string, 256> to_char;
+  std::array<int, 324> to_byte{};  // mapped code points are all below 256 + 68
+  ByteMap() {
+    to_byte.fill(-1);
+    int extra = 0;
+    for (int b = 0; b < 256; ++b) {
+      bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+      char32_t cp = printable ? b : 256 + extra++;
+      append_utf8(to_char[b], cp);
+      to_byte[cp] = b;
+    }
+  }
+};
+
+const ByteMap& byte_map() {
+  static const ByteMap map;
+  return map;
+}
+
+}  // namespace
+
+const std::string& byte_to_char(uint8_t b) { return byte_map().to_char[b]; }
+
+int char_to_byte(char32_t cp) { return cp < 324 ? byte_map().to_byte[cp] : -1; }
+
+namespace {
+
+// Unicode White_Space, the set Oniguruma's (and Rust regex's) \s matches.
+const char* const kWhiteSpaceClass =
+    "\\t-\\r\\x20\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}"
+    "\\x{3000}";
+
+std::string onig_compatible(const std::string& pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      char e = pattern[++i];
+      if (e == 's') {
+        out += in_class ? std::string(kWhiteSpaceClass) : "[" + std::string(kWhiteSpaceClass) + "]";
+      } else if (e == 'S' && !in_class) {
+        out += "[^" + std::string(kWhiteSpaceClass) + "]";
+      } else {
+        out += c;
+        out += e;
+      }
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out += c;
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
+      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];  // literal ]
+      continue;
+    }
+    if (in_class && c == '[' && i + 1 < pattern.size() && pattern[i + 1] == ':') {
+      size_t end = pattern.find(":]", i + 2);  // POSIX class such as [:alpha:]
+      if (end != std::string::npos) {
+        out.append(pattern, i, end + 2 - i);
+        i = end + 1;
+        continue;
+      }
+    }
+    if (in_class && c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+// Per-thread JIT stack and match data: PCRE2 forbids sharing them between concurrent matches.
+struct MatchScratch {
+  pcre2_jit_stack* stack = nullptr;
+  pcre2_match_context* context = nullptr;
+  pcre2_match_data* data = nullptr;
+  MatchScratch() {
+    context = pcre2_match_context_create(nullptr);
+    stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
+    if (stack) pcre2_jit_stack_assign(context, nullptr, stack);
+    data = pcre2_match_data_create(1, nullptr);
+  }
+  ~MatchScratch() {
+    pcre2_match_data_free(data);
+    pcre2_match_context_free(context);
+    if (stack) pcre2_jit_stack_free(stack);
+  }
+};
+
+MatchScratch& scratch() {
+  thread_local MatchScratch s;
+  return s;
+}
+
+std::string pcre2_error(int code) {
+  PCRE2_UCHAR buf[256];
+  pcre2_get_error_message(code, buf, sizeof buf);
+  return reinterpret_cast<const char*>(buf);
+}
+
+}  // namespace
+
+Regex::Regex(const std::string& pattern, const std::string& where) : where_(where) {
+  int err = 0;
+  PCRE2_SIZE err_offset = 0;
+  std::string translated = onig_compatible(pattern);
+  auto* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
+                             PCRE2_UTF | PCRE2_UCP, &err, &err_offset, nullptr);
+  if (!code)
+    fail(where, "cannot compile the regular expression '" + pattern + "'",
+         "a PCRE2-compatible pattern", pcre2_error(err) + " at offset " + std::to_string(err_offset),
+         "the pattern comes from tokenizer.json; Oniguruma-only syntax is not supported");
+  jit_ = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+  code_ = code;
+}
+
+Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
+
+std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) const {
+  auto* code = static_cast<pcre2_code*>(code_);
+  auto& s = scratch();
+  auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  std::vector<std::pair<size_t, size_t>> matches;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    int rc = jit_ ? pcre2_jit_match(code, subject, text.size(), pos, 0, s.data, s.context)
+                  : pcre2_match(code, subject, text.size(), pos, 0, s.data, s.context);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0)
+      fail(where_, "regular expression matching failed", "a match or no match", pcre2_error(rc),
+           "the input text may be unusually long or the pattern pathological");
+    PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.data);
+    size_t start = ov[0], end = ov[1];
+    if (end == start) {  // empty match: step over one character
+      char32_t cp = 0;
+      int n = utf8_next(text, start, cp);
+      pos = start + (n > 0 ? n : 1);
+      continue;
+    }
+    matches.emplace_back(start, end);
+    pos = end;
+  }
+  return matches;
+}
+
+std::string regex_escape(const std::string& literal) {
+  std::string out;
+  for (char c : literal) {
+    if (std::string_view("\\^$.|?*+()[]{}-/#").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::vector<int32_t> PostProcessor::apply(const std::vector<int32_t>& ids) const {
+  std::vector<int32_t> out;
+  out.reserve(before.size() + ids.size() + after.size());
+  out.insert(out.end(), before.begin(), before.end());
+  out.insert(out.end(), ids.begin(), ids.end());
+  out.insert(out.end(), after.begin(), after.end());
+  return out;
+}
+
+namespace {
+
+std::string type_of(const json& j, const Where& where) {
+  if (!j.is_object() || !j.contains("type") || !j["type"].is_string())
+    fail(where.str(), "component has no \"type\"", "an object with a string \"type\"",
+         j.dump().substr(0, 80), "tokenizer.json may be truncated or hand-edited");
+  return j["type"].get<std::string>();
+}
+
+template <typename T>
+T get_or(const json& j, const char* key, T fallback, const Where& where) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  try {
+    return j[key].get<T>();
+  } catch (const nlohmann::json::exception&) {
+    fail((where / key).str(), "field has the wrong type", std::string("a ") + json(fallback).type_name(),
+         j[key].dump().substr(0, 80), "check tokenizer.json");
+  }
+}
+
+const json& require(const json& j, const char* key, const Where& where) {
+  if (!j.contains(key))
+    fail(where.str(), std::string("missing field \"") + key + "\"", key, "nothing",
+         "tokenizer.json may be truncated or written by an unsupported tokenizers version");
+  return j[key];
+}
+
+[[noreturn]] void unsupported(const Where& where, const std::string& kind,
+                              const std::string& type, const std::string& supported) {
+  fail(where.str(), "unsupported " + kind + " type \"" + type + "\"", "one of " + supported,
+       "\"" + type + "\"",
+       "lorank implements the stages Llama, Mistral, Qwen and GPT-2 tokenizers use; convert the "
+       "tokenizer or open an issue with this file");
+}
+
+// The {"String": s} / {"Regex": r} patterns of Split and Replace, as one regex.
+std::unique_ptr<Regex> make_pattern(const json& j, const Where& where) {
+  if (j.is_object() && j.contains("String") && j["String"].is_string())
+    return std::make_unique<Regex>(regex_escape(j["String"].get<std::string>()), where.str());
+  if (j.is_object() && j.contains("Regex") && j["Regex"].is_string())
+    return std::make_unique<Regex>(j["Regex"].get<std::string>(), where.str());
+  fail(where.str(), "unrecognised pattern", "{\"String\": ...} or {\"Regex\": ...}",
+       j.dump().substr(0, 80), "check tokenizer.json");
+}
+
+std::string replace_all(const Regex& re, const std::string& text, const std::string& content) {
+  auto matches = re.find_all(text);
+  if (matches.empty()) return text;
+  std::string out;
+  size_t prev = 0;
+  for (auto [start, end] : matches) {
+    out.append(text, prev, start - prev);
+    out += content;
+    prev = end;
+  }
+  out.append(text, prev, std::string::npos);
+  return out;
+}
+
+class SequenceNormalizer : public Normalizer {
+ public:
+  std::vector<std::unique_ptr<Normalizer>> parts;
+  void normalize(std::string& text) const override {
+    for (const auto& p : parts) p->normalize(text);
+  }
+};
+
+class PrependNormalizer : public Normalizer {
+ public:
+  std::string prefix;
+  void normalize(std::string& text) const override {
+    if (!text.empty()) text = prefix + text;
+  }
+};
+
+class ReplaceNormalizer : public Normalizer {
+ public:
+  std::unique_ptr<Regex> pattern;
+  std::string content;
+  void normalize(std::string& text) const override { text = replace_all(*pattern, text, content); }
+};
+
+#ifdef LORANK_WITH_ICU
+class UnicodeNormalizer : public Normalizer {
+ public:
+  const icu::Normalizer2* form = nullptr;
+  void normalize(std::string& text) const override {
+    UErrorCode status = U_ZERO_ERROR;
+    auto u = icu::UnicodeString::fromUTF8(text);
+    if (form->isNormalized(u, status) && U_SUCCESS(status)) return;
+    status = U_ZERO_ERROR;
+    auto normalized = form->normalize(u, status);
+    if (U_FAILURE(status)) fail("tokenizer normalizer", "ICU normalisation failed");
+    text.clear();
+    normalized.toUTF8String(text);
+  }
+};
+
+class LowercaseNormalizer : public Normalizer {
+ public:
+  void normalize(std::string& text) const override {
+    auto u = icu::UnicodeString::fromUTF8(text);
+    u.toLower(icu::Locale::getRoot());
+    text.clear();
+    u.toUTF8String(text);
+  }
+};
+
+#endif
+
+class StripNormalizer : public Normalizer {
+ public:
+  bool left = true, right = true;
+  void normalize(std::string& text) const override {
+    size_t begin = 0, end = text.size();
+    char32_t cp = 0;
+    while (left && begin < end) {
+      int n = utf8_next(text, begin, cp);
+      if (n <= 0 || !is_white_space(cp)) break;
+      begin += n;
+    }
+    while (right && end > begin) {
+      size_t start = end - 1;
+      while (start > begin && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
+      int n = utf8_next(text, start, cp);
+      if (n <= 0 || !is_white_space(cp)) break;
+      end = start;
+    }
+    text = text.substr(begin, end - begin);
+  }
+};
+
+#ifdef LORANK_WITH_ICU
+const icu::Normalizer2* icu_form(const std::string& type) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* form = nullptr;
+  if (type == "NFC") form = icu::Normalizer2::getNFCInstance(status);
+  if (type == "NFD") form = icu::Normalizer2::getNFDInstance(status);
+  if (type == "NFKC") form = icu::Normalizer2::getNFKCInstance(status);
+  if (type == "NFKD") form = icu::Normalizer2::getNFKDInstance(status);
+  if (U_FAILURE(status) || !form)
+    fail("ICU", "cannot load the " + type + " normalisation data", "ICU's data library",
+         u_errorName(status), "install libicu");
+  return form;
+}
+
+#endif
+
+}  // namespace
+
+std::unique_ptr<Normalizer> make_normalizer(const json& j, const Where& where) {
+  if (j.is_null()) return nullptr;
+  std::string type = type_of(j, where);
+  if (type == "Sequence") {
+    auto seq = std::make_unique<SequenceNormalizer>();
+    const json& list = require(j, "normalizers", where);
+    for (size_t i = 0; i < list.size(); ++i)
+      seq->parts.push_back(make_normalizer(list[i], (where / "normalizers")[i]));
+    return seq;
+  }
+  if (type == "Prepend") {
+    auto n = std::make_unique<PrependNormalizer>();
+    n->prefix = get_or<std::string>(j, "prepend", "", where);
+    return n;
+  }
+  if (type == "Replace") {
+    auto n = std::make_unique<ReplaceNormalizer>();
+    n->pattern = make_pattern(require(j, "pattern", where), where / "pattern");
+    n->content = get_or<std::string>(j, "content", "", where);
+    return n;
+  }
+#ifdef LORANK_WITH_ICU
+  if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
+    auto n = std::make_unique<UnicodeNormalizer>();
+    n->form = icu_form(type);
+    return n;
+  }
+  if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
+#else
+  if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD" || type == "Lowercase")
+    fail(where.str(), "the " + type + " normalizer needs ICU, which this build lacks", "a build with ICU",
+         "a build without it", "install libicu-dev and rebuild lorank");
+#endif
+  if (type == "Strip") {
+    auto n = std::make_unique<StripNormalizer>();
+    n->left = get_or<bool>(j, "strip_left", true, where);
+    n->right = get_or<bool>(j, "strip_right", true, where);
+    return n;
+  }
+  unsupported(where, "normalizer", type, "Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD, "
+                                          "Lowercase, Strip");
+}
+
+namespace {
+
+enum class Behavior { removed, isolated, merged_with_previous, merged_with_next, contiguous };
+
+Behavior parse_behavior(const std::string& s, const Where& where) {
+  if (s == "Removed") return Behavior::removed;
+  if (s == "Isolated") return Behavior::isolated;
+  if (s == "MergedWithPrevious") return Behavior::merged_with_previous;
+  if (s == "MergedWithNext") return Behavior::merged_with_next;
+  if (s == "Contiguous") return Behavior::contiguous;
+  fail(where.str(), "unknown split behavior", "Removed, Isolated, MergedWithPrevious, MergedWithNext or "
+       "Contiguous", "\"" + s + "\"", "check tokenizer.json");
+}
+
+struct Span {
+  size_t start, end;
+  bool is_match;
+};
+
+// HF's SplitDelimiterBehavior applied to a covering list of spans; empty results are dropped.
+std::vector<Span> apply_behavior(std::vector<Span> spans, Behavior behavior) {
+  std::vector<Span> out;
+  bool previous_match = false;
+  switch (behavior) {
+    case Behavior::isolated:
+      return spans;
+    case Behavior::removed:
+      for (auto& s : spans)
+        if (!s.is_match) out.push_back(s);
+      return out;
+    case Behavior::merged_with_previous:
+      for (auto& s : spans) {
+        if (s.is_match && !previous_match && !out.empty()) out.back().end = s.end;
+        else out.push_back(s);
+        previous_match = s.is_match;
+      }
+      return out;
+    case Behavior::merged_with_next:
+      for (size_t k = spans.size(); k-- > 0;) {
+        const Span& s = spans[k];
+        if (s.is_match && !previous_match && !out.empty()) out.back().start = s.start;
+        else out.push_back(s);
+        previous_match = s.is_match;
+      }
+      return {out.rbegin(), out.rend()};
+    case Behavior::contiguous:
+      for (size_t k = 0; k < spans.size(); ++k) {
+        const Span& s = spans[k];
+        if (k > 0 && s.is_match == previous_match) out.back().end = s.end;
+        else out.push_back(s);
+        previous_match = s.is_match;
+      }
+      return out;
+  }
+  return spans;
+}
+
+void split_pieces(std::vector<Piece>& pieces, const Regex& re, Behavior behavior, bool invert) {
+  std::vector<Piece> out;
+  out.reserve(pieces.size() * 4);
+  for (auto& piece : pieces) {
+    std::vector<Span> spans;
+    size_t prev = 0;
+    for (auto [start, end] : re.find_all(piece.text)) {
+      if (prev != start) spans.push_back({prev, start, invert});
+      spans.push_back({start, end, !invert});
+      prev = end;
+    }
+    if (prev != piece.text.size()) spans.push_back({prev, piece.text.size(), invert});
+    for (const Span& s : apply_behavior(std::move(spans), behavior))
+      if (s.end > s.start) out.push_back({piece.text.substr(s.start, s.end - s.start), piece.offset + s.start});
+  }
+  pieces = std::move(out);
+}
+
+class SequencePreTokenizer : public PreTokenizer {
+ public:
+  std::vector<std::unique_ptr<PreTokenizer>> parts;
+  void split(std::vector<Piece>& pieces) const override {
+    for (const auto& p : parts) p->split(pieces);
+  }
+};
+
+class SplitPreTokenizer : public PreTokenizer {
+ public:
+  std::unique_ptr<Regex> pattern;
+  Behavior behavior = Behavior::isolated;
+  bool invert = false;
+  void split(std::vector<Piece>& pieces) const override {
+    split_pieces(pieces, *pattern, behavior, invert);
+  }
+};
+
+const char* const kGpt2Pattern =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+class ByteLevelPreTokenizer : public PreTokenizer {
+ public:
+  bool add_prefix_space = false;
+  std::unique_ptr<Regex> gpt2;  // null when use_regex is false
+  void split(std::vector<Piece>& pieces) const override {
+    if (add_prefix_space)
+      for (auto& p : pieces)
+        if (!p.text.empty() && p.text[0] != ' ') p.text = " " + p.text;
+    if (gpt2) split_pieces(pieces, *gpt2, Behavior::isolated, false);
+    for (auto& p : pieces) {
+      std::string mapped;
+      mapped.reserve(p.text.size() * 2);
+      for (unsigned char b : p.text) mapped += byte_to_char(b);
+      p.text = std::move(mapped);
+    }
+  }
+};
+
+enum class Prepend { always, first, never };
+
+class MetaspacePreTokenizer : public PreTokenizer {
+ public:
+  std::string replacement = "\xE2\x96\x81";  // U+2581
+  Prepend prepend = Prepend::always;
+  bool split_words = true;
+  std::unique_ptr<Regex> replacement_re;
+  void split(std::vector<Piece>& pieces) const override {
+    for (auto& p : pieces) {
+      std::string t;
+      for (char c : p.text) {
+        if (c == ' ') t += replacement;
+        else t += c;
+      }
+      bool starts = t.compare(0, replacement.size(), replacement) == 0;
+      if (!t.empty() && !starts &&
+          (prepend == Prepend::always || (prepend == Prepend::first && p.offset == 0)))
+        t = replacement + t;
+      p.text = std::move(t);
+    }
+    if (split_words) split_pieces(pieces, *replacement_re, Behavior::merged_with_next, false);
+  }
+};
+
+Prepend parse_prepend(const json& j, const Where& where) {
+  if (j.contains("prepend_scheme") && j["prepend_scheme"].is_string()) {
+    std::string s = j["prepend_scheme"].get<std::string>();
+    if (s == "always") return Prepend::always;
+    if (s == "first") return Prepend::first;
+    if (s == "never") return Prepend::never;
+    fail((where / "prepend_scheme").str(), "unknown prepend_scheme", "always, first or never",
+         "\"" + s + "\"", "check tokenizer.json");
+  }
+  return get_or<bool>(j, "add_prefix_space", true, where) ? Prepend::always : Prepend::never;
+}
+
+std::unique_ptr<PreTokenizer> make_metaspace(const json& j, const Where& where) {
+  auto m = std::make_unique<MetaspacePreTokenizer>();
+  m->replacement = get_or<std::string>(j, "replacement", m->replacement, where);
+  m->prepend = parse_prepend(j, where);
+  m->split_words = get_or<bool>(j, "split", true, where);
+  m->replacement_re = std::make_unique<Regex>(regex_escape(m->replacement), where.str());
+  return m;
+}
+
+}  // namespace
+
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const Where& where) {
+  if (j.is_null()) return nullptr;
+  std::string type = type_of(j, where);
+  if (type == "Sequence") {
+    auto seq = std::make_unique<SequencePreTokenizer>();
+    const json& list = require(j, "pretokenizers", where);
+    for (size_t i = 0; i < list.size(); ++i)
+      seq->parts.push_back(
+          make_pre_tokenizer(list[i], (where / "pretokenizers")[i]));
+    return seq;
+  }
+  if (type == "Split") {
+    auto s = std::make_unique<SplitPreTokenizer>();
+    s->pattern = make_pattern(require(j, "pattern", where), where / "pattern");
+    s->behavior = parse_behavior(get_or<std::string>(j, "behavior", "Isolated", where), where);
+    s->invert = get_or<bool>(j, "invert", false, where);
+    return s;
+  }
+  if (type == "ByteLevel") {
+    auto b = std::make_unique<ByteLevelPreTokenizer>();
+    b->add_prefix_space = get_or<bool>(j, "add_prefix_space", true, where);
+    if (get_or<bool>(j, "use_regex", true, where))
+      b->gpt2 = std::make_unique<Regex>(kGpt2Pattern, where.str());
+    return b;
+  }
+  if (type == "Metaspace") return make_metaspace(j, where);
+  if (type == "Digits") {
+    auto s = std::make_unique<SplitPreTokenizer>();
+    bool individual = get_or<bool>(j, "individual_digits", false, where);
+    s->pattern = std::make_unique<Regex>(individual ? "\\p{N}" : "\\p{N}+", where.str());
+    return s;
+  }
+  unsupported(where, "pre_tokenizer", type, "Sequence, Split, ByteLevel, Metaspace, Digits");
+}
+
+namespace {
+
+class SequenceDecoder : public Decoder {
+ public:
+  std::vector<std::unique_ptr<Decoder>> parts;
+  void decode(std::vector<std::string>& tokens) const override {
+    for (const auto& p : parts) p->decode(tokens);
+  }
+};
+
+class ByteLevelDecoder : public Decoder {
+ public:
+  void decode(std::vector<std::string>& tokens) const override {
+    std::string bytes;
+    for (const auto& t : tokens) {
+      std::string raw;
+      size_t pos = 0;
+      char32_t cp = 0;
+      bool mapped = true;
+      while (pos < t.size()) {
+        int n = utf8_next(t, pos, cp);
+        int b = n > 0 ? char_to_byte(cp) : -1;
+        if (b < 0) {
+          mapped = false;  // HF keeps such a token's own bytes
+          break;
+        }
+        raw += static_cast<char>(b);
+        pos += n;
+      }
+      bytes += mapped ? raw : t;
+    }
+    tokens.assign(1, valid_utf8(bytes));
+  }
+};
+
+class MetaspaceDecoder : public Decoder {
+ public:
+  std::string replacement = "\xE2\x96\x81";
+  bool drop_first = true;  // prepend_scheme is not "never": the first token loses its markers
+  void decode(std::vector<std::string>& tokens) const override {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const std::string& t = tokens[i];
+      std::string out;
+      size_t pos = 0;
+      while (pos < t.size()) {
+        if (t.compare(pos, replacement.size(), replacement) == 0) {
+          if (!(i == 0 && drop_first)) out += ' ';
+          pos += replacement.size();
+        } else {
+          out += t[pos++];
+        }
+      }
+      tokens[i] = std::move(out);
+    }
+  }
+};
+
+int hex_byte_token(const std::string& t) {  // "<0x0A>" -> 10, else -1
+  if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') return -1;
+  int value = 0;
+  for (int k = 3; k < 5; ++k) {
+    char c = t[k];
+    int d = (c >= '0' && c <= '9') ? c - '0'
+            : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+            : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (d < 0) return -1;
+    value = value * 16 + d;
+  }
+  return value;
+}
+
+class ByteFallbackDecoder : public Decoder {
+ public:
+  void decode(std::vector<std::string>& tokens) const override {
+    std::vector<std::string> out;
+    std::string pending;
+    auto flush = [&] {
+      if (pending.empty()) return;
+      if (valid_utf8(pending) == pending) out.push_back(pending);
+      else  // HF: one U+FFFD per byte when the run is not valid UTF-8
+        for (size_t k = 0; k < pending.size(); ++k) out.push_back("\xEF\xBF\xBD");
+      pending.clear();
+    };
+    for (auto& t : tokens) {
+      int b = hex_byte_token(t);
+      if (b >= 0) {
+        pending += static_cast<char>(b);
+      } else {
+        flush();
+        out.push_back(std::move(t));
+      }
+    }
+    flush();
+    tokens = std::move(out);
+  }
+};
+
+class FuseDecoder : public Decoder {
+ public:
+  void decode(std::vector<std::string>& tokens) const override {
+    std::string all;
+    for (const auto& t : tokens) all += t;
+    tokens.assign(1, all);
+  }
+};
+
+class StripDecoder : public Decoder {
+ public:
+  std::string content = " ";
+  size_t start = 0, stop = 0;
+  void decode(std::vector<std::string>& tokens) const override {
+    for (auto& t : tokens) {
+      size_t begin = 0, end = t.size();
+      for (size_t k = 0; k < start && t.compare(begin, content.size(), content) == 0; ++k)
+        begin += content.size();
+      for (size_t k = 0; k < stop && end >= begin + content.size() &&
+                         t.compare(end - content.size(), content.size(), content) == 0;
+           ++k)
+        end -= content.size();
+      t = t.substr(begin, end - begin);
+    }
+  }
+};
+
+class ReplaceDecoder : public Decoder {
+ public:
+  std::unique_ptr<Regex> pattern;
+  std::string content;
+  void decode(std::vector<std::string>& tokens) const override {
+    for (auto& t : tokens) t = replace_all(*pattern, t, content);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Decoder> make_decoder(const json& j, const Where& where) {
+  if (j.is_null()) return nullptr;
+  std::string type = type_of(j, where);
+  if (type == "Sequence") {
+    auto seq = std::make_unique<SequenceDecoder>();
+    const json& list = require(j, "decoders", where);
+    for (size_t i = 0; i < list.size(); ++i)
+      seq->parts.push_back(make_decoder(list[i], (where / "decoders")[i]));
+    return seq;
+  }
+  if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
+  if (type == "Metaspace") {
+    auto m = std::make_unique<MetaspaceDecoder>();
+    m->replacement = get_or<std::string>(j, "replacement", m->replacement, where);
+    m->drop_first = parse_prepend(j, where) != Prepend::never;
+    return m;
+  }
+  if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
+  if (type == "Fuse") return std::make_unique<FuseDecoder>();
+  if (type == "Strip") {
+    auto s = std::make_unique<StripDecoder>();
+    s->content = get_or<std::string>(j, "content", " ", where);
+    s->start = get_or<size_t>(j, "start", 0, where);
+    s->stop = get_or<size_t>(j, "stop", 0, where);
+    return s;
+  }
+  if (type == "Replace") {
+    auto r = std::make_unique<ReplaceDecoder>();
+    r->pattern = make_pattern(require(j, "pattern", where), where / "pattern");
+    r->content = get_or<std::string>(j, "content", "", where);
+    return r;
+  }
+  unsupported(where, "decoder", type,
+              "Sequence, ByteLevel, Metaspace, ByteFallback, Fuse, Strip, Replace");
+}
+
+namespace {
+
+void add_template(PostProcessor& post, const json& j, const Where& where) {
+  const json& single = require(j, "single", where);
+  const json& specials = j.contains("special_tokens") ? j["special_tokens"] : json::object();
+  bool seen_sequence = false;
+  for (const json& item : single) {
+    if (item.contains("Sequence")) {
+      seen_sequence = true;
+      continue;
+    }
+    if (!item.contains("SpecialToken"))
+      fail((where / "single").str(), "unrecognised template item", "SpecialToken or Sequence",
+           item.dump().substr(0, 80), "check tokenizer.json");
+    std::string name = item["SpecialToken"].value("id", "");
+    if (!specials.contains(name))
+      fail((where / "special_tokens").str(), "template names a special token it does not define",
+           "an entry for \"" + name + "\"", "none", "check tokenizer.json");
+    auto& target = seen_sequence ? post.after : post.before;
+    for (const json& id : specials[name].at("ids")) target.push_back(id.get<int32_t>());
+  }
+}
+
+}  // namespace
+
+PostProcessor make_post_processor(const json& j, const Where& where) {
+  PostProcessor post;
+  if (j.is_null()) return post;
+  std::string type = type_of(j, where);
+  if (type == "Sequence") {
+    const json& list = require(j, "processors", where);
+    for (size_t i = 0; i < list.size(); ++i) {
+      PostProcessor part =
+          make_post_processor(list[i], (where / "processors")[i]);
+      post.before.insert(post.before.begin(), part.before.begin(), part.before.end());
+      post.after.insert(post.after.end(), part.after.begin(), part.after.end());
+    }
+    return post;
+  }
+  if (type == "ByteLevel") return post;  // only adjusts offsets
+  if (type == "TemplateProcessing") {
+    add_template(post, j, where);
+    return post;
+  }
+  if (type == "BertProcessing" || type == "RobertaProcessing") {
+    post.before.push_back(require(j, "cls", where).at(1).get<int32_t>());
+    post.after.push_back(require(j, "sep", where).at(1).get<int32_t>());
+    return post;
+  }
+  unsupported(where, "post_processor", type,
+              "Sequence, ByteLevel, TemplateProcessing, BertProcessing, RobertaProcessing");
+}
+
+}  // namespace lorank::tok
