@@ -189,12 +189,7 @@ Trainer::Trainer(Model& model, const LoraConfig& lora, const TrainData& data, Tr
     fail("training data", "no training examples", "at least 1", "0",
          "check --data and --val-fraction");
   }
-  if (opts_.checkpointing) {
-    fail("--checkpointing", "activation checkpointing is not available yet",
-         "a model that exposes its decoder blocks for recomputation", "Model::hidden_states runs "
-         "all blocks itself", "train without --checkpointing, or with smaller --batch and more "
-         "--grad-accum to save memory");
-  }
+  model_.set_checkpointing(opts_.checkpointing);
   torch::manual_seed(opts_.seed);  // dropout masks
   adapters_ = LoraAdapters::attach(model_, lora_cfg_, opts_.seed);
   adapters_->set_training(true);
@@ -205,7 +200,7 @@ Trainer::Trainer(Model& model, const LoraConfig& lora, const TrainData& data, Tr
   total_steps_ = opts_.max_steps > 0 ? std::min(total, opts_.max_steps) : total;
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() { model_.set_checkpointing(false); }
 
 int64_t Trainer::steps_per_epoch() const {
   return (int64_t(data_.train.size()) + opts_.batch - 1) / opts_.batch;

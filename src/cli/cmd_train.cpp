@@ -168,7 +168,7 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
       {"--eval-batch-tokens", &o.eval_batch_tokens, "padded tokens per evaluation batch", 16, 1e9},
       {"--save-every", &t.save_every, "also checkpoint every N steps (0: at evaluations only)", 0, 1e12},
       {"--stop-after", &t.stop_after, "stop after N steps with a checkpoint (continue: --resume)", 0, 1e12},
-      {"--checkpointing", &t.checkpointing, "activation checkpointing (not available yet)"},
+      {"--checkpointing", &t.checkpointing, "recompute decoder blocks in backward (less memory, slower)"},
       {"--no-autocast", &o.no_autocast, "full precision forward passes on CUDA (default: bf16 autocast)"},
       {"--out,-o", &o.out, "output folder", -1e300, 1e300, {}, true},
       {"--resume", &o.resume, "continue the interrupted run in --out"},

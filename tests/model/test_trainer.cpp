@@ -97,7 +97,9 @@ TEST(Trainer, FirstLossIsTheBaseModelsLossOnThatBatch) {
 TEST(Trainer, PinnedLossesOfAShortRun) {
   // 6 steps, r=4, alpha 8, lr 1e-3 without warm-up, batch 4, seed 0, all 32 records.
   std::vector<double> losses = step_losses(all_for_training(), short_run(6), 6);
-  const std::vector<double> pinned = {0, 0, 0, 0, 0, 0};
+  // Recorded from this implementation (CPU, fp32) once the checks below held: step 1 equals the
+  // base model's loss on that batch, the first update is AdamW's, the loss goes down.
+  const std::vector<double> pinned = {7.78858, 6.99446, 7.18104, 6.84195, 6.12161, 6.24478};
   for (size_t i = 0; i < pinned.size(); ++i) {
     EXPECT_NEAR(losses[i], pinned[i], 2e-4) << "step " << i + 1;
   }
@@ -129,27 +131,78 @@ TEST(Trainer, TwoRunsGiveIdenticalLosses) {
   EXPECT_EQ(max_abs_diff(s1, s2), 0.0);
 }
 
+TEST(Trainer, FirstUpdateIsAdamW) {
+  // Step 1 of AdamW: m/(sqrt(v) + eps) = g/(|g| + eps), decay shrinks by (1 - lr * wd).
+  TrainOptions o = short_run(1);
+  o.weight_decay = 0.1;
+  Trainer t(tiny_model(), lora_r4(), cmudict(), o);
+  std::vector<torch::Tensor> a0, g;
+  for (const auto& m : t.adapters().modules()) a0.push_back(m.A.detach().clone());
+  t.step();
+  size_t i = 0;
+  for (const auto& m : t.adapters().modules()) {
+    torch::Tensor gb = m.B.grad();  // clipped gradient; A's is zero while B is zero
+    torch::Tensor expect_b = -o.lr * gb / (gb.abs() + o.adam_eps);
+    EXPECT_LT((m.B.detach() - expect_b).abs().max().item<double>(), 1e-9) << m.name;
+    EXPECT_EQ(m.A.grad().abs().max().item<double>(), 0.0);
+    EXPECT_LT((m.A.detach() - a0[i] * (1 - o.lr * o.weight_decay)).abs().max().item<double>(), 1e-9);
+    ++i;
+  }
+  // Warm-up: the first step runs at lr 0, as transformers' schedule does.
+  o.warmup = 0.5;
+  o.max_steps = 4;
+  Trainer w(tiny_model(), lora_r4(), cmudict(), o);
+  EXPECT_EQ(w.step().lr, 0.0);
+  EXPECT_EQ(w.adapters().modules()[0].B.abs().max().item<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(w.step().lr, 0.5 * o.lr);
+}
+
 TEST(Trainer, GradientAccumulationEqualsOneBigBatch) {
+  // Adam divides by |g| + eps, so entries with |g| near eps turn float rounding of ~1e-9 (the
+  // micro-batches pad to other lengths) into visible update differences; a larger eps keeps the
+  // comparison about accumulation. The gradients themselves are compared directly.
   TrainOptions one = short_run(1), two = short_run(1);
+  one.adam_eps = two.adam_eps = 1e-6;
   two.grad_accum = 2;
   auto run = [&](const TrainOptions& o) {
     Trainer t(tiny_model(), lora_r4(), cmudict(), o);
     StepMetrics m = t.step();
     std::map<std::string, torch::Tensor> grads;
-    for (const auto& mod : t.adapters().modules()) grads[mod.name] = mod.A.grad().clone();
+    for (const auto& mod : t.adapters().modules()) grads[mod.name] = mod.B.grad().clone();
     return std::make_tuple(m, t.adapters().state_dict(), grads);
   };
   auto [m1, s1, g1] = run(one);
   auto [m2, s2, g2] = run(two);
   EXPECT_NEAR(m1.loss, m2.loss, 1e-6);
   EXPECT_NEAR(m1.grad_norm, m2.grad_norm, 1e-6 * m1.grad_norm);
-  EXPECT_LT(max_abs_diff(g1, g2), 1e-6);
+  double g_max = 0;
+  for (const auto& [k, v] : g1) g_max = std::max(g_max, v.abs().max().item<double>());
+  EXPECT_LT(max_abs_diff(g1, g2), 1e-5 * g_max);
   EXPECT_LT(max_abs_diff(s1, s2), 1e-5);
   double b_max = 0;  // B starts at zero: the step really moved it
   for (const auto& [k, v] : s1) {
     if (k.find("lora_B") != std::string::npos) b_max = std::max(b_max, v.abs().max().item<double>());
   }
   EXPECT_GT(b_max, 1e-4);
+}
+
+TEST(Trainer, ActivationCheckpointingChangesNothingButMemory) {
+  LoraConfig lora = lora_r4();
+  lora.dropout = 0.1;  // the recomputation must replay the same dropout masks
+  auto run = [&](bool checkpointing) {
+    TrainOptions o = short_run(3);
+    o.checkpointing = checkpointing;
+    Trainer t(tiny_model(), lora, cmudict(), o);
+    EXPECT_EQ(tiny_model().checkpointing(), checkpointing);
+    std::vector<double> losses;
+    for (int i = 0; i < 3; ++i) losses.push_back(t.step().loss);
+    return std::make_pair(losses, t.adapters().state_dict());
+  };
+  auto [l_plain, s_plain] = run(false);
+  auto [l_ckpt, s_ckpt] = run(true);
+  EXPECT_FALSE(tiny_model().checkpointing());  // the trainer switched it off again
+  for (size_t i = 0; i < l_plain.size(); ++i) EXPECT_NEAR(l_ckpt[i], l_plain[i], 1e-6);
+  EXPECT_LT(max_abs_diff(s_plain, s_ckpt), 1e-6);
 }
 
 TEST(Trainer, ResumedRunEqualsAnUninterruptedOne) {
@@ -231,9 +284,14 @@ TEST(Trainer, ResumeRefusesOtherSettings) {
 }
 
 TEST(Trainer, KeepsTheAdapterWithTheBestValidationLoss) {
-  // A large lr without clipping overshoots: the validation loss rises again after its minimum.
-  TrainOptions opts = short_run(12);
-  opts.lr = 3e-2;
+  // Four training examples, lr 1e-2, no clipping: the validation loss falls, then rises as the
+  // adapter overfits (minimum at step 6 of 16).
+  TrainData data;
+  data.train.assign(cmudict().train.begin(), cmudict().train.begin() + 4);
+  data.val = cmudict().val;
+  TrainOptions opts = short_run(16);
+  opts.lr = 1e-2;
+  opts.epochs = 100;
   opts.max_grad_norm = 0;
   opts.eval_every = 2;
   TrainOutput out;
@@ -242,22 +300,23 @@ TEST(Trainer, KeepsTheAdapterWithTheBestValidationLoss) {
   out.base_model_path = tiny_dir();
   TrainResult r;
   {
-    Trainer t(tiny_model(), lora_r4(), cmudict(), opts);
+    Trainer t(tiny_model(), lora_r4(), data, opts);
     r = t.run(out);
   }
-  ASSERT_EQ(r.evals.size(), 6u);
+  ASSERT_EQ(r.evals.size(), 8u);
   auto best = std::min_element(r.evals.begin(), r.evals.end(),
                                [](const EvalPoint& a, const EvalPoint& b) { return a.val_loss < b.val_loss; });
   EXPECT_EQ(r.best_step, best->step);
   EXPECT_EQ(r.best_val_loss, best->val_loss);
-  EXPECT_LT(r.best_step, r.evals.back().step) << "the run should overshoot for this test to bite";
+  EXPECT_LT(r.best_step, r.evals.back().step) << "the run should overfit for this test to bite";
+  EXPECT_GT(r.evals.back().val_loss, r.best_val_loss + 0.1);
   // The adapter on disk is that step's: loading it reproduces the best validation loss.
   auto loaded = LoraAdapters::load_peft(tiny_model(), out.dir);
-  std::vector<size_t> all(cmudict().val.size());
+  std::vector<size_t> all(data.val.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;
   EvalOptions eo;
   eo.pad_id = 5;
-  EXPECT_NEAR(evaluate_loss(tiny_model(), cmudict().val, all, eo).mean_loss, r.best_val_loss, 1e-5);
+  EXPECT_NEAR(evaluate_loss(tiny_model(), data.val, all, eo).mean_loss, r.best_val_loss, 1e-5);
 }
 
 TEST(Trainer, RefusesToOverwriteResults) {
