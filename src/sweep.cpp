@@ -106,9 +106,12 @@ std::string sweep_fingerprint(const SweepOptions& o, const TrainData& data) {
 }
 
 bool is_ours(const fs::path& p) {
-  const std::string name = p.filename().string();
-  return name == kResultsFile || name == kConfigFile || name == kSweepJson || name == kSvgFile ||
-         name == kRunsDir;
+  std::string name = p.filename().string();
+  if (name.rfind('.', 0) == 0) name = name.substr(1);  // temp files of a killed writer
+  for (const char* ours : {kResultsFile, kConfigFile, kSweepJson, kSvgFile}) {
+    if (name == ours || name.rfind(std::string(ours) + ".tmp", 0) == 0) return true;
+  }
+  return name == kRunsDir;
 }
 
 }  // namespace
@@ -181,82 +184,106 @@ std::string sweep_json(const SweepSummary& s, const std::vector<SweepRun>& runs)
   return j.dump(2) + "\n";
 }
 
-std::string sweep_svg(const SweepSummary& s, const std::vector<SweepRun>& runs) {
-  const double W = 720, H = 440, left = 72, right = 150, top = 44, bottom = 56;
-  std::vector<double> lrs;
+namespace {
+
+// Where a (rank, loss) point lands: log2 rank across, loss up.
+struct PlotArea {
+  double W = 720, H = 440, left = 72, right = 150, top = 44, bottom = 56;
+  double x_lo = 0, x_hi = 1, y_lo = 0, y_hi = 1;
+  double X(double rank) const {
+    return left + (std::log2(rank) - x_lo) / (x_hi - x_lo) * (W - left - right);
+  }
+  double Y(double loss) const { return top + (y_hi - loss) / (y_hi - y_lo) * (H - top - bottom); }
+};
+
+PlotArea plot_area(const SweepSummary& s, const std::vector<SweepRun>& runs) {
+  PlotArea a;
   double y_lo = 1e300, y_hi = -1e300, x_lo = 1e300, x_hi = -1e300;
   for (const SweepRun& r : runs) {
-    double l = sweep_loss(s, r);
-    if (std::find_if(lrs.begin(), lrs.end(), [&](double v) { return same_lr(v, r.lr); }) == lrs.end())
-      lrs.push_back(r.lr);
     x_lo = std::min(x_lo, std::log2(double(r.rank)));
     x_hi = std::max(x_hi, std::log2(double(r.rank)));
+    const double l = sweep_loss(s, r);
     if (!std::isfinite(l)) continue;
     y_lo = std::min(y_lo, l);
     y_hi = std::max(y_hi, l);
   }
-  std::sort(lrs.begin(), lrs.end());
   if (std::isfinite(s.threshold)) y_hi = std::max(y_hi, s.threshold);
   if (y_lo > y_hi) y_lo = 0, y_hi = 1;
+  if (x_lo > x_hi) x_lo = 0, x_hi = 1;
   const double pad = std::max(1e-3, 0.08 * (y_hi - y_lo));
-  y_lo -= pad, y_hi += pad;
-  if (x_lo >= x_hi) x_lo -= 1, x_hi += 1;
-  auto X = [&](double rank) {
-    return left + (std::log2(rank) - x_lo) / (x_hi - x_lo) * (W - left - right);
-  };
-  auto Y = [&](double l) { return top + (y_hi - l) / (y_hi - y_lo) * (H - top - bottom); };
-  static const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"};
-  std::ostringstream o;
-  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+  a.y_lo = y_lo - pad, a.y_hi = y_hi + pad;
+  a.x_lo = x_lo < x_hi ? x_lo : x_lo - 1, a.x_hi = x_lo < x_hi ? x_hi : x_hi + 1;
+  return a;
+}
+
+void draw_axes(std::ostream& o, const PlotArea& a, const std::string& metric) {
+  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << a.W << "\" height=\"" << a.H
     << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
-    << "fill=\"white\"/>\n<text x=\"" << left << "\" y=\"24\" font-size=\"15\">" << s.metric
+    << "fill=\"white\"/>\n<text x=\"" << a.left << "\" y=\"24\" font-size=\"15\">" << metric
     << " loss against LoRA rank (best learning rate per rank)</text>\n";
-  o << "<line x1=\"" << left << "\" y1=\"" << H - bottom << "\" x2=\"" << W - right << "\" y2=\""
-    << H - bottom << "\" stroke=\"black\"/>\n<line x1=\"" << left << "\" y1=\"" << top
-    << "\" x2=\"" << left << "\" y2=\"" << H - bottom << "\" stroke=\"black\"/>\n";
+  o << "<line x1=\"" << a.left << "\" y1=\"" << a.H - a.bottom << "\" x2=\"" << a.W - a.right
+    << "\" y2=\"" << a.H - a.bottom << "\" stroke=\"black\"/>\n<line x1=\"" << a.left
+    << "\" y1=\"" << a.top << "\" x2=\"" << a.left << "\" y2=\"" << a.H - a.bottom
+    << "\" stroke=\"black\"/>\n";
   for (int i = 0; i <= 4; ++i) {
-    double v = y_lo + (y_hi - y_lo) * i / 4.0;
-    o << "<text x=\"" << left - 6 << "\" y=\"" << Y(v) + 4 << "\" text-anchor=\"end\">"
-      << fmt("%.3f", v) << "</text>\n<line x1=\"" << left << "\" y1=\"" << Y(v) << "\" x2=\""
-      << W - right << "\" y2=\"" << Y(v) << "\" stroke=\"#eee\"/>\n";
+    const double v = a.y_lo + (a.y_hi - a.y_lo) * i / 4.0;
+    o << "<text x=\"" << a.left - 6 << "\" y=\"" << a.Y(v) + 4 << "\" text-anchor=\"end\">"
+      << fmt("%.3f", v) << "</text>\n<line x1=\"" << a.left << "\" y1=\"" << a.Y(v) << "\" x2=\""
+      << a.W - a.right << "\" y2=\"" << a.Y(v) << "\" stroke=\"#eee\"/>\n";
   }
-  for (double e = std::ceil(x_lo); e <= x_hi + 1e-9; e += 1) {
-    double rank = std::exp2(e);
-    o << "<text x=\"" << X(rank) << "\" y=\"" << H - bottom + 18 << "\" text-anchor=\"middle\">"
-      << fmt("%g", rank) << "</text>\n";
+  for (double e = std::ceil(a.x_lo); e <= a.x_hi + 1e-9; e += 1) {
+    o << "<text x=\"" << a.X(std::exp2(e)) << "\" y=\"" << a.H - a.bottom + 18
+      << "\" text-anchor=\"middle\">" << fmt("%g", std::exp2(e)) << "</text>\n";
   }
-  o << "<text x=\"" << (left + W - right) / 2 << "\" y=\"" << H - 14
+  o << "<text x=\"" << (a.left + a.W - a.right) / 2 << "\" y=\"" << a.H - 14
     << "\" text-anchor=\"middle\">rank r (log scale)</text>\n";
+}
+
+}  // namespace
+
+std::string sweep_svg(const SweepSummary& s, const std::vector<SweepRun>& runs) {
+  static const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"};
+  const PlotArea a = plot_area(s, runs);
+  std::vector<double> lrs;
+  for (const SweepRun& r : runs) lrs.push_back(r.lr);
+  std::sort(lrs.begin(), lrs.end());
+  lrs.erase(std::unique(lrs.begin(), lrs.end(), same_lr), lrs.end());
+  auto color = [&](double lr) {
+    auto it = std::find_if(lrs.begin(), lrs.end(), [&](double v) { return same_lr(v, lr); });
+    return colors[size_t(it - lrs.begin()) % 6];
+  };
+  std::ostringstream o;
+  draw_axes(o, a, s.metric);
   if (std::isfinite(s.threshold)) {
-    o << "<line x1=\"" << left << "\" y1=\"" << Y(s.threshold) << "\" x2=\"" << W - right
-      << "\" y2=\"" << Y(s.threshold) << "\" stroke=\"#888\" stroke-dasharray=\"5,4\"/>\n<text x=\""
-      << W - right + 6 << "\" y=\"" << Y(s.threshold) + 4 << "\" fill=\"#555\">adequate "
-      << fmt("%.4f", s.threshold) << "</text>\n";
+    o << "<line x1=\"" << a.left << "\" y1=\"" << a.Y(s.threshold) << "\" x2=\"" << a.W - a.right
+      << "\" y2=\"" << a.Y(s.threshold) << "\" stroke=\"#888\" stroke-dasharray=\"5,4\"/>\n"
+      << "<text x=\"" << a.W - a.right + 6 << "\" y=\"" << a.Y(s.threshold) + 4
+      << "\" fill=\"#555\">adequate " << fmt("%.4f", s.threshold) << "</text>\n";
   }
-  for (const SweepRun& r : runs) {
-    double l = sweep_loss(s, r);
+  for (const SweepRun& r : runs) {  // every run, coloured by learning rate
+    const double l = sweep_loss(s, r);
     if (!std::isfinite(l)) continue;
-    size_t c = size_t(std::find_if(lrs.begin(), lrs.end(), [&](double v) { return same_lr(v, r.lr); }) - lrs.begin());
-    o << "<circle cx=\"" << X(double(r.rank)) << "\" cy=\"" << Y(l) << "\" r=\"3\" fill=\""
-      << colors[c % 6] << "\" fill-opacity=\"0.6\"/>\n";
+    o << "<circle cx=\"" << a.X(double(r.rank)) << "\" cy=\"" << a.Y(l) << "\" r=\"3\" fill=\""
+      << color(r.lr) << "\" fill-opacity=\"0.6\"/>\n";
   }
-  std::string path;
+  std::string path;  // the curve L(r) through each rank's chosen run
   for (const SweepRun& r : s.per_rank) {
-    path += (path.empty() ? "M" : " L") + fmt("%.1f", X(double(r.rank))) + "," + fmt("%.1f", Y(sweep_loss(s, r)));
+    path += (path.empty() ? "M" : " L") + fmt("%.1f", a.X(double(r.rank))) + "," +
+            fmt("%.1f", a.Y(sweep_loss(s, r)));
   }
   o << "<path d=\"" << path << "\" fill=\"none\" stroke=\"black\" stroke-width=\"1.5\"/>\n";
   for (const SweepRun& r : s.per_rank) {
     if (r.rank != s.adequate_rank) continue;
-    o << "<circle cx=\"" << X(double(r.rank)) << "\" cy=\"" << Y(sweep_loss(s, r))
-      << "\" r=\"7\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\"/>\n<text x=\""
-      << X(double(r.rank)) << "\" y=\"" << Y(sweep_loss(s, r)) - 12
+    const double x = a.X(double(r.rank)), y = a.Y(sweep_loss(s, r));
+    o << "<circle cx=\"" << x << "\" cy=\"" << y << "\" r=\"7\" fill=\"none\" stroke=\"#d62728\" "
+      << "stroke-width=\"2\"/>\n<text x=\"" << x << "\" y=\"" << y - 12
       << "\" text-anchor=\"middle\" fill=\"#d62728\">r = " << r.rank << "</text>\n";
   }
   for (size_t i = 0; i < lrs.size(); ++i) {
-    double y = top + 20 + 18 * double(i);
-    o << "<circle cx=\"" << W - right + 12 << "\" cy=\"" << y - 4 << "\" r=\"4\" fill=\""
-      << colors[i % 6] << "\"/>\n<text x=\"" << W - right + 22 << "\" y=\"" << y << "\">lr "
-      << fmt("%g", lrs[i]) << "</text>\n";
+    const double y = a.top + 20 + 18 * double(i);
+    o << "<circle cx=\"" << a.W - a.right + 12 << "\" cy=\"" << y - 4 << "\" r=\"4\" fill=\""
+      << colors[i % 6] << "\"/>\n<text x=\"" << a.W - a.right + 22 << "\" y=\"" << y
+      << "\">lr " << fmt("%g", lrs[i]) << "</text>\n";
   }
   o << "</svg>\n";
   return o.str();

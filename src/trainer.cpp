@@ -116,10 +116,24 @@ void set_generator_state(const torch::Device& device, const torch::Tensor& state
   gen.set_state(state);
 }
 
-bool is_ours(const std::string& name) {
+// A temp file that a killed writer left behind: ".name.tmp-..." or "name.tmp...".
+bool is_leftover_of(const std::string& file, const std::string& name) {
+  const std::string base = file.rfind('.', 0) == 0 ? file.substr(1) : file;
+  return base.rfind(name + ".tmp", 0) == 0;
+}
+
+bool is_leftover(const std::string& file) {
+  for (const char* name : {kCheckpointFile, kMetricsFile, kSummaryFile, "adapter_config.json",
+                           "adapter_model.safetensors"}) {
+    if (is_leftover_of(file, name)) return true;
+  }
+  return false;
+}
+
+bool is_ours(const std::string& file) {
   static const std::set<std::string> ours = {kCheckpointFile, kMetricsFile, kSummaryFile,
                                              "adapter_config.json", "adapter_model.safetensors"};
-  return ours.count(name) != 0;
+  return ours.count(file) != 0 || is_leftover(file);
 }
 
 }  // namespace
@@ -292,8 +306,9 @@ std::string run_fingerprint(const LoraConfig& l, const TrainOptions& o, const Tr
   return j.dump();
 }
 
-std::string Trainer::options_fingerprint() const {
-  return run_fingerprint(lora_cfg_, opts_, data_);
+const std::string& Trainer::options_fingerprint() const {
+  if (fingerprint_.empty()) fingerprint_ = run_fingerprint(lora_cfg_, opts_, data_);  // hashes data
+  return fingerprint_;
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {
@@ -474,43 +489,53 @@ OutputState inspect_output_dir(const TrainOutput& out) {
   return OutputState::fresh;
 }
 
-TrainResult Trainer::run(const TrainOutput& out) {
-  const auto start = session_start_ = std::chrono::steady_clock::now();
+std::string Trainer::status_line(const StepMetrics& m) const {
+  std::string status = "loss " + fmt_double(m.loss) + "  " +
+                       format_count(m.seconds > 0 ? double(m.tokens) / m.seconds : 0.0) + " tok/s";
+  if (std::isfinite(best_val_)) status += "  best val " + fmt_double(best_val_);
+  return status;
+}
+
+bool Trainer::open_output(const TrainOutput& out, TrainResult& r) {
   const OutputState state = out.dir.empty() ? OutputState::fresh : inspect_output_dir(out);
-  const std::string ckpt = (fs::path(out.dir) / kCheckpointFile).string();
   if (state == OutputState::finished) {
-    TrainResult r = read_train_summary((fs::path(out.dir) / kSummaryFile).string());
+    r = read_train_summary((fs::path(out.dir) / kSummaryFile).string());
     r.resumed = true;
-    return r;
+    return false;
   }
   if (!out.dir.empty()) {
     fs::create_directories(out.dir);
-    if (out.force) {
-      for (const auto& entry : fs::directory_iterator(out.dir)) {
-        if (is_ours(entry.path().filename().string())) fs::remove(entry.path());
-      }
+    for (const auto& entry : fs::directory_iterator(out.dir)) {
+      const std::string name = entry.path().filename().string();
+      if ((out.force && is_ours(name)) || is_leftover(name)) fs::remove(entry.path());
     }
   }
-  TrainResult r;
   if (state == OutputState::checkpoint) {
-    load_checkpoint(ckpt);
+    load_checkpoint((fs::path(out.dir) / kCheckpointFile).string());
     r.resumed = true;
   }
+  return true;
+}
+
+TrainResult Trainer::run(const TrainOutput& out) {
+  session_start_ = std::chrono::steady_clock::now();
+  TrainResult r;
+  if (!open_output(out, r)) return r;  // finished earlier: its summary
+  const std::string ckpt = (fs::path(out.dir) / kCheckpointFile).string();
   r.total_steps = total_steps_;
   r.n_trainable = adapters_->n_trainable();
   MetricsLog log(out.dir, step_);
-  const std::vector<int64_t> evals =
-      data_.val.empty() ? std::vector<int64_t>{} : eval_steps(total_steps_, opts_.n_evals, opts_.eval_every);
+  const std::vector<int64_t> evals = data_.val.empty()
+      ? std::vector<int64_t>{} : eval_steps(total_steps_, opts_.n_evals, opts_.eval_every);
   Progress progress(out.label, total_steps_ - step_, "step", out.progress);
   double train_s = 0;
   int64_t tokens = 0;
-  bool stopped = false;
   while (step_ < total_steps_) {
     StepMetrics m = step();
     r.steps.push_back(m);
     train_s += m.seconds;
     tokens += m.tokens;
-    log.write(step_json(m, elapsed_before_ + seconds_since(start)));
+    log.write(step_json(m, elapsed_before_ + seconds_since(session_start_)));
     if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
       r.diverged = true;
       break;
@@ -518,21 +543,17 @@ TrainResult Trainer::run(const TrainOutput& out) {
     const bool eval_now = std::binary_search(evals.begin(), evals.end(), step_);
     if (eval_now) {
       record_eval(step_, evaluate(data_.val));
-      log.write({{"type", "eval"}, {"step", step_}, {"val_loss", number_or_null(evals_.back().val_loss)},
-                 {"best_step", best_step_}, {"best_val_loss", number_or_null(best_val_)}});
+      log.write({{"type", "eval"}, {"step", step_},
+                 {"val_loss", number_or_null(evals_.back().val_loss)}, {"best_step", best_step_},
+                 {"best_val_loss", number_or_null(best_val_)}});
     }
-    stopped = (opts_.stop_after > 0 && step_ >= opts_.stop_after) ||
-              (opts_.interrupt && opts_.interrupt->load());
+    const bool stop = (opts_.stop_after > 0 && step_ >= opts_.stop_after) ||
+                      (opts_.interrupt && opts_.interrupt->load());
     const bool periodic = opts_.save_every > 0 && step_ % opts_.save_every == 0;
-    if (!out.dir.empty() && step_ < total_steps_ && (eval_now || stopped || periodic)) {
-      save_checkpoint(ckpt);
-    }
-    char status[160];
-    std::snprintf(status, sizeof status, "loss %.4f  %s tok/s%s", m.loss,
-                  format_count(m.seconds > 0 ? m.tokens / m.seconds : 0).c_str(),
-                  std::isfinite(best_val_) ? ("  best val " + fmt_double(best_val_)).c_str() : "");
-    progress.advance(1, status);
-    if (stopped && step_ < total_steps_) break;
+    progress.advance(1, status_line(m));
+    if (step_ == total_steps_) break;  // the summary below replaces the checkpoint
+    if (!out.dir.empty() && (eval_now || stop || periodic)) save_checkpoint(ckpt);
+    if (stop) break;
   }
   progress.finish();
   r.steps_done = step_;
@@ -542,7 +563,7 @@ TrainResult Trainer::run(const TrainOutput& out) {
   r.evals = evals_;
   r.best_step = best_step_;
   r.best_val_loss = best_val_;
-  r.seconds = elapsed_before_ + seconds_since(start);
+  r.seconds = elapsed_before_ + seconds_since(session_start_);
   if (r.finished && !out.dir.empty()) {
     write_text_atomic((fs::path(out.dir) / kSummaryFile).string(), result_json(r).dump(2) + "\n");
     fs::remove(ckpt);  // the summary now says the run is done

@@ -163,7 +163,9 @@ class Trainer {
   double micro_step(const std::vector<size_t>& idx, int64_t n_supervised_total, StepMetrics& m);
   void record_eval(int64_t step, double val_loss);
   void finish(const TrainOutput& out, TrainResult& r);
-  std::string options_fingerprint() const;
+  bool open_output(const TrainOutput& out, TrainResult& r);  // false: the run was already done
+  std::string status_line(const StepMetrics& m) const;
+  const std::string& options_fingerprint() const;
 
   Model& model_;
   LoraConfig lora_cfg_;
@@ -178,6 +180,7 @@ class Trainer {
   double elapsed_before_ = 0;  // seconds spent by earlier sessions of a resumed run
   std::chrono::steady_clock::time_point session_start_ = std::chrono::steady_clock::now();
   std::map<std::string, torch::Tensor> best_state_;  // CPU copy of the best adapter
+  mutable std::string fingerprint_;
 };
 
 }  // namespace lorank
