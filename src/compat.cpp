@@ -1,5 +1,7 @@
 #include "compat.h"
 
+#include <ATen/autocast_mode.h>
+
 #ifdef LORANK_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #endif
@@ -12,6 +14,35 @@ std::string cuda_device_name(int index) {
 #else
   (void)index;
   return "CUDA";
+#endif
+}
+
+AutocastGuard::AutocastGuard(bool enabled, const torch::Device& device) {
+  if (!enabled || !device.is_cuda()) return;
+  active_ = true;
+#if LORANK_TORCH_AT_LEAST(2, 4)
+  prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+#else
+  prev_enabled_ = at::autocast::is_enabled();
+  prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
+  at::autocast::set_enabled(true);
+  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+#endif
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (!active_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if LORANK_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+  at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
+#else
+  at::autocast::set_enabled(prev_enabled_);
+  at::autocast::set_autocast_gpu_dtype(prev_dtype_);
 #endif
 }
 

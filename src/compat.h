@@ -44,4 +44,19 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k,
 #endif
 }
 
+// bf16 autocast on CUDA for the guard's lifetime, as `with torch.autocast("cuda", torch.bfloat16)`:
+// leaving the outermost guard clears autocast's cast cache, so updated weights are cast afresh.
+// Does nothing when `enabled` is false or `device` is not CUDA.
+class AutocastGuard {
+ public:
+  AutocastGuard(bool enabled, const torch::Device& device);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool active_ = false, prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kHalf;
+};
+
 }  // namespace lorank::compat

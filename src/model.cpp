@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include "checkpoint.h"
+
 #include <cmath>
 #include <set>
 
@@ -396,7 +398,16 @@ torch::Tensor Model::hidden_states(const torch::Tensor& ids_in, const torch::Ten
   auto emb = torch::cat({freqs, freqs}, -1);                     // (T, D)
   auto cos = emb.cos().to(dtype()), sin = emb.sin().to(dtype());  // (T, D)
   auto mask = attention_mask_for(attention_mask, T);             // (B, 1, T, T) or causal
-  for (Block& b : blocks_) x = block_forward(b, x, cos, sin, mask);  // (B, T, C)
+  for (Block& b : blocks_) {
+    if (checkpointing_ && torch::GradMode::is_enabled()) {
+      auto block = [this, &b, cos, sin, mask](const torch::Tensor& h) {
+        return block_forward(b, h, cos, sin, mask);
+      };
+      x = recompute_in_backward(block, x);  // (B, T, C)
+    } else {
+      x = block_forward(b, x, cos, sin, mask);  // (B, T, C)
+    }
+  }
   return rms_norm(x, final_norm_, cfg_.norm_eps);                // (B, T, C)
 }
 

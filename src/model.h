@@ -71,6 +71,9 @@ class Model {
   const torch::Tensor& embedding() const { return embed_; }
   // Counted from the loaded tensors; equals count_parameters(config()) for a complete model.
   ParamCounts parameter_counts() const;
+  // Training: recompute each decoder block in backward instead of keeping its activations.
+  void set_checkpointing(bool on) { checkpointing_ = on; }
+  bool checkpointing() const { return checkpointing_; }
 
  private:
   struct Slot {
@@ -96,6 +99,7 @@ class Model {
   torch::Tensor final_norm_;  // (C)
   std::vector<Block> blocks_;
   Linear lm_head_;
+  bool checkpointing_ = false;
 };
 
 // RoPE inverse frequencies (head_dim / 2) in fp32 as transformers computes them (incl. linear,

@@ -1,1 +1,573 @@
-// placeholder: filled by the trainer work
+#include "trainer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "compat.h"
+#include "error.h"
+#include "files.h"
+#include "model.h"
+#include "progress.h"
+#include "safetensors.h"
+
+namespace lorank {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kAdapterPrefix = "adapter.";
+constexpr const char* kBestPrefix = "best.";
+constexpr const char* kOptimizerKey = "optimizer";
+constexpr const char* kRngCpuKey = "rng.cpu";
+constexpr const char* kRngCudaKey = "rng.cuda";
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string fmt_double(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+double number_or_nan(const json& j) {
+  return j.is_number() ? j.get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
+// splitmix64's finaliser: decorrelates the per-epoch seeds of neighbouring run seeds.
+uint64_t mix_seed(uint64_t seed, uint64_t epoch) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (epoch + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001B3ULL;
+  return h;
+}
+
+}  // namespace
+
+std::string examples_hash(const std::vector<Example>& examples) {
+  uint64_t h = 0xCBF29CE484222325ULL;
+  for (const auto& e : examples) {
+    h = fnv1a(h, e.ids.data(), e.ids.size() * sizeof(int32_t));
+    h = fnv1a(h, e.loss_mask.data(), e.loss_mask.size());
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+namespace {
+
+torch::Tensor tensor_from_view(const TensorView& v) {
+  torch::ScalarType t = v.dtype == Dtype::U8 ? torch::kUInt8 : torch::kFloat32;
+  if (v.dtype != Dtype::U8 && v.dtype != Dtype::F32) {
+    fail("checkpoint", "unexpected tensor dtype", "F32 or U8", dtype_name(v.dtype));
+  }
+  return torch::from_blob(const_cast<uint8_t*>(v.data), v.shape, torch::dtype(t)).clone();
+}
+
+TensorView view_of(const torch::Tensor& t) {
+  TensorView v;
+  v.dtype = t.scalar_type() == torch::kUInt8 ? Dtype::U8 : Dtype::F32;
+  v.shape = t.sizes().vec();
+  v.data = static_cast<const uint8_t*>(t.data_ptr());
+  v.n_bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  return v;
+}
+
+torch::Tensor generator_state(const torch::Device& device) {
+  at::Generator gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state().contiguous();
+}
+
+void set_generator_state(const torch::Device& device, const torch::Tensor& state) {
+  at::Generator gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+// A temp file that a killed writer left behind: ".name.tmp-..." or "name.tmp...".
+bool is_leftover_of(const std::string& file, const std::string& name) {
+  const std::string base = file.rfind('.', 0) == 0 ? file.substr(1) : file;
+  return base.rfind(name + ".tmp", 0) == 0;
+}
+
+bool is_leftover(const std::string& file) {
+  for (const char* name : {kCheckpointFile, kMetricsFile, kSummaryFile, "adapter_config.json",
+                           "adapter_model.safetensors"}) {
+    if (is_leftover_of(file, name)) return true;
+  }
+  return false;
+}
+
+bool is_ours(const std::string& file) {
+  static const std::set<std::string> ours = {kCheckpointFile, kMetricsFile, kSummaryFile,
+                                             "adapter_config.json", "adapter_model.safetensors"};
+  return ours.count(file) != 0 || is_leftover(file);
+}
+
+}  // namespace
+
+void validate(const TrainOptions& o) {
+  auto check = [](bool ok, const std::string& option, const std::string& expected, double got,
+                  const std::string& hint = "") {
+    if (!ok) fail(option, "value out of range", expected, fmt_double(got), hint);
+  };
+  check(o.lr > 0 && std::isfinite(o.lr), "--lr", "a positive number", o.lr);
+  check(o.epochs >= 1, "--epochs", ">= 1", double(o.epochs));
+  check(o.max_steps >= 0, "--max-steps", ">= 0 (0: epochs decide)", double(o.max_steps));
+  check(o.batch >= 1, "--batch", ">= 1", double(o.batch));
+  check(o.grad_accum >= 1 && o.batch % o.grad_accum == 0, "--grad-accum",
+        "a divisor of --batch (" + std::to_string(o.batch) + ")", double(o.grad_accum),
+        "the micro-batch is batch / grad-accum examples");
+  check(o.warmup >= 0 && o.warmup < 1, "--warmup", "a fraction in [0, 1)", o.warmup);
+  check(o.weight_decay >= 0, "--weight-decay", ">= 0", o.weight_decay);
+  check(o.max_grad_norm >= 0, "--max-grad-norm", ">= 0 (0: no clipping)", o.max_grad_norm);
+  check(o.n_evals >= 0, "--n-evals", ">= 0", double(o.n_evals));
+  check(o.eval_every >= 0, "--eval-every", ">= 0", double(o.eval_every));
+  if (o.schedule != "linear" && o.schedule != "cosine" && o.schedule != "constant") {
+    fail("--schedule", "unknown schedule", "linear, cosine or constant", o.schedule);
+  }
+}
+
+int64_t warmup_steps(double fraction, int64_t total) {
+  return static_cast<int64_t>(std::ceil(fraction * static_cast<double>(total)));
+}
+
+double lr_factor(const std::string& schedule, int64_t step, int64_t warmup, int64_t total) {
+  if (step < warmup) return double(step) / double(std::max<int64_t>(1, warmup));
+  if (schedule == "constant") return 1.0;
+  const double progress = double(step - warmup) / double(std::max<int64_t>(1, total - warmup));
+  if (schedule == "cosine") return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * progress)));
+  return std::max(0.0, double(total - step) / double(std::max<int64_t>(1, total - warmup)));
+}
+
+std::vector<int64_t> eval_steps(int64_t total, int64_t n_evals, int64_t eval_every) {
+  std::set<int64_t> s;
+  if (total <= 0) return {};
+  if (eval_every > 0) {
+    for (int64_t k = eval_every; k < total; k += eval_every) s.insert(k);
+    s.insert(total);
+  } else if (n_evals > 0) {
+    for (int64_t i = 1; i <= n_evals; ++i) {
+      int64_t k = static_cast<int64_t>(std::llround(double(total) * double(i) / double(n_evals)));
+      if (k >= 1) s.insert(std::min(k, total));
+    }
+  }
+  return {s.begin(), s.end()};
+}
+
+std::vector<size_t> batch_indices(size_t n_train, int64_t batch, uint64_t seed, int64_t step) {
+  const int64_t per_epoch = (int64_t(n_train) + batch - 1) / batch;
+  const int64_t epoch = step / per_epoch, pos = step % per_epoch;
+  std::vector<size_t> perm = seeded_permutation(n_train, mix_seed(seed, uint64_t(epoch)));
+  const size_t begin = size_t(pos * batch);
+  const size_t end = std::min(n_train, begin + size_t(batch));
+  return {perm.begin() + begin, perm.begin() + end};
+}
+
+Trainer::Trainer(Model& model, const LoraConfig& lora, const TrainData& data, TrainOptions opts)
+    : model_(model), lora_cfg_(lora), data_(data), opts_(std::move(opts)) {
+  validate(opts_);
+  if (data_.train.empty()) {
+    fail("training data", "no training examples", "at least 1", "0",
+         "check --data and --val-fraction");
+  }
+  model_.set_checkpointing(opts_.checkpointing);
+  torch::manual_seed(opts_.seed);  // dropout masks
+  adapters_ = LoraAdapters::attach(model_, lora_cfg_, opts_.seed);
+  adapters_->set_training(true);
+  torch::optim::AdamWOptions ao(opts_.lr);
+  ao.betas({opts_.beta1, opts_.beta2}).eps(opts_.adam_eps).weight_decay(opts_.weight_decay);
+  optimizer_ = std::make_unique<torch::optim::AdamW>(adapters_->parameters(), ao);
+  int64_t total = steps_per_epoch() * opts_.epochs;
+  total_steps_ = opts_.max_steps > 0 ? std::min(total, opts_.max_steps) : total;
+}
+
+Trainer::~Trainer() { model_.set_checkpointing(false); }
+
+int64_t Trainer::steps_per_epoch() const {
+  return (int64_t(data_.train.size()) + opts_.batch - 1) / opts_.batch;
+}
+
+double Trainer::micro_step(const std::vector<size_t>& idx, int64_t n_supervised_total,
+                           StepMetrics& m) {
+  Batch batch = make_batch(data_.train, idx, opts_.eval.pad_id);
+  BatchTensors t = to_tensors(batch, model_.device());
+  LossResult loss;
+  {
+    compat::AutocastGuard autocast(opts_.autocast, model_.device());
+    torch::Tensor hidden = model_.hidden_states(t.ids, t.attention_mask);  // (B, T, C)
+    loss = lm_loss(model_, hidden, t.ids, t.attention_mask, t.loss_mask);
+  }
+  // Normalised by the whole batch's supervised tokens, so accumulation equals one big batch.
+  (loss.sum / double(std::max<int64_t>(1, n_supervised_total))).backward();
+  m.tokens += t.attention_mask.sum().item<int64_t>();
+  return loss.sum.item<double>();
+}
+
+StepMetrics Trainer::step() {
+  auto start = std::chrono::steady_clock::now();
+  StepMetrics m;
+  m.epoch = step_ / steps_per_epoch();
+  std::vector<size_t> idx = batch_indices(data_.train.size(), opts_.batch, opts_.seed, step_);
+  for (size_t i : idx) {
+    for (uint8_t v : data_.train[i].loss_mask) m.supervised += v;
+  }
+  optimizer_->zero_grad();
+  const size_t micro = size_t(opts_.batch / opts_.grad_accum);
+  double loss_sum = 0;
+  for (size_t begin = 0; begin < idx.size(); begin += micro) {
+    std::vector<size_t> part(idx.begin() + begin, idx.begin() + std::min(idx.size(), begin + micro));
+    loss_sum += micro_step(part, m.supervised, m);
+  }
+  m.loss = loss_sum / double(std::max<int64_t>(1, m.supervised));
+  const int64_t warm = warmup_steps(opts_.warmup, total_steps_);
+  m.lr = opts_.lr * lr_factor(opts_.schedule, step_, warm, total_steps_);
+  std::vector<torch::Tensor> params = adapters_->parameters();
+  const double no_clip = std::numeric_limits<double>::infinity();
+  m.grad_norm = torch::nn::utils::clip_grad_norm_(
+      params, opts_.max_grad_norm > 0 ? opts_.max_grad_norm : no_clip);
+  for (auto& group : optimizer_->param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(m.lr);
+  }
+  // A non-finite loss or gradient would poison the adapter; run() stops on it.
+  if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) optimizer_->step();
+  ++step_;
+  m.step = step_;
+  m.seconds = seconds_since(start);
+  return m;
+}
+
+double Trainer::evaluate(const std::vector<Example>& examples) {
+  std::vector<size_t> all(examples.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  const bool was_training = adapters_->training();
+  adapters_->set_training(false);
+  EvalResult r;
+  {
+    compat::AutocastGuard autocast(opts_.autocast, model_.device());
+    r = evaluate_loss(model_, examples, all, opts_.eval);
+  }
+  adapters_->set_training(was_training);
+  return r.mean_loss;
+}
+
+void Trainer::record_eval(int64_t step, double val_loss) {
+  evals_.push_back({step, val_loss});
+  if (std::isfinite(val_loss) && (!std::isfinite(best_val_) || val_loss < best_val_)) {
+    best_val_ = val_loss;
+    best_step_ = step;
+    best_state_ = adapters_->state_dict();
+  }
+}
+
+std::string run_fingerprint(const LoraConfig& l, const TrainOptions& o, const TrainData& data) {
+  json j = {{"r", l.r}, {"alpha", l.alpha}, {"rslora", l.rslora}, {"dropout", l.dropout},
+            {"target_modules", l.target_modules}, {"target_regex", l.target_regex},
+            {"rank_pattern", l.rank_pattern}, {"alpha_pattern", l.alpha_pattern},
+            {"lr", o.lr}, {"epochs", o.epochs}, {"max_steps", o.max_steps}, {"batch", o.batch},
+            {"grad_accum", o.grad_accum}, {"warmup", o.warmup}, {"schedule", o.schedule},
+            {"weight_decay", o.weight_decay}, {"max_grad_norm", o.max_grad_norm},
+            {"betas", {o.beta1, o.beta2}}, {"adam_eps", o.adam_eps}, {"seed", o.seed},
+            {"n_evals", o.n_evals}, {"eval_every", o.eval_every},
+            {"train", examples_hash(data.train)}, {"val", examples_hash(data.val)},
+            {"test", examples_hash(data.test)}};
+  return j.dump();
+}
+
+const std::string& Trainer::options_fingerprint() const {
+  if (fingerprint_.empty()) fingerprint_ = run_fingerprint(lora_cfg_, opts_, data_);  // hashes data
+  return fingerprint_;
+}
+
+void Trainer::save_checkpoint(const std::string& path) const {
+  std::map<std::string, torch::Tensor> keep;  // owns the bytes the views point into
+  for (auto& [k, t] : adapters_->state_dict()) keep[kAdapterPrefix + k] = t;
+  for (auto& [k, t] : best_state_) keep[kBestPrefix + k] = t;
+  std::ostringstream os;
+  torch::serialize::OutputArchive archive;
+  optimizer_->save(archive);
+  archive.save_to(os);
+  const std::string blob = os.str();
+  keep[kOptimizerKey] = torch::from_blob(const_cast<char*>(blob.data()), {int64_t(blob.size())},
+                                         torch::kUInt8).clone();
+  keep[kRngCpuKey] = generator_state(torch::kCPU);
+  if (model_.device().is_cuda()) keep[kRngCudaKey] = generator_state(model_.device());
+  json evals = json::array();
+  for (const auto& e : evals_) evals.push_back({e.step, number_or_null(e.val_loss)});
+  json state = {{"step", step_}, {"total_steps", total_steps_}, {"best_step", best_step_},
+                {"best_val_loss", number_or_null(best_val_)}, {"evals", evals},
+                {"seconds", elapsed_before_ + seconds_since(session_start_)},
+                {"options", json::parse(options_fingerprint())}};
+  std::vector<TensorToWrite> tensors;
+  for (const auto& [k, t] : keep) tensors.push_back({k, view_of(t)});
+  write_safetensors(path, tensors, {{"format", "lorank-checkpoint"}, {"state", state.dump()}},
+                    /*overwrite=*/true);
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  SafetensorsFile f(path);
+  auto it = f.metadata().find("state");
+  if (it == f.metadata().end()) {
+    fail(path, "not a lorank checkpoint", "__metadata__ with a \"state\" entry", "none",
+         "pass --force to start afresh");
+  }
+  json state = json::parse(it->second);
+  json saved = state["options"], now = json::parse(options_fingerprint());
+  std::string diff;
+  for (auto& [k, v] : now.items()) {
+    if (!saved.contains(k) || saved[k] != v) {
+      diff += (diff.empty() ? "" : ", ") + k + " " + (saved.contains(k) ? saved[k].dump() : "?") +
+              " -> " + v.dump();
+    }
+  }
+  if (!diff.empty()) {
+    fail(path, "the checkpoint belongs to a run with other settings or data", "the same settings",
+         diff, "resume with the original options, or pass --force to start afresh");
+  }
+  std::map<std::string, torch::Tensor> adapter, best;
+  for (const std::string& name : f.names()) {
+    if (name.rfind(kAdapterPrefix, 0) == 0) {
+      adapter[name.substr(std::string(kAdapterPrefix).size())] = tensor_from_view(f.tensor(name));
+    } else if (name.rfind(kBestPrefix, 0) == 0) {
+      best[name.substr(std::string(kBestPrefix).size())] = tensor_from_view(f.tensor(name));
+    }
+  }
+  adapters_->load_state_dict(adapter, path);
+  best_state_ = std::move(best);
+  const TensorView& opt = f.tensor(kOptimizerKey);
+  torch::serialize::InputArchive archive;
+  archive.load_from(reinterpret_cast<const char*>(opt.data), opt.n_bytes, model_.device());
+  optimizer_->load(archive);
+  set_generator_state(torch::kCPU, tensor_from_view(f.tensor(kRngCpuKey)));
+  if (model_.device().is_cuda() && f.contains(kRngCudaKey)) {
+    set_generator_state(model_.device(), tensor_from_view(f.tensor(kRngCudaKey)));
+  }
+  step_ = state["step"].get<int64_t>();
+  best_step_ = state["best_step"].get<int64_t>();
+  best_val_ = number_or_nan(state["best_val_loss"]);
+  elapsed_before_ = state.value("seconds", 0.0);
+  evals_.clear();
+  for (const auto& e : state["evals"]) evals_.push_back({e[0].get<int64_t>(), number_or_nan(e[1])});
+}
+
+namespace {
+
+// metrics.jsonl, one JSON object per line; on resume, lines past the checkpoint's step are dropped
+// so that the file reads as one uninterrupted run.
+class MetricsLog {
+ public:
+  MetricsLog(const std::string& dir, int64_t keep_until_step) {
+    if (dir.empty()) return;
+    path_ = (fs::path(dir) / kMetricsFile).string();
+    std::string kept;
+    if (keep_until_step > 0 && fs::exists(path_)) {
+      std::ifstream in(path_);
+      std::string line;
+      while (std::getline(in, line)) {
+        json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (j.is_object() && j.value("step", int64_t(0)) <= keep_until_step) kept += line + "\n";
+      }
+    }
+    write_file_atomic(path_, kept, /*overwrite=*/true);
+    f_ = std::fopen(path_.c_str(), "ab");
+    if (!f_) fail(path_, "cannot open for writing", "", "", "check permissions");
+  }
+  ~MetricsLog() {
+    if (f_) std::fclose(f_);
+  }
+  void write(const json& j) {
+    if (!f_) return;
+    std::string line = j.dump() + "\n";
+    std::fwrite(line.data(), 1, line.size(), f_);
+    std::fflush(f_);  // a killed run keeps every line written so far
+  }
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+};
+
+json step_json(const StepMetrics& m, double elapsed) {
+  return {{"type", "train"}, {"step", m.step}, {"epoch", m.epoch}, {"loss", number_or_null(m.loss)},
+          {"lr", m.lr}, {"grad_norm", number_or_null(m.grad_norm)}, {"tokens", m.tokens},
+          {"supervised", m.supervised},
+          {"tokens_per_s", m.seconds > 0 ? double(m.tokens) / m.seconds : 0.0},
+          {"elapsed_s", elapsed}};
+}
+
+json result_json(const TrainResult& r) {
+  json evals = json::array();
+  for (const auto& e : r.evals) evals.push_back({e.step, number_or_null(e.val_loss)});
+  return {{"finished", r.finished}, {"diverged", r.diverged}, {"total_steps", r.total_steps},
+          {"steps_done", r.steps_done}, {"best_step", r.best_step},
+          {"best_val_loss", number_or_null(r.best_val_loss)},
+          {"test_loss", number_or_null(r.test_loss)}, {"n_trainable", r.n_trainable},
+          {"seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s}, {"evals", evals}};
+}
+
+}  // namespace
+
+TrainResult read_train_summary(const std::string& path) {
+  std::ifstream in(path);
+  json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("best_step")) {
+    fail(path, "unreadable run summary", "a JSON object written by lorank train", "something else",
+         "pass --force to train afresh");
+  }
+  TrainResult r;
+  r.finished = j.value("finished", false);
+  r.diverged = j.value("diverged", false);
+  r.total_steps = j.value("total_steps", int64_t(0));
+  r.steps_done = j.value("steps_done", int64_t(0));
+  r.best_step = j.value("best_step", int64_t(0));
+  r.best_val_loss = number_or_nan(j["best_val_loss"]);
+  r.test_loss = number_or_nan(j["test_loss"]);
+  r.n_trainable = j.value("n_trainable", int64_t(0));
+  r.seconds = j.value("seconds", 0.0);
+  r.tokens_per_s = j.value("tokens_per_s", 0.0);
+  for (const auto& e : j["evals"]) r.evals.push_back({e[0].get<int64_t>(), number_or_nan(e[1])});
+  return r;
+}
+
+OutputState inspect_output_dir(const TrainOutput& out) {
+  const fs::path dir(out.dir);
+  if (!fs::exists(dir)) return OutputState::fresh;
+  if (!fs::is_directory(dir)) {
+    fail(out.dir, "--out is not a folder", "a folder (created when missing)", "a file",
+         "choose another --out");
+  }
+  bool any = false, others = false;
+  for (const std::string& name : list_dir(out.dir)) {
+    any = true;
+    if (!is_ours(name)) others = true;
+  }
+  if (!any) return OutputState::fresh;
+  if (out.force) return OutputState::fresh;
+  auto has = [&](const char* name) { return fs::exists(dir / name); };
+  if (out.resume && !others) {
+    if (has(kSummaryFile)) return OutputState::finished;
+    if (has(kCheckpointFile)) return OutputState::checkpoint;
+    if (!has("adapter_model.safetensors") && !has("adapter_config.json")) return OutputState::fresh;
+  }
+  const std::string what = others ? "holds files that are not from a lorank run"
+                                  : "already holds the results of a run";
+  fail(out.dir, what, "an empty or new folder", out.resume ? "nothing lorank can resume" : "",
+       others ? "choose another --out (--force replaces only lorank's own files there)"
+              : "pass --resume to continue that run, --force to replace it, or another --out");
+  return OutputState::fresh;
+}
+
+std::string Trainer::status_line(const StepMetrics& m) const {
+  std::string status = "loss " + fmt_double(m.loss) + "  " +
+                       format_count(m.seconds > 0 ? double(m.tokens) / m.seconds : 0.0) + " tok/s";
+  if (std::isfinite(best_val_)) status += "  best val " + fmt_double(best_val_);
+  return status;
+}
+
+bool Trainer::open_output(const TrainOutput& out, TrainResult& r) {
+  const OutputState state = out.dir.empty() ? OutputState::fresh : inspect_output_dir(out);
+  if (state == OutputState::finished) {
+    r = read_train_summary((fs::path(out.dir) / kSummaryFile).string());
+    r.resumed = true;
+    return false;
+  }
+  if (!out.dir.empty()) {
+    fs::create_directories(out.dir);
+    for (const std::string& name : list_dir(out.dir)) {
+      if ((out.force && is_ours(name)) || is_leftover(name)) fs::remove(fs::path(out.dir) / name);
+    }
+  }
+  if (state == OutputState::checkpoint) {
+    load_checkpoint((fs::path(out.dir) / kCheckpointFile).string());
+    r.resumed = true;
+  }
+  return true;
+}
+
+TrainResult Trainer::run(const TrainOutput& out) {
+  session_start_ = std::chrono::steady_clock::now();
+  TrainResult r;
+  if (!open_output(out, r)) return r;  // finished earlier: its summary
+  const std::string ckpt = (fs::path(out.dir) / kCheckpointFile).string();
+  r.total_steps = total_steps_;
+  r.n_trainable = adapters_->n_trainable();
+  MetricsLog log(out.dir, step_);
+  const std::vector<int64_t> evals = data_.val.empty()
+      ? std::vector<int64_t>{} : eval_steps(total_steps_, opts_.n_evals, opts_.eval_every);
+  Progress progress(out.label, total_steps_ - step_, "step", out.progress);
+  double train_s = 0;
+  int64_t tokens = 0;
+  while (step_ < total_steps_) {
+    StepMetrics m = step();
+    r.steps.push_back(m);
+    train_s += m.seconds;
+    tokens += m.tokens;
+    log.write(step_json(m, elapsed_before_ + seconds_since(session_start_)));
+    if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
+      r.diverged = true;
+      break;
+    }
+    const bool eval_now = std::binary_search(evals.begin(), evals.end(), step_);
+    if (eval_now) {
+      record_eval(step_, evaluate(data_.val));
+      log.write({{"type", "eval"}, {"step", step_},
+                 {"val_loss", number_or_null(evals_.back().val_loss)}, {"best_step", best_step_},
+                 {"best_val_loss", number_or_null(best_val_)}});
+    }
+    const bool stop = (opts_.stop_after > 0 && step_ >= opts_.stop_after) ||
+                      (opts_.interrupt && opts_.interrupt->load());
+    const bool periodic = opts_.save_every > 0 && step_ % opts_.save_every == 0;
+    progress.advance(1, status_line(m));
+    if (step_ == total_steps_) break;  // the summary below replaces the checkpoint
+    if (!out.dir.empty() && (eval_now || stop || periodic)) save_checkpoint(ckpt);
+    if (stop) break;
+  }
+  progress.finish();
+  r.steps_done = step_;
+  r.tokens_per_s = train_s > 0 ? double(tokens) / train_s : 0.0;
+  r.finished = r.diverged || step_ >= total_steps_;
+  if (r.finished) finish(out, r);
+  r.evals = evals_;
+  r.best_step = best_step_;
+  r.best_val_loss = best_val_;
+  r.seconds = elapsed_before_ + seconds_since(session_start_);
+  if (r.finished && !out.dir.empty()) {
+    write_file_atomic((fs::path(out.dir) / kSummaryFile).string(), result_json(r).dump(2) + "\n", /*overwrite=*/true);
+    fs::remove(ckpt);  // the summary now says the run is done
+  }
+  return r;
+}
+
+void Trainer::finish(const TrainOutput& out, TrainResult& r) {
+  if (data_.val.empty()) {
+    best_step_ = step_;  // nothing to compare: the last adapter is the result
+  } else if (!best_state_.empty()) {
+    adapters_->load_state_dict(best_state_, "best adapter");
+  } else {
+    return;  // diverged before the first evaluation: no adapter worth keeping
+  }
+  if (!out.dir.empty()) adapters_->save_peft(out.dir, out.base_model_path, /*overwrite=*/true);
+  if (!data_.test.empty()) r.test_loss = evaluate(data_.test);
+}
+
+}  // namespace lorank

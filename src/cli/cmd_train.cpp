@@ -1,0 +1,250 @@
+// lorank train: one LoRA training run, the best adapter written as PEFT files.
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <cmath>
+#include <cstdio>
+
+#include "error.h"
+#include "model.h"
+#include "progress.h"
+#include "train_cli.h"
+
+namespace lorank::cli {
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+void on_sigint(int) {
+  if (g_interrupted.exchange(true)) {
+    std::signal(SIGINT, SIG_DFL);
+    std::raise(SIGINT);
+  }
+}
+
+template <typename T>
+std::map<std::string, T> parse_pattern(const std::vector<std::string>& items, const char* option) {
+  std::map<std::string, T> out;
+  for (const std::string& item : items) {
+    const size_t eq = item.rfind('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
+      fail(option, "malformed entry", "key=value (e.g. q_proj=16)", item,
+           "separate entries with commas: q_proj=16,v_proj=4");
+    }
+    const std::string value = item.substr(eq + 1);
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(value, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != value.size() || !(v > 0) || (std::is_integral_v<T> && v != std::floor(v))) {
+      fail(option, "bad value for " + item.substr(0, eq),
+           std::is_integral_v<T> ? "a positive integer" : "a positive number", value);
+    }
+    out[item.substr(0, eq)] = static_cast<T>(v);
+  }
+  return out;
+}
+
+Dataset load_extra(const Session& s, const TrainCliOptions& o, const std::string& path) {
+  DatasetOptions d;
+  d.schema = schema_from_name(o.data.schema);
+  d.chat_format = o.data.chat_format;
+  d.max_len = o.data.max_len;
+  d.skip_empty_completions = o.data.skip_empty;
+  return load_dataset(path, *s.tokenizer, s.tokenizer_config, d,
+                      s.model_dir + "/tokenizer_config.json");
+}
+
+std::vector<Example> pick(const std::vector<Example>& all, const std::vector<size_t>& idx) {
+  std::vector<Example> out;
+  out.reserve(idx.size());
+  for (size_t i : idx) out.push_back(all[i]);
+  return out;
+}
+
+nlohmann::json result_json(const TrainResult& r, const std::string& out) {
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  nlohmann::json evals = nlohmann::json::array();
+  for (const auto& e : r.evals) evals.push_back({{"step", e.step}, {"val_loss", num(e.val_loss)}});
+  return {{"out", out}, {"finished", r.finished}, {"diverged", r.diverged}, {"resumed", r.resumed},
+          {"steps_done", r.steps_done}, {"total_steps", r.total_steps}, {"best_step", r.best_step},
+          {"best_val_loss", num(r.best_val_loss)}, {"test_loss", num(r.test_loss)},
+          {"n_trainable", r.n_trainable}, {"seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s},
+          {"evals", evals}};
+}
+
+void print_result(const TrainResult& r, const std::string& out) {
+  std::printf("steps      %lld of %lld%s\n", (long long)r.steps_done, (long long)r.total_steps,
+              r.resumed ? " (resumed)" : "");
+  if (std::isfinite(r.best_val_loss)) {
+    std::printf("best       step %lld, validation loss %.4f\n", (long long)r.best_step,
+                r.best_val_loss);
+  }
+  if (std::isfinite(r.test_loss)) std::printf("test loss  %.4f\n", r.test_loss);
+  std::printf("adapter    %s (%s trainable parameters)\n", out.c_str(),
+              format_count(double(r.n_trainable)).c_str());
+  std::printf("time       %s, %s tok/s\n", format_duration(r.seconds).c_str(),
+              format_count(r.tokens_per_s).c_str());
+}
+
+int run_train(TrainCliOptions& o) {
+  finalize(o);
+  LoraConfig lora = lora_config_from(o);
+  TrainOutput out;
+  out.dir = o.out;
+  out.resume = o.resume;
+  out.force = o.force;
+  out.progress = !o.common.quiet;
+  inspect_output_dir(out);  // refuse before the slow part
+  Session s = open_session(o.common, o.data);
+  out.base_model_path = s.model_dir;
+  o.train.eval.pad_id = pad_id_for(s);
+  TrainData data = load_train_data(s, o);
+  o.train.interrupt = install_interrupt_handler();
+  Trainer trainer(*s.model, lora, data, o.train);
+  if (!o.common.quiet) {
+    std::fprintf(stderr, "%s; %lld steps on %s, %s trainable parameters\n",
+                 describe_data(data, o).c_str(), (long long)trainer.total_steps(),
+                 s.runtime.device.c_str(), format_count(double(trainer.adapters().n_trainable())).c_str());
+  }
+  TrainResult r = trainer.run(out);
+  if (o.common.json) {
+    std::printf("%s\n", result_json(r, o.out).dump(2).c_str());
+  } else if (r.finished) {
+    print_result(r, o.out);
+  }
+  if (!r.finished) {
+    std::fprintf(stderr, "stopped at step %lld of %lld; the checkpoint is in %s: run the same "
+                 "command with --resume to continue\n", (long long)r.steps_done,
+                 (long long)r.total_steps, o.out.c_str());
+    return g_interrupted.load() ? 130 : 0;
+  }
+  if (r.diverged) {
+    if (!std::isfinite(r.best_val_loss) && !data.val.empty()) {
+      fail("lorank train", "training diverged before the first evaluation",
+           "finite losses", "a non-finite loss at step " + std::to_string(r.steps_done),
+           "lower --lr (or keep --max-grad-norm at 1)");
+    }
+    std::fprintf(stderr, "warning: training diverged at step %lld; kept the adapter of step "
+                 "%lld\n", (long long)r.steps_done, (long long)r.best_step);
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
+  TrainOptions& t = o.train;
+  std::vector<OptionSpec> specs;
+  if (!sweep) {
+    specs.push_back({"-r,--r,--rank", &o.r, "LoRA rank", 1, 1 << 16});
+    specs.push_back({"--rank-pattern", &o.rank_pattern, "per-module ranks, PEFT keys: q_proj=16,..."});
+    specs.push_back({"--lr", &t.lr, "peak learning rate", 1e-12, 10});
+  }
+  std::vector<OptionSpec> rest = {
+      {"--alpha", &o.alpha, "LoRA alpha (scale alpha/r, or alpha/sqrt(r) with --rslora)", 1e-9, 1e9},
+      {"--rslora,!--no-rslora", &o.rslora, "rank-stabilised scaling alpha/sqrt(r)"},
+      {"--targets", &o.targets, "modules to adapt: all-linear, or suffixes such as q_proj,v_proj"},
+      {"--alpha-pattern", &o.alpha_pattern, "per-module alphas, PEFT keys: q_proj=32,..."},
+      {"--dropout", &o.dropout, "LoRA dropout", 0, 0.99},
+      {"--epochs", &t.epochs, "passes over the training data", 1, 1e6},
+      {"--max-steps", &t.max_steps, "cap on optimizer steps (0: none)", 0, 1e12},
+      {"--batch", &t.batch, "examples per optimizer step", 1, 1e6},
+      {"--grad-accum", &t.grad_accum, "micro-batches per step (micro-batch = batch / this)", 1, 1e6},
+      {"--warmup", &t.warmup, "warm-up as a fraction of all steps", 0, 0.999},
+      {"--schedule", &t.schedule, "decay after warm-up", -1e300, 1e300, {"linear", "cosine", "constant"}},
+      {"--weight-decay", &t.weight_decay, "AdamW weight decay", 0, 1e3},
+      {"--max-grad-norm", &t.max_grad_norm, "gradient clipping (0: none)", 0, 1e12},
+      {"--seed", &o.seed, "seed of adapter init, data order, split and dropout", 0, 9e15},
+      {"--val-fraction", &o.val_fraction, "held-out share of --data when no --val (0: none)", 0, 0.9},
+      {"--val", &o.val_path, "validation file (instead of a split of --data)"},
+      {"--test", &o.test_path, "test file: the best adapter's loss on it is reported"},
+      {"--n-evals", &t.n_evals, "evenly spaced validation points", 0, 1e6},
+      {"--eval-every", &t.eval_every, "validate every N steps instead (0: use --n-evals)", 0, 1e12},
+      {"--eval-batch-tokens", &o.eval_batch_tokens, "padded tokens per evaluation batch", 16, 1e9},
+      {"--save-every", &t.save_every, "also checkpoint every N steps (0: at evaluations only)", 0, 1e12},
+      {"--stop-after", &t.stop_after, "stop after N steps with a checkpoint (continue: --resume)", 0, 1e12},
+      {"--checkpointing", &t.checkpointing, "recompute decoder blocks in backward (less memory, slower)"},
+      {"--no-autocast", &o.no_autocast, "full precision forward passes on CUDA (default: bf16 autocast)"},
+      {"--out,-o", &o.out, "output folder", -1e300, 1e300, {}, true},
+      {"--resume", &o.resume, "continue the interrupted run in --out"},
+      {"--force", &o.force, "replace earlier results in --out"},
+  };
+  specs.insert(specs.end(), rest.begin(), rest.end());
+  return specs;
+}
+
+void finalize(TrainCliOptions& o) {
+  o.train.seed = static_cast<uint64_t>(o.seed);
+  o.train.autocast = !o.no_autocast;
+  o.train.eval.batch_tokens = o.eval_batch_tokens;
+  validate(o.train);
+  if (o.resume && o.force) {
+    fail("--resume/--force", "conflicting options", "one of them", "both",
+         "--resume continues the run in --out, --force discards it");
+  }
+}
+
+LoraConfig lora_config_from(const TrainCliOptions& o) {
+  LoraConfig c;
+  c.r = o.r;
+  c.alpha = o.alpha;
+  c.rslora = o.rslora;
+  c.dropout = o.dropout;
+  c.target_modules = o.targets;
+  c.rank_pattern = parse_pattern<int64_t>(o.rank_pattern, "--rank-pattern");
+  c.alpha_pattern = parse_pattern<double>(o.alpha_pattern, "--alpha-pattern");
+  return c;
+}
+
+TrainData load_train_data(const Session& s, const TrainCliOptions& o) {
+  TrainData d;
+  if (!o.val_path.empty()) {
+    d.train = s.data.examples;
+    d.val = load_extra(s, o, o.val_path).examples;
+  } else if (o.val_fraction > 0) {
+    if (s.data.examples.size() < 2) {
+      fail(s.data_path, "too few examples to hold some out", "at least 2",
+           std::to_string(s.data.examples.size()), "pass --val FILE or --val-fraction 0");
+    }
+    Split split = split_train_val(s.data.examples.size(), o.val_fraction, o.train.seed);
+    d.train = pick(s.data.examples, split.train);
+    d.val = pick(s.data.examples, split.val);
+  } else {
+    d.train = s.data.examples;
+  }
+  if (!o.test_path.empty()) d.test = load_extra(s, o, o.test_path).examples;
+  return d;
+}
+
+std::string describe_data(const TrainData& d, const TrainCliOptions& o) {
+  std::string s = std::to_string(d.train.size()) + " training examples";
+  s += d.val.empty() ? ", no validation (the last adapter is kept)"
+                     : ", " + std::to_string(d.val.size()) + " validation" +
+                           (o.val_path.empty() ? " (split off --data)" : "");
+  if (!d.test.empty()) s += ", " + std::to_string(d.test.size()) + " test";
+  return s;
+}
+
+const std::atomic<bool>* install_interrupt_handler() {
+  g_interrupted = false;
+  std::signal(SIGINT, on_sigint);
+  return &g_interrupted;
+}
+
+Subcommand train_subcommand() {
+  return {"train", "Train a LoRA adapter and keep the one with the best validation loss (PEFT files)",
+          [](CLI::App& app) -> std::function<int()> {
+            auto o = std::make_shared<TrainCliOptions>();
+            add_options(app, common_option_specs(o->common));
+            add_options(app, data_option_specs(o->data));
+            add_options(app, train_option_specs(*o, /*sweep=*/false));
+            return [o] { return run_train(*o); };
+          }};
+}
+
+}  // namespace lorank::cli

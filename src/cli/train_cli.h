@@ -1,0 +1,47 @@
+// What `train` and `sweep` share: their option table, the LoRA config and data it describes, and
+// a SIGINT handler that lets a run checkpoint before it stops.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "lora.h"
+#include "options.h"
+#include "session.h"
+#include "trainer.h"
+
+namespace lorank::cli {
+
+struct TrainCliOptions {
+  CommonOptions common;
+  DataOptions data;
+  int64_t r = 8;
+  double alpha = 8;
+  bool rslora = false;
+  std::vector<std::string> targets = {"all-linear"};
+  std::vector<std::string> rank_pattern, alpha_pattern;  // "key=value"
+  double dropout = 0;
+  TrainOptions train;
+  int64_t seed = 0;
+  int64_t eval_batch_tokens = 8192;
+  bool no_autocast = false;
+  double val_fraction = 0.1;
+  std::string val_path, test_path;
+  std::string out;
+  bool resume = false, force = false;
+};
+
+// `sweep` leaves out --r/--rank-pattern and --lr (it varies them) and defaults to rsLoRA.
+std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep);
+// Applies the parsed values the tables cannot hold directly (seed, autocast, eval batch).
+void finalize(TrainCliOptions& o);
+LoraConfig lora_config_from(const TrainCliOptions& o);
+// Train/validation examples from --data (split by --val-fraction unless --val), test from --test.
+TrainData load_train_data(const Session& s, const TrainCliOptions& o);
+std::string describe_data(const TrainData& d, const TrainCliOptions& o);
+
+// First SIGINT: set the flag (the trainer checkpoints and stops); second: default action.
+const std::atomic<bool>* install_interrupt_handler();
+
+}  // namespace lorank::cli

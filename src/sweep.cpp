@@ -1,0 +1,418 @@
+#include "sweep.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "error.h"
+#include "files.h"
+#include "progress.h"
+
+namespace lorank {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kConfigFile = "sweep_config.json";
+constexpr const char* kSweepJson = "sweep.json";
+constexpr const char* kSvgFile = "loss_vs_rank.svg";
+constexpr const char* kRunsDir = "runs";
+
+json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+double number_or_nan(const json& j) {
+  return j.is_number() ? j.get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string run_dir_name(int64_t rank, double lr) {
+  return "r" + std::to_string(rank) + "-lr" + fmt("%g", lr);
+}
+
+bool same_lr(double a, double b) { return std::fabs(a - b) <= 1e-12 * std::max(std::fabs(a), 1.0); }
+
+json run_to_json(const SweepRun& r) {
+  return {{"rank", r.rank}, {"lr", r.lr}, {"n_trainable", r.n_trainable},
+          {"best_val_loss", number_or_null(r.best_val_loss)},
+          {"test_loss", number_or_null(r.test_loss)}, {"best_step", r.best_step},
+          {"steps", r.steps}, {"seconds", r.seconds}, {"diverged", r.diverged}, {"dir", r.dir}};
+}
+
+SweepRun run_from_json(const json& j) {
+  SweepRun r;
+  r.rank = j.at("rank").get<int64_t>();
+  r.lr = j.at("lr").get<double>();
+  r.n_trainable = j.value("n_trainable", int64_t(0));
+  r.best_val_loss = number_or_nan(j.value("best_val_loss", json()));
+  r.test_loss = number_or_nan(j.value("test_loss", json()));
+  r.best_step = j.value("best_step", int64_t(0));
+  r.steps = j.value("steps", int64_t(0));
+  r.seconds = j.value("seconds", 0.0);
+  r.diverged = j.value("diverged", false);
+  r.dir = j.value("dir", std::string());
+  return r;
+}
+
+// One line per finished run, fsync'd before the next run starts: a kill loses at most that run.
+void append_durably(const std::string& path, const std::string& line) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
+  if (fd < 0) fail(path, "cannot open for appending", "", std::strerror(errno), "check permissions");
+  size_t done = 0;
+  while (done < line.size()) {
+    ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      fail(path, "cannot append", "", std::strerror(errno), "check free space");
+    }
+    done += size_t(n);
+  }
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// Finished runs recorded in results.jsonl; a line cut short by a kill is dropped.
+std::vector<SweepRun> read_results(const std::string& path) {
+  std::vector<SweepRun> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("rank") && j.contains("lr")) out.push_back(run_from_json(j));
+  }
+  return out;
+}
+
+std::string sweep_fingerprint(const SweepOptions& o, const TrainData& data) {
+  json j = json::parse(run_fingerprint(o.lora, o.train, data));
+  j.erase("r");  // what the sweep varies
+  j.erase("lr");
+  return j.dump();
+}
+
+bool is_ours(const fs::path& p) {
+  std::string name = p.filename().string();
+  if (name.rfind('.', 0) == 0) name = name.substr(1);  // temp files of a killed writer
+  for (const char* ours : {kResultsFile, kConfigFile, kSweepJson, kSvgFile}) {
+    if (name == ours || name.rfind(std::string(ours) + ".tmp", 0) == 0) return true;
+  }
+  return name == kRunsDir;
+}
+
+}  // namespace
+
+double sweep_loss(const SweepSummary& s, const SweepRun& run) {
+  return s.metric == "test" ? run.test_loss : run.best_val_loss;
+}
+
+SweepSummary summarize_sweep(const std::vector<SweepRun>& runs) {
+  SweepSummary s;
+  std::map<int64_t, SweepRun> chosen;
+  for (const SweepRun& r : runs) {
+    if (!std::isfinite(r.best_val_loss)) continue;
+    auto it = chosen.find(r.rank);
+    if (it == chosen.end() || r.best_val_loss < it->second.best_val_loss) chosen[r.rank] = r;
+  }
+  bool all_test = !chosen.empty();
+  for (const auto& [rank, r] : chosen) all_test = all_test && std::isfinite(r.test_loss);
+  s.metric = all_test ? "test" : "val";
+  for (const auto& [rank, r] : chosen) {
+    s.per_rank.push_back(r);
+    double l = sweep_loss(s, r);
+    if (!std::isfinite(s.best_loss) || l < s.best_loss) s.best_loss = l;
+  }
+  if (s.per_rank.empty()) return s;
+  s.threshold = s.best_loss + std::max(0.005, 0.01 * s.best_loss);
+  for (const SweepRun& r : s.per_rank) {
+    if (sweep_loss(s, r) <= s.threshold) {
+      s.adequate_rank = r.rank;
+      break;
+    }
+  }
+  return s;
+}
+
+std::string sweep_table(const SweepSummary& s) {
+  std::ostringstream os;
+  char line[200];
+  std::snprintf(line, sizeof line, "  %5s  %10s  %8s  %9s  %9s  %8s\n", "rank", "params", "lr",
+                "val loss", "test loss", "time");
+  os << line;
+  for (const SweepRun& r : s.per_rank) {
+    const bool mark = r.rank == s.adequate_rank;
+    std::snprintf(line, sizeof line, "%c %5lld  %10s  %8g  %9s  %9s  %8s%s\n", mark ? '*' : ' ',
+                  static_cast<long long>(r.rank), format_count(double(r.n_trainable)).c_str(),
+                  r.lr, fmt("%.4f", r.best_val_loss).c_str(),
+                  std::isfinite(r.test_loss) ? fmt("%.4f", r.test_loss).c_str() : "-",
+                  format_duration(r.seconds).c_str(), mark ? "  <- minimal adequate rank" : "");
+    os << line;
+  }
+  if (s.adequate_rank > 0) {
+    os << "\n* smallest rank with " << s.metric << " loss <= " << fmt("%.4f", s.threshold)
+       << " (best " << fmt("%.4f", s.best_loss) << " + max(0.005, 1%)); lr per rank chosen by "
+       << "validation loss\n";
+  } else {
+    os << "\nno run produced a finite loss\n";
+  }
+  return os.str();
+}
+
+std::string sweep_json(const SweepSummary& s, const std::vector<SweepRun>& runs) {
+  json per_rank = json::array(), all = json::array();
+  for (const SweepRun& r : s.per_rank) per_rank.push_back(run_to_json(r));
+  for (const SweepRun& r : runs) all.push_back(run_to_json(r));
+  json j = {{"metric", s.metric}, {"best_loss", number_or_null(s.best_loss)},
+            {"threshold", number_or_null(s.threshold)},
+            {"adequate_rank", s.adequate_rank > 0 ? json(s.adequate_rank) : json(nullptr)},
+            {"rule", "smallest r with L(r) <= best + max(0.005, 0.01 * best)"},
+            {"per_rank", per_rank}, {"runs", all}};
+  return j.dump(2) + "\n";
+}
+
+namespace {
+
+// Where a (rank, loss) point lands: log2 rank across, loss up.
+struct PlotArea {
+  double W = 720, H = 440, left = 72, right = 150, top = 44, bottom = 56;
+  double x_lo = 0, x_hi = 1, y_lo = 0, y_hi = 1;
+  double X(double rank) const {
+    return left + (std::log2(rank) - x_lo) / (x_hi - x_lo) * (W - left - right);
+  }
+  double Y(double loss) const { return top + (y_hi - loss) / (y_hi - y_lo) * (H - top - bottom); }
+};
+
+PlotArea plot_area(const SweepSummary& s, const std::vector<SweepRun>& runs) {
+  PlotArea a;
+  double y_lo = 1e300, y_hi = -1e300, x_lo = 1e300, x_hi = -1e300;
+  for (const SweepRun& r : runs) {
+    x_lo = std::min(x_lo, std::log2(double(r.rank)));
+    x_hi = std::max(x_hi, std::log2(double(r.rank)));
+    const double l = sweep_loss(s, r);
+    if (!std::isfinite(l)) continue;
+    y_lo = std::min(y_lo, l);
+    y_hi = std::max(y_hi, l);
+  }
+  if (std::isfinite(s.threshold)) y_hi = std::max(y_hi, s.threshold);
+  if (y_lo > y_hi) y_lo = 0, y_hi = 1;
+  if (x_lo > x_hi) x_lo = 0, x_hi = 1;
+  const double pad = std::max(1e-3, 0.08 * (y_hi - y_lo));
+  a.y_lo = y_lo - pad, a.y_hi = y_hi + pad;
+  a.x_lo = x_lo < x_hi ? x_lo : x_lo - 1, a.x_hi = x_lo < x_hi ? x_hi : x_hi + 1;
+  return a;
+}
+
+void draw_axes(std::ostream& o, const PlotArea& a, const std::string& metric) {
+  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << a.W << "\" height=\"" << a.H
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
+    << "fill=\"white\"/>\n<text x=\"" << a.left << "\" y=\"24\" font-size=\"15\">" << metric
+    << " loss against LoRA rank (best learning rate per rank)</text>\n";
+  o << "<line x1=\"" << a.left << "\" y1=\"" << a.H - a.bottom << "\" x2=\"" << a.W - a.right
+    << "\" y2=\"" << a.H - a.bottom << "\" stroke=\"black\"/>\n<line x1=\"" << a.left
+    << "\" y1=\"" << a.top << "\" x2=\"" << a.left << "\" y2=\"" << a.H - a.bottom
+    << "\" stroke=\"black\"/>\n";
+  for (int i = 0; i <= 4; ++i) {
+    const double v = a.y_lo + (a.y_hi - a.y_lo) * i / 4.0;
+    o << "<text x=\"" << a.left - 6 << "\" y=\"" << a.Y(v) + 4 << "\" text-anchor=\"end\">"
+      << fmt("%.3f", v) << "</text>\n<line x1=\"" << a.left << "\" y1=\"" << a.Y(v) << "\" x2=\""
+      << a.W - a.right << "\" y2=\"" << a.Y(v) << "\" stroke=\"#eee\"/>\n";
+  }
+  for (double e = std::ceil(a.x_lo); e <= a.x_hi + 1e-9; e += 1) {
+    o << "<text x=\"" << a.X(std::exp2(e)) << "\" y=\"" << a.H - a.bottom + 18
+      << "\" text-anchor=\"middle\">" << fmt("%g", std::exp2(e)) << "</text>\n";
+  }
+  o << "<text x=\"" << (a.left + a.W - a.right) / 2 << "\" y=\"" << a.H - 14
+    << "\" text-anchor=\"middle\">rank r (log scale)</text>\n";
+}
+
+}  // namespace
+
+std::string sweep_svg(const SweepSummary& s, const std::vector<SweepRun>& runs) {
+  static const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"};
+  const PlotArea a = plot_area(s, runs);
+  std::vector<double> lrs;
+  for (const SweepRun& r : runs) lrs.push_back(r.lr);
+  std::sort(lrs.begin(), lrs.end());
+  lrs.erase(std::unique(lrs.begin(), lrs.end(), same_lr), lrs.end());
+  auto color = [&](double lr) {
+    auto it = std::find_if(lrs.begin(), lrs.end(), [&](double v) { return same_lr(v, lr); });
+    return colors[size_t(it - lrs.begin()) % 6];
+  };
+  std::ostringstream o;
+  draw_axes(o, a, s.metric);
+  if (std::isfinite(s.threshold)) {
+    o << "<line x1=\"" << a.left << "\" y1=\"" << a.Y(s.threshold) << "\" x2=\"" << a.W - a.right
+      << "\" y2=\"" << a.Y(s.threshold) << "\" stroke=\"#888\" stroke-dasharray=\"5,4\"/>\n"
+      << "<text x=\"" << a.W - a.right + 6 << "\" y=\"" << a.Y(s.threshold) + 4
+      << "\" fill=\"#555\">adequate " << fmt("%.4f", s.threshold) << "</text>\n";
+  }
+  for (const SweepRun& r : runs) {  // every run, coloured by learning rate
+    const double l = sweep_loss(s, r);
+    if (!std::isfinite(l)) continue;
+    o << "<circle cx=\"" << a.X(double(r.rank)) << "\" cy=\"" << a.Y(l) << "\" r=\"3\" fill=\""
+      << color(r.lr) << "\" fill-opacity=\"0.6\"/>\n";
+  }
+  std::string path;  // the curve L(r) through each rank's chosen run
+  for (const SweepRun& r : s.per_rank) {
+    path += (path.empty() ? "M" : " L") + fmt("%.1f", a.X(double(r.rank))) + "," +
+            fmt("%.1f", a.Y(sweep_loss(s, r)));
+  }
+  o << "<path d=\"" << path << "\" fill=\"none\" stroke=\"black\" stroke-width=\"1.5\"/>\n";
+  for (const SweepRun& r : s.per_rank) {
+    if (r.rank != s.adequate_rank) continue;
+    const double x = a.X(double(r.rank)), y = a.Y(sweep_loss(s, r));
+    o << "<circle cx=\"" << x << "\" cy=\"" << y << "\" r=\"7\" fill=\"none\" stroke=\"#d62728\" "
+      << "stroke-width=\"2\"/>\n<text x=\"" << x << "\" y=\"" << y - 12
+      << "\" text-anchor=\"middle\" fill=\"#d62728\">r = " << r.rank << "</text>\n";
+  }
+  for (size_t i = 0; i < lrs.size(); ++i) {
+    const double y = a.top + 20 + 18 * double(i);
+    o << "<circle cx=\"" << a.W - a.right + 12 << "\" cy=\"" << y - 4 << "\" r=\"4\" fill=\""
+      << colors[i % 6] << "\"/>\n<text x=\"" << a.W - a.right + 22 << "\" y=\"" << y
+      << "\">lr " << fmt("%g", lrs[i]) << "</text>\n";
+  }
+  o << "</svg>\n";
+  return o.str();
+}
+
+void check_sweep_dir(const SweepOutput& out) {
+  const fs::path dir(out.dir);
+  if (!fs::exists(dir)) return;
+  if (!fs::is_directory(dir)) {
+    fail(out.dir, "--out is not a folder", "a folder (created when missing)", "a file",
+         "choose another --out");
+  }
+  bool any = false, others = false;
+  for (const std::string& name : list_dir(out.dir)) {
+    any = true;
+    others = others || !is_ours(dir / name);
+  }
+  if (!any || out.force) return;
+  if (others) {
+    fail(out.dir, "holds files that are not from a lorank sweep", "an empty or new folder", "",
+         "choose another --out (--force replaces only lorank's own files there)");
+  }
+  if (!out.resume) {
+    fail(out.dir, "already holds a sweep", "an empty or new folder", "",
+         "pass --resume to continue it (finished runs are kept), --force to start over, or "
+         "another --out");
+  }
+}
+
+namespace {
+
+void prepare_sweep_dir(const SweepOutput& out, const std::string& fingerprint) {
+  check_sweep_dir(out);
+  const fs::path dir(out.dir);
+  if (out.force && fs::exists(dir)) {
+    for (const std::string& name : list_dir(out.dir)) {
+      if (is_ours(dir / name)) remove_tree((dir / name).string());
+    }
+  }
+  fs::create_directories(dir / kRunsDir);
+  const std::string config_path = (dir / kConfigFile).string();
+  if (fs::exists(config_path)) {
+    std::ifstream in(config_path);
+    json saved = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    json now = json::parse(fingerprint);
+    if (saved != now) {
+      std::string diff;
+      for (auto& [k, v] : now.items()) {
+        if (!saved.is_object() || !saved.contains(k) || saved[k] != v) diff += (diff.empty() ? "" : ", ") + k;
+      }
+      fail(config_path, "the sweep in this folder used other settings or data",
+           "the same settings (ranks and learning rates may change)", "different " + diff,
+           "resume with the original options, --force to start over, or another --out");
+    }
+  } else {
+    write_file_atomic(config_path, json::parse(fingerprint).dump(2) + "\n", /*overwrite=*/true);
+  }
+}
+
+SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts,
+                   const SweepOutput& out, int64_t rank, double lr, bool* interrupted) {
+  LoraConfig lora = opts.lora;
+  lora.r = rank;
+  TrainOptions train = opts.train;
+  train.lr = lr;
+  SweepRun run;
+  run.rank = rank;
+  run.lr = lr;
+  run.dir = std::string(kRunsDir) + "/" + run_dir_name(rank, lr);
+  TrainOutput to;
+  to.dir = (fs::path(out.dir) / run.dir).string();
+  to.base_model_path = out.base_model_path;
+  to.resume = true;  // a half-finished run continues from its checkpoint
+  to.progress = out.progress;
+  to.label = "r=" + std::to_string(rank) + " lr=" + fmt("%g", lr);
+  Trainer trainer(model, lora, data, train);
+  TrainResult r = trainer.run(to);
+  *interrupted = !r.finished;
+  run.n_trainable = r.n_trainable;
+  run.best_val_loss = r.best_val_loss;
+  run.test_loss = r.test_loss;
+  run.best_step = r.best_step;
+  run.steps = r.steps_done;
+  run.seconds = r.seconds;
+  run.diverged = r.diverged;
+  return run;
+}
+
+}  // namespace
+
+SweepResult run_sweep(Model& model, const TrainData& data, const SweepOptions& opts,
+                      const SweepOutput& out,
+                      const std::function<void(const SweepRun&, bool cached)>& on_run) {
+  if (!opts.lora.rank_pattern.empty()) {
+    fail("--rank-pattern", "a sweep varies the rank of every module", "no rank_pattern",
+         std::to_string(opts.lora.rank_pattern.size()) + " entries",
+         "sweep without --rank-pattern, or train the pattern with lorank train");
+  }
+  if (opts.ranks.empty() || opts.lrs.empty()) {
+    fail("sweep", "nothing to sweep", "at least one rank and one learning rate", "an empty list");
+  }
+  prepare_sweep_dir(out, sweep_fingerprint(opts, data));
+  const std::string results_path = (fs::path(out.dir) / kResultsFile).string();
+  std::vector<SweepRun> done = read_results(results_path);
+  SweepResult result;
+  for (int64_t rank : opts.ranks) {
+    for (double lr : opts.lrs) {
+      auto it = std::find_if(done.begin(), done.end(), [&](const SweepRun& r) {
+        return r.rank == rank && same_lr(r.lr, lr);
+      });
+      if (it != done.end()) {
+        result.runs.push_back(*it);
+        if (on_run) on_run(*it, true);
+        continue;
+      }
+      bool interrupted = false;
+      SweepRun run = train_one(model, data, opts, out, rank, lr, &interrupted);
+      if (interrupted) return result;  // the run's checkpoint lets --resume continue it
+      append_durably(results_path, run_to_json(run).dump() + "\n");
+      result.runs.push_back(run);
+      if (on_run) on_run(run, false);
+    }
+  }
+  result.complete = true;
+  result.summary = summarize_sweep(result.runs);
+  write_file_atomic((fs::path(out.dir) / kSweepJson).string(), sweep_json(result.summary, result.runs), /*overwrite=*/true);
+  write_file_atomic((fs::path(out.dir) / kSvgFile).string(), sweep_svg(result.summary, result.runs), /*overwrite=*/true);
+  return result;
+}
+
+}  // namespace lorank

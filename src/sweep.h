@@ -1,0 +1,81 @@
+// Rank sweep: one LoRA training per (rank, learning rate) with the same data order and seed, as
+// the oracle protocol of bench/README.md runs them; each result is appended durably to
+// results.jsonl so a killed sweep resumes where it stopped. Also the oracle's minimal adequate
+// rank, a table, an SVG plot of loss against rank and sweep.json.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "lora.h"
+#include "trainer.h"
+
+namespace lorank {
+
+class Model;
+
+struct SweepOptions {
+  std::vector<int64_t> ranks = {1, 2, 4, 8, 16, 32, 64, 128};
+  std::vector<double> lrs = {1e-3, 3e-3, 1e-2};
+  LoraConfig lora;     // r is set per run; rank_pattern is refused (it would pin modules' ranks)
+  TrainOptions train;  // lr is set per run
+};
+
+struct SweepRun {
+  int64_t rank = 0;
+  double lr = 0;
+  int64_t n_trainable = 0;
+  double best_val_loss = std::numeric_limits<double>::quiet_NaN();
+  double test_loss = std::numeric_limits<double>::quiet_NaN();
+  int64_t best_step = 0, steps = 0;
+  double seconds = 0;
+  bool diverged = false;
+  std::string dir;  // the run's folder, relative to the sweep's
+};
+
+// Per rank the learning rate with the best validation loss; L(r) is its test loss when every
+// chosen run has one, else its validation loss. best = min L(r); the minimal adequate rank is the
+// smallest r with L(r) <= best + max(0.005, 1% of best).
+struct SweepSummary {
+  std::string metric;              // "test" or "val"
+  std::vector<SweepRun> per_rank;  // ascending rank; ranks where every lr failed are left out
+  double best_loss = std::numeric_limits<double>::quiet_NaN();
+  double threshold = std::numeric_limits<double>::quiet_NaN();
+  int64_t adequate_rank = 0;  // 0 when no run produced a loss
+};
+SweepSummary summarize_sweep(const std::vector<SweepRun>& runs);
+double sweep_loss(const SweepSummary& s, const SweepRun& run);  // L(r) of a chosen run
+
+std::string sweep_table(const SweepSummary& s);  // the terminal table, adequate rank marked
+std::string sweep_svg(const SweepSummary& s, const std::vector<SweepRun>& runs);
+std::string sweep_json(const SweepSummary& s, const std::vector<SweepRun>& runs);
+
+struct SweepOutput {
+  std::string dir;  // results.jsonl, sweep.json, loss_vs_rank.svg, runs/r<rank>-lr<lr>/
+  std::string base_model_path;
+  bool resume = false;  // skip finished pairs, resume a half-finished run from its checkpoint
+  bool force = false;   // discard an earlier sweep's results in dir
+  bool progress = true;
+};
+
+inline constexpr const char* kResultsFile = "results.jsonl";
+
+// Refuses a folder that holds another sweep's results unless resume (same settings) or force.
+void check_sweep_dir(const SweepOutput& out);
+
+struct SweepResult {
+  std::vector<SweepRun> runs;  // in grid order (rank-major)
+  bool complete = false;       // false: a run stopped early (interrupt, stop_after); resume later
+  SweepSummary summary;        // when complete
+};
+
+// Runs every missing (rank, lr) pair; `on_run` sees each finished run (cached: read back from
+// results.jsonl). When all are done, writes sweep.json and loss_vs_rank.svg.
+SweepResult run_sweep(Model& model, const TrainData& data, const SweepOptions& opts,
+                                const SweepOutput& out,
+                                const std::function<void(const SweepRun&, bool cached)>& on_run = {});
+
+}  // namespace lorank

@@ -1,0 +1,183 @@
+// LoRA training on a frozen model: AdamW over the adapters, warm-up then linear/cosine decay,
+// gradient clipping, gradient accumulation, held-out loss at fixed points keeping the best adapter,
+// metrics as JSONL, and atomic checkpoints from which an interrupted run resumes exactly.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataset.h"
+#include "evaluate.h"
+#include "lora.h"
+
+namespace lorank {
+
+class Model;
+class Progress;
+
+// Defaults follow the oracle protocol of bench/README.md (AdamW without weight decay, batch 16,
+// 5% warm-up then linear decay, min(5 epochs, 1500 steps), clipping at 1.0, 10 evaluations).
+struct TrainOptions {
+  double lr = 1e-3;
+  int64_t epochs = 5;
+  int64_t max_steps = 1500;  // 0: epochs alone decide
+  int64_t batch = 16;        // examples per optimizer step
+  int64_t grad_accum = 1;    // micro-batches per step; batch must be a multiple of it
+  double warmup = 0.05;      // fraction of the total steps
+  std::string schedule = "linear";  // "linear", "cosine" or "constant" after warm-up
+  double weight_decay = 0.0;
+  double max_grad_norm = 1.0;  // 0: no clipping
+  double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
+  uint64_t seed = 0;       // adapter init, data order and dropout
+  int64_t n_evals = 10;    // evenly spaced held-out evaluations (when eval_every is 0)
+  int64_t eval_every = 0;  // > 0: evaluate every N steps and at the end
+  int64_t save_every = 0;  // > 0: also checkpoint every N steps (always at evaluations and stops)
+  bool autocast = true;    // bf16 autocast for forward passes on CUDA; no effect on CPU
+  bool checkpointing = false;  // recompute decoder blocks in backward: less memory, ~1/3 more time
+  EvalOptions eval;            // held-out batches; eval.pad_id also pads training batches
+  // Stop after this step as if interrupted, leaving a checkpoint (tests; time-limited jobs).
+  int64_t stop_after = 0;
+  const std::atomic<bool>* interrupt = nullptr;  // set (e.g. by SIGINT): checkpoint and stop
+};
+
+// Throws naming the option when a value is out of range or inconsistent.
+void validate(const TrainOptions& opts);
+
+// Learning-rate multiplier of optimizer step `step` (0-based) out of `total`, as transformers'
+// get_{linear,cosine,constant}_schedule_with_warmup: the first step runs at 0 when warm-up > 0.
+double lr_factor(const std::string& schedule, int64_t step, int64_t warmup_steps, int64_t total);
+int64_t warmup_steps(double fraction, int64_t total);  // ceil(fraction * total), as transformers
+// Steps after which the held-out loss is measured (ascending, the last one is `total`).
+std::vector<int64_t> eval_steps(int64_t total, int64_t n_evals, int64_t eval_every);
+// Example indices of optimizer step `step`: epoch e's order is seeded_permutation(n, mix(seed, e)),
+// cut into batches of `batch` (the last one of an epoch may be smaller).
+std::vector<size_t> batch_indices(size_t n_train, int64_t batch, uint64_t seed, int64_t step);
+
+struct TrainData {
+  std::vector<Example> train;
+  std::vector<Example> val;   // empty: no evaluation, the last adapter is kept
+  std::vector<Example> test;  // empty: no test loss
+};
+
+// FNV-1a over ids and loss masks: tells whether a checkpoint was made on the same data.
+std::string examples_hash(const std::vector<Example>& examples);
+
+// The settings and data a run's result depends on, as a JSON object (checkpoints and sweeps
+// refuse to mix results of different settings).
+std::string run_fingerprint(const LoraConfig& lora, const TrainOptions& opts, const TrainData& data);
+
+struct StepMetrics {
+  int64_t step = 0;  // 1-based: optimizer steps done
+  int64_t epoch = 0;
+  double loss = 0;       // mean over the batch's supervised tokens, before the update
+  double lr = 0;         // used by this update
+  double grad_norm = 0;  // before clipping
+  int64_t tokens = 0;    // real tokens in the batch
+  int64_t supervised = 0;
+  double seconds = 0;
+};
+
+struct EvalPoint {
+  int64_t step = 0;
+  double val_loss = 0;
+};
+
+struct TrainResult {
+  int64_t total_steps = 0, steps_done = 0;
+  bool finished = false;  // false: stopped early (stop_after or interrupt) with a checkpoint
+  bool resumed = false;   // continued from a checkpoint (or found the run already done)
+  bool diverged = false;  // stopped on a non-finite loss or gradient; the best adapter is kept
+  int64_t best_step = 0;  // the adapter kept; 0 when nothing was evaluated
+  double best_val_loss = std::numeric_limits<double>::quiet_NaN();
+  double test_loss = std::numeric_limits<double>::quiet_NaN();
+  int64_t n_trainable = 0;
+  double seconds = 0;       // training and evaluation, summed over resumed sessions
+  double tokens_per_s = 0;  // training tokens per second, this session only
+  std::vector<StepMetrics> steps;  // this session's steps
+  std::vector<EvalPoint> evals;    // all evaluations of the run
+};
+
+// Where results go. An empty dir keeps everything in memory (tests).
+struct TrainOutput {
+  std::string dir;
+  std::string base_model_path;  // base_model_name_or_path in adapter_config.json
+  bool resume = false;  // continue from dir's checkpoint (or start afresh when there is none)
+  bool force = false;   // replace results already in dir
+  bool progress = true;
+  std::string label = "train";  // the progress bar's label
+};
+
+// Files a run writes into TrainOutput::dir.
+inline constexpr const char* kCheckpointFile = "checkpoint.safetensors";
+inline constexpr const char* kMetricsFile = "metrics.jsonl";
+inline constexpr const char* kSummaryFile = "train_summary.json";
+
+// What TrainOutput::dir holds. Throws (with a hint) when training there would overwrite results
+// without --resume or --force, or when --resume finds nothing of lorank's to continue.
+enum class OutputState { fresh, checkpoint, finished };
+OutputState inspect_output_dir(const TrainOutput& out);
+TrainResult read_train_summary(const std::string& path);
+
+class Trainer {
+ public:
+  // Attaches adapters of `lora` to `model` (removed again when the trainer goes away) and seeds
+  // LibTorch's generators with opts.seed.
+  // `model` and `data` must outlive the trainer.
+  Trainer(Model& model, const LoraConfig& lora, const TrainData& data, TrainOptions opts);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // The whole run: resume or refuse per `out`, train, evaluate, keep the best adapter, write the
+  // adapter (PEFT), metrics, checkpoints and a summary, then the best adapter's test loss.
+  TrainResult run(const TrainOutput& out);
+
+  // One optimizer step on the next batch of the data order.
+  StepMetrics step();
+  // Mean loss per supervised token of `examples` with the current adapter (no dropout).
+  double evaluate(const std::vector<Example>& examples);
+
+  int64_t steps_done() const { return step_; }
+  int64_t total_steps() const { return total_steps_; }
+  int64_t steps_per_epoch() const;
+  LoraAdapters& adapters() { return *adapters_; }
+  const TrainOptions& options() const { return opts_; }
+
+  // Adapter, optimizer, generator state, step, evaluations and the best adapter so far, in one
+  // safetensors file written through a temp file and a rename.
+  void save_checkpoint(const std::string& path) const;
+  void load_checkpoint(const std::string& path);
+
+ private:
+  double micro_step(const std::vector<size_t>& idx, int64_t n_supervised_total, StepMetrics& m);
+  void record_eval(int64_t step, double val_loss);
+  void finish(const TrainOutput& out, TrainResult& r);
+  bool open_output(const TrainOutput& out, TrainResult& r);  // false: the run was already done
+  std::string status_line(const StepMetrics& m) const;
+  const std::string& options_fingerprint() const;
+
+  Model& model_;
+  LoraConfig lora_cfg_;
+  const TrainData& data_;
+  TrainOptions opts_;
+  std::unique_ptr<LoraAdapters> adapters_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  int64_t step_ = 0, total_steps_ = 0;
+  std::vector<EvalPoint> evals_;
+  int64_t best_step_ = 0;
+  double best_val_ = std::numeric_limits<double>::quiet_NaN();
+  double elapsed_before_ = 0;  // seconds spent by earlier sessions of a resumed run
+  std::chrono::steady_clock::time_point session_start_ = std::chrono::steady_clock::now();
+  std::map<std::string, torch::Tensor> best_state_;  // CPU copy of the best adapter
+  mutable std::string fingerprint_;
+};
+
+}  // namespace lorank

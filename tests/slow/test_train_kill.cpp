@@ -1,0 +1,108 @@
+// Kills a real `lorank train` mid-run (SIGKILL, and SIGINT) and resumes it with --resume: the
+// adapter and the metrics must equal those of an uninterrupted run.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "test_common.h"
+
+namespace fs = std::filesystem;
+
+namespace lorank {
+namespace {
+
+std::string train_args(const std::string& out) {
+  return "train --model " + test::repo_path("assets/tiny-llama") + " --data " +
+         test::asset("data/cmudict.jsonl") +
+         " --val-fraction 0.25 --r 4 --dropout 0.1 --batch 4 --epochs 100 --max-steps 120"
+         " --n-evals 3 --save-every 1 -q --out " + out;
+}
+
+pid_t spawn(const std::string& args, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    const std::string cmd = "exec " + std::string(LORANK_BINARY) + " " + args;
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int count(const std::string& path, const std::string& what) {
+  std::ifstream in(path);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) n += line.find(what) != std::string::npos;
+  return n;
+}
+
+// Waits until the run has logged `steps` steps; false when it ended first.
+bool wait_for_steps(pid_t pid, const std::string& metrics, int steps) {
+  while (count(metrics, "\"train\"") < steps) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+const std::string& uninterrupted() {
+  static std::string dir = [] {
+    std::string d = test::make_temp_dir("kill-ref") + "/out";
+    auto r = test::run_lorank(train_args(d));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return d;
+  }();
+  return dir;
+}
+
+void expect_same_run(const std::string& dir) {
+  EXPECT_EQ(test::read_file(dir + "/adapter_model.safetensors"),
+            test::read_file(uninterrupted() + "/adapter_model.safetensors"));
+  EXPECT_EQ(count(dir + "/metrics.jsonl", "\"train\""), 120);
+  EXPECT_EQ(count(dir + "/metrics.jsonl", "\"eval\""), 3);
+}
+
+TEST(TrainKill, SigkillThenResume) {
+  const std::string dir = test::make_temp_dir("kill-9") + "/out";
+  pid_t pid = spawn(train_args(dir), dir + ".log");
+  ASSERT_TRUE(wait_for_steps(pid, dir + "/metrics.jsonl", 40)) << "the run ended before the kill";
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  auto refused = test::run_lorank(train_args(dir));
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  auto r = test::run_lorank(train_args(dir) + " --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("(resumed)"), std::string::npos) << r.output;
+  expect_same_run(dir);
+}
+
+TEST(TrainKill, SigintCheckpointsAndStops) {
+  const std::string dir = test::make_temp_dir("kill-int") + "/out";
+  pid_t pid = spawn(train_args(dir), dir + ".log");
+  ASSERT_TRUE(wait_for_steps(pid, dir + "/metrics.jsonl", 40)) << "the run ended before SIGINT";
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_NE(test::read_file(dir + ".log").find("--resume"), std::string::npos);
+  EXPECT_TRUE(fs::exists(dir + "/checkpoint.safetensors"));
+  auto r = test::run_lorank(train_args(dir) + " --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_same_run(dir);
+}
+
+}  // namespace
+}  // namespace lorank
