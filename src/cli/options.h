@@ -46,6 +46,7 @@ struct Subcommand {
 };
 
 Subcommand inspect_subcommand();
+Subcommand probe_subcommand();
 std::vector<Subcommand> all_subcommands();  // subcommands.cpp: the list main() offers
 
 }  // namespace lorank::cli

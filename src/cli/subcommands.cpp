@@ -2,6 +2,6 @@
 
 namespace lorank::cli {
 
-std::vector<Subcommand> all_subcommands() { return {inspect_subcommand()}; }
+std::vector<Subcommand> all_subcommands() { return {inspect_subcommand(), probe_subcommand()}; }
 
 }  // namespace lorank::cli
