@@ -215,6 +215,22 @@ std::string loss_status(double loss) {
   return buf;
 }
 
+// One accumulator set and hook per target; the first target of each input group owns its moments.
+void install_hooks(const std::vector<Linear*>& targets, const ProbeOptions& opts,
+                   const torch::Device& device, const BatchContext& ctx,
+                   std::map<std::string, MomentPair>& moments, ProbeResult& r, HookGuard& guard) {
+  std::set<std::string> owned;
+  r.modules.reserve(targets.size());  // hooks hold references into r.modules
+  for (size_t i = 0; i < targets.size(); ++i) {
+    Linear* l = targets[i];
+    r.modules.push_back({l->name, l->kind, l->layer, make_accumulators(*l, r.mode, opts, i, device)});
+    std::string key = std::to_string(l->layer) + ":" + input_group(*l);
+    MomentPair* mp = moments.count(key) && owned.insert(key).second ? &moments[key] : nullptr;
+    l->hook = std::make_shared<ProbeHook>(r.modules.back(), ctx, mp);
+    guard.linears.push_back(l);
+  }
+}
+
 }  // namespace
 
 std::string grad_mode_name(GradMode mode) {
@@ -302,16 +318,7 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   auto moments = make_moments(targets, opts, model.device());
   BatchContext ctx;
   HookGuard guard;
-  std::set<std::string> owned;
-  r.modules.reserve(targets.size());  // hooks hold references into r.modules
-  for (size_t i = 0; i < targets.size(); ++i) {
-    Linear* l = targets[i];
-    r.modules.push_back({l->name, l->kind, l->layer, make_accumulators(*l, r.mode, opts, i, model.device())});
-    std::string key = std::to_string(l->layer) + ":" + input_group(*l);
-    MomentPair* mp = moments.count(key) && owned.insert(key).second ? &moments[key] : nullptr;
-    l->hook = std::make_shared<ProbeHook>(r.modules.back(), ctx, mp);
-    guard.linears.push_back(l);
-  }
+  install_hooks(targets, opts, model.device(), ctx, moments, r, guard);
   for (size_t s = 0; s < K; ++s) {
     ctx.shard = s;
     for (const auto& idx : length_sorted_batches(examples, r.shards[s], opts.batching)) {

@@ -72,30 +72,36 @@ nlohmann::json module_json(const ModuleProbe& p, const ModuleSpectrum& m,
           {"rank_at_whitened", thresholds_json(m.grid, m.gain_whitened_norm)}};
 }
 
-// Medians over layers per module type, in model order of the types.
+// Medians over a set of modules.
+nlohmann::json summary_json(const std::string& label, const std::vector<size_t>& members,
+                            const std::vector<ModuleSpectrum>& ms) {
+  std::vector<int64_t> sr, srw, ev95, r99, r99w;
+  for (size_t i : members) {
+    const auto& m = ms[i];
+    sr.push_back(m.signal_rank);
+    srw.push_back(m.signal_rank_whitened);
+    if (m.ev_ranks.size() > 1) ev95.push_back(m.ev_ranks[1]);
+    r99.push_back(rank_at_fraction(m.grid, m.gain_norm, 0.99));
+    if (!m.gain_whitened_norm.empty()) r99w.push_back(rank_at_fraction(m.grid, m.gain_whitened_norm, 0.99));
+  }
+  return {{"kind", label}, {"modules", members.size()}, {"signal_rank", median_of(sr)},
+          {"signal_rank_whitened", median_of(srw)}, {"input_ev95", median_of(ev95)},
+          {"rank_at_99", median_of(r99)}, {"rank_at_99_whitened", median_of(r99w)}};
+}
+
+// Medians over layers per module type, in model order of the types, then over every module.
 nlohmann::json by_kind_json(const ProbeResult& r, const std::vector<ModuleSpectrum>& ms) {
   std::vector<std::string> order;
   std::map<std::string, std::vector<size_t>> members;
+  std::vector<size_t> all;
   for (size_t i = 0; i < r.modules.size(); ++i) {
     if (!members.count(r.modules[i].kind)) order.push_back(r.modules[i].kind);
     members[r.modules[i].kind].push_back(i);
+    all.push_back(i);
   }
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& kind : order) {
-    std::vector<int64_t> sr, srw, ev95, r99, r99w;
-    for (size_t i : members[kind]) {
-      const auto& m = ms[i];
-      sr.push_back(m.signal_rank);
-      srw.push_back(m.signal_rank_whitened);
-      if (m.ev_ranks.size() > 1) ev95.push_back(m.ev_ranks[1]);
-      r99.push_back(rank_at_fraction(m.grid, m.gain_norm, 0.99));
-      if (!m.gain_whitened_norm.empty()) r99w.push_back(rank_at_fraction(m.grid, m.gain_whitened_norm, 0.99));
-    }
-    out.push_back({{"kind", kind}, {"modules", members[kind].size()},
-                   {"signal_rank", median_of(sr)}, {"signal_rank_whitened", median_of(srw)},
-                   {"input_ev95", median_of(ev95)}, {"rank_at_99", median_of(r99)},
-                   {"rank_at_99_whitened", median_of(r99w)}});
-  }
+  for (const auto& kind : order) out.push_back(summary_json(kind, members[kind], ms));
+  if (order.size() > 1) out.push_back(summary_json("all", all, ms));
   return out;
 }
 
@@ -125,7 +131,7 @@ void print_human(const nlohmann::json& j) {
   const auto& p = j["probe"];
   std::printf("probe    %lld examples in %zu shards, %s tokens (%s supervised), base loss %.4f\n"
               "         %s gradients%s, input moments %s; %.1fs (%s tok/s) + spectrum %.1fs;"
-              " state %s B, peak RSS %s B\n\n",
+              " state %.1f MB, peak RSS %.0f MB\n\n",
               (long long)p["examples"], p["shard_examples"].size(),
               format_count(p["tokens"].get<double>()).c_str(),
               format_count(p["supervised_tokens"].get<double>()).c_str(), p["base_loss"].get<double>(),
@@ -134,8 +140,7 @@ void print_human(const nlohmann::json& j) {
                   ? (" (sketch k=" + std::to_string(p["sketch_rank"].get<int64_t>()) + ")").c_str() : "",
               p["input_moments"].get<bool>() ? "yes" : "skipped", p["seconds"].get<double>(),
               format_count(p["tokens_per_s"].get<double>()).c_str(), p["spectrum_seconds"].get<double>(),
-              format_count(p["state_bytes"].get<double>()).c_str(),
-              format_count(p["peak_rss_bytes"].get<double>()).c_str());
+              p["state_bytes"].get<double>() / 1e6, p["peak_rss_bytes"].get<double>() / 1e6);
   std::printf("  %-14s %10s %6s %7s %9s %9s %5s %5s %5s %5s %5s\n", "module", "shape", "srank",
               "srank_w", "noise", "|G|", "ev90", "ev95", "ev99", "r99", "r99w");
   auto num = [](const nlohmann::json& o, const char* k) {
@@ -151,7 +156,7 @@ void print_human(const nlohmann::json& j) {
                 num(ev, "0.9"), num(ev, "0.95"), num(ev, "0.99"), num(m["rank_at"], "0.99"),
                 num(m["rank_at_whitened"], "0.99"));
   }
-  std::printf("\n  by module type (median over layers)\n  %-10s %6s %7s %5s %5s %5s\n", "type",
+  std::printf("\n  by module type (median over modules)\n  %-10s %6s %7s %5s %5s %5s\n", "type",
               "srank", "srank_w", "ev95", "r99", "r99w");
   for (const auto& k : j["by_kind"]) {
     std::printf("  %-10s %6lld %7lld %5lld %5lld %5lld\n", k["kind"].get<std::string>().c_str(),

@@ -224,33 +224,6 @@ TEST(Probe, BadRequestsFailClearly) {
   model.find_linear("model.layers.0.self_attn.q_proj")->hook.reset();
 }
 
-// The demo set end to end (all 28 modules, 4 shards): the time the 30 s budget must fit.
-TEST(Probe, DemoRuntime) {
-  const auto& demo = examples_of(test::repo_path("assets/demo.jsonl"));
-  ProbeOptions o;
-  o.batching.batch_tokens = 4096;
-  auto t0 = std::chrono::steady_clock::now();
-  ProbeResult r = run_probe(test::tiny_llama(), demo, o);
-  auto t1 = std::chrono::steady_clock::now();
-  auto spectra = analyse_probe(r, SpectrumOptions{});
-  auto t2 = std::chrono::steady_clock::now();
-  double probe_s = std::chrono::duration<double>(t1 - t0).count();
-  double spectrum_s = std::chrono::duration<double>(t2 - t1).count();
-  std::printf("demo: %zu examples, %lld tokens, probe %.2fs (%.0f tok/s), spectrum %.2fs, state %.1f MB\n",
-              demo.size(), (long long)r.n_tokens(), probe_s, double(r.n_tokens()) / probe_s, spectrum_s,
-              double(r.state_bytes) / 1e6);
-  RecordProperty("probe_seconds", std::to_string(probe_s));
-  RecordProperty("spectrum_seconds", std::to_string(spectrum_s));
-  ASSERT_EQ(spectra.size(), 28u);
-  EXPECT_EQ(r.mode, GradMode::exact);
-  EXPECT_LT(probe_s + spectrum_s, 60.0) << "far outside the 30 s recommend budget";
-  for (const auto& m : spectra) {
-    EXPECT_GT(m.grad_sq, 0.0);
-    EXPECT_EQ(m.ev_ranks.size(), 3u);
-    EXPECT_FALSE(m.gain_whitened.empty());
-  }
-}
-
 TEST(ProbeCli, JsonAndTable) {
   auto j = test::run_lorank("probe --sample 16 --shards 2 --json -q");
   ASSERT_EQ(j.exit_code, 0) << j.output;
@@ -259,7 +232,8 @@ TEST(ProbeCli, JsonAndTable) {
   EXPECT_EQ(doc["probe"]["examples"].get<int64_t>(), 16);
   EXPECT_EQ(doc["probe"]["grad_mode"], "exact");
   EXPECT_EQ(doc["aggregate"]["grid"].back().get<int64_t>(), 256);
-  EXPECT_EQ(doc["by_kind"].size(), 7u);
+  EXPECT_EQ(doc["by_kind"].size(), 8u);  // seven types and "all"
+  EXPECT_EQ(doc["by_kind"].back()["modules"].get<int64_t>(), 28);
   auto t = test::run_lorank("probe --sample 8 --shards 2 --targets v_proj --layers 1 -q");
   ASSERT_EQ(t.exit_code, 0) << t.output;
   EXPECT_NE(t.output.find("L1.v_proj"), std::string::npos) << t.output;
