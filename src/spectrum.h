@@ -96,7 +96,9 @@ struct ModuleSpectrum {
   std::vector<double> energy;           // captured energy of the full-data gradient
   double grad_sq = 0;                   // ‖G‖²_F of the full-data gradient
   // Singular values of the full-data mean above (1 + noise_margin) × the split's noise edge, median
-  // over splits; -1: not measured.
+  // over splits; -1: not measured. The edge is the top singular value of (G_a − G_b)/2, which holds
+  // the mean's noise and no signal: no i.i.d. assumption, which a Marchenko–Pastur edge would need
+  // and token-correlated, anisotropic gradient noise breaks.
   int64_t signal_rank = 0, signal_rank_whitened = -1;
   double noise_top = 0;                 // top singular value of (G_a − G_b)/2, first split
   std::vector<double> singular_values;  // of the full-data mean gradient, top n_singular
