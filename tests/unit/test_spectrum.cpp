@@ -238,7 +238,9 @@ TEST(Spectrum, ExplainedVarianceRanks) {
   auto Q = orthonormal(6, 6, gen);
   auto ev = torch::tensor(std::vector<double>{50, 30, 12, 5, 2, 1}, torch::kFloat64);
   auto m = (Q * ev).mm(Q.t());
-  EXPECT_EQ(explained_variance_ranks(m, {0.5, 0.9, 0.95, 0.985, 1.0}),
+  // Fractions sit between cumulative shares (0.5, 0.8, 0.92, 0.97, 0.99, 1): an exact boundary
+  // would hang on the last bit of the eigensolver, which differs between LibTorch builds.
+  EXPECT_EQ(explained_variance_ranks(m, {0.45, 0.9, 0.95, 0.985, 1.0}),
             (std::vector<int64_t>{1, 3, 4, 5, 6}));
   EXPECT_EQ(explained_variance_ranks(torch::zeros({4, 4}), {0.9}), (std::vector<int64_t>{0}));
 }
