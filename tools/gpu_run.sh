@@ -40,9 +40,16 @@ if has train; then
     "/tmp/train-$task" 2>&1 | tee "$out/train_$task.txt"
   cp /tmp/train-$task/lorank/results.jsonl "$out/lorank_results_$task.jsonl"
   cp /tmp/train-$task/peft.jsonl "$out/peft_$task.jsonl"
-  best=$(python3 -c "import json; r=[json.loads(l) for l in open('/tmp/train-$task/lorank/results.jsonl')]; r=[x for x in r if x['rank']==16][0]; print(r['dir'], r['best_val_loss'])")
-  set -- $best
-  python3 tools/peft_load_check.py assets/tiny-llama "$1" ../bench/tasks/$task/val.jsonl "$2"
+fi
+if has peftload; then
+  echo "== peftload"  # an adapter lorank trained on CUDA, loaded by PeftModel.from_pretrained
+  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  t=../bench/tasks/cmudict
+  build-cuda/lorank train --model assets/tiny-llama --data $t/train.jsonl --max-examples 1000 \
+    --val $t/val.jsonl --r 16 --alpha 8 --rslora --targets all-linear --max-steps 100 \
+    --out /tmp/peftload --force --quiet > "$out/peftload.log" 2>&1 || { tail -20 "$out/peftload.log"; exit 1; }
+  loss=$(python3 -c "import json; print(json.load(open('/tmp/peftload/train_summary.json'))['best_val_loss'])")
+  python3 tools/peft_load_check.py assets/tiny-llama /tmp/peftload $t/val.jsonl "$loss"
 fi
 if has bench; then
   echo "== bench"
