@@ -147,7 +147,7 @@ Model::Model(ModelConfig cfg, const std::map<std::string, torch::Tensor>& weight
     : Model(std::move(cfg), MapSource(weights, where), opts) {}
 
 Model::Model(ModelConfig cfg, const WeightSource& src, const LoadOptions& opts)
-    : cfg_(std::move(cfg)), opts_(opts) {
+    : cfg_(std::move(cfg)) {
   if (opts.dtype != torch::kFloat32 && opts.dtype != torch::kBFloat16 &&
       opts.dtype != torch::kFloat16) {
     fail(src.origin(), "unsupported load dtype", "float32, bfloat16 or float16",

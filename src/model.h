@@ -95,7 +95,6 @@ class Model {
   torch::Tensor attention_mask_for(const torch::Tensor& attention_mask, int64_t T) const;
 
   ModelConfig cfg_;
-  LoadOptions opts_;
   torch::Tensor embed_;       // (V, C)
   torch::Tensor final_norm_;  // (C)
   std::vector<Block> blocks_;

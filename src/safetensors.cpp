@@ -1,5 +1,7 @@
 #include "safetensors.h"
 
+#include "files.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -275,18 +277,6 @@ std::map<std::string, std::string> parse_metadata(const std::string& path, const
   return out;
 }
 
-void write_all(int fd, const uint8_t* data, size_t n, const std::string& where) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, data, std::min<size_t>(n, size_t{1} << 30));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0)
-      fail(where, "cannot write", "all bytes written", std::strerror(errno),
-           "check free disk space and permissions");
-    data += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
 struct Prepared {
   std::string prefix;  // 8-byte length + padded header
   std::vector<const TensorToWrite*> order;
@@ -341,37 +331,6 @@ Prepared prepare(const std::vector<TensorToWrite>& tensors,
   p.prefix.assign(reinterpret_cast<const char*>(&len), k_len_size);
   p.prefix += text;
   return p;
-}
-
-// A fresh sibling of `path`, created with O_EXCL so no other writer can share it.
-int create_temp_beside(const std::string& path, std::string* temp) {
-  fs::path target(path);
-  fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::random_device rd;
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    std::ostringstream name;
-    name << "." << target.filename().string() << ".tmp-" << ::getpid() << "-" << std::hex << rd();
-    *temp = (dir / name.str()).string();
-    int fd = ::open(temp->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0 || errno != EEXIST) return fd;
-  }
-  return -1;
-}
-
-// Moves the finished temp file into place; link() refuses an existing target atomically.
-void publish(const std::string& temp, const std::string& path, bool overwrite) {
-  const char* exists_hint = "choose another output path, or remove the file first";
-  if (!overwrite) {
-    if (::link(temp.c_str(), path.c_str()) == 0) {
-      ::unlink(temp.c_str());
-      return;
-    }
-    if (errno == EEXIST) fail(path, "refusing to overwrite an existing file", "", "", exists_hint);
-    if (fs::exists(path)) fail(path, "refusing to overwrite an existing file", "", "", exists_hint);
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0)
-    fail(path, "cannot move the written file into place", "", std::strerror(errno),
-         "check permissions of the output folder");
 }
 
 uint16_t load_u16(const uint8_t* p) {
@@ -538,8 +497,7 @@ bool ends_with(const std::string& s, const std::string& tail) {
 // Why a folder without model.safetensors / index has no usable weights.
 [[noreturn]] void fail_no_weights(const std::string& dir) {
   std::vector<std::string> pickles, others;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    std::string name = entry.path().filename().string();
+  for (const std::string& name : list_dir(dir)) {
     if (is_pickle_name(name)) pickles.push_back(name);
     if (ends_with(name, ".safetensors")) others.push_back(name);
   }
@@ -719,31 +677,10 @@ std::string serialize_safetensors(const std::vector<TensorToWrite>& tensors,
 
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata, bool overwrite) {
-  if (!overwrite && fs::exists(path))
-    fail(path, "refusing to overwrite an existing file", "", "",
-         "choose another output path, or remove the file first");
   Prepared p = prepare(tensors, metadata, path);
-  std::string temp;
-  int fd = create_temp_beside(path, &temp);
-  if (fd < 0)
-    fail(path, "cannot create a temporary file next to the output", "", std::strerror(errno),
-         "check that the output folder exists and is writable");
-  try {
-    write_all(fd, reinterpret_cast<const uint8_t*>(p.prefix.data()), p.prefix.size(), temp);
-    for (const TensorToWrite* t : p.order) write_all(fd, t->view.data, t->view.n_bytes, temp);
-    if (::fsync(fd) != 0)
-      fail(temp, "cannot flush to disk", "", std::strerror(errno), "check free disk space");
-    if (::close(fd) != 0) {
-      fd = -1;
-      fail(temp, "cannot close", "", std::strerror(errno), "check free disk space");
-    }
-    fd = -1;
-    publish(temp, path, overwrite);
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(temp.c_str());
-    throw;
-  }
+  std::vector<ByteRange> chunks{{reinterpret_cast<const uint8_t*>(p.prefix.data()), p.prefix.size()}};
+  for (const TensorToWrite* t : p.order) chunks.emplace_back(t->view.data, t->view.n_bytes);
+  write_file_atomic(path, chunks, overwrite);
 }
 
 }  // namespace lorank

@@ -23,7 +23,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir) {
   if (!fs::is_directory(dir, ec))
     fail(model_dir, "model folder not found", "a folder with tokenizer.json or tokenizer.model",
          "no such folder", "pass the Hugging Face model folder (the one holding config.json)");
-  if (fs::exists(dir / "tokenizer.json")) return load_tokenizer_json((dir / "tokenizer.json").string());
+  if (fs::exists(dir / "tokenizer.json"))
+    return load_tokenizer_json((dir / "tokenizer.json").string());
   if (fs::exists(dir / "tokenizer.model"))
     return load_sentencepiece((dir / "tokenizer.model").string());
   fail(model_dir, "no tokenizer in the model folder", "tokenizer.json or tokenizer.model",
@@ -52,7 +53,8 @@ std::string chat_template_field(const json& config, const std::string& where) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_array() && !v.empty()) {
     for (const json& entry : v)
-      if (entry.value("name", "") == "default" && entry.contains("template"))
+      if (entry.is_object() && entry.contains("name") && entry["name"] == "default" &&
+          entry.contains("template") && entry["template"].is_string())
         return entry["template"].get<std::string>();
     if (v[0].is_object() && v[0].contains("template") && v[0]["template"].is_string())
       return v[0]["template"].get<std::string>();

@@ -17,6 +17,12 @@ namespace {
 
 using tok::json;
 
+// A boolean field; missing or null gives `fallback` (HF's serde defaults).
+bool flag(const json& j, const char* key, bool fallback) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  return j[key].get<bool>();  // a json::exception here becomes a clear error in the loader
+}
+
 struct AddedToken {
   std::string content;
   int32_t id = 0;
@@ -94,7 +100,8 @@ std::vector<Segment> split_added(std::string_view text, const TokenTrie& trie,
     const AddedToken& t = added[token];
     if (t.single_word) {
       bool word_before = start > 0 && tok::is_word_char(last_code_point(text.substr(0, start)));
-      bool word_after = stop < text.size() && tok::is_word_char(first_code_point(text.substr(stop)));
+      bool word_after =
+          stop < text.size() && tok::is_word_char(first_code_point(text.substr(stop)));
       if (word_before || word_after) continue;
     }
     if (t.lstrip) {
@@ -108,7 +115,8 @@ std::vector<Segment> split_added(std::string_view text, const TokenTrie& trie,
     if (t.rstrip) {
       char32_t cp = 0;
       int n = 0;
-      while (stop < text.size() && (n = tok::utf8_next(text, stop, cp)) > 0 && tok::is_white_space(cp))
+      while (stop < text.size() && (n = tok::utf8_next(text, stop, cp)) > 0 &&
+             tok::is_white_space(cp))
         stop += n;
     }
     if (covered < start) out.push_back({covered, start, -1});
@@ -119,12 +127,98 @@ std::vector<Segment> split_added(std::string_view text, const TokenTrie& trie,
   return out;
 }
 
+// Open-addressing tables: a 128k vocab and 280k merges load and look up several times faster
+// than in std::unordered_map, and string lookups need no allocation.
+uint64_t mix(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  return k ^ (k >> 33);
+}
+
+size_t table_size(size_t entries) {
+  size_t size = 16;
+  while (size < entries * 2) size <<= 1;
+  return size;
+}
+
+class TokenIndex {
+ public:
+  void reserve(size_t n) {
+    keys_.reserve(n);
+    ids_.reserve(n);
+    slots_.assign(table_size(n), -1);
+  }
+  void insert(std::string_view key, int32_t id) {
+    if ((keys_.size() + 1) * 2 > slots_.size()) grow();
+    size_t i = probe(key);
+    if (slots_[i] >= 0) {
+      ids_[slots_[i]] = id;
+      return;
+    }
+    slots_[i] = static_cast<int32_t>(keys_.size());
+    keys_.emplace_back(key);
+    ids_.push_back(id);
+  }
+  int32_t find(std::string_view key) const {  // -1 when absent
+    if (slots_.empty()) return -1;
+    int32_t slot = slots_[probe(key)];
+    return slot >= 0 ? ids_[slot] : -1;
+  }
+
+ private:
+  size_t probe(std::string_view key) const {
+    size_t mask = slots_.size() - 1;
+    for (size_t i = std::hash<std::string_view>()(key) & mask;; i = (i + 1) & mask)
+      if (slots_[i] < 0 || keys_[slots_[i]] == key) return i;
+  }
+  void grow() {
+    slots_.assign(table_size(keys_.size() + 1) * 2, -1);
+    for (size_t k = 0; k < keys_.size(); ++k) slots_[probe(keys_[k])] = static_cast<int32_t>(k);
+  }
+  std::vector<std::string> keys_;
+  std::vector<int32_t> ids_;
+  std::vector<int32_t> slots_;  // index into keys_, -1 when empty
+};
+
+struct Merge {
+  int32_t rank = -1, new_id = -1;  // rank -1: empty slot
+};
+
+class MergeTable {
+ public:
+  static uint64_t key(int32_t a, int32_t b) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+  }
+  void reserve(size_t n) { slots_.assign(table_size(n), {}); }
+  void set(int32_t a, int32_t b, Merge merge) {  // a repeated pair: the last one wins, as in HF
+    size_t i = probe(key(a, b));
+    slots_[i] = {key(a, b), merge};
+  }
+  const Merge* find(int32_t a, int32_t b) const {
+    if (slots_.empty()) return nullptr;
+    const Slot& s = slots_[probe(key(a, b))];
+    return s.merge.rank >= 0 ? &s.merge : nullptr;
+  }
+
+ private:
+  struct Slot {
+    uint64_t key = 0;
+    Merge merge;
+  };
+  size_t probe(uint64_t k) const {
+    size_t mask = slots_.size() - 1;
+    for (size_t i = mix(k) & mask;; i = (i + 1) & mask)
+      if (slots_[i].merge.rank < 0 || slots_[i].key == k) return i;
+  }
+  std::vector<Slot> slots_;
+};
+
 // The BPE model: vocab, merge ranks, and HF's merge order (lowest rank first, then leftmost).
 class BpeModel {
  public:
   void load(const json& model, const std::string& where);
   void tokenize(const std::string& word, std::vector<int32_t>& out) const;
-  const std::unordered_map<std::string, int32_t>& vocab() const { return vocab_; }
+  int32_t find(std::string_view token) const { return vocab_.find(token); }  // -1: absent
   const std::vector<std::string>& tokens() const { return id_to_token_; }
 
  private:
@@ -133,20 +227,14 @@ class BpeModel {
     int prev, next;
     bool alive;
   };
-  struct Merge {
-    int32_t rank, new_id;
-  };
-  static uint64_t key(int32_t a, int32_t b) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-  }
   void load_vocab(const json& vocab, const std::string& where);
   void load_merges(const json& merges, const std::string& where);
   std::vector<Symbol> initial_symbols(const std::string& word) const;
   void merge_all(std::vector<Symbol>& symbols) const;
 
-  std::unordered_map<std::string, int32_t> vocab_;
+  TokenIndex vocab_;
   std::vector<std::string> id_to_token_;
-  std::unordered_map<uint64_t, Merge> merges_;
+  MergeTable merges_;
   std::vector<int32_t> byte_ids_;  // "<0xNN>" tokens for byte_fallback, -1 when absent
   int32_t unk_id_ = -1;
   bool fuse_unk_ = false, byte_fallback_ = false, ignore_merges_ = false;
@@ -169,73 +257,74 @@ void BpeModel::load(const json& model, const std::string& where) {
   };
   prefix_ = text_or_empty("continuing_subword_prefix");
   suffix_ = text_or_empty("end_of_word_suffix");
-  fuse_unk_ = model.value("fuse_unk", false);
-  byte_fallback_ = model.value("byte_fallback", false);
-  ignore_merges_ = model.value("ignore_merges", false);
+  fuse_unk_ = flag(model, "fuse_unk", false);
+  byte_fallback_ = flag(model, "byte_fallback", false);
+  ignore_merges_ = flag(model, "ignore_merges", false);
   std::string unk = text_or_empty("unk_token");
   if (!unk.empty()) {
-    auto it = vocab_.find(unk);
-    if (it == vocab_.end())
+    unk_id_ = vocab_.find(unk);
+    if (unk_id_ < 0)
       fail(where + " [model.unk_token]", "unk_token is not in the vocab", "a vocab entry",
            "\"" + unk + "\"", "check tokenizer.json");
-    unk_id_ = it->second;
   }
   byte_ids_.assign(256, -1);
   char name[8];
   for (int b = 0; b < 256; ++b) {
     std::snprintf(name, sizeof name, "<0x%02X>", b);
-    auto it = vocab_.find(name);
-    if (it != vocab_.end()) byte_ids_[b] = it->second;
+    byte_ids_[b] = vocab_.find(name);
   }
   load_merges(model.contains("merges") ? model["merges"] : json::array(), where);
 }
 
 void BpeModel::load_vocab(const json& vocab, const std::string& where) {
-  vocab_.reserve(vocab.size() * 2);
+  vocab_.reserve(vocab.size());
   int32_t max_id = -1;
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
       fail(where + " [model.vocab]", "token \"" + token + "\" has an invalid id",
            "a non-negative integer", id.dump(), "check tokenizer.json");
-    vocab_.emplace(token, id.get<int32_t>());
+    vocab_.insert(token, id.get<int32_t>());
     max_id = std::max(max_id, id.get<int32_t>());
   }
   id_to_token_.assign(static_cast<size_t>(max_id + 1), std::string());
-  for (const auto& [token, id] : vocab_) id_to_token_[id] = token;
+  for (const auto& [token, id] : vocab.items()) id_to_token_[id.get<int32_t>()] = token;
 }
 
 void BpeModel::load_merges(const json& merges, const std::string& where) {
-  merges_.reserve(merges.size() * 2);
-  auto lookup = [&](const std::string& token, size_t rank) {
-    auto it = vocab_.find(token);
-    if (it == vocab_.end())
+  merges_.reserve(merges.size());  // before any set(): the table does not grow
+  auto lookup = [&](std::string_view token, size_t rank) {
+    int32_t id = vocab_.find(token);
+    if (id < 0)
       fail(where + " [model.merges[" + std::to_string(rank) + "]]",
-           "merge uses a token that is not in the vocab", "a vocab entry", "\"" + token + "\"",
+           "merge uses a token that is not in the vocab", "a vocab entry",
+           "\"" + std::string(token) + "\"",
            "the vocab and merges of this tokenizer.json do not belong together");
-    return it->second;
+    return id;
   };
+  std::string merged;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const json& m = merges[rank];
-    std::string a, b;
+    std::string_view a, b;
     if (m.is_string()) {  // "a b", the older form
       const std::string& s = m.get_ref<const std::string&>();
       size_t space = s.find(' ');
       if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos)
         fail(where + " [model.merges[" + std::to_string(rank) + "]]", "malformed merge",
              "two tokens separated by one space", "\"" + s + "\"", "check tokenizer.json");
-      a = s.substr(0, space);
-      b = s.substr(space + 1);
+      a = std::string_view(s).substr(0, space);
+      b = std::string_view(s).substr(space + 1);
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      a = m[0].get<std::string>();
-      b = m[1].get<std::string>();
+      a = m[0].get_ref<const std::string&>();
+      b = m[1].get_ref<const std::string&>();
     } else {
       fail(where + " [model.merges[" + std::to_string(rank) + "]]", "malformed merge",
            "\"a b\" or [\"a\", \"b\"]", m.dump().substr(0, 80), "check tokenizer.json");
     }
     int32_t id_a = lookup(a, rank), id_b = lookup(b, rank);
-    bool prefixed = !prefix_.empty() && b.compare(0, prefix_.size(), prefix_) == 0;
-    int32_t merged = lookup(a + (prefixed ? b.substr(prefix_.size()) : b), rank);
-    merges_[key(id_a, id_b)] = {static_cast<int32_t>(rank), merged};  // a repeated pair: last wins
+    merged.assign(a);
+    bool prefixed = !prefix_.empty() && b.substr(0, prefix_.size()) == prefix_;
+    merged.append(prefixed ? b.substr(prefix_.size()) : b);
+    merges_.set(id_a, id_b, {static_cast<int32_t>(rank), lookup(merged, rank)});
   }
 }
 
@@ -257,11 +346,11 @@ std::vector<BpeModel::Symbol> BpeModel::initial_symbols(const std::string& word)
     unit.assign(word, pos, n);
     if (pos > 0) unit = prefix_ + unit;
     if (pos + n == word.size()) unit += suffix_;
-    auto it = vocab_.find(unit);
-    if (it != vocab_.end()) {
+    int32_t id = vocab_.find(unit);
+    if (id >= 0) {
       if (pending_unk) push(unk_id_);
       pending_unk = false;
-      push(it->second);
+      push(id);
     } else if (byte_fallback_ && std::all_of(unit.begin(), unit.end(), [&](char c) {
                  return byte_ids_[static_cast<unsigned char>(c)] >= 0;
                })) {
@@ -291,8 +380,8 @@ void BpeModel::merge_all(std::vector<Symbol>& symbols) const {
   auto consider = [&](int left) {
     int right = symbols[left].next;
     if (right < 0) return;
-    auto it = merges_.find(key(symbols[left].id, symbols[right].id));
-    if (it != merges_.end()) queue.push({it->second.rank, left, it->second.new_id});
+    if (const Merge* m = merges_.find(symbols[left].id, symbols[right].id))
+      queue.push({m->rank, left, m->new_id});
   };
   for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) consider(i);
   while (!queue.empty()) {
@@ -301,8 +390,8 @@ void BpeModel::merge_all(std::vector<Symbol>& symbols) const {
     Symbol& left = symbols[top.pos];
     if (!left.alive || left.next < 0) continue;
     Symbol& right = symbols[left.next];
-    auto it = merges_.find(key(left.id, right.id));
-    if (it == merges_.end() || it->second.new_id != top.new_id) continue;  // stale entry
+    const Merge* m = merges_.find(left.id, right.id);
+    if (!m || m->new_id != top.new_id) continue;  // stale entry
     left.id = top.new_id;
     right.alive = false;
     left.next = right.next;
@@ -315,9 +404,9 @@ void BpeModel::merge_all(std::vector<Symbol>& symbols) const {
 void BpeModel::tokenize(const std::string& word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
   if (ignore_merges_) {  // Llama 3: a pre-token that is itself in the vocab is emitted as is
-    auto it = vocab_.find(word);
-    if (it != vocab_.end()) {
-      out.push_back(it->second);
+    int32_t id = vocab_.find(word);
+    if (id >= 0) {
+      out.push_back(id);
       return;
     }
   }
@@ -379,7 +468,9 @@ JsonTokenizer::JsonTokenizer(const json& root, const std::string& path) : path_(
          root.is_object() ? "an object without \"model\"" : root.type_name(),
          "pass the tokenizer.json written by transformers' save_pretrained");
   const json& model = root["model"];
-  std::string type = model.value("type", model.contains("merges") ? "BPE" : "");
+  std::string type = model.contains("type") && model["type"].is_string()
+                         ? model["type"].get<std::string>()
+                         : (model.contains("merges") ? "BPE" : "(none)");
   if (type != "BPE")
     fail(path + " [model.type]", "unsupported tokenizer model \"" + type + "\"", "\"BPE\"",
          "\"" + type + "\"",
@@ -391,7 +482,8 @@ JsonTokenizer::JsonTokenizer(const json& root, const std::string& path) : path_(
   model_.load(model, path);
   auto stage = [&](const char* key) { return root.contains(key) ? root[key] : json(); };
   normalizer_ = tok::make_normalizer(stage("normalizer"), tok::Where{path, "normalizer"});
-  pre_tokenizer_ = tok::make_pre_tokenizer(stage("pre_tokenizer"), tok::Where{path, "pre_tokenizer"});
+  pre_tokenizer_ =
+      tok::make_pre_tokenizer(stage("pre_tokenizer"), tok::Where{path, "pre_tokenizer"});
   decoder_ = tok::make_decoder(stage("decoder"), tok::Where{path, "decoder"});
   post_ = tok::make_post_processor(stage("post_processor"), tok::Where{path, "post_processor"});
   if (root.contains("added_tokens") && root["added_tokens"].is_array())
@@ -411,11 +503,11 @@ void JsonTokenizer::load_added(const json& list) {
     AddedToken t;
     t.id = j["id"].get<int32_t>();
     t.content = j["content"].get<std::string>();
-    t.special = j.value("special", false);
-    t.single_word = j.value("single_word", false);
-    t.lstrip = j.value("lstrip", false);
-    t.rstrip = j.value("rstrip", false);
-    t.normalized = j.value("normalized", !t.special);
+    t.special = flag(j, "special", false);
+    t.single_word = flag(j, "single_word", false);
+    t.lstrip = flag(j, "lstrip", false);
+    t.rstrip = flag(j, "rstrip", false);
+    t.normalized = flag(j, "normalized", !t.special);
     if (t.content.empty() || added_by_content_.count(t.content)) continue;  // as HF ignores them
     size_t index = added_.size();
     added_by_id_[t.id] = index;
@@ -451,8 +543,10 @@ std::vector<int32_t> JsonTokenizer::encode(const std::string& raw) const {
     std::string chunk = text.substr(seg.start, seg.end - seg.start);
     if (normalizer_) normalizer_->normalize(chunk);
     for (const Segment& sub : split_added(chunk, normalized_trie_, added_)) {
-      if (sub.token >= 0) ids.push_back(added_[sub.token].id);
-      else encode_text(chunk.substr(sub.start, sub.end - sub.start), seg.start + sub.start, ids);
+      if (sub.token >= 0)
+        ids.push_back(added_[sub.token].id);
+      else
+        encode_text(chunk.substr(sub.start, sub.end - sub.start), seg.start + sub.start, ids);
     }
   }
   return ids;
@@ -485,8 +579,8 @@ std::string JsonTokenizer::decode(const std::vector<int32_t>& ids) const {
 std::optional<int32_t> JsonTokenizer::token_to_id(const std::string& token) const {
   auto it = added_by_content_.find(token);
   if (it != added_by_content_.end()) return added_[it->second].id;
-  auto v = model_.vocab().find(token);
-  if (v != model_.vocab().end()) return v->second;
+  int32_t id = model_.find(token);
+  if (id >= 0) return id;
   return std::nullopt;
 }
 
@@ -513,7 +607,12 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
     fail(path, "invalid JSON", "a JSON document", e.what(),
          "the file may be truncated (an interrupted download?); fetch it again");
   }
-  return std::make_unique<JsonTokenizer>(root, path);
+  try {
+    return std::make_unique<JsonTokenizer>(root, path);
+  } catch (const json::exception& e) {  // a field of an unexpected type the checks did not catch
+    fail(path, "unexpected tokenizer.json structure", "the layout HF tokenizers writes", e.what(),
+         "the file may be hand-edited or from an unsupported tokenizers version");
+  }
 }
 
 }  // namespace lorank

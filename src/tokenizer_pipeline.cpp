@@ -1,6 +1,5 @@
 #include "tokenizer_pipeline.h"
 
-#include <array>
 #include <nlohmann/json.hpp>
 
 #ifdef LORANK_WITH_ICU
@@ -9,262 +8,9 @@
 #include <unicode/unistr.h>
 #endif
 
-#ifndef PCRE2_CODE_UNIT_WIDTH
-#define PCRE2_CODE_UNIT_WIDTH 8
-#endif
-#include <pcre2.h>
-
 #include "error.h"
 
 namespace lorank::tok {
-
-int utf8_next(std::string_view s, size_t pos, char32_t& cp) {
-  auto at = [&](size_t i) -> unsigned { return static_cast<unsigned char>(s[i]); };
-  unsigned b0 = at(pos);
-  if (b0 < 0x80) {
-    cp = b0;
-    return 1;
-  }
-  int n = 0;
-  unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    n = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    n = 3;
-    if (b0 == 0xE0) lo = 0xA0;
-    if (b0 == 0xED) hi = 0x9F;  // no surrogates
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    n = 4;
-    if (b0 == 0xF0) lo = 0x90;
-    if (b0 == 0xF4) hi = 0x8F;
-  } else {
-    return -1;
-  }
-  char32_t value = b0 & (0xFF >> (n + 1));
-  for (int k = 1; k < n; ++k) {
-    if (pos + k >= s.size()) return -k;
-    unsigned b = at(pos + k);
-    unsigned low = k == 1 ? lo : 0x80, high = k == 1 ? hi : 0xBF;
-    if (b < low || b > high) return -k;
-    value = (value << 6) | (b & 0x3F);
-  }
-  cp = value;
-  return n;
-}
-
-std::string valid_utf8(std::string_view s) {
-  size_t pos = 0;
-  char32_t cp = 0;
-  while (pos < s.size()) {  // fast path: most text is already valid
-    int n = utf8_next(s, pos, cp);
-    if (n < 0) break;
-    pos += n;
-  }
-  if (pos == s.size()) return std::string(s);
-  std::string out(s.substr(0, pos));
-  while (pos < s.size()) {
-    int n = utf8_next(s, pos, cp);
-    if (n > 0) {
-      out.append(s.substr(pos, n));
-      pos += n;
-    } else {
-      out += "\xEF\xBF\xBD";
-      pos += -n;
-    }
-  }
-  return out;
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-bool is_white_space(char32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
-         cp == 0x205F || cp == 0x3000;
-}
-
-bool is_word_char(char32_t cp) {
-  if (cp < 0x80)
-    return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
-           cp == '_';
-  // UTS #18 \w (Alphabetic, marks, decimal digits, connectors, joiners) by general category
-  static const Regex word("[\\p{L}\\p{Nl}\\p{M}\\p{Nd}\\p{Pc}\\x{200c}\\x{200d}]", "word regex");
-  std::string s;
-  append_utf8(s, cp);
-  return !word.find_all(s).empty();
-}
-
-namespace {
-
-struct ByteMap {
-  std::array<std::string, 256> to_char;
-  std::array<int, 324> to_byte{};  // mapped code points are all below 256 + 68
-  ByteMap() {
-    to_byte.fill(-1);
-    int extra = 0;
-    for (int b = 0; b < 256; ++b) {
-      bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-      char32_t cp = printable ? b : 256 + extra++;
-      append_utf8(to_char[b], cp);
-      to_byte[cp] = b;
-    }
-  }
-};
-
-const ByteMap& byte_map() {
-  static const ByteMap map;
-  return map;
-}
-
-}  // namespace
-
-const std::string& byte_to_char(uint8_t b) { return byte_map().to_char[b]; }
-
-int char_to_byte(char32_t cp) { return cp < 324 ? byte_map().to_byte[cp] : -1; }
-
-namespace {
-
-// Unicode White_Space, the set Oniguruma's (and Rust regex's) \s matches.
-const char* const kWhiteSpaceClass =
-    "\\t-\\r\\x20\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}"
-    "\\x{3000}";
-
-std::string onig_compatible(const std::string& pattern) {
-  std::string out;
-  bool in_class = false;
-  for (size_t i = 0; i < pattern.size(); ++i) {
-    char c = pattern[i];
-    if (c == '\\' && i + 1 < pattern.size()) {
-      char e = pattern[++i];
-      if (e == 's') {
-        out += in_class ? std::string(kWhiteSpaceClass) : "[" + std::string(kWhiteSpaceClass) + "]";
-      } else if (e == 'S' && !in_class) {
-        out += "[^" + std::string(kWhiteSpaceClass) + "]";
-      } else {
-        out += c;
-        out += e;
-      }
-      continue;
-    }
-    if (!in_class && c == '[') {
-      in_class = true;
-      out += c;
-      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
-      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];  // literal ]
-      continue;
-    }
-    if (in_class && c == '[' && i + 1 < pattern.size() && pattern[i + 1] == ':') {
-      size_t end = pattern.find(":]", i + 2);  // POSIX class such as [:alpha:]
-      if (end != std::string::npos) {
-        out.append(pattern, i, end + 2 - i);
-        i = end + 1;
-        continue;
-      }
-    }
-    if (in_class && c == ']') in_class = false;
-    out += c;
-  }
-  return out;
-}
-
-// Per-thread JIT stack and match data: PCRE2 forbids sharing them between concurrent matches.
-struct MatchScratch {
-  pcre2_jit_stack* stack = nullptr;
-  pcre2_match_context* context = nullptr;
-  pcre2_match_data* data = nullptr;
-  MatchScratch() {
-    context = pcre2_match_context_create(nullptr);
-    stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
-    if (stack) pcre2_jit_stack_assign(context, nullptr, stack);
-    data = pcre2_match_data_create(1, nullptr);
-  }
-  ~MatchScratch() {
-    pcre2_match_data_free(data);
-    pcre2_match_context_free(context);
-    if (stack) pcre2_jit_stack_free(stack);
-  }
-};
-
-MatchScratch& scratch() {
-  thread_local MatchScratch s;
-  return s;
-}
-
-std::string pcre2_error(int code) {
-  PCRE2_UCHAR buf[256];
-  pcre2_get_error_message(code, buf, sizeof buf);
-  return reinterpret_cast<const char*>(buf);
-}
-
-}  // namespace
-
-Regex::Regex(const std::string& pattern, const std::string& where) : where_(where) {
-  int err = 0;
-  PCRE2_SIZE err_offset = 0;
-  std::string translated = onig_compatible(pattern);
-  auto* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
-                             PCRE2_UTF | PCRE2_UCP, &err, &err_offset, nullptr);
-  if (!code)
-    fail(where, "cannot compile the regular expression '" + pattern + "'",
-         "a PCRE2-compatible pattern", pcre2_error(err) + " at offset " + std::to_string(err_offset),
-         "the pattern comes from tokenizer.json; Oniguruma-only syntax is not supported");
-  jit_ = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
-  code_ = code;
-}
-
-Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
-
-std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) const {
-  auto* code = static_cast<pcre2_code*>(code_);
-  auto& s = scratch();
-  auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-  std::vector<std::pair<size_t, size_t>> matches;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    int rc = jit_ ? pcre2_jit_match(code, subject, text.size(), pos, 0, s.data, s.context)
-                  : pcre2_match(code, subject, text.size(), pos, 0, s.data, s.context);
-    if (rc == PCRE2_ERROR_NOMATCH) break;
-    if (rc < 0)
-      fail(where_, "regular expression matching failed", "a match or no match", pcre2_error(rc),
-           "the input text may be unusually long or the pattern pathological");
-    PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.data);
-    size_t start = ov[0], end = ov[1];
-    if (end == start) {  // empty match: step over one character
-      char32_t cp = 0;
-      int n = utf8_next(text, start, cp);
-      pos = start + (n > 0 ? n : 1);
-      continue;
-    }
-    matches.emplace_back(start, end);
-    pos = end;
-  }
-  return matches;
-}
-
-std::string regex_escape(const std::string& literal) {
-  std::string out;
-  for (char c : literal) {
-    if (std::string_view("\\^$.|?*+()[]{}-/#").find(c) != std::string_view::npos) out += '\\';
-    out += c;
-  }
-  return out;
-}
 
 std::vector<int32_t> PostProcessor::apply(const std::vector<int32_t>& ids) const {
   std::vector<int32_t> out;
@@ -290,8 +36,9 @@ T get_or(const json& j, const char* key, T fallback, const Where& where) {
   try {
     return j[key].get<T>();
   } catch (const nlohmann::json::exception&) {
-    fail((where / key).str(), "field has the wrong type", std::string("a ") + json(fallback).type_name(),
-         j[key].dump().substr(0, 80), "check tokenizer.json");
+    fail((where / key).str(), "field has the wrong type",
+         std::string("a ") + json(fallback).type_name(), j[key].dump().substr(0, 80),
+         "check tokenizer.json");
   }
 }
 
@@ -302,8 +49,8 @@ const json& require(const json& j, const char* key, const Where& where) {
   return j[key];
 }
 
-[[noreturn]] void unsupported(const Where& where, const std::string& kind,
-                              const std::string& type, const std::string& supported) {
+[[noreturn]] void unsupported(const Where& where, const std::string& kind, const std::string& type,
+                              const std::string& supported) {
   fail(where.str(), "unsupported " + kind + " type \"" + type + "\"", "one of " + supported,
        "\"" + type + "\"",
        "lorank implements the stages Llama, Mistral, Qwen and GPT-2 tokenizers use; convert the "
@@ -455,8 +202,8 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j, const Where& where) {
   if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
 #else
   if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD" || type == "Lowercase")
-    fail(where.str(), "the " + type + " normalizer needs ICU, which this build lacks", "a build with ICU",
-         "a build without it", "install libicu-dev and rebuild lorank");
+    fail(where.str(), "the " + type + " normalizer needs ICU, which this build lacks",
+         "a build with ICU", "a build without it", "install libicu-dev and rebuild lorank");
 #endif
   if (type == "Strip") {
     auto n = std::make_unique<StripNormalizer>();
@@ -464,8 +211,9 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j, const Where& where) {
     n->right = get_or<bool>(j, "strip_right", true, where);
     return n;
   }
-  unsupported(where, "normalizer", type, "Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD, "
-                                          "Lowercase, Strip");
+  unsupported(where, "normalizer", type,
+              "Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD, "
+              "Lowercase, Strip");
 }
 
 namespace {
@@ -478,8 +226,10 @@ Behavior parse_behavior(const std::string& s, const Where& where) {
   if (s == "MergedWithPrevious") return Behavior::merged_with_previous;
   if (s == "MergedWithNext") return Behavior::merged_with_next;
   if (s == "Contiguous") return Behavior::contiguous;
-  fail(where.str(), "unknown split behavior", "Removed, Isolated, MergedWithPrevious, MergedWithNext or "
-       "Contiguous", "\"" + s + "\"", "check tokenizer.json");
+  fail(where.str(), "unknown split behavior",
+       "Removed, Isolated, MergedWithPrevious, MergedWithNext or "
+       "Contiguous",
+       "\"" + s + "\"", "check tokenizer.json");
 }
 
 struct Span {
@@ -500,24 +250,30 @@ std::vector<Span> apply_behavior(std::vector<Span> spans, Behavior behavior) {
       return out;
     case Behavior::merged_with_previous:
       for (auto& s : spans) {
-        if (s.is_match && !previous_match && !out.empty()) out.back().end = s.end;
-        else out.push_back(s);
+        if (s.is_match && !previous_match && !out.empty())
+          out.back().end = s.end;
+        else
+          out.push_back(s);
         previous_match = s.is_match;
       }
       return out;
     case Behavior::merged_with_next:
       for (size_t k = spans.size(); k-- > 0;) {
         const Span& s = spans[k];
-        if (s.is_match && !previous_match && !out.empty()) out.back().start = s.start;
-        else out.push_back(s);
+        if (s.is_match && !previous_match && !out.empty())
+          out.back().start = s.start;
+        else
+          out.push_back(s);
         previous_match = s.is_match;
       }
       return {out.rbegin(), out.rend()};
     case Behavior::contiguous:
       for (size_t k = 0; k < spans.size(); ++k) {
         const Span& s = spans[k];
-        if (k > 0 && s.is_match == previous_match) out.back().end = s.end;
-        else out.push_back(s);
+        if (k > 0 && s.is_match == previous_match)
+          out.back().end = s.end;
+        else
+          out.push_back(s);
         previous_match = s.is_match;
       }
       return out;
@@ -538,7 +294,8 @@ void split_pieces(std::vector<Piece>& pieces, const Regex& re, Behavior behavior
     }
     if (prev != piece.text.size()) spans.push_back({prev, piece.text.size(), invert});
     for (const Span& s : apply_behavior(std::move(spans), behavior))
-      if (s.end > s.start) out.push_back({piece.text.substr(s.start, s.end - s.start), piece.offset + s.start});
+      if (s.end > s.start)
+        out.push_back({piece.text.substr(s.start, s.end - s.start), piece.offset + s.start});
   }
   pieces = std::move(out);
 }
@@ -594,8 +351,10 @@ class MetaspacePreTokenizer : public PreTokenizer {
     for (auto& p : pieces) {
       std::string t;
       for (char c : p.text) {
-        if (c == ' ') t += replacement;
-        else t += c;
+        if (c == ' ')
+          t += replacement;
+        else
+          t += c;
       }
       bool starts = t.compare(0, replacement.size(), replacement) == 0;
       if (!t.empty() && !starts &&
@@ -637,8 +396,7 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const Where& whe
     auto seq = std::make_unique<SequencePreTokenizer>();
     const json& list = require(j, "pretokenizers", where);
     for (size_t i = 0; i < list.size(); ++i)
-      seq->parts.push_back(
-          make_pre_tokenizer(list[i], (where / "pretokenizers")[i]));
+      seq->parts.push_back(make_pre_tokenizer(list[i], (where / "pretokenizers")[i]));
     return seq;
   }
   if (type == "Split") {
@@ -727,9 +485,10 @@ int hex_byte_token(const std::string& t) {  // "<0x0A>" -> 10, else -1
   int value = 0;
   for (int k = 3; k < 5; ++k) {
     char c = t[k];
-    int d = (c >= '0' && c <= '9') ? c - '0'
+    int d = (c >= '0' && c <= '9')   ? c - '0'
             : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-            : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+            : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                     : -1;
     if (d < 0) return -1;
     value = value * 16 + d;
   }
@@ -743,7 +502,8 @@ class ByteFallbackDecoder : public Decoder {
     std::string pending;
     auto flush = [&] {
       if (pending.empty()) return;
-      if (valid_utf8(pending) == pending) out.push_back(pending);
+      if (valid_utf8(pending) == pending)
+        out.push_back(pending);
       else  // HF: one U+FFFD per byte when the run is not valid UTF-8
         for (size_t k = 0; k < pending.size(); ++k) out.push_back("\xEF\xBF\xBD");
       pending.clear();
@@ -868,8 +628,7 @@ PostProcessor make_post_processor(const json& j, const Where& where) {
   if (type == "Sequence") {
     const json& list = require(j, "processors", where);
     for (size_t i = 0; i < list.size(); ++i) {
-      PostProcessor part =
-          make_post_processor(list[i], (where / "processors")[i]);
+      PostProcessor part = make_post_processor(list[i], (where / "processors")[i]);
       post.before.insert(post.before.begin(), part.before.begin(), part.before.end());
       post.after.insert(post.after.end(), part.after.begin(), part.after.end());
     }

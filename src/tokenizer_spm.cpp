@@ -149,7 +149,9 @@ class SpmTokenizer : public Tokenizer {
       struct Texts {
         std::string *out, *error;
       } texts{&out, &error};
-      auto on_out = [](void* c, const char* p, size_t n) { static_cast<Texts*>(c)->out->append(p, n); };
+      auto on_out = [](void* c, const char* p, size_t n) {
+        static_cast<Texts*>(c)->out->append(p, n);
+      };
       auto on_error = [](void* c, const char* p, size_t n) {
         static_cast<Texts*>(c)->error->append(p, n);
       };
@@ -211,7 +213,9 @@ class SpmTokenizer : public Tokenizer {
       std::vector<int32_t>* ids;
       std::string* error;
     } sinks{&ids, &error};
-    auto on_ids = [](void* c, const int* p, size_t n) { append_ids(static_cast<Sinks*>(c)->ids, p, n); };
+    auto on_ids = [](void* c, const int* p, size_t n) {
+      append_ids(static_cast<Sinks*>(c)->ids, p, n);
+    };
     auto on_error = [](void* c, const char* p, size_t n) {
       append_bytes(static_cast<Sinks*>(c)->error, p, n);
     };

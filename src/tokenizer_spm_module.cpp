@@ -1,18 +1,20 @@
 // The loadable module that wraps libsentencepiece behind a C interface (see tokenizer_spm_module.h
 // for why it is a separate module). Nothing allocated here is freed by the caller or vice versa:
 // results go out through sink callbacks.
+#include "tokenizer_spm_module.h"
+
 #include <sentencepiece_processor.h>
 
 #include <string>
 #include <vector>
 
-#include "tokenizer_spm_module.h"
-
 namespace {
 
 using Processor = sentencepiece::SentencePieceProcessor;
 
-const Processor& as_processor(const void* handle) { return *static_cast<const Processor*>(handle); }
+const Processor& as_processor(const void* handle) {
+  return *static_cast<const Processor*>(handle);
+}
 
 }  // namespace
 
@@ -31,13 +33,17 @@ LORANK_SPM_EXPORT void* lorank_spm_load(const char* path, lorank_spm_bytes_sink 
   return sp;
 }
 
-LORANK_SPM_EXPORT void lorank_spm_free(void* handle) { delete static_cast<Processor*>(handle); }
+LORANK_SPM_EXPORT void lorank_spm_free(void* handle) {
+  delete static_cast<Processor*>(handle);
+}
 
 LORANK_SPM_EXPORT int lorank_spm_piece_size(const void* handle) {
   return as_processor(handle).GetPieceSize();
 }
 
-LORANK_SPM_EXPORT int lorank_spm_bos_id(const void* handle) { return as_processor(handle).bos_id(); }
+LORANK_SPM_EXPORT int lorank_spm_bos_id(const void* handle) {
+  return as_processor(handle).bos_id();
+}
 
 LORANK_SPM_EXPORT int lorank_spm_is_special(const void* handle, int id) {
   const Processor& sp = as_processor(handle);

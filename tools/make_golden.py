@@ -218,6 +218,45 @@ def lora_golden(model_dir, tok, out_dir):
         save_file(grads, os.path.join(d, "grads.safetensors"))
         print("lora golden", case, "loss", loss.item(), "grads", len(grads))
 
+ARCH_CASES = {
+    # Small random models of each supported architecture, to pin what tiny/small-llama don't use.
+    "llama3-rope": ("llama", dict(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+                                  rope_theta=500000.0)),
+    "mistral-window": ("mistral", dict(sliding_window=4, rope_theta=10000.0)),
+    "qwen2-bias": ("qwen2", dict(use_sliding_window=False, rope_theta=1000000.0)),
+    "qwen3-qknorm": ("qwen3", dict(use_sliding_window=False, rope_theta=1000000.0, head_dim=32)),
+}
+
+def arch_golden(out_dir):
+    from transformers import AutoConfig
+    for name, (mtype, extra) in ARCH_CASES.items():
+        cfg = AutoConfig.for_model(mtype, vocab_size=256, hidden_size=64, intermediate_size=128,
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   max_position_embeddings=64, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                                   **extra)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+        with torch.no_grad():  # random biases/norms, so a loader that ignores them fails
+            for n, p in model.named_parameters():
+                if n.endswith("bias") or "norm" in n:
+                    p.add_(torch.randn_like(p) * 0.1)
+        d = os.path.join(out_dir, "arch", name)
+        model.to(torch.bfloat16).save_pretrained(d, safe_serialization=True)
+        for extra_file in ["generation_config.json"]:
+            if os.path.exists(os.path.join(d, extra_file)):
+                os.remove(os.path.join(d, extra_file))
+        model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+        gen = torch.Generator().manual_seed(1)
+        ids = torch.randint(0, 256, (2, 12), generator=gen)
+        mask = torch.ones(2, 12, dtype=torch.int64)
+        mask[1, 9:] = 0
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        save_file({"input_ids": ids, "attention_mask": mask, "logits": logits.contiguous()},
+                  os.path.join(d, "golden_logits.safetensors"))
+        print("arch golden", name, mtype)
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", required=True)
@@ -234,6 +273,7 @@ def main():
         loss_golden(model, tok, name, meta)
     json.dump(meta, open(os.path.join(a.out, "golden_meta.json"), "w"), indent=1)
     lora_golden(tiny, tok, a.out)
+    arch_golden(a.out)
     print(json.dumps(meta, indent=1))
     print(f"done in {time.time() - t0:.1f}s")
 

@@ -45,6 +45,7 @@ struct Subcommand {
   std::function<std::function<int()>(CLI::App&)> setup;  // registers options, returns the runner
 };
 
+Subcommand inspect_subcommand();
 Subcommand train_subcommand();
 Subcommand sweep_subcommand();
 std::vector<Subcommand> all_subcommands();  // subcommands.cpp: the list main() offers

@@ -2,6 +2,8 @@
 
 namespace lorank::cli {
 
-std::vector<Subcommand> all_subcommands() { return {train_subcommand(), sweep_subcommand()}; }
+std::vector<Subcommand> all_subcommands() {
+  return {inspect_subcommand(), train_subcommand(), sweep_subcommand()};
+}
 
 }  // namespace lorank::cli

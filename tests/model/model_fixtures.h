@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "files.h"
 #include "model.h"
 #include "safetensors.h"
 #include "test_common.h"
@@ -17,7 +18,7 @@ namespace lorank::test {
 struct TempDir {
   std::string path;
   explicit TempDir(const std::string& tag) : path(make_temp_dir(tag)) {}
-  ~TempDir() { std::filesystem::remove_all(path); }
+  ~TempDir() { lorank::remove_tree(path); }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 };

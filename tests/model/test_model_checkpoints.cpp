@@ -39,11 +39,22 @@ std::unique_ptr<TempDir> crafted(
 
 }  // namespace
 
-TEST(ModelCheckpoint, CraftedLlamaLoads) {
+TEST(ModelCheckpoint, CraftedLlamaLoadsFromFileAndMemory) {
   auto m = Model::load(crafted("ok")->path);
-  auto logits = m->forward(torch::randint(0, 32, {2, 5}, torch::kInt64));
+  auto ids = torch::randint(0, 32, {2, 5}, torch::kInt64);
+  auto logits = m->forward(ids);
   EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 5, 32}));
   EXPECT_EQ(m->parameter_counts().total(), lorank::count_parameters(m->config()).total());
+  auto w = random_weights(m->config(), 1);  // the same tensors crafted() wrote
+  Model in_memory(m->config(), w, {}, "weights");
+  EXPECT_TRUE(torch::equal(in_memory.forward(ids), logits));
+  w.erase("model.norm.weight");
+  try {
+    Model broken(m->config(), w, {}, "weights");
+    ADD_FAILURE() << "no error";
+  } catch (const lorank::Error& e) {
+    EXPECT_TRUE(has(e.what(), "weights: missing tensor model.norm.weight")) << e.what();
+  }
 }
 
 TEST(ModelCheckpoint, MissingTensorIsNamed) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "files.h"
 #include "safetensors.h"
 #include "test_common.h"
 
@@ -25,7 +26,7 @@ namespace {
 struct TempDir {
   std::string path;
   explicit TempDir(const std::string& tag) : path(lorank::test::make_temp_dir(tag)) {}
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { lorank::remove_tree(path); }
   std::string file(const std::string& name) const { return path + "/" + name; }
 };
 
@@ -105,7 +106,7 @@ TEST(Safetensors, RoundTripWriterToReader) {
   }
   EXPECT_EQ(file.tensor("s").numel(), 1);
   EXPECT_EQ(file.tensor("z").numel(), 0);
-  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()), 1)
+  EXPECT_EQ(lorank::list_dir(dir.path).size(), 1)
       << "the temp file was left behind";
 }
 
@@ -133,8 +134,8 @@ TEST(Safetensors, WriterReproducesReferenceFilesExactly) {
   if (!tiny.empty()) files.push_back(tiny);
   std::string small = lorank::test::shared_path("models/small-llama");
   if (!small.empty())
-    for (const auto& e : fs::directory_iterator(small))
-      if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
+    for (const std::string& name : lorank::list_dir(small))
+      if (fs::path(name).extension() == ".safetensors") files.push_back(small + "/" + name);
   if (files.empty()) GTEST_SKIP() << "../shared/models not present";
   TempDir dir("st-rewrite");
   for (const std::string& path : files) {
@@ -432,7 +433,7 @@ TEST(SafetensorsWriter, RefusesToOverwriteUnlessAsked) {
   EXPECT_EQ(as_string(SafetensorsFile(path).tensor("t")), "aa");
   lorank::write_safetensors(path, {{"t", view(Dtype::U8, {3}, b)}}, {}, /*overwrite=*/true);
   EXPECT_EQ(as_string(SafetensorsFile(path).tensor("t")), "bbb");
-  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()), 1);
+  EXPECT_EQ(lorank::list_dir(dir.path).size(), 1);
 }
 
 TEST(SafetensorsWriter, RejectsBadTensors) {

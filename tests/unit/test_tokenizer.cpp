@@ -13,6 +13,7 @@
 #include "error.h"
 #include "test_common.h"
 #include "tokenizer.h"
+#include "tokenizer_unicode.h"
 
 namespace lorank {
 namespace {
@@ -24,11 +25,16 @@ using Ids = std::vector<int32_t>;
 std::string escape(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
-    if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else if (c == '\t') out += "\\t";
-    else if (c < 0x20) out += "\\x" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
-    else out += static_cast<char>(c);
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c < 0x20)
+      out += "\\x" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
+    else
+      out += static_cast<char>(c);
   }
   return out;
 }
@@ -54,8 +60,8 @@ std::string id_diff(const Tokenizer& tok, size_t index, const std::string& text,
   size_t from = at > 2 ? at - 2 : 0;
   std::ostringstream out;
   out << "  string #" << index << " \"" << escape(text).substr(0, 80) << "\": first difference at "
-      << at << "\n    want " << show_ids(tok, want, from) << "\n    got  " << show_ids(tok, got, from)
-      << "\n";
+      << at << "\n    want " << show_ids(tok, want, from) << "\n    got  "
+      << show_ids(tok, got, from) << "\n";
   return out.str();
 }
 
@@ -123,10 +129,12 @@ TEST_P(Golden, IdsAndDecodeMatchReferenceLibrary) {
     bool bad = false;
     if (got != want) failures += "encode" + id_diff(tok, i, text, want, got), bad = true;
     if (got_special != want_special)
-      failures += "encode_with_special" + id_diff(tok, i, text, want_special, got_special), bad = true;
+      failures += "encode_with_special" + id_diff(tok, i, text, want_special, got_special),
+          bad = true;
     if (got_text != want_text)
       failures += "decode  string #" + std::to_string(i) + ": want \"" + escape(want_text) +
-                  "\"\n    got \"" + escape(got_text) + "\"\n", bad = true;
+                  "\"\n    got \"" + escape(got_text) + "\"\n",
+          bad = true;
     mismatched += bad;
   }
   EXPECT_EQ(mismatched, 0) << GetParam() << " (" << tok.kind() << "): " << mismatched << " of "
@@ -145,17 +153,27 @@ INSTANTIATE_TEST_SUITE_P(Tokenizers, Golden,
                          });
 
 TEST(Tokenizer, ByteLevelRoundTripsAwkwardText) {
-  std::vector<std::string> texts = {
-      "", "   ", "a\r\n\tb", "12345678 3.14159", "I'm you'll WE'VE", "日本語 한국어 中文",
-      "emoji 🎉👩‍👩‍👧‍👦", "<|begin_of_text|>inside<|eot_id|> text", "  trailing  \n\n",
-      std::string(5000, ' ') + "x", "\u00a0\u2003\u3000 spaces", "ﬁ ligature Ω ohm", "\x7f\x01"};
+  std::vector<std::string> texts = {"",
+                                    "   ",
+                                    "a\r\n\tb",
+                                    "12345678 3.14159",
+                                    "I'm you'll WE'VE",
+                                    "日本語 한국어 中文",
+                                    "emoji 🎉👩‍👩‍👧‍👦",
+                                    "<|begin_of_text|>inside<|eot_id|> text",
+                                    "  trailing  \n\n",
+                                    std::string(5000, ' ') + "x",
+                                    "\u00a0\u2003\u3000 spaces",
+                                    "ﬁ ligature Ω ohm",
+                                    "\x7f\x01"};
   std::vector<std::string> files = {test::repo_path("assets/tiny-llama/tokenizer.json"),
                                     test::shared_path("tokenizers/llama3/tokenizer.json"),
                                     test::shared_path("tokenizers/gpt2/tokenizer.json")};
   for (const auto& file : files) {
     if (file.empty()) continue;
     const Tokenizer& tok = cached(file);
-    for (const auto& text : texts) EXPECT_EQ(tok.decode(tok.encode(text)), text) << file << ": " << escape(text);
+    for (const auto& text : texts)
+      EXPECT_EQ(tok.decode(tok.encode(text)), text) << file << ": " << escape(text);
   }
 }
 
@@ -189,18 +207,18 @@ TEST(Tokenizer, MetaspaceFixtureFollowsMergeRanks) {
 
 TEST(Tokenizer, MetaspaceFixtureUnknownsAndByteFallback) {
   auto tok = load_tokenizer_json(test::asset("tokenizers/metaspace.json"));
-  EXPECT_EQ(tok->encode("qq"), (Ids{5, 0}));           // no <0x71>: unknowns, fused
-  EXPECT_EQ(tok->encode("é"), (Ids{5, 3, 4}));         // bytes of é via byte_fallback
-  EXPECT_EQ(tok->encode("qé"), (Ids{5, 3, 4, 0}));     // HF emits the bytes before the pending unk
+  EXPECT_EQ(tok->encode("qq"), (Ids{5, 0}));        // no <0x71>: unknowns, fused
+  EXPECT_EQ(tok->encode("é"), (Ids{5, 3, 4}));      // bytes of é via byte_fallback
+  EXPECT_EQ(tok->encode("qé"), (Ids{5, 3, 4, 0}));  // HF emits the bytes before the pending unk
   EXPECT_EQ(tok->decode({5, 3, 4}), "é");
-  EXPECT_EQ(tok->decode({5, 3}), "\xEF\xBF\xBD");      // a lone byte: U+FFFD
+  EXPECT_EQ(tok->decode({5, 3}), "\xEF\xBF\xBD");  // a lone byte: U+FFFD
 }
 
 TEST(Tokenizer, MetaspaceFixtureAddedTokenOptions) {
   auto tok = load_tokenizer_json(test::asset("tokenizers/metaspace.json"));
   // "abc" after <s> does not start the input: prepend_scheme "first" adds no ▁.
   EXPECT_EQ(tok->encode("<s>abc</s>"), (Ids{1, 12, 2}));
-  EXPECT_EQ(tok->encode("a <mask>"), (Ids{10, 14}));   // lstrip swallows the space
+  EXPECT_EQ(tok->encode("a <mask>"), (Ids{10, 14}));    // lstrip swallows the space
   EXPECT_EQ(tok->encode("xyz abc"), (Ids{19, 11, 8}));  // single_word token at a word boundary
   EXPECT_EQ(tok->encode("axyz"), (Ids{10, 0}));         // inside a word: not matched
   EXPECT_EQ(tok->token_to_id("xyz"), 19);
@@ -233,6 +251,92 @@ TEST(Tokenizer, MergesAsStringsOrPairsAreEquivalent) {
   auto pairs = load_tokenizer_json(path);
   for (const char* text : {"abc", " abc abcabc", "ab ab c"})
     EXPECT_EQ(strings->encode(text), pairs->encode(text)) << text;
+}
+
+json fixture(const std::string& name) {
+  return json::parse(test::read_file(test::asset("tokenizers/" + name)));
+}
+
+std::unique_ptr<Tokenizer> load_modified(const json& j) {
+  return load_tokenizer_json(write_temp("tok-mod", "tokenizer.json", j.dump()));
+}
+
+TEST(Tokenizer, SplitBehaviorsAndInvert) {
+  json j = fixture("bytelevel.json");
+  auto split_with = [&](const char* behavior, bool invert, json pattern) {
+    j["pre_tokenizer"]["pretokenizers"][0] = {
+        {"type", "Split"}, {"pattern", pattern}, {"behavior", behavior}, {"invert", invert}};
+    return load_modified(j);
+  };
+  auto tok = load_tokenizer_json(test::asset("tokenizers/bytelevel.json"));
+  int32_t ab = tok->token_to_id("ab").value(), a = tok->token_to_id("a").value(),
+          space = tok->token_to_id("\u0120").value(), space_a = tok->token_to_id("\u0120a").value();
+  json space_pattern = {{"String", " "}};
+  EXPECT_EQ(split_with("Removed", false, space_pattern)->encode("ab a"), (Ids{ab, a}));
+  EXPECT_EQ(split_with("Isolated", false, space_pattern)->encode("ab a"), (Ids{ab, space, a}));
+  EXPECT_EQ(split_with("MergedWithNext", false, space_pattern)->encode("ab a"), (Ids{ab, space_a}));
+  EXPECT_EQ(split_with("MergedWithPrevious", false, space_pattern)->encode("ab a"),
+            (Ids{ab, space, a}));
+  // Inverted: the letters are the pieces, the rest is the delimiter that Removed drops.
+  EXPECT_EQ(split_with("Removed", true, {{"Regex", "\\p{L}+"}})->encode("ab a"), (Ids{ab, a}));
+  std::string msg = message_of([&] { split_with("Sideways", false, space_pattern); });
+  EXPECT_NE(msg.find("Sideways"), std::string::npos) << msg;
+}
+
+TEST(Tokenizer, LegacyPrependReplaceNormalizer) {
+  // Older Llama tokenizer.json files: Prepend + Replace normalizers and no pre-tokenizer, so every
+  // chunk between added tokens gets its own "▁".
+  json j = fixture("metaspace.json");
+  j["pre_tokenizer"] = nullptr;
+  j["normalizer"] = json::parse(R"({"type": "Sequence", "normalizers": [
+      {"type": "Prepend", "prepend": "\u2581"},
+      {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]})");
+  auto tok = load_modified(j);
+  EXPECT_EQ(tok->encode("a b"), (Ids{10, 5, 7}));
+  EXPECT_EQ(tok->encode("<s>abc"), (Ids{1, 11, 8}));
+  EXPECT_EQ(tok->encode(""), Ids{});
+}
+
+TEST(Tokenizer, MetaspaceDecoder) {
+  json j = fixture("metaspace.json");
+  j["decoder"] = {{"type", "Metaspace"},
+                  {"replacement", "\u2581"},
+                  {"prepend_scheme", "always"},
+                  {"split", true}};
+  auto tok = load_modified(j);
+  EXPECT_EQ(tok->decode({11, 8}), "abc");  // the first token loses its ▁
+  EXPECT_EQ(tok->decode({10, 5, 7}), "a b");
+  j["decoder"]["prepend_scheme"] = "never";
+  EXPECT_EQ(load_modified(j)->decode({11, 8}), " abc");
+}
+
+TEST(Tokenizer, UnicodeNormalizer) {
+  json j = fixture("metaspace.json");
+  j["normalizer"] = {{"type", "NFC"}};
+  std::unique_ptr<Tokenizer> tok;
+  std::string msg = message_of([&] { tok = load_modified(j); });
+  if (msg.find("needs ICU") != std::string::npos) GTEST_SKIP() << "built without ICU";
+  ASSERT_TRUE(tok);
+  EXPECT_EQ(tok->encode("e\u0301"), (Ids{5, 3, 4}));  // e + combining acute -> é -> its bytes
+}
+
+TEST(TokenizerUnicode, RegexWhiteSpaceIsUnicodeWhiteSpace) {
+  // Oniguruma's \s (HF) is White_Space: U+0085 yes; U+180E (no longer a space) and U+200B no.
+  tok::Regex space("\\s+", "test"), not_space("\\S+", "test"), in_class("[^\\s\\p{L}]+", "test");
+  EXPECT_EQ(space.find_all("a\u0085b").size(), 1u);
+  EXPECT_TRUE(space.find_all("\u180e").empty());
+  EXPECT_TRUE(space.find_all("\u200b").empty());
+  EXPECT_EQ(space.find_all(" \t\u00a0\u3000").size(), 1u);
+  EXPECT_EQ(not_space.find_all("\u180e").size(), 1u);
+  EXPECT_TRUE(in_class.find_all("\u0085").empty());
+  EXPECT_EQ(in_class.find_all("\u180e").size(), 1u);
+}
+
+TEST(TokenizerUnicode, Utf8Repair) {
+  EXPECT_EQ(tok::valid_utf8("ok \u00e9"), "ok \u00e9");
+  EXPECT_EQ(tok::valid_utf8("\xed\xa0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
+  EXPECT_EQ(tok::valid_utf8("\xf0\x9f\x98"), "\xEF\xBF\xBD");          // truncated 4-byte sequence
+  EXPECT_EQ(tok::valid_utf8("\xc0\xaf"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong
 }
 
 TEST(Tokenizer, SentencePieceMatchesControlTokensInText) {
@@ -292,8 +396,7 @@ TEST(TokenizerErrors, UnsupportedModelAndStages) {
   EXPECT_NE(msg.find("hint:"), std::string::npos) << msg;
 
   json j = json::parse(test::read_file(test::asset("tokenizers/metaspace.json")));
-  j["pre_tokenizer"] = {{"type", "Sequence"},
-                        {"pretokenizers", {{{"type", "BertPreTokenizer"}}}}};
+  j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "BertPreTokenizer"}}}}};
   path = write_temp("tok-pre", "tokenizer.json", j.dump());
   msg = message_of([&] { load_tokenizer_json(path); });
   EXPECT_NE(msg.find("[pre_tokenizer.pretokenizers[0]]"), std::string::npos) << msg;
@@ -305,6 +408,20 @@ TEST(TokenizerErrors, UnsupportedModelAndStages) {
   msg = message_of([&] { load_tokenizer_json(path); });
   EXPECT_NE(msg.find("[model.merges[1]]"), std::string::npos) << msg;
   EXPECT_NE(msg.find("zzz"), std::string::npos) << msg;
+}
+
+TEST(TokenizerErrors, WrongFieldTypesGiveLorankErrors) {
+  json j = fixture("metaspace.json");
+  j["model"]["fuse_unk"] = nullptr;  // null means the default, as in HF
+  EXPECT_EQ(load_modified(j)->encode("qq"), (Ids{5, 0, 0}));
+  j["added_tokens"][0]["special"] = "yes";
+  std::string msg = message_of([&] { load_modified(j); });
+  EXPECT_NE(msg.find("unexpected tokenizer.json structure"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
+  j = fixture("metaspace.json");
+  j["model"]["dropout"] = 0.1;
+  msg = message_of([&] { load_modified(j); });
+  EXPECT_NE(msg.find("[model.dropout]"), std::string::npos) << msg;
 }
 
 TEST(TokenizerErrors, SentencePieceRejectsOtherFiles) {
@@ -361,7 +478,8 @@ TEST(Tokenizer, ConcurrentEncodeMatchesSerial) {
   std::istringstream in(test::read_file(test::asset("data/gsm8k.jsonl")));
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   std::vector<Ids> serial;
-  for (const auto& l : lines) serial.push_back(cached(test::repo_path("assets/tiny-llama/tokenizer.json")).encode(l));
+  for (const auto& l : lines)
+    serial.push_back(cached(test::repo_path("assets/tiny-llama/tokenizer.json")).encode(l));
   std::vector<std::vector<Ids>> results(4);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)

@@ -1,0 +1,148 @@
+// lorank inspect: what lorank sees in a model and a dataset, and the base model's loss on it.
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "evaluate.h"
+#include "progress.h"
+#include "session.h"
+
+namespace lorank::cli {
+
+namespace {
+
+struct InspectOptions {
+  CommonOptions common;
+  DataOptions data;
+  bool no_loss = false;
+  int64_t batch_tokens = 8192;
+};
+
+nlohmann::json model_json(const Session& s) {
+  const ModelConfig& c = s.model->config();
+  ParamCounts p = s.model->parameter_counts();
+  return {
+      {"path", s.model_dir}, {"model_type", c.model_type}, {"n_layer", c.n_layer},
+      {"n_embd", c.n_embd}, {"n_head", c.n_head}, {"n_head_kv", c.n_head_kv},
+      {"head_dim", c.head_dim}, {"n_ff", c.n_ff}, {"n_vocab", c.n_vocab},
+      {"tie_word_embeddings", c.tie_word_embeddings}, {"rope_theta", c.rope_theta},
+      {"rope_scaling", c.rope.type}, {"weights_dtype", c.dtype},
+      {"compute_dtype", dtype_name(s.dtype)}, {"device", s.runtime.device},
+      {"tokenizer", s.tokenizer->kind()},
+      {"params",
+       {{"total", p.total()}, {"embed", p.embed}, {"q_proj", p.attn_q}, {"k_proj", p.attn_k},
+        {"v_proj", p.attn_v}, {"o_proj", p.attn_o}, {"gate_proj", p.mlp_gate},
+        {"up_proj", p.mlp_up}, {"down_proj", p.mlp_down}, {"norms", p.norms},
+        {"lm_head", p.lm_head}}},
+  };
+}
+
+nlohmann::json data_json(const Session& s) {
+  const DatasetStats& d = s.data.stats;
+  return {
+      {"path", s.data_path}, {"schema", d.schema}, {"chat_format", d.chat_format},
+      {"records", d.n_records}, {"examples", d.n_examples}, {"tokens", d.n_tokens},
+      {"supervised_tokens", d.n_supervised},
+      {"length", {{"p50", d.len_p50}, {"p90", d.len_p90}, {"p99", d.len_p99}, {"max", d.len_max}}},
+      {"truncated", d.n_truncated}, {"skipped_empty", d.n_skipped_empty},
+      {"dropped_no_target", d.n_dropped_no_target}, {"duplicates", d.n_duplicates},
+  };
+}
+
+void print_human(const nlohmann::json& j) {
+  const auto& rt = j["runtime"];
+  const auto& m = j["model"];
+  const auto& d = j["data"];
+  std::printf("runtime  LibTorch %s on %s, %s, %lld threads, BLAS: %s\n",
+              rt["torch"].get<std::string>().c_str(), rt["device"].get<std::string>().c_str(),
+              m["compute_dtype"].get<std::string>().c_str(), (long long)rt["threads"].get<int64_t>(),
+              rt["blas"].get<std::string>().c_str());
+  std::printf("model    %s\n         %s, %lld layers x %lld, %lld heads / %lld kv (head_dim %lld), "
+              "SwiGLU %lld, vocab %lld, %s embeddings, weights %s; tokenizer %s\n",
+              m["path"].get<std::string>().c_str(), m["model_type"].get<std::string>().c_str(),
+              (long long)m["n_layer"], (long long)m["n_embd"], (long long)m["n_head"],
+              (long long)m["n_head_kv"], (long long)m["head_dim"], (long long)m["n_ff"],
+              (long long)m["n_vocab"], m["tie_word_embeddings"].get<bool>() ? "tied" : "untied",
+              m["weights_dtype"].get<std::string>().c_str(), m["tokenizer"].get<std::string>().c_str());
+  std::printf("\n  %-10s %12s %7s\n", "module", "params", "share");
+  double total = m["params"]["total"].get<double>();
+  for (const char* k : {"embed", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                        "down_proj", "norms", "lm_head"}) {
+    double n = m["params"][k].get<double>();
+    std::printf("  %-10s %12s %6.1f%%\n", k, format_count(n).c_str(), 100.0 * n / total);
+  }
+  std::printf("  %-10s %12s\n\n", "total", format_count(total).c_str());
+  std::printf("data     %s\n         schema %s%s, %lld examples (%lld records), %s tokens, "
+              "%s supervised\n         length p50 %lld, p90 %lld, p99 %lld, max %lld; "
+              "truncated %lld, duplicates %lld, dropped (no target left) %lld\n",
+              d["path"].get<std::string>().c_str(), d["schema"].get<std::string>().c_str(),
+              d["chat_format"].get<std::string>().empty()
+                  ? "" : (", chat " + d["chat_format"].get<std::string>()).c_str(),
+              (long long)d["examples"], (long long)d["records"],
+              format_count(d["tokens"].get<double>()).c_str(),
+              format_count(d["supervised_tokens"].get<double>()).c_str(),
+              (long long)d["length"]["p50"], (long long)d["length"]["p90"],
+              (long long)d["length"]["p99"], (long long)d["length"]["max"],
+              (long long)d["truncated"], (long long)d["duplicates"],
+              (long long)d["dropped_no_target"]);
+  if (j.contains("base_loss")) {
+    const auto& b = j["base_loss"];
+    double loss = b["mean_loss_per_supervised_token"].get<double>();
+    std::printf("loss     %.4f nats per supervised token (perplexity %.1f) over %lld tokens, "
+                "%.1fs, %s tok/s\n",
+                loss, std::exp(loss), (long long)b["supervised_tokens"], b["seconds"].get<double>(),
+                format_count(b["tokens_per_s"].get<double>()).c_str());
+  }
+  if (rt["slow_blas"].get<bool>())
+    std::printf("\nwarning: the reference BLAS is slow (~6x); install libopenblas0-pthread\n");
+}
+
+int run_inspect(const InspectOptions& o) {
+  Session s = open_session(o.common, o.data);
+  nlohmann::json j;
+  j["runtime"] = {{"torch", s.runtime.torch_version}, {"device", s.runtime.device},
+                  {"blas", s.runtime.blas}, {"slow_blas", s.runtime.slow_blas},
+                  {"threads", s.runtime.threads}};
+  j["model"] = model_json(s);
+  j["data"] = data_json(s);
+  if (!o.no_loss) {
+    std::vector<size_t> all(s.data.examples.size());
+    std::iota(all.begin(), all.end(), size_t(0));
+    EvalOptions eo;
+    eo.batch_tokens = o.batch_tokens;
+    eo.pad_id = pad_id_for(s);
+    Progress progress("base loss", s.data.stats.n_tokens, "tok", !o.common.quiet);
+    EvalResult r = evaluate_loss(*s.model, s.data.examples, all, eo, &progress);
+    progress.finish();
+    j["base_loss"] = {{"mean_loss_per_supervised_token", r.mean_loss},
+                      {"supervised_tokens", r.n_supervised}, {"tokens", r.n_tokens},
+                      {"seconds", r.seconds},
+                      {"tokens_per_s", r.seconds > 0 ? double(r.n_tokens) / r.seconds : 0.0}};
+  }
+  if (o.common.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    print_human(j);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Subcommand inspect_subcommand() {
+  return {"inspect", "Summarise a model and a dataset, and the base model's loss on the data",
+          [](CLI::App& app) -> std::function<int()> {
+            auto o = std::make_shared<InspectOptions>();
+            add_options(app, common_option_specs(o->common));
+            add_options(app, data_option_specs(o->data));
+            add_options(app, {
+                {"--no-loss", &o->no_loss, "skip the base-loss pass over the data"},
+                {"--batch-tokens", &o->batch_tokens, "padded tokens per forward pass", 16, 1e9},
+            });
+            return [o] { return run_inspect(*o); };
+          }};
+}
+
+}  // namespace lorank::cli

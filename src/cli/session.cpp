@@ -1,0 +1,60 @@
+#include "session.h"
+
+#include <filesystem>
+
+#include "error.h"
+
+namespace lorank::cli {
+
+std::vector<OptionSpec> data_option_specs(DataOptions& o) {
+  return {
+      {"--schema", &o.schema, "record schema", -1e300, 1e300,
+       {"auto", "text", "prompt-completion", "alpaca", "messages"}},
+      {"--chat-format", &o.chat_format,
+       "chat format for messages (default: recognised from tokenizer_config.json)"},
+      {"--max-len", &o.max_len, "tokens per example; longer ones are cut from the right", 2, 1 << 20},
+      {"--max-examples", &o.max_examples, "use the first N records (0: all)", 0, 1e15},
+      {"--skip-empty", &o.skip_empty, "skip records with an empty completion instead of failing"},
+  };
+}
+
+Session open_session(const CommonOptions& common, const DataOptions& data_opts, bool load_data) {
+  Session s;
+  s.model_dir = common.model_dir.empty() ? std::string(LORANK_ASSETS_DIR) + "/tiny-llama"
+                                         : common.model_dir;
+  s.data_path = common.data_path.empty() ? std::string(LORANK_ASSETS_DIR) + "/demo.jsonl"
+                                         : common.data_path;
+  set_threads(common.threads);
+  s.device = resolve_device(common.device);
+  s.dtype = resolve_dtype(common.dtype, s.device);
+  s.runtime = runtime_info(s.device);
+  if (!std::filesystem::is_directory(s.model_dir))
+    fail(s.model_dir, "model folder not found", "a folder with config.json and *.safetensors",
+         "no such folder", "pass --model DIR (a Hugging Face model folder)");
+  s.tokenizer = load_tokenizer(s.model_dir);
+  s.tokenizer_config = load_tokenizer_config(s.model_dir, *s.tokenizer);
+  LoadOptions lo;
+  lo.device = s.device;
+  lo.dtype = s.dtype;
+  s.model = Model::load(s.model_dir, lo);
+  if (load_data) {
+    DatasetOptions d;
+    d.schema = schema_from_name(data_opts.schema);
+    d.chat_format = data_opts.chat_format;
+    d.max_len = data_opts.max_len;
+    d.max_examples = data_opts.max_examples;
+    d.skip_empty_completions = data_opts.skip_empty;
+    s.data = load_dataset(s.data_path, *s.tokenizer, s.tokenizer_config, d,
+                          s.model_dir + "/tokenizer_config.json");
+  }
+  return s;
+}
+
+int32_t pad_id_for(const Session& s) {
+  const auto& c = s.tokenizer_config;
+  if (c.pad_id) return *c.pad_id;
+  if (c.eos_id) return *c.eos_id;
+  return 0;
+}
+
+}  // namespace lorank::cli

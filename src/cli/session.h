@@ -1,0 +1,39 @@
+// What every model-and-data subcommand loads first: runtime, model, tokenizer and dataset.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "dataset.h"
+#include "model.h"
+#include "options.h"
+#include "runtime.h"
+#include "tokenizer.h"
+
+namespace lorank::cli {
+
+struct DataOptions {
+  std::string schema = "auto";
+  std::string chat_format;
+  int64_t max_len = 512;
+  int64_t max_examples = 0;
+  bool skip_empty = false;
+};
+std::vector<OptionSpec> data_option_specs(DataOptions& o);
+
+struct Session {
+  torch::Device device = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat32;
+  RuntimeInfo runtime;
+  std::string model_dir, data_path;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  TokenizerConfig tokenizer_config;
+  Dataset data;
+};
+
+// Empty --model/--data fall back to the embedded demo (assets/tiny-llama, assets/demo.jsonl).
+Session open_session(const CommonOptions& common, const DataOptions& data, bool load_data = true);
+int32_t pad_id_for(const Session& s);  // pad, else eos, else 0: padding is masked out anyway
+
+}  // namespace lorank::cli

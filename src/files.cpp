@@ -1,0 +1,123 @@
+#include "files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <sstream>
+
+#include "error.h"
+
+namespace lorank {
+
+std::vector<std::string> list_dir(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d)
+    fail(dir, "cannot list the folder", "a readable folder", std::strerror(errno),
+         "check the path and its permissions");
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+namespace {
+
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) {
+  return ::remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+void write_all(int fd, const uint8_t* data, size_t n, const std::string& where) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, data, std::min<size_t>(n, size_t{1} << 30));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0)
+      fail(where, "cannot write", "all bytes written", std::strerror(errno),
+           "check free disk space and permissions");
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+// A fresh sibling of `path`, created with O_EXCL so no other writer can share it.
+int create_temp_beside(const std::string& path, std::string* temp) {
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::ostringstream name;
+    name << dir << "/." << base << ".tmp-" << ::getpid() << "-" << std::hex << rd();
+    *temp = name.str();
+    int fd = ::open(temp->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  return -1;
+}
+
+// Moves the finished temp file into place; link() refuses an existing target atomically.
+void publish(const std::string& temp, const std::string& path, bool overwrite) {
+  const char* exists_hint = "choose another output path, or remove the file first";
+  if (!overwrite) {
+    if (::link(temp.c_str(), path.c_str()) == 0) {
+      ::unlink(temp.c_str());
+      return;
+    }
+    struct stat st;
+    if (errno == EEXIST || ::stat(path.c_str(), &st) == 0)
+      fail(path, "refusing to overwrite an existing file", "", "", exists_hint);
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0)
+    fail(path, "cannot move the written file into place", "", std::strerror(errno),
+         "check permissions of the output folder");
+}
+
+}  // namespace
+
+void remove_tree(const std::string& path) {
+  if (::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+    fail(path, "cannot remove", "", std::strerror(errno), "check permissions");
+}
+
+void write_file_atomic(const std::string& path, const std::vector<ByteRange>& chunks,
+                       bool overwrite) {
+  struct stat st;
+  if (!overwrite && ::stat(path.c_str(), &st) == 0)
+    fail(path, "refusing to overwrite an existing file", "", "",
+         "choose another output path, or remove the file first");
+  std::string temp;
+  int fd = create_temp_beside(path, &temp);
+  if (fd < 0)
+    fail(path, "cannot create a temporary file next to the output", "", std::strerror(errno),
+         "check that the output folder exists and is writable");
+  try {
+    for (const auto& [data, n] : chunks) write_all(fd, data, n, temp);
+    if (::fsync(fd) != 0)
+      fail(temp, "cannot flush to disk", "", std::strerror(errno), "check free disk space");
+    int rc = ::close(fd);
+    fd = -1;
+    if (rc != 0) fail(temp, "cannot close", "", std::strerror(errno), "check free disk space");
+    publish(temp, path, overwrite);
+  } catch (...) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(temp.c_str());
+    throw;
+  }
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite) {
+  write_file_atomic(path, {{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}},
+                    overwrite);
+}
+
+}  // namespace lorank

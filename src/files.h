@@ -1,0 +1,26 @@
+// File-system helpers that avoid std::filesystem's directory iteration: PyTorch's pip LibTorch
+// exports its own statically linked copies of those symbols (pytorch/pytorch#133437), and with
+// them remove_all and directory_iterator crash in a program built by a newer GCC.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lorank {
+
+// Names in `dir` (no "." or ".."), sorted. Throws naming the folder when it cannot be read.
+std::vector<std::string> list_dir(const std::string& dir);
+// Removes a file or a folder with everything in it; a missing path is not an error.
+void remove_tree(const std::string& path);
+
+// Writes the byte ranges, in order, to `path` through a temp file beside it, fsync and an atomic
+// move, so a crash never leaves a half-written file. Refuses an existing file unless `overwrite`.
+using ByteRange = std::pair<const uint8_t*, size_t>;
+void write_file_atomic(const std::string& path, const std::vector<ByteRange>& chunks,
+                       bool overwrite);
+void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite);
+
+}  // namespace lorank

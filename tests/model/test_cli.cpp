@@ -1,0 +1,105 @@
+// The lorank binary end to end: inspect's numbers against transformers' goldens, and bad input
+// giving a clear message (file, what was expected, a hint) and a non-zero exit.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "model/model_fixtures.h"
+
+namespace {
+
+using lorank::test::asset;
+using lorank::test::repo_path;
+using lorank::test::run_lorank;
+using lorank::test::TempDir;
+using lorank::test::write_file;
+
+nlohmann::json golden_loss(const std::string& rel) {
+  auto meta = nlohmann::json::parse(lorank::test::read_file(asset("golden/golden_meta.json")));
+  return meta["tiny-llama"]["loss"][rel];
+}
+
+nlohmann::json inspect_json(const std::string& args) {
+  auto r = run_lorank("inspect --quiet --json " + args);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return nlohmann::json::parse(r.output.substr(r.output.find('{')));
+}
+
+TEST(CliInspect, DemoLossMatchesTransformers) {
+  auto j = inspect_json("");  // the embedded default: assets/tiny-llama + assets/demo.jsonl
+  auto g = golden_loss("assets/demo.jsonl");
+  EXPECT_EQ(j["base_loss"]["supervised_tokens"], g["supervised_tokens"]);
+  EXPECT_NEAR(j["base_loss"]["mean_loss_per_supervised_token"].get<double>(),
+              g["mean_loss_per_supervised_token"].get<double>(), 1e-4);
+  EXPECT_EQ(j["data"]["schema"], "alpaca");
+  EXPECT_EQ(j["data"]["examples"], 200);
+  EXPECT_EQ(j["model"]["params"]["total"], 5245184);  // pretraining.json's count
+  EXPECT_NE(j["runtime"]["blas"].get<std::string>(), "");
+}
+
+TEST(CliInspect, MessagesTaskLossMatchesTransformers) {
+  const std::string rel = "tests/assets/data/wordnet-gloss.jsonl";
+  auto j = inspect_json("--data " + repo_path(rel));
+  auto g = golden_loss(rel);
+  EXPECT_EQ(j["data"]["chat_format"], "llama3");
+  EXPECT_EQ(j["base_loss"]["supervised_tokens"], g["supervised_tokens"]);
+  EXPECT_NEAR(j["base_loss"]["mean_loss_per_supervised_token"].get<double>(),
+              g["mean_loss_per_supervised_token"].get<double>(), 1e-4);
+}
+
+void expect_failure(const std::string& args, const std::vector<std::string>& needles) {
+  auto r = run_lorank(args);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("error:"), std::string::npos) << r.output;
+  for (const auto& n : needles) EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
+}
+
+TEST(CliInspect, MissingModelFolder) {
+  expect_failure("inspect --model /nonexistent/model", {"/nonexistent/model", "hint:"});
+}
+
+TEST(CliInspect, MalformedJsonlNamesFileAndLine) {
+  TempDir dir("cli-bad");
+  write_file(dir.path + "/bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"broken\n{\"text\": \"x\"}\n");
+  expect_failure("inspect --no-loss --data " + dir.path + "/bad.jsonl", {"bad.jsonl:2"});
+}
+
+TEST(CliInspect, EmptyDataset) {
+  TempDir dir("cli-empty");
+  write_file(dir.path + "/empty.jsonl", "\n\n");
+  expect_failure("inspect --no-loss --data " + dir.path + "/empty.jsonl", {"empty.jsonl"});
+}
+
+TEST(CliInspect, EmptyCompletionNamesLine) {
+  TempDir dir("cli-nocomp");
+  write_file(dir.path + "/d.jsonl",
+             "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"a\", \"completion\": \"\"}\n");
+  expect_failure("inspect --no-loss --data " + dir.path + "/d.jsonl", {"d.jsonl:2"});
+}
+
+TEST(CliInspect, PickleOnlyModelSaysHowToConvert) {
+  TempDir dir("cli-pickle");
+  write_file(dir.path + "/config.json", lorank::test::read_file(repo_path("assets/tiny-llama/config.json")));
+  write_file(dir.path + "/tokenizer.json", lorank::test::read_file(repo_path("assets/tiny-llama/tokenizer.json")));
+  write_file(dir.path + "/pytorch_model.bin", "not really a pickle");
+  expect_failure("inspect --no-loss --model " + dir.path, {"pickle", "safe_serialization=True"});
+}
+
+TEST(CliInspect, UnknownModelType) {
+  TempDir dir("cli-arch");
+  std::string cfg = lorank::test::read_file(repo_path("assets/tiny-llama/config.json"));
+  cfg.replace(cfg.find("\"llama\""), 7, "\"gpt_neox\"");
+  write_file(dir.path + "/config.json", cfg);
+  write_file(dir.path + "/tokenizer.json", lorank::test::read_file(repo_path("assets/tiny-llama/tokenizer.json")));
+  expect_failure("inspect --no-loss --model " + dir.path, {"gpt_neox", "config.json", "llama"});
+}
+
+TEST(CliInspect, NumbersAreValidated) {
+  auto r = run_lorank("inspect --max-len abc");
+  EXPECT_NE(r.exit_code, 0);
+  r = run_lorank("inspect --max-len -5");
+  EXPECT_NE(r.exit_code, 0);
+  r = run_lorank("inspect --device tpu");
+  EXPECT_NE(r.exit_code, 0);
+}
+
+}  // namespace

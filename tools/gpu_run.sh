@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Everything the GPU machine checks, in one call: golden fixtures from the reference libraries, the
+# CUDA build, every test (gpu label included) and the benchmarks. From the repo root there:
+#   tools/gpu_run.sh OUT_DIR [golden|build|test|bench ...]   (default: all steps)
+# Shared assets travel as .gpu/shared.tar.xz (models/small-llama + tokenizers) and unpack to ../shared,
+# where the tests look; .gpu/include holds pcre2.h, which that image lacks.
+set -uo pipefail
+out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
+steps=${*:-golden build test bench}
+mkdir -p "$out"
+[ -d ../shared/models ] || { mkdir -p ../shared && tar -C ../shared -xJf .gpu/shared.tar.xz; }
+has() { [[ " $steps " == *" $1 "* ]]; }
+if has golden; then
+  echo "== golden"
+  python3 tools/make_golden.py --shared ../shared --out tests/assets/golden > "$out/golden.log" 2>&1 \
+    || { tail -30 "$out/golden.log"; exit 1; }
+  tar -cf "$out/golden.tar" tests/assets/golden
+fi
+if has build; then
+  echo "== build"
+  prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+  cmake -S . -B build-cuda -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DTORCH_CUDA_ARCH_LIST=9.0 \
+    -DLORANK_EXTRA_INCLUDE="$PWD/.gpu/include" > "$out/build.log" 2>&1 &&
+    ninja -C build-cuda >> "$out/build.log" 2>&1 || { grep -m20 -B2 -A8 "error" "$out/build.log"; exit 1; }
+fi
+if has test; then
+  echo "== test"
+  ctest --test-dir build-cuda --output-on-failure -j8 > "$out/ctest.log" 2>&1
+  grep -E "tests passed|FAILED|Failed|vs transformers" "$out/ctest.log" | head -40
+  tail -3 "$out/ctest.log"
+fi
+if has bench; then
+  echo "== bench"
+  bench/run_forward.sh build-cuda assets/tiny-llama ../shared/models/small-llama 2>&1 | tee "$out/bench_forward.txt"
+fi
