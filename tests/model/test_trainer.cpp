@@ -14,16 +14,20 @@
 #include "safetensors.h"
 #include "sweep.h"
 #include "test_common.h"
-#include "tokenizer.h"
 #include "trainer.h"
+#include "trainer_fixtures.h"
 
 namespace fs = std::filesystem;
 
 namespace lorank {
 namespace {
 
+using test::cmudict;
+using test::lora_r4;
+using test::short_run;
+
 std::string tiny_dir() {
-  return test::repo_path("assets/tiny-llama");
+  return test::trainer_model_dir();
 }
 
 Model& tiny_model() {
@@ -31,44 +35,11 @@ Model& tiny_model() {
   return *model;
 }
 
-// The 32 cmudict records: the first 24 train, the last 8 validate.
-const TrainData& cmudict() {
-  static TrainData data = [] {
-    auto tok = load_tokenizer(tiny_dir());
-    TokenizerConfig cfg = load_tokenizer_config(tiny_dir(), *tok);
-    Dataset d = load_dataset(test::asset("data/cmudict.jsonl"), *tok, cfg, DatasetOptions{});
-    TrainData t;
-    t.train.assign(d.examples.begin(), d.examples.begin() + 24);
-    t.val.assign(d.examples.begin() + 24, d.examples.end());
-    return t;
-  }();
-  return data;
-}
-
 TrainData all_for_training() {
   TrainData t = cmudict();
   t.train.insert(t.train.end(), t.val.begin(), t.val.end());
   t.val.clear();
   return t;
-}
-
-LoraConfig lora_r4() {
-  LoraConfig c;
-  c.r = 4;
-  c.alpha = 8;
-  return c;
-}
-
-TrainOptions short_run(int64_t steps) {
-  TrainOptions o;
-  o.lr = 1e-3;
-  o.batch = 4;
-  o.max_steps = steps;
-  o.epochs = 10;
-  o.warmup = 0;
-  o.seed = 0;
-  o.eval.pad_id = 5;  // <|pad|>
-  return o;
 }
 
 std::vector<double> step_losses(const TrainData& data, const TrainOptions& opts, int64_t steps) {
