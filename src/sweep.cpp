@@ -351,7 +351,7 @@ void prepare_sweep_dir(const SweepOutput& out, const std::string& fingerprint) {
            "resume with the original options, --force to start over, or another --out");
     }
   } else {
-    write_file_atomic(config_path, json::parse(fingerprint).dump(2) + "\n", /*overwrite=*/false);
+    write_file_atomic(config_path, json::parse(fingerprint).dump(2) + "\n", /*overwrite=*/true);
   }
 }
 

@@ -6,7 +6,7 @@
 # where the tests look; .gpu/include holds pcre2.h, which that image lacks.
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
-steps=${*:-golden build test bench}
+steps=${*:-golden build test train bench}
 mkdir -p "$out"
 [ -d ../shared/models ] || { mkdir -p ../shared && tar -C ../shared -xJf .gpu/shared.tar.xz; }
 has() { [[ " $steps " == *" $1 "* ]]; }
@@ -25,9 +25,24 @@ if has build; then
 fi
 if has test; then
   echo "== test"
-  ctest --test-dir build-cuda --output-on-failure -j8 > "$out/ctest.log" 2>&1
-  grep -E "tests passed|FAILED|Failed|vs transformers" "$out/ctest.log" | head -40
+  # The gpu label by default; LORANK_GPU_ALL_TESTS=1 also runs every CPU test against this LibTorch.
+  labels="-L gpu"; [ "${LORANK_GPU_ALL_TESTS:-0}" = 1 ] && labels=""
+  ctest --test-dir build-cuda $labels --output-on-failure -j8 > "$out/ctest.log" 2>&1
+  grep -E "tests passed|FAILED|Failed" "$out/ctest.log" | head -40
+  build-cuda/test_gpu 2>&1 | grep -E "vs transformers|OK|FAILED"  # the measured numbers
   tail -3 "$out/ctest.log"
+fi
+if has train; then
+  echo "== train"  # lorank sweep beside PEFT on one bench task, then PEFT loads lorank's adapter
+  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  task=${LORANK_TASK:-cmudict}
+  bench/run_train.sh build-cuda assets/tiny-llama ../bench/tasks/$task 1000 ${LORANK_RANKS:-1,4,16,64} 3e-3 1500 \
+    "/tmp/train-$task" 2>&1 | tee "$out/train_$task.txt"
+  cp /tmp/train-$task/lorank/results.jsonl "$out/lorank_results_$task.jsonl"
+  cp /tmp/train-$task/peft.jsonl "$out/peft_$task.jsonl"
+  best=$(python3 -c "import json; r=[json.loads(l) for l in open('/tmp/train-$task/lorank/results.jsonl')]; r=[x for x in r if x['rank']==16][0]; print(r['dir'], r['best_val_loss'])")
+  set -- $best
+  python3 tools/peft_load_check.py assets/tiny-llama "$1" ../bench/tasks/$task/val.jsonl "$2"
 fi
 if has bench; then
   echo "== bench"

@@ -48,6 +48,7 @@ struct Subcommand {
 Subcommand inspect_subcommand();
 Subcommand train_subcommand();
 Subcommand sweep_subcommand();
+Subcommand probe_subcommand();
 std::vector<Subcommand> all_subcommands();  // subcommands.cpp: the list main() offers
 
 }  // namespace lorank::cli

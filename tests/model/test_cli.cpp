@@ -19,7 +19,8 @@ nlohmann::json golden_loss(const std::string& rel) {
 }
 
 nlohmann::json inspect_json(const std::string& args) {
-  auto r = run_lorank("inspect --quiet --json " + args);
+  // fp32 on the CPU: the goldens are transformers' fp32 losses (a CUDA build would pick bf16).
+  auto r = run_lorank("inspect --quiet --json --device cpu --dtype fp32 " + args);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   return nlohmann::json::parse(r.output.substr(r.output.find('{')));
 }

@@ -1,0 +1,362 @@
+#include "probe.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "error.h"
+#include "model.h"
+#include "progress.h"
+
+namespace lorank {
+
+namespace {
+
+const std::vector<std::string> kKinds = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                         "gate_proj", "up_proj", "down_proj"};
+
+// Linears that read the same input tensor share one input moment.
+std::string input_group(const Linear& l) {
+  if (l.kind == "q_proj" || l.kind == "k_proj" || l.kind == "v_proj") return "attn_in";
+  if (l.kind == "gate_proj" || l.kind == "up_proj") return "mlp_in";
+  return l.kind;
+}
+
+// What every hook needs to know about the batch in flight.
+struct BatchContext {
+  torch::Tensor real;    // (N) int64: flat (B·T) positions of real tokens
+  torch::Tensor scored;  // (N) bool: real positions whose next token is supervised
+  size_t shard = 0;
+};
+
+// Accumulators of one input group: split by scored / other so both moments cost one pass.
+struct MomentPair {
+  torch::Tensor scored, other;  // (d_in, d_in) fp32
+};
+
+class ProbeHook : public LinearHook {
+ public:
+  ProbeHook(ModuleProbe& m, const BatchContext& ctx, MomentPair* moments)
+      : m_(m), ctx_(ctx), moments_(moments) {}
+
+  torch::Tensor forward(const torch::Tensor& x, torch::Tensor y) override {
+    const int64_t d_in = x.size(-1);
+    auto xr = x.detach().reshape({-1, d_in}).index_select(0, ctx_.real).to(torch::kFloat32);  // (N, d_in)
+    if (moments_) {
+      auto xs = xr.index({ctx_.scored}), xo = xr.index({ctx_.scored.logical_not()});  // (Ns|No, d_in)
+      moments_->scored.addmm_(xs.t(), xs);
+      moments_->other.addmm_(xo.t(), xo);
+    }
+    if (!y.requires_grad()) y.requires_grad_(true);  // the first layer's y is a leaf
+    ShardGradients* g = &m_.grad;
+    const size_t shard = ctx_.shard;
+    torch::Tensor real = ctx_.real;
+    y.register_hook([g, xr, real, shard](const torch::Tensor& grad) {
+      auto d = grad.reshape({-1, grad.size(-1)}).index_select(0, real).to(torch::kFloat32);  // (N, d_out)
+      if (g->is_exact()) {
+        g->exact[shard].addmm_(d.t(), xr);                    // (d_out, d_in) += δᵀ X
+      } else {
+        g->range[shard].addmm_(d.t(), xr.mm(g->omega));           // (d_out, k) += δᵀ (X Ω)
+        g->corange[shard].addmm_(d.mm(g->psi).t(), xr);           // (k, d_in) += (δ Ψ)ᵀ X
+        g->core[shard].addmm_(d.mm(g->phi).t(), xr.mm(g->xi));    // (s, s) += (δ Φ)ᵀ (X Ξ)
+      }
+    });
+    return y;
+  }
+
+ private:
+  ModuleProbe& m_;
+  const BatchContext& ctx_;
+  MomentPair* moments_;  // null unless this module is its input group's first target
+};
+
+// Installs hooks for the probe's lifetime and restores the linears' previous (empty) hooks.
+struct HookGuard {
+  std::vector<Linear*> linears;
+  ~HookGuard() {
+    for (Linear* l : linears) l->hook.reset();
+  }
+};
+
+uint64_t mix_seed(uint64_t seed, uint64_t i) {  // splitmix64 step: distinct streams per module
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+torch::Tensor gaussian(int64_t rows, int64_t cols, uint64_t seed, const torch::Device& device) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  return torch::randn({rows, cols}, gen, torch::kFloat32).to(device);  // (rows, cols)
+}
+
+int64_t nbytes(const torch::Tensor& t) { return t.defined() ? int64_t(t.nbytes()) : 0; }
+
+// Per-shard accumulators of one module, zeroed, on the model's device.
+ShardGradients make_accumulators(const Linear& l, GradMode mode, const ProbeOptions& opts,
+                                 size_t index, const torch::Device& device) {
+  ShardGradients g;
+  g.d_out = l.d_out();
+  g.d_in = l.d_in();
+  g.n_tokens.assign(size_t(opts.n_shards), 0);
+  auto zeros = [&](int64_t r, int64_t c) {
+    return torch::zeros({r, c}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  };
+  for (int64_t k = 0; k < opts.n_shards; ++k) {
+    if (mode == GradMode::exact) g.exact.push_back(zeros(g.d_out, g.d_in));
+  }
+  if (mode == GradMode::sketch) {
+    const int64_t k = opts.sketch_rank, s = 2 * opts.sketch_rank + 1;
+    auto test_matrix = [&](int64_t rows, int64_t cols, uint64_t which) {
+      return gaussian(rows, cols, mix_seed(opts.seed, 4 * index + which), device);
+    };
+    g.omega = test_matrix(g.d_in, k, 0);   // (d_in, k)
+    g.psi = test_matrix(g.d_out, k, 1);    // (d_out, k)
+    g.phi = test_matrix(g.d_out, s, 2);    // (d_out, s)
+    g.xi = test_matrix(g.d_in, s, 3);      // (d_in, s)
+    for (int64_t i = 0; i < opts.n_shards; ++i) {
+      g.range.push_back(zeros(g.d_out, k));
+      g.corange.push_back(zeros(k, g.d_in));
+      g.core.push_back(zeros(s, s));
+    }
+  }
+  return g;
+}
+
+// Examples to probe (a seeded sample when max_examples or max_tokens asks) dealt into disjoint shards.
+std::vector<std::vector<size_t>> probe_shards(const std::vector<Example>& examples,
+                                              const ProbeOptions& opts) {
+  const size_t n = examples.size();
+  std::vector<size_t> pool;
+  const bool by_count = opts.max_examples > 0 && size_t(opts.max_examples) < n;
+  if (by_count || opts.max_tokens > 0) {
+    int64_t tokens = 0;
+    for (size_t i : seeded_permutation(n, opts.seed)) {
+      if (by_count && pool.size() >= size_t(opts.max_examples)) break;
+      if (opts.max_tokens > 0 && tokens >= opts.max_tokens) break;
+      pool.push_back(i);
+      tokens += int64_t(examples[i].ids.size());
+    }
+    std::sort(pool.begin(), pool.end());
+  } else {
+    for (size_t i = 0; i < n; ++i) pool.push_back(i);
+  }
+  auto shards = make_shards(pool.size(), size_t(opts.n_shards), opts.seed);
+  for (auto& s : shards) {
+    for (size_t& i : s) i = pool[i];
+  }
+  return shards;
+}
+
+GradMode choose_mode(const std::vector<Linear*>& targets, const ProbeOptions& opts) {
+  if (opts.mode != GradMode::automatic) return opts.mode;
+  return exact_gradient_bytes(targets, opts.n_shards) <= opts.exact_budget_bytes ? GradMode::exact
+                                                                                  : GradMode::sketch;
+}
+
+// One moment pair per input group, owned by the group's first target; none over the budget.
+std::map<std::string, MomentPair> make_moments(const std::vector<Linear*>& targets,
+                                               const ProbeOptions& opts, const torch::Device& dev) {
+  std::map<std::string, MomentPair> out;
+  if (!opts.input_moments) return out;
+  int64_t bytes = 0;
+  for (const Linear* l : targets) {
+    std::string key = std::to_string(l->layer) + ":" + input_group(*l);
+    if (out.count(key)) continue;
+    auto z = torch::zeros({l->d_in(), l->d_in()},
+                          torch::TensorOptions().dtype(torch::kFloat32).device(dev));
+    out[key] = {z, z.clone()};
+    bytes += 2 * nbytes(z);
+  }
+  if (bytes > opts.moment_budget_bytes) out.clear();
+  return out;
+}
+
+// Loss and gradients of one batch; the hooks do the accumulating.
+void probe_batch(Model& model, const Batch& batch, BatchContext& ctx, ProbeResult& r) {
+  BatchTensors t = to_tensors(batch, model.device());
+  const int64_t B = batch.batch_size, T = batch.seq_len;
+  ctx.real = t.attention_mask.reshape({-1}).nonzero().squeeze(1);          // (N)
+  // Position p is scored when its target p+1 is supervised and real.
+  auto next = (t.loss_mask * t.attention_mask).narrow(1, 1, T - 1);        // (B, T-1)
+  auto scored = torch::cat({next, torch::zeros({B, 1}, next.options())}, 1);  // (B, T)
+  ctx.scored = scored.reshape({-1}).index_select(0, ctx.real).to(torch::kBool);  // (N)
+  auto hidden = model.hidden_states(t.ids, t.attention_mask);              // (B, T, C)
+  LossResult loss = lm_loss(model, hidden, t.ids, t.attention_mask, t.loss_mask);
+  if (loss.n_tokens > 0 && loss.sum.requires_grad()) loss.sum.backward();
+  r.shard_tokens[ctx.shard] += ctx.real.size(0);
+  r.shard_supervised[ctx.shard] += loss.n_tokens;
+  r.shard_loss_sum[ctx.shard] += loss.sum.item<double>();
+}
+
+void finish_moments(ProbeResult& r, const std::vector<Linear*>& targets,
+                    std::map<std::string, MomentPair>& moments) {
+  r.input_moments = !moments.empty();
+  for (auto& kv : moments) {
+    kv.second.other.add_(kv.second.scored);  // now Σ over every real token
+    r.state_bytes += nbytes(kv.second.scored) + nbytes(kv.second.other);
+  }
+  for (size_t i = 0; i < targets.size(); ++i) {
+    auto it = moments.find(std::to_string(targets[i]->layer) + ":" + input_group(*targets[i]));
+    if (it == moments.end()) continue;
+    r.modules[i].moment_scored = it->second.scored;
+    r.modules[i].moment_all = it->second.other;
+  }
+}
+
+std::string loss_status(double loss) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "loss %.3f", loss);
+  return buf;
+}
+
+// One accumulator set and hook per target; the first target of each input group owns its moments.
+void install_hooks(const std::vector<Linear*>& targets, const ProbeOptions& opts,
+                   const torch::Device& device, const BatchContext& ctx,
+                   std::map<std::string, MomentPair>& moments, ProbeResult& r, HookGuard& guard) {
+  std::set<std::string> owned;
+  r.modules.reserve(targets.size());  // hooks hold references into r.modules
+  for (size_t i = 0; i < targets.size(); ++i) {
+    Linear* l = targets[i];
+    r.modules.push_back({l->name, l->kind, l->layer, make_accumulators(*l, r.mode, opts, i, device)});
+    std::string key = std::to_string(l->layer) + ":" + input_group(*l);
+    MomentPair* mp = moments.count(key) && owned.insert(key).second ? &moments[key] : nullptr;
+    l->hook = std::make_shared<ProbeHook>(r.modules.back(), ctx, mp);
+    guard.linears.push_back(l);
+  }
+}
+
+}  // namespace
+
+std::string grad_mode_name(GradMode mode) {
+  switch (mode) {
+    case GradMode::automatic: return "auto";
+    case GradMode::exact: return "exact";
+    case GradMode::sketch: return "sketch";
+  }
+  return "?";
+}
+
+GradMode grad_mode_from_name(const std::string& name) {
+  if (name == "auto") return GradMode::automatic;
+  if (name == "exact") return GradMode::exact;
+  if (name == "sketch") return GradMode::sketch;
+  fail("--grad-mode", "unknown gradient mode", "auto, exact or sketch", name);
+}
+
+int64_t ProbeResult::n_tokens() const {
+  int64_t n = 0;
+  for (int64_t t : shard_tokens) n += t;
+  return n;
+}
+
+int64_t ProbeResult::n_supervised() const {
+  int64_t n = 0;
+  for (int64_t t : shard_supervised) n += t;
+  return n;
+}
+
+double ProbeResult::base_loss() const {
+  double sum = 0;
+  for (double s : shard_loss_sum) sum += s;
+  return n_supervised() > 0 ? sum / double(n_supervised()) : 0.0;
+}
+
+std::vector<Linear*> probe_targets(Model& model, const ProbeOptions& opts) {
+  for (const auto& k : opts.target_kinds) {
+    if (std::find(kKinds.begin(), kKinds.end(), k) == kKinds.end()) {
+      fail("probe targets", "unknown module type '" + k + "'",
+           "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj", k);
+    }
+  }
+  const int64_t n_layer = model.config().n_layer;
+  for (int64_t l : opts.layers) {
+    if (l < 0 || l >= n_layer) {
+      fail("probe layers", "layer out of range", "0 <= layer < " + std::to_string(n_layer),
+           std::to_string(l));
+    }
+  }
+  auto wanted = [](const auto& list, const auto& v) {
+    return list.empty() || std::find(list.begin(), list.end(), v) != list.end();
+  };
+  std::vector<Linear*> out;
+  for (Linear* l : model.linears()) {
+    if (wanted(opts.target_kinds, l->kind) && wanted(opts.layers, l->layer)) out.push_back(l);
+  }
+  return out;
+}
+
+int64_t exact_gradient_bytes(const std::vector<Linear*>& targets, int64_t n_shards) {
+  int64_t n = 0;
+  for (const Linear* l : targets) n += l->d_out() * l->d_in();
+  return n * n_shards * int64_t(sizeof(float));
+}
+
+ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const ProbeOptions& opts) {
+  if (opts.n_shards < 1) fail("probe", "shards must be >= 1", ">= 1", std::to_string(opts.n_shards));
+  if (opts.sketch_rank < 1) fail("probe", "sketch rank must be >= 1", ">= 1", std::to_string(opts.sketch_rank));
+  auto start = std::chrono::steady_clock::now();
+  std::vector<Linear*> targets = probe_targets(model, opts);
+  if (targets.empty()) fail("probe", "no target modules selected", "at least one", "none");
+  for (Linear* l : targets) {
+    if (l->hook) fail(l->name, "module already has a hook (LoRA attached?)", "a bare model", "a hook",
+                      "probe the base model without adapters");
+  }
+  ProbeResult r;
+  r.mode = choose_mode(targets, opts);
+  r.sketch_rank = r.mode == GradMode::sketch ? opts.sketch_rank : 0;
+  r.shards = probe_shards(examples, opts);
+  const size_t K = r.shards.size();
+  r.shard_tokens.assign(K, 0);
+  r.shard_supervised.assign(K, 0);
+  r.shard_loss_sum.assign(K, 0.0);
+  auto moments = make_moments(targets, opts, model.device());
+  BatchContext ctx;
+  HookGuard guard;
+  install_hooks(targets, opts, model.device(), ctx, moments, r, guard);
+  for (size_t s = 0; s < K; ++s) {
+    ctx.shard = s;
+    for (const auto& idx : length_sorted_batches(examples, r.shards[s], opts.batching)) {
+      probe_batch(model, make_batch(examples, idx, opts.batching.pad_id), ctx, r);
+      if (opts.progress) {
+        opts.progress->advance(ctx.real.size(0), loss_status(r.base_loss()));
+      }
+    }
+  }
+  for (auto& m : r.modules) {
+    m.grad.n_tokens = r.shard_supervised;
+    for (const auto* part : {&m.grad.exact, &m.grad.range, &m.grad.corange, &m.grad.core}) {
+      for (const auto& t : *part) r.state_bytes += nbytes(t);
+    }
+    for (const auto* t : {&m.grad.omega, &m.grad.psi, &m.grad.phi, &m.grad.xi}) r.state_bytes += nbytes(*t);
+  }
+  finish_moments(r, targets, moments);
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  r.peak_rss_bytes = int64_t(ru.ru_maxrss) * 1024;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const SpectrumOptions& opts) {
+  std::vector<ModuleSpectrum> out;
+  const double n_real = double(std::max<int64_t>(probe.n_tokens(), 1));
+  std::map<const void*, InputSpectrum> inputs;  // one per shared input moment
+  for (const auto& m : probe.modules) {
+    const void* key = m.moment_all.defined() ? m.moment_all.data_ptr() : nullptr;
+    auto it = inputs.find(key);
+    if (it == inputs.end()) {
+      torch::Tensor cov = key ? m.moment_all / n_real : torch::Tensor();  // (d_in, d_in)
+      it = inputs.emplace(key, analyse_inputs(cov, m.moment_scored, opts)).first;
+    }
+    out.push_back(analyse_module(m.grad, it->second, opts));
+  }
+  return out;
+}
+
+}  // namespace lorank

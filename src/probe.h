@@ -1,0 +1,88 @@
+// The gradient probe: forward + backward over disjoint shards of the training data with frozen
+// weights, storing no weight gradient. A hook on each target linear sees its input x and its output
+// gradient δ = dL/dy and accumulates, per shard, the weight gradient G_k = Σ_t δ_t x_tᵀ (exactly, or
+// as randomized sketches for large models) and, over all shards, the input second moment Σ x xᵀ.
+//
+// Normalisation: backward runs on each batch's summed loss over supervised tokens; the spectrum
+// divides each shard's sums by the shard's supervised tokens, so G_k is the gradient of the shard's
+// mean loss per supervised token: what the trainer's per-batch mean estimates, and comparable
+// between shards of different sizes (the difference of two halves then holds noise, not scale).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dataset.h"
+#include "evaluate.h"
+#include "spectrum.h"
+
+namespace lorank {
+
+class Model;
+class Progress;
+struct Linear;
+
+enum class GradMode { automatic, exact, sketch };
+std::string grad_mode_name(GradMode mode);  // "auto", "exact", "sketch"
+GradMode grad_mode_from_name(const std::string& name);
+
+struct ProbeOptions {
+  std::vector<std::string> target_kinds;  // "q_proj", ..., "down_proj"; empty = all seven
+  std::vector<int64_t> layers;            // empty = every layer
+  int64_t n_shards = 4;                   // 4 gives three balanced half splits
+  uint64_t seed = 0;
+  int64_t max_examples = 0;               // 0 = all; else a seeded sample of this many
+  int64_t max_tokens = 0;                 // 0 = no limit; else sample until this many tokens
+  GradMode mode = GradMode::automatic;
+  int64_t exact_budget_bytes = int64_t(2) << 30;  // automatic: exact when the K·G fit in this
+  int64_t sketch_rank = 128;              // k; the core sketch is (2k + 1)²
+  bool input_moments = true;
+  int64_t moment_budget_bytes = int64_t(1) << 30;  // input moments skipped above this
+  // Padded tokens per pass: activations kept for backward grow with it (2048: ~0.6 GB on tiny).
+  EvalOptions batching = {2048, 64, 0};
+  Progress* progress = nullptr;           // advanced by real tokens
+};
+
+struct ModuleProbe {
+  std::string name, kind;
+  int64_t layer = -1;
+  ShardGradients grad;
+  // Σ x xᵀ (d_in, d_in) fp32, undefined when skipped. Shared (same tensor) by modules that read
+  // the same input: q/k/v, gate/up.
+  torch::Tensor moment_all;     // over every real token: the tokens G sums over (K-FAC factor)
+  torch::Tensor moment_scored;  // over positions whose next token is supervised (EVA's inputs)
+};
+
+struct ProbeResult {
+  std::vector<ModuleProbe> modules;
+  std::vector<std::vector<size_t>> shards;  // example indices (into the examples given), disjoint
+  std::vector<int64_t> shard_tokens;        // real tokens per shard
+  std::vector<int64_t> shard_supervised;    // supervised targets per shard
+  std::vector<double> shard_loss_sum;       // summed loss per shard, nats
+  GradMode mode = GradMode::exact;          // exact or sketch, as chosen
+  int64_t sketch_rank = 0;                  // 0 in exact mode
+  bool input_moments = false;
+  int64_t state_bytes = 0;                  // accumulators held
+  int64_t peak_rss_bytes = 0;               // process high-water mark (CPU memory)
+  double seconds = 0;
+
+  int64_t n_tokens() const;
+  int64_t n_supervised() const;
+  double base_loss() const;  // mean loss per supervised token over the probed examples
+};
+
+// The linears the options select, in model order.
+std::vector<Linear*> probe_targets(Model& model, const ProbeOptions& opts);
+// Bytes the exact per-shard gradients of `targets` would take (fp32).
+int64_t exact_gradient_bytes(const std::vector<Linear*>& targets, int64_t n_shards);
+
+ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const ProbeOptions& opts);
+
+// analyse_module over every probed module: whitening by Σ_x = moment_all / real tokens, explained
+// variance from moment_scored.
+std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const SpectrumOptions& opts);
+
+}  // namespace lorank

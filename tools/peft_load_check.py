@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""Loads an adapter that lorank trained with PEFT's own loader and measures its validation loss, to
+compare with the loss lorank reported for the same adapter (bf16 autocast on both sides).
+  peft_load_check.py MODEL_DIR ADAPTER_DIR VAL_JSONL EXPECTED_LOSS   (exit 1 beyond 1% apart)"""
+import os, sys
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from train_peer import evaluate, load  # the peer's own data path and loss
+
+def main():
+    model_dir, adapter_dir, val, expected = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, attn_implementation="sdpa").cuda()
+    model = PeftModel.from_pretrained(base, adapter_dir).cuda()
+    n_lora = sum(1 for n, _ in model.named_parameters() if "lora_" in n)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    got = evaluate(model, load(val, tok, 500), pad, "cuda")
+    rel = abs(got - expected) / expected
+    print(f"PEFT-loaded adapter {adapter_dir}: {n_lora} LoRA tensors, val loss {got:.5f}; "
+          f"lorank reported {expected:.5f}; relative difference {rel:.2e}")
+    sys.exit(0 if rel < 1e-2 else 1)
+
+if __name__ == "__main__":
+    main()
