@@ -42,7 +42,8 @@ struct Saved : torch::CustomClassHolder {
 
 class Recompute : public torch::autograd::Function<Recompute> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, c10::intrusive_ptr<Saved> saved) {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x,
+                               c10::intrusive_ptr<Saved> saved) {
     ctx->save_for_backward({x});
     ctx->saved_data["saved"] = c10::IValue::make_capsule(saved);
     return saved->fn(x);  // Function::apply runs this with grad mode off: nothing is kept

@@ -3,8 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -12,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "error.h"
@@ -30,7 +29,9 @@ constexpr const char* kSweepJson = "sweep.json";
 constexpr const char* kSvgFile = "loss_vs_rank.svg";
 constexpr const char* kRunsDir = "runs";
 
-json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+json number_or_null(double v) {
+  return std::isfinite(v) ? json(v) : json(nullptr);
+}
 double number_or_nan(const json& j) {
   return j.is_number() ? j.get<double>() : std::numeric_limits<double>::quiet_NaN();
 }
@@ -45,13 +46,21 @@ std::string run_dir_name(int64_t rank, double lr) {
   return "r" + std::to_string(rank) + "-lr" + fmt("%g", lr);
 }
 
-bool same_lr(double a, double b) { return std::fabs(a - b) <= 1e-12 * std::max(std::fabs(a), 1.0); }
+bool same_lr(double a, double b) {
+  return std::fabs(a - b) <= 1e-12 * std::max(std::fabs(a), 1.0);
+}
 
 json run_to_json(const SweepRun& r) {
-  return {{"rank", r.rank}, {"lr", r.lr}, {"n_trainable", r.n_trainable},
+  return {{"rank", r.rank},
+          {"lr", r.lr},
+          {"n_trainable", r.n_trainable},
           {"best_val_loss", number_or_null(r.best_val_loss)},
-          {"test_loss", number_or_null(r.test_loss)}, {"best_step", r.best_step},
-          {"steps", r.steps}, {"seconds", r.seconds}, {"diverged", r.diverged}, {"dir", r.dir}};
+          {"test_loss", number_or_null(r.test_loss)},
+          {"best_step", r.best_step},
+          {"steps", r.steps},
+          {"seconds", r.seconds},
+          {"diverged", r.diverged},
+          {"dir", r.dir}};
 }
 
 SweepRun run_from_json(const json& j) {
@@ -72,7 +81,8 @@ SweepRun run_from_json(const json& j) {
 // One line per finished run, fsync'd before the next run starts: a kill loses at most that run.
 void append_durably(const std::string& path, const std::string& line) {
   int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
-  if (fd < 0) fail(path, "cannot open for appending", "", std::strerror(errno), "check permissions");
+  if (fd < 0)
+    fail(path, "cannot open for appending", "", std::strerror(errno), "check permissions");
   size_t done = 0;
   while (done < line.size()) {
     ssize_t n = ::write(fd, line.data() + done, line.size() - done);
@@ -106,8 +116,7 @@ std::string sweep_fingerprint(const SweepOptions& o, const TrainData& data) {
   return j.dump();
 }
 
-bool is_ours(const fs::path& p) {
-  std::string name = p.filename().string();
+bool is_ours(std::string name) {
   if (name.rfind('.', 0) == 0) name = name.substr(1);  // temp files of a killed writer
   for (const char* ours : {kResultsFile, kConfigFile, kSweepJson, kSvgFile}) {
     if (name == ours || name.rfind(std::string(ours) + ".tmp", 0) == 0) return true;
@@ -157,8 +166,8 @@ std::string sweep_table(const SweepSummary& s) {
   for (const SweepRun& r : s.per_rank) {
     const bool mark = r.rank == s.adequate_rank;
     std::snprintf(line, sizeof line, "%c %5lld  %10s  %8g  %9s  %9s  %8s%s\n", mark ? '*' : ' ',
-                  static_cast<long long>(r.rank), format_count(double(r.n_trainable)).c_str(),
-                  r.lr, fmt("%.4f", r.best_val_loss).c_str(),
+                  static_cast<long long>(r.rank), format_count(double(r.n_trainable)).c_str(), r.lr,
+                  fmt("%.4f", r.best_val_loss).c_str(),
                   std::isfinite(r.test_loss) ? fmt("%.4f", r.test_loss).c_str() : "-",
                   format_duration(r.seconds).c_str(), mark ? "  <- minimal adequate rank" : "");
     os << line;
@@ -177,11 +186,13 @@ std::string sweep_json(const SweepSummary& s, const std::vector<SweepRun>& runs)
   json per_rank = json::array(), all = json::array();
   for (const SweepRun& r : s.per_rank) per_rank.push_back(run_to_json(r));
   for (const SweepRun& r : runs) all.push_back(run_to_json(r));
-  json j = {{"metric", s.metric}, {"best_loss", number_or_null(s.best_loss)},
+  json j = {{"metric", s.metric},
+            {"best_loss", number_or_null(s.best_loss)},
             {"threshold", number_or_null(s.threshold)},
             {"adequate_rank", s.adequate_rank > 0 ? json(s.adequate_rank) : json(nullptr)},
             {"rule", "smallest r with L(r) <= best + max(0.005, 0.01 * best)"},
-            {"per_rank", per_rank}, {"runs", all}};
+            {"per_rank", per_rank},
+            {"runs", all}};
   return j.dump(2) + "\n";
 }
 
@@ -223,9 +234,8 @@ void draw_axes(std::ostream& o, const PlotArea& a, const std::string& metric) {
     << "fill=\"white\"/>\n<text x=\"" << a.left << "\" y=\"24\" font-size=\"15\">" << metric
     << " loss against LoRA rank (best learning rate per rank)</text>\n";
   o << "<line x1=\"" << a.left << "\" y1=\"" << a.H - a.bottom << "\" x2=\"" << a.W - a.right
-    << "\" y2=\"" << a.H - a.bottom << "\" stroke=\"black\"/>\n<line x1=\"" << a.left
-    << "\" y1=\"" << a.top << "\" x2=\"" << a.left << "\" y2=\"" << a.H - a.bottom
-    << "\" stroke=\"black\"/>\n";
+    << "\" y2=\"" << a.H - a.bottom << "\" stroke=\"black\"/>\n<line x1=\"" << a.left << "\" y1=\""
+    << a.top << "\" x2=\"" << a.left << "\" y2=\"" << a.H - a.bottom << "\" stroke=\"black\"/>\n";
   for (int i = 0; i <= 4; ++i) {
     const double v = a.y_lo + (a.y_hi - a.y_lo) * i / 4.0;
     o << "<text x=\"" << a.left - 6 << "\" y=\"" << a.Y(v) + 4 << "\" text-anchor=\"end\">"
@@ -283,8 +293,8 @@ std::string sweep_svg(const SweepSummary& s, const std::vector<SweepRun>& runs) 
   for (size_t i = 0; i < lrs.size(); ++i) {
     const double y = a.top + 20 + 18 * double(i);
     o << "<circle cx=\"" << a.W - a.right + 12 << "\" cy=\"" << y - 4 << "\" r=\"4\" fill=\""
-      << colors[i % 6] << "\"/>\n<text x=\"" << a.W - a.right + 22 << "\" y=\"" << y
-      << "\">lr " << fmt("%g", lrs[i]) << "</text>\n";
+      << colors[i % 6] << "\"/>\n<text x=\"" << a.W - a.right + 22 << "\" y=\"" << y << "\">lr "
+      << fmt("%g", lrs[i]) << "</text>\n";
   }
   o << "</svg>\n";
   return o.str();
@@ -300,7 +310,7 @@ void check_sweep_dir(const SweepOutput& out) {
   bool any = false, others = false;
   for (const std::string& name : list_dir(out.dir)) {
     any = true;
-    others = others || !is_ours(dir / name);
+    others = others || !is_ours(name);
   }
   if (!any || out.force) return;
   if (others) {
@@ -321,7 +331,7 @@ void prepare_sweep_dir(const SweepOutput& out, const std::string& fingerprint) {
   const fs::path dir(out.dir);
   if (out.force && fs::exists(dir)) {
     for (const std::string& name : list_dir(out.dir)) {
-      if (is_ours(dir / name)) remove_tree((dir / name).string());
+      if (is_ours(name)) remove_tree((dir / name).string());
     }
   }
   fs::create_directories(dir / kRunsDir);
@@ -333,7 +343,8 @@ void prepare_sweep_dir(const SweepOutput& out, const std::string& fingerprint) {
     if (saved != now) {
       std::string diff;
       for (auto& [k, v] : now.items()) {
-        if (!saved.is_object() || !saved.contains(k) || saved[k] != v) diff += (diff.empty() ? "" : ", ") + k;
+        if (!saved.is_object() || !saved.contains(k) || saved[k] != v)
+          diff += (diff.empty() ? "" : ", ") + k;
       }
       fail(config_path, "the sweep in this folder used other settings or data",
            "the same settings (ranks and learning rates may change)", "different " + diff,
@@ -410,8 +421,9 @@ SweepResult run_sweep(Model& model, const TrainData& data, const SweepOptions& o
   }
   result.complete = true;
   result.summary = summarize_sweep(result.runs);
-  write_file_atomic((fs::path(out.dir) / kSweepJson).string(), sweep_json(result.summary, result.runs), /*overwrite=*/true);
-  write_file_atomic((fs::path(out.dir) / kSvgFile).string(), sweep_svg(result.summary, result.runs), /*overwrite=*/true);
+  const fs::path dir(out.dir);
+  write_file_atomic((dir / kSweepJson).string(), sweep_json(result.summary, result.runs), true);
+  write_file_atomic((dir / kSvgFile).string(), sweep_svg(result.summary, result.runs), true);
   return result;
 }
 

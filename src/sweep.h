@@ -75,7 +75,7 @@ struct SweepResult {
 // Runs every missing (rank, lr) pair; `on_run` sees each finished run (cached: read back from
 // results.jsonl). When all are done, writes sweep.json and loss_vs_rank.svg.
 SweepResult run_sweep(Model& model, const TrainData& data, const SweepOptions& opts,
-                                const SweepOutput& out,
-                                const std::function<void(const SweepRun&, bool cached)>& on_run = {});
+                      const SweepOutput& out,
+                      const std::function<void(const SweepRun&, bool cached)>& on_run = {});
 
 }  // namespace lorank

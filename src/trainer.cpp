@@ -1,13 +1,12 @@
 #include "trainer.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
@@ -41,7 +40,9 @@ std::string fmt_double(double v) {
   return buf;
 }
 
-json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+json number_or_null(double v) {
+  return std::isfinite(v) ? json(v) : json(nullptr);
+}
 double number_or_nan(const json& j) {
   return j.is_number() ? j.get<double>() : std::numeric_limits<double>::quiet_NaN();
 }
@@ -202,7 +203,9 @@ Trainer::Trainer(Model& model, const LoraConfig& lora, const TrainData& data, Tr
   total_steps_ = opts_.max_steps > 0 ? std::min(total, opts_.max_steps) : total;
 }
 
-Trainer::~Trainer() { model_.set_checkpointing(false); }
+Trainer::~Trainer() {
+  model_.set_checkpointing(false);
+}
 
 int64_t Trainer::steps_per_epoch() const {
   return (int64_t(data_.train.size()) + opts_.batch - 1) / opts_.batch;
@@ -236,7 +239,8 @@ StepMetrics Trainer::step() {
   const size_t micro = size_t(opts_.batch / opts_.grad_accum);
   double loss_sum = 0;
   for (size_t begin = 0; begin < idx.size(); begin += micro) {
-    std::vector<size_t> part(idx.begin() + begin, idx.begin() + std::min(idx.size(), begin + micro));
+    std::vector<size_t> part(idx.begin() + begin,
+                             idx.begin() + std::min(idx.size(), begin + micro));
     loss_sum += micro_step(part, m.supervised, m);
   }
   m.loss = loss_sum / double(std::max<int64_t>(1, m.supervised));
@@ -281,15 +285,30 @@ void Trainer::record_eval(int64_t step, double val_loss) {
 }
 
 std::string run_fingerprint(const LoraConfig& l, const TrainOptions& o, const TrainData& data) {
-  json j = {{"r", l.r}, {"alpha", l.alpha}, {"rslora", l.rslora}, {"dropout", l.dropout},
-            {"target_modules", l.target_modules}, {"target_regex", l.target_regex},
-            {"rank_pattern", l.rank_pattern}, {"alpha_pattern", l.alpha_pattern},
-            {"lr", o.lr}, {"epochs", o.epochs}, {"max_steps", o.max_steps}, {"batch", o.batch},
-            {"grad_accum", o.grad_accum}, {"warmup", o.warmup}, {"schedule", o.schedule},
-            {"weight_decay", o.weight_decay}, {"max_grad_norm", o.max_grad_norm},
-            {"betas", {o.beta1, o.beta2}}, {"adam_eps", o.adam_eps}, {"seed", o.seed},
-            {"n_evals", o.n_evals}, {"eval_every", o.eval_every},
-            {"train", examples_hash(data.train)}, {"val", examples_hash(data.val)},
+  json j = {{"r", l.r},
+            {"alpha", l.alpha},
+            {"rslora", l.rslora},
+            {"dropout", l.dropout},
+            {"target_modules", l.target_modules},
+            {"target_regex", l.target_regex},
+            {"rank_pattern", l.rank_pattern},
+            {"alpha_pattern", l.alpha_pattern},
+            {"lr", o.lr},
+            {"epochs", o.epochs},
+            {"max_steps", o.max_steps},
+            {"batch", o.batch},
+            {"grad_accum", o.grad_accum},
+            {"warmup", o.warmup},
+            {"schedule", o.schedule},
+            {"weight_decay", o.weight_decay},
+            {"max_grad_norm", o.max_grad_norm},
+            {"betas", {o.beta1, o.beta2}},
+            {"adam_eps", o.adam_eps},
+            {"seed", o.seed},
+            {"n_evals", o.n_evals},
+            {"eval_every", o.eval_every},
+            {"train", examples_hash(data.train)},
+            {"val", examples_hash(data.val)},
             {"test", examples_hash(data.test)}};
   return j.dump();
 }
@@ -308,14 +327,18 @@ void Trainer::save_checkpoint(const std::string& path) const {
   optimizer_->save(archive);
   archive.save_to(os);
   const std::string blob = os.str();
-  keep[kOptimizerKey] = torch::from_blob(const_cast<char*>(blob.data()), {int64_t(blob.size())},
-                                         torch::kUInt8).clone();
+  keep[kOptimizerKey] =
+      torch::from_blob(const_cast<char*>(blob.data()), {int64_t(blob.size())}, torch::kUInt8)
+          .clone();
   keep[kRngCpuKey] = generator_state(torch::kCPU);
   if (model_.device().is_cuda()) keep[kRngCudaKey] = generator_state(model_.device());
   json evals = json::array();
   for (const auto& e : evals_) evals.push_back({e.step, number_or_null(e.val_loss)});
-  json state = {{"step", step_}, {"total_steps", total_steps_}, {"best_step", best_step_},
-                {"best_val_loss", number_or_null(best_val_)}, {"evals", evals},
+  json state = {{"step", step_},
+                {"total_steps", total_steps_},
+                {"best_step", best_step_},
+                {"best_val_loss", number_or_null(best_val_)},
+                {"evals", evals},
                 {"seconds", elapsed_before_ + seconds_since(session_start_)},
                 {"options", json::parse(options_fingerprint())}};
   std::vector<TensorToWrite> tensors;
@@ -408,8 +431,13 @@ class MetricsLog {
 };
 
 json step_json(const StepMetrics& m, double elapsed) {
-  return {{"type", "train"}, {"step", m.step}, {"epoch", m.epoch}, {"loss", number_or_null(m.loss)},
-          {"lr", m.lr}, {"grad_norm", number_or_null(m.grad_norm)}, {"tokens", m.tokens},
+  return {{"type", "train"},
+          {"step", m.step},
+          {"epoch", m.epoch},
+          {"loss", number_or_null(m.loss)},
+          {"lr", m.lr},
+          {"grad_norm", number_or_null(m.grad_norm)},
+          {"tokens", m.tokens},
           {"supervised", m.supervised},
           {"tokens_per_s", m.seconds > 0 ? double(m.tokens) / m.seconds : 0.0},
           {"elapsed_s", elapsed}};
@@ -418,11 +446,17 @@ json step_json(const StepMetrics& m, double elapsed) {
 json result_json(const TrainResult& r) {
   json evals = json::array();
   for (const auto& e : r.evals) evals.push_back({e.step, number_or_null(e.val_loss)});
-  return {{"finished", r.finished}, {"diverged", r.diverged}, {"total_steps", r.total_steps},
-          {"steps_done", r.steps_done}, {"best_step", r.best_step},
+  return {{"finished", r.finished},
+          {"diverged", r.diverged},
+          {"total_steps", r.total_steps},
+          {"steps_done", r.steps_done},
+          {"best_step", r.best_step},
           {"best_val_loss", number_or_null(r.best_val_loss)},
-          {"test_loss", number_or_null(r.test_loss)}, {"n_trainable", r.n_trainable},
-          {"seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s}, {"evals", evals}};
+          {"test_loss", number_or_null(r.test_loss)},
+          {"n_trainable", r.n_trainable},
+          {"seconds", r.seconds},
+          {"tokens_per_s", r.tokens_per_s},
+          {"evals", evals}};
 }
 
 }  // namespace
@@ -469,8 +503,8 @@ OutputState inspect_output_dir(const TrainOutput& out) {
     if (has(kCheckpointFile)) return OutputState::checkpoint;
     if (!has("adapter_model.safetensors") && !has("adapter_config.json")) return OutputState::fresh;
   }
-  const std::string what = others ? "holds files that are not from a lorank run"
-                                  : "already holds the results of a run";
+  const std::string what =
+      others ? "holds files that are not from a lorank run" : "already holds the results of a run";
   fail(out.dir, what, "an empty or new folder", out.resume ? "nothing lorank can resume" : "",
        others ? "choose another --out (--force replaces only lorank's own files there)"
               : "pass --resume to continue that run, --force to replace it, or another --out");
@@ -494,7 +528,8 @@ bool Trainer::open_output(const TrainOutput& out, TrainResult& r) {
   if (!out.dir.empty()) {
     fs::create_directories(out.dir);
     for (const std::string& name : list_dir(out.dir)) {
-      if ((out.force && is_ours(name)) || is_leftover(name)) fs::remove(fs::path(out.dir) / name);
+      if ((out.force && is_ours(name)) || is_leftover(name))
+        remove_tree((fs::path(out.dir) / name).string());
     }
   }
   if (state == OutputState::checkpoint) {
@@ -512,8 +547,9 @@ TrainResult Trainer::run(const TrainOutput& out) {
   r.total_steps = total_steps_;
   r.n_trainable = adapters_->n_trainable();
   MetricsLog log(out.dir, step_);
-  const std::vector<int64_t> evals = data_.val.empty()
-      ? std::vector<int64_t>{} : eval_steps(total_steps_, opts_.n_evals, opts_.eval_every);
+  const std::vector<int64_t> evals =
+      data_.val.empty() ? std::vector<int64_t>{}
+                        : eval_steps(total_steps_, opts_.n_evals, opts_.eval_every);
   Progress progress(out.label, total_steps_ - step_, "step", out.progress);
   double train_s = 0;
   int64_t tokens = 0;
@@ -530,8 +566,10 @@ TrainResult Trainer::run(const TrainOutput& out) {
     const bool eval_now = std::binary_search(evals.begin(), evals.end(), step_);
     if (eval_now) {
       record_eval(step_, evaluate(data_.val));
-      log.write({{"type", "eval"}, {"step", step_},
-                 {"val_loss", number_or_null(evals_.back().val_loss)}, {"best_step", best_step_},
+      log.write({{"type", "eval"},
+                 {"step", step_},
+                 {"val_loss", number_or_null(evals_.back().val_loss)},
+                 {"best_step", best_step_},
                  {"best_val_loss", number_or_null(best_val_)}});
     }
     const bool stop = (opts_.stop_after > 0 && step_ >= opts_.stop_after) ||
@@ -552,8 +590,9 @@ TrainResult Trainer::run(const TrainOutput& out) {
   r.best_val_loss = best_val_;
   r.seconds = elapsed_before_ + seconds_since(session_start_);
   if (r.finished && !out.dir.empty()) {
-    write_file_atomic((fs::path(out.dir) / kSummaryFile).string(), result_json(r).dump(2) + "\n", /*overwrite=*/true);
-    fs::remove(ckpt);  // the summary now says the run is done
+    write_file_atomic((fs::path(out.dir) / kSummaryFile).string(), result_json(r).dump(2) + "\n",
+                      /*overwrite=*/true);
+    remove_tree(ckpt);  // the summary now says the run is done
   }
   return r;
 }

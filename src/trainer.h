@@ -28,10 +28,10 @@ class Progress;
 struct TrainOptions {
   double lr = 1e-3;
   int64_t epochs = 5;
-  int64_t max_steps = 1500;  // 0: epochs alone decide
-  int64_t batch = 16;        // examples per optimizer step
-  int64_t grad_accum = 1;    // micro-batches per step; batch must be a multiple of it
-  double warmup = 0.05;      // fraction of the total steps
+  int64_t max_steps = 1500;         // 0: epochs alone decide
+  int64_t batch = 16;               // examples per optimizer step
+  int64_t grad_accum = 1;           // micro-batches per step; batch must be a multiple of it
+  double warmup = 0.05;             // fraction of the total steps
   std::string schedule = "linear";  // "linear", "cosine" or "constant" after warm-up
   double weight_decay = 0.0;
   double max_grad_norm = 1.0;  // 0: no clipping
@@ -72,7 +72,8 @@ std::string examples_hash(const std::vector<Example>& examples);
 
 // The settings and data a run's result depends on, as a JSON object (checkpoints and sweeps
 // refuse to mix results of different settings).
-std::string run_fingerprint(const LoraConfig& lora, const TrainOptions& opts, const TrainData& data);
+std::string run_fingerprint(const LoraConfig& lora, const TrainOptions& opts,
+                            const TrainData& data);
 
 struct StepMetrics {
   int64_t step = 0;  // 1-based: optimizer steps done
@@ -99,8 +100,8 @@ struct TrainResult {
   double best_val_loss = std::numeric_limits<double>::quiet_NaN();
   double test_loss = std::numeric_limits<double>::quiet_NaN();
   int64_t n_trainable = 0;
-  double seconds = 0;       // training and evaluation, summed over resumed sessions
-  double tokens_per_s = 0;  // training tokens per second, this session only
+  double seconds = 0;              // training and evaluation, summed over resumed sessions
+  double tokens_per_s = 0;         // training tokens per second, this session only
   std::vector<StepMetrics> steps;  // this session's steps
   std::vector<EvalPoint> evals;    // all evaluations of the run
 };

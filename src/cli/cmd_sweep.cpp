@@ -1,9 +1,8 @@
 // lorank sweep: one training per (rank, learning rate), resumable, with the oracle's adequate rank.
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "error.h"
 #include "model.h"
@@ -66,8 +65,10 @@ int run_sweep_cmd(SweepCliOptions& o) {
     if (!o.t.common.quiet) print_run(r, cached);
   });
   if (!result.complete) {
-    std::fprintf(stderr, "sweep stopped with %zu of %zu runs done; run the same command with "
-                 "--resume to continue\n", result.runs.size(), so.ranks.size() * so.lrs.size());
+    std::fprintf(stderr,
+                 "sweep stopped with %zu of %zu runs done; run the same command with "
+                 "--resume to continue\n",
+                 result.runs.size(), so.ranks.size() * so.lrs.size());
     return so.train.interrupt->load() ? 130 : 0;
   }
   if (o.t.common.json) {
@@ -82,16 +83,18 @@ int run_sweep_cmd(SweepCliOptions& o) {
 }  // namespace
 
 Subcommand sweep_subcommand() {
-  return {"sweep", "Train one LoRA adapter per rank and learning rate; report the loss-vs-rank curve",
+  return {"sweep",
+          "Train one LoRA adapter per rank and learning rate; report the loss-vs-rank curve",
           [](CLI::App& app) -> std::function<int()> {
             auto o = std::make_shared<SweepCliOptions>();
             o->t.rslora = true;  // the oracle protocol: rsLoRA, alpha 8
             add_options(app, common_option_specs(o->t.common));
             add_options(app, data_option_specs(o->t.data));
             add_options(app, {
-                {"--ranks", &o->ranks, "ranks to train"},
-                {"--lrs", &o->lrs, "learning rates; per rank the best by validation loss counts"},
-            });
+                                 {"--ranks", &o->ranks, "ranks to train"},
+                                 {"--lrs", &o->lrs,
+                                  "learning rates; per rank the best by validation loss counts"},
+                             });
             add_options(app, train_option_specs(o->t, /*sweep=*/true));
             return [o] { return run_sweep_cmd(*o); };
           }};

@@ -1,9 +1,8 @@
 // lorank train: one LoRA training run, the best adapter written as PEFT files.
-#include <nlohmann/json.hpp>
-
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "error.h"
 #include "model.h"
@@ -67,13 +66,23 @@ std::vector<Example> pick(const std::vector<Example>& all, const std::vector<siz
 }
 
 nlohmann::json result_json(const TrainResult& r, const std::string& out) {
-  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  auto num = [](double v) {
+    return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+  };
   nlohmann::json evals = nlohmann::json::array();
   for (const auto& e : r.evals) evals.push_back({{"step", e.step}, {"val_loss", num(e.val_loss)}});
-  return {{"out", out}, {"finished", r.finished}, {"diverged", r.diverged}, {"resumed", r.resumed},
-          {"steps_done", r.steps_done}, {"total_steps", r.total_steps}, {"best_step", r.best_step},
-          {"best_val_loss", num(r.best_val_loss)}, {"test_loss", num(r.test_loss)},
-          {"n_trainable", r.n_trainable}, {"seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s},
+  return {{"out", out},
+          {"finished", r.finished},
+          {"diverged", r.diverged},
+          {"resumed", r.resumed},
+          {"steps_done", r.steps_done},
+          {"total_steps", r.total_steps},
+          {"best_step", r.best_step},
+          {"best_val_loss", num(r.best_val_loss)},
+          {"test_loss", num(r.test_loss)},
+          {"n_trainable", r.n_trainable},
+          {"seconds", r.seconds},
+          {"tokens_per_s", r.tokens_per_s},
           {"evals", evals}};
 }
 
@@ -109,7 +118,8 @@ int run_train(TrainCliOptions& o) {
   if (!o.common.quiet) {
     std::fprintf(stderr, "%s; %lld steps on %s, %s trainable parameters\n",
                  describe_data(data, o).c_str(), (long long)trainer.total_steps(),
-                 s.runtime.device.c_str(), format_count(double(trainer.adapters().n_trainable())).c_str());
+                 s.runtime.device.c_str(),
+                 format_count(double(trainer.adapters().n_trainable())).c_str());
   }
   TrainResult r = trainer.run(out);
   if (o.common.json) {
@@ -118,19 +128,22 @@ int run_train(TrainCliOptions& o) {
     print_result(r, o.out);
   }
   if (!r.finished) {
-    std::fprintf(stderr, "stopped at step %lld of %lld; the checkpoint is in %s: run the same "
-                 "command with --resume to continue\n", (long long)r.steps_done,
-                 (long long)r.total_steps, o.out.c_str());
+    std::fprintf(stderr,
+                 "stopped at step %lld of %lld; the checkpoint is in %s: run the same "
+                 "command with --resume to continue\n",
+                 (long long)r.steps_done, (long long)r.total_steps, o.out.c_str());
     return g_interrupted.load() ? 130 : 0;
   }
   if (r.diverged) {
     if (!std::isfinite(r.best_val_loss) && !data.val.empty()) {
-      fail("lorank train", "training diverged before the first evaluation",
-           "finite losses", "a non-finite loss at step " + std::to_string(r.steps_done),
+      fail("lorank train", "training diverged before the first evaluation", "finite losses",
+           "a non-finite loss at step " + std::to_string(r.steps_done),
            "lower --lr (or keep --max-grad-norm at 1)");
     }
-    std::fprintf(stderr, "warning: training diverged at step %lld; kept the adapter of step "
-                 "%lld\n", (long long)r.steps_done, (long long)r.best_step);
+    std::fprintf(stderr,
+                 "warning: training diverged at step %lld; kept the adapter of step "
+                 "%lld\n",
+                 (long long)r.steps_done, (long long)r.best_step);
   }
   return 0;
 }
@@ -142,11 +155,13 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
   std::vector<OptionSpec> specs;
   if (!sweep) {
     specs.push_back({"-r,--r,--rank", &o.r, "LoRA rank", 1, 1 << 16});
-    specs.push_back({"--rank-pattern", &o.rank_pattern, "per-module ranks, PEFT keys: q_proj=16,..."});
+    specs.push_back(
+        {"--rank-pattern", &o.rank_pattern, "per-module ranks, PEFT keys: q_proj=16,..."});
     specs.push_back({"--lr", &t.lr, "peak learning rate", 1e-12, 10});
   }
   std::vector<OptionSpec> rest = {
-      {"--alpha", &o.alpha, "LoRA alpha (scale alpha/r, or alpha/sqrt(r) with --rslora)", 1e-9, 1e9},
+      {"--alpha", &o.alpha, "LoRA alpha (scale alpha/r, or alpha/sqrt(r) with --rslora)", 1e-9,
+       1e9},
       {"--rslora,!--no-rslora", &o.rslora, "rank-stabilised scaling alpha/sqrt(r)"},
       {"--targets", &o.targets, "modules to adapt: all-linear, or suffixes such as q_proj,v_proj"},
       {"--alpha-pattern", &o.alpha_pattern, "per-module alphas, PEFT keys: q_proj=32,..."},
@@ -154,22 +169,33 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
       {"--epochs", &t.epochs, "passes over the training data", 1, 1e6},
       {"--max-steps", &t.max_steps, "cap on optimizer steps (0: none)", 0, 1e12},
       {"--batch", &t.batch, "examples per optimizer step", 1, 1e6},
-      {"--grad-accum", &t.grad_accum, "micro-batches per step (micro-batch = batch / this)", 1, 1e6},
+      {"--grad-accum", &t.grad_accum, "micro-batches per step (micro-batch = batch / this)", 1,
+       1e6},
       {"--warmup", &t.warmup, "warm-up as a fraction of all steps", 0, 0.999},
-      {"--schedule", &t.schedule, "decay after warm-up", -1e300, 1e300, {"linear", "cosine", "constant"}},
+      {"--schedule",
+       &t.schedule,
+       "decay after warm-up",
+       -1e300,
+       1e300,
+       {"linear", "cosine", "constant"}},
       {"--weight-decay", &t.weight_decay, "AdamW weight decay", 0, 1e3},
       {"--max-grad-norm", &t.max_grad_norm, "gradient clipping (0: none)", 0, 1e12},
       {"--seed", &o.seed, "seed of adapter init, data order, split and dropout", 0, 9e15},
-      {"--val-fraction", &o.val_fraction, "held-out share of --data when no --val (0: none)", 0, 0.9},
+      {"--val-fraction", &o.val_fraction, "held-out share of --data when no --val (0: none)", 0,
+       0.9},
       {"--val", &o.val_path, "validation file (instead of a split of --data)"},
       {"--test", &o.test_path, "test file: the best adapter's loss on it is reported"},
       {"--n-evals", &t.n_evals, "evenly spaced validation points", 0, 1e6},
       {"--eval-every", &t.eval_every, "validate every N steps instead (0: use --n-evals)", 0, 1e12},
       {"--eval-batch-tokens", &o.eval_batch_tokens, "padded tokens per evaluation batch", 16, 1e9},
-      {"--save-every", &t.save_every, "also checkpoint every N steps (0: at evaluations only)", 0, 1e12},
-      {"--stop-after", &t.stop_after, "stop after N steps with a checkpoint (continue: --resume)", 0, 1e12},
-      {"--checkpointing", &t.checkpointing, "recompute decoder blocks in backward (less memory, slower)"},
-      {"--no-autocast", &o.no_autocast, "full precision forward passes on CUDA (default: bf16 autocast)"},
+      {"--save-every", &t.save_every, "also checkpoint every N steps (0: at evaluations only)", 0,
+       1e12},
+      {"--stop-after", &t.stop_after, "stop after N steps with a checkpoint (continue: --resume)",
+       0, 1e12},
+      {"--checkpointing", &t.checkpointing,
+       "recompute decoder blocks in backward (less memory, slower)"},
+      {"--no-autocast", &o.no_autocast,
+       "full precision forward passes on CUDA (default: bf16 autocast)"},
       {"--out,-o", &o.out, "output folder", -1e300, 1e300, {}, true},
       {"--resume", &o.resume, "continue the interrupted run in --out"},
       {"--force", &o.force, "replace earlier results in --out"},
@@ -237,7 +263,8 @@ const std::atomic<bool>* install_interrupt_handler() {
 }
 
 Subcommand train_subcommand() {
-  return {"train", "Train a LoRA adapter and keep the one with the best validation loss (PEFT files)",
+  return {"train",
+          "Train a LoRA adapter and keep the one with the best validation loss (PEFT files)",
           [](CLI::App& app) -> std::function<int()> {
             auto o = std::make_shared<TrainCliOptions>();
             add_options(app, common_option_specs(o->common));

@@ -14,33 +14,25 @@
 #include "safetensors.h"
 #include "sweep.h"
 #include "test_common.h"
-#include "tokenizer.h"
 #include "trainer.h"
+#include "trainer_fixtures.h"
 
 namespace fs = std::filesystem;
 
 namespace lorank {
 namespace {
 
-std::string tiny_dir() { return test::repo_path("assets/tiny-llama"); }
+using test::cmudict;
+using test::lora_r4;
+using test::short_run;
+
+std::string tiny_dir() {
+  return test::trainer_model_dir();
+}
 
 Model& tiny_model() {
   static std::unique_ptr<Model> model = Model::load(tiny_dir());
   return *model;
-}
-
-// The 32 cmudict records: the first 24 train, the last 8 validate.
-const TrainData& cmudict() {
-  static TrainData data = [] {
-    auto tok = load_tokenizer(tiny_dir());
-    TokenizerConfig cfg = load_tokenizer_config(tiny_dir(), *tok);
-    Dataset d = load_dataset(test::asset("data/cmudict.jsonl"), *tok, cfg, DatasetOptions{});
-    TrainData t;
-    t.train.assign(d.examples.begin(), d.examples.begin() + 24);
-    t.val.assign(d.examples.begin() + 24, d.examples.end());
-    return t;
-  }();
-  return data;
 }
 
 TrainData all_for_training() {
@@ -48,25 +40,6 @@ TrainData all_for_training() {
   t.train.insert(t.train.end(), t.val.begin(), t.val.end());
   t.val.clear();
   return t;
-}
-
-LoraConfig lora_r4() {
-  LoraConfig c;
-  c.r = 4;
-  c.alpha = 8;
-  return c;
-}
-
-TrainOptions short_run(int64_t steps) {
-  TrainOptions o;
-  o.lr = 1e-3;
-  o.batch = 4;
-  o.max_steps = steps;
-  o.epochs = 10;
-  o.warmup = 0;
-  o.seed = 0;
-  o.eval.pad_id = 5;  // <|pad|>
-  return o;
 }
 
 std::vector<double> step_losses(const TrainData& data, const TrainOptions& opts, int64_t steps) {
@@ -145,7 +118,8 @@ TEST(Trainer, FirstUpdateIsAdamW) {
     torch::Tensor expect_b = -o.lr * gb / (gb.abs() + o.adam_eps);
     EXPECT_LT((m.B.detach() - expect_b).abs().max().item<double>(), 1e-9) << m.name;
     EXPECT_EQ(m.A.grad().abs().max().item<double>(), 0.0);
-    EXPECT_LT((m.A.detach() - a0[i] * (1 - o.lr * o.weight_decay)).abs().max().item<double>(), 1e-9);
+    EXPECT_LT((m.A.detach() - a0[i] * (1 - o.lr * o.weight_decay)).abs().max().item<double>(),
+              1e-9);
     ++i;
   }
   // Warm-up: the first step runs at lr 0, as transformers' schedule does.
@@ -181,7 +155,8 @@ TEST(Trainer, GradientAccumulationEqualsOneBigBatch) {
   EXPECT_LT(max_abs_diff(s1, s2), 1e-5);
   double b_max = 0;  // B starts at zero: the step really moved it
   for (const auto& [k, v] : s1) {
-    if (k.find("lora_B") != std::string::npos) b_max = std::max(b_max, v.abs().max().item<double>());
+    if (k.find("lora_B") != std::string::npos)
+      b_max = std::max(b_max, v.abs().max().item<double>());
   }
   EXPECT_GT(b_max, 1e-4);
 }
@@ -304,8 +279,9 @@ TEST(Trainer, KeepsTheAdapterWithTheBestValidationLoss) {
     r = t.run(out);
   }
   ASSERT_EQ(r.evals.size(), 8u);
-  auto best = std::min_element(r.evals.begin(), r.evals.end(),
-                               [](const EvalPoint& a, const EvalPoint& b) { return a.val_loss < b.val_loss; });
+  auto best = std::min_element(
+      r.evals.begin(), r.evals.end(),
+      [](const EvalPoint& a, const EvalPoint& b) { return a.val_loss < b.val_loss; });
   EXPECT_EQ(r.best_step, best->step);
   EXPECT_EQ(r.best_val_loss, best->val_loss);
   EXPECT_LT(r.best_step, r.evals.back().step) << "the run should overfit for this test to bite";
@@ -428,7 +404,8 @@ std::string cli_model_data() {
 TEST(TrainCli, TrainsRefusesAndResumes) {
   const std::string dir = test::make_temp_dir("cli-train") + "/out";
   const std::string args = "train " + cli_model_data() +
-                           " --r 2 --lr 1e-3 --batch 4 --max-steps 3 --val-fraction 0.25 --out " + dir;
+                           " --r 2 --lr 1e-3 --batch 4 --max-steps 3 --val-fraction 0.25 --out " +
+                           dir;
   auto r = test::run_lorank(args + " --stop-after 1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("--resume"), std::string::npos) << r.output;
@@ -450,8 +427,10 @@ TEST(TrainCli, TrainsRefusesAndResumes) {
 
 TEST(TrainCli, SweepPrintsTheTableAndMarksTheAdequateRank) {
   const std::string dir = test::make_temp_dir("cli-sweep") + "/out";
-  auto r = test::run_lorank("sweep " + cli_model_data() + " --ranks 1,4 --lrs 3e-3 --batch 4 "
-                            "--max-steps 2 --n-evals 1 --val-fraction 0.25 --out " + dir);
+  auto r = test::run_lorank("sweep " + cli_model_data() +
+                            " --ranks 1,4 --lrs 3e-3 --batch 4 "
+                            "--max-steps 2 --n-evals 1 --val-fraction 0.25 --out " +
+                            dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("minimal adequate rank"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(dir + "/results.jsonl"));

@@ -1,8 +1,7 @@
 // Kills a real `lorank train` mid-run (SIGKILL, and SIGINT) and resumes it with --resume: the
 // adapter and the metrics must equal those of an uninterrupted run.
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,7 +22,8 @@ std::string train_args(const std::string& out) {
   return "train --model " + test::repo_path("assets/tiny-llama") + " --data " +
          test::asset("data/cmudict.jsonl") +
          " --val-fraction 0.25 --r 4 --dropout 0.1 --batch 4 --epochs 100 --max-steps 120"
-         " --n-evals 3 --save-every 1 -q --out " + out;
+         " --n-evals 3 --save-every 1 -q --out " +
+         out;
 }
 
 pid_t spawn(const std::string& args, const std::string& log) {

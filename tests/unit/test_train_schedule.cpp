@@ -38,7 +38,8 @@ TEST(Schedule, WarmupStepsRoundUp) {
 }
 
 TEST(Schedule, EvaluationPoints) {
-  EXPECT_EQ(eval_steps(100, 10, 0), (std::vector<int64_t>{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}));
+  EXPECT_EQ(eval_steps(100, 10, 0),
+            (std::vector<int64_t>{10, 20, 30, 40, 50, 60, 70, 80, 90, 100}));
   EXPECT_EQ(eval_steps(7, 3, 0), (std::vector<int64_t>{2, 5, 7}));
   EXPECT_EQ(eval_steps(3, 10, 0), (std::vector<int64_t>{1, 2, 3}));  // no duplicates
   EXPECT_EQ(eval_steps(10, 10, 4), (std::vector<int64_t>{4, 8, 10}));
@@ -107,8 +108,8 @@ TEST(SweepSummaryRule, BestLrByValidationAndSmallestAdequateRank) {
 TEST(SweepSummaryRule, AbsoluteFloorAndValidationFallback) {
   // best 0.2: 1% is 0.002, the 0.005 floor applies; no test losses: validation decides.
   const double nan = std::nan("");
-  SweepSummary s = summarize_sweep({run(1, 1e-3, 0.206, nan), run(2, 1e-3, 0.204, nan),
-                                    run(4, 1e-3, 0.2, nan)});
+  SweepSummary s =
+      summarize_sweep({run(1, 1e-3, 0.206, nan), run(2, 1e-3, 0.204, nan), run(4, 1e-3, 0.2, nan)});
   EXPECT_EQ(s.metric, "val");
   EXPECT_NEAR(s.threshold, 0.205, 1e-12);
   EXPECT_EQ(s.adequate_rank, 2);

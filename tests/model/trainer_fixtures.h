@@ -1,0 +1,51 @@
+// Shared by the trainer tests on CPU and CUDA: tiny-llama's folder, the 32 cmudict records and a
+// short deterministic training setup.
+#pragma once
+
+#include "dataset.h"
+#include "lora.h"
+#include "test_common.h"
+#include "tokenizer.h"
+#include "trainer.h"
+
+namespace lorank::test {
+
+inline std::string trainer_model_dir() {
+  return repo_path("assets/tiny-llama");
+}
+
+// The 32 cmudict records: the first 24 train, the last 8 validate.
+inline const TrainData& cmudict() {
+  static TrainData data = [] {
+    auto tok = load_tokenizer(trainer_model_dir());
+    TokenizerConfig cfg = load_tokenizer_config(trainer_model_dir(), *tok);
+    Dataset d = load_dataset(asset("data/cmudict.jsonl"), *tok, cfg, DatasetOptions{});
+    TrainData t;
+    t.train.assign(d.examples.begin(), d.examples.begin() + 24);
+    t.val.assign(d.examples.begin() + 24, d.examples.end());
+    return t;
+  }();
+  return data;
+}
+
+inline LoraConfig lora_r4() {
+  LoraConfig c;
+  c.r = 4;
+  c.alpha = 8;
+  return c;
+}
+
+// lr 1e-3 without warm-up, batch 4, seed 0, `steps` steps.
+inline TrainOptions short_run(int64_t steps) {
+  TrainOptions o;
+  o.lr = 1e-3;
+  o.batch = 4;
+  o.max_steps = steps;
+  o.epochs = 10;
+  o.warmup = 0;
+  o.seed = 0;
+  o.eval.pad_id = 5;  // <|pad|>
+  return o;
+}
+
+}  // namespace lorank::test
