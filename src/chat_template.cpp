@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "error.h"
+#include "tokenizer_unicode.h"
 
 namespace lorank {
 namespace {
@@ -28,24 +29,6 @@ struct Literal {
   size_t begin = 0, end = 0;
 };
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 bool is_hex4(const std::string& s, size_t at) {
   for (size_t k = at; k < at + 4; ++k) {
     if (!std::isxdigit(static_cast<unsigned char>(s[k]))) return false;
@@ -67,7 +50,7 @@ std::string unescape_literal(const std::string& raw) {
     else if (e == 'r') out += '\r';
     else if (e == '\\' || e == '\'' || e == '"') out += e;
     else if (e == 'u' && i + 4 < raw.size() && is_hex4(raw, i + 1)) {
-      append_utf8(out, static_cast<uint32_t>(std::stoul(raw.substr(i + 1, 4), nullptr, 16)));
+      tok::append_utf8(out, static_cast<char32_t>(std::stoul(raw.substr(i + 1, 4), nullptr, 16)));
       i += 4;
     } else {
       out += '\\';
