@@ -2,7 +2,7 @@
 # Everything the GPU machine checks, in one call: golden fixtures from the reference libraries, the
 # CUDA build, every test (gpu label included) and the benchmarks. From the repo root there:
 #   tools/gpu_run.sh OUT_DIR [golden|build|test|bench ...]   (default: all steps)
-# Shared assets travel as .gpu/shared.tar.xz (models/small-llama + tokenizers) and unpack to ../shared,
+# Shared assets travel as .gpu/shared.tar.xz (models/small-llama; tools/pack_gpu.sh makes .gpu/) and unpack to ../shared,
 # where the tests look; .gpu/include holds pcre2.h, which that image lacks.
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Packs what a GPU-machine call needs beside the checkout into .gpu/ (git-ignored; name it in the
+# device tool's `carry`): pcre2.h (that image lacks it), ../shared/models/small-llama, and a slice of
+# ../shared/bench (train first 8,000 lines, val 500, test 1,000 per task). The whole tree that travels
+# must stay under 64 MiB: this comes to about 41 MB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=${1:-../shared}
+mkdir -p .gpu/include
+cp /usr/include/pcre2.h .gpu/include/
+tar -C "$shared" -cf - models/small-llama | xz -6 -T2 > .gpu/shared.tar.xz
+tmp=$(mktemp -d)
+for t in "$shared"/bench/tasks/*/; do
+  name=$(basename "$t"); mkdir -p "$tmp/tasks/$name"
+  head -n 8000 "$t/train.jsonl" > "$tmp/tasks/$name/train.jsonl"
+  head -n 500 "$t/val.jsonl" > "$tmp/tasks/$name/val.jsonl"
+  head -n 1000 "$t/test.jsonl" > "$tmp/tasks/$name/test.jsonl"
+done
+tar -C "$tmp" -cJf .gpu/bench.tar.xz tasks
+rm -rf "$tmp"
+du -sh .gpu
