@@ -29,13 +29,6 @@ constexpr const char* kSweepJson = "sweep.json";
 constexpr const char* kSvgFile = "loss_vs_rank.svg";
 constexpr const char* kRunsDir = "runs";
 
-json number_or_null(double v) {
-  return std::isfinite(v) ? json(v) : json(nullptr);
-}
-double number_or_nan(const json& j) {
-  return j.is_number() ? j.get<double>() : std::numeric_limits<double>::quiet_NaN();
-}
-
 std::string fmt(const char* f, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);

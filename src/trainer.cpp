@@ -40,13 +40,6 @@ std::string fmt_double(double v) {
   return buf;
 }
 
-json number_or_null(double v) {
-  return std::isfinite(v) ? json(v) : json(nullptr);
-}
-double number_or_nan(const json& j) {
-  return j.is_number() ? j.get<double>() : std::numeric_limits<double>::quiet_NaN();
-}
-
 // splitmix64's finaliser: decorrelates the per-epoch seeds of neighbouring run seeds.
 uint64_t mix_seed(uint64_t seed, uint64_t epoch) {
   uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (epoch + 1);
@@ -62,6 +55,14 @@ uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
 }
 
 }  // namespace
+
+nlohmann::json number_or_null(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
+
+double number_or_nan(const nlohmann::json& j) {
+  return j.is_number() ? j.get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
 
 std::string examples_hash(const std::vector<Example>& examples) {
   uint64_t h = 0xCBF29CE484222325ULL;

@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -66,6 +68,10 @@ struct TrainData {
   std::vector<Example> val;   // empty: no evaluation, the last adapter is kept
   std::vector<Example> test;  // empty: no test loss
 };
+
+// JSON has no NaN: a missing loss is written as null and read back as NaN (trainer and sweep files).
+nlohmann::json number_or_null(double v);
+double number_or_nan(const nlohmann::json& j);
 
 // FNV-1a over ids and loss masks: tells whether a checkpoint was made on the same data.
 std::string examples_hash(const std::vector<Example>& examples);
