@@ -23,7 +23,6 @@
 namespace lorank {
 
 class Model;
-class Progress;
 
 // Defaults follow the oracle protocol of bench/README.md (AdamW without weight decay, batch 16,
 // 5% warm-up then linear decay, min(5 epochs, 1500 steps), clipping at 1.0, 10 evaluations).
@@ -43,7 +42,7 @@ struct TrainOptions {
   int64_t eval_every = 0;  // > 0: evaluate every N steps and at the end
   int64_t save_every = 0;  // > 0: also checkpoint every N steps (always at evaluations and stops)
   bool autocast = true;    // bf16 autocast for forward passes on CUDA; no effect on CPU
-  bool checkpointing = false;  // recompute decoder blocks in backward: less memory, ~1/3 more time
+  bool checkpointing = false;  // recompute decoder blocks in backward: less memory, one more forward
   EvalOptions eval;            // held-out batches; eval.pad_id also pads training batches
   // Stop after this step as if interrupted, leaving a checkpoint (tests; time-limited jobs).
   int64_t stop_after = 0;
