@@ -1,5 +1,6 @@
-// The probe's CPU runtime on the demo set (assets/demo.jsonl, 200 examples, all 28 modules,
-// 4 shards), the number the 30 s recommend budget is judged by.
+// The probe and spectrum over the whole demo set (assets/demo.jsonl, 200 examples, all 28 modules,
+// 4 shards) and over a token-capped sample: complete results, printed timings. Speed targets are
+// judged in bench/bench_recommend.sh, not here (a loaded CI machine must not fail a test).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -48,15 +49,16 @@ TEST(ProbeRuntime, WholeDemo) {
   Timing t = time_probe(demo_examples(), ProbeOptions{}, "demo, all");
   RecordProperty("probe_seconds", std::to_string(t.probe_s));
   RecordProperty("spectrum_seconds", std::to_string(t.spectrum_s));
-  EXPECT_LT(t.probe_s + t.spectrum_s, 90.0);
 }
 
-// What recommend can afford inside its 30 s: a sample of about 12k tokens.
+// A token cap samples whole examples up to the cap, never more.
 TEST(ProbeRuntime, SampledDemo) {
   ProbeOptions o;
   o.max_tokens = 12000;
-  Timing t = time_probe(demo_examples(), o, "demo, 12k-token sample");
-  EXPECT_LT(t.probe_s + t.spectrum_s, 30.0);
+  ProbeResult r = run_probe(test::tiny_llama(), demo_examples(), o);
+  EXPECT_LE(r.n_tokens(), 12000 + 512);
+  EXPECT_GT(r.n_tokens(), 6000);
+  EXPECT_EQ(analyse_probe(r, SpectrumOptions{}).size(), 28u);
 }
 
 }  // namespace
