@@ -120,7 +120,7 @@ void scale(std::vector<double>& v, double s) {
 struct CrossFit {
   std::vector<double> gain;
   int64_t signal_rank = 0;
-  double noise_top = 0;  // first split
+  std::vector<double> noise_edges;  // per split
 };
 CrossFit cross_fit(const View& v, const std::vector<std::vector<int>>& splits,
                    const std::vector<int64_t>& grid, const torch::Tensor& values, double margin) {
@@ -130,7 +130,7 @@ CrossFit cross_fit(const View& v, const std::vector<std::vector<int>>& splits,
     auto [ca, cb] = half_coefs(v.g, splits[s]);
     add_into(out.gain, cross_fitted_gain(combine(v.g, ca, v.right), combine(v.g, cb, v.right), grid));
     double noise = noise_top(v.g, ca, cb, v.right);
-    if (s == 0) out.noise_top = noise;
+    out.noise_edges.push_back(noise);
     ranks.push_back(count_above(values, margin * noise));
   }
   scale(out.gain, 1.0 / double(splits.size()));
@@ -341,10 +341,15 @@ ModuleSpectrum analyse_module(const ShardGradients& g, const InputSpectrum& inpu
   out.gain = p.gain;
   out.gain_norm = normalise_curve(p.gain);
   out.signal_rank = p.signal_rank;
-  out.noise_top = p.noise_top;
+  out.noise_edges = p.noise_edges;
+  out.noise_top = p.noise_edges.empty() ? 0.0 : p.noise_edges[0];
   if (inputs.whitening.defined()) {
     View white = make_view(g, inputs.whitening);
-    CrossFit w = cross_fit(white, splits, out.grid, combine_values(white.g, c_all, white.right), margin);
+    torch::Tensor wvalues = combine_values(white.g, c_all, white.right);  // (k)
+    CrossFit w = cross_fit(white, splits, out.grid, wvalues, margin);
+    out.noise_edges_whitened = w.noise_edges;
+    out.singular_values_whitened =
+        to_vector(wvalues.narrow(0, 0, std::min(opts.n_singular, wvalues.numel())));
     out.gain_whitened = w.gain;
     out.gain_whitened_norm = normalise_curve(w.gain);
     out.signal_rank_whitened = w.signal_rank;

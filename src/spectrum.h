@@ -86,7 +86,7 @@ struct SpectrumOptions {
   // own noise edge is counted about half the time.
   double noise_margin = 0.1;
   std::vector<double> ev_fractions = {0.90, 0.95, 0.99};
-  int64_t n_singular = 16;  // singular values kept in the result, for reports
+  int64_t n_singular = 256;  // singular values kept in the result (recommend rescales the edge)
 };
 
 struct ModuleSpectrum {
@@ -101,7 +101,10 @@ struct ModuleSpectrum {
   // and token-correlated, anisotropic gradient noise breaks.
   int64_t signal_rank = 0, signal_rank_whitened = -1;
   double noise_top = 0;                 // top singular value of (G_a − G_b)/2, first split
-  std::vector<double> singular_values;  // of the full-data mean gradient, top n_singular
+  std::vector<double> noise_edges, noise_edges_whitened;  // that edge for every split
+  // Of the full-data mean gradient (and whitened), top n_singular. With the edges they give the
+  // signal rank at another data size: noise in a mean of N tokens shrinks as 1/√N.
+  std::vector<double> singular_values, singular_values_whitened;
   std::vector<int64_t> ev_ranks;        // per ev_fraction; empty without input moments
 };
 

@@ -67,7 +67,9 @@ nlohmann::json module_json(const ModuleProbe& p, const ModuleSpectrum& m,
           {"gain_whitened", m.gain_whitened}, {"gain_whitened_norm", m.gain_whitened_norm},
           {"energy", m.energy}, {"grad_sq", m.grad_sq}, {"signal_rank", m.signal_rank},
           {"signal_rank_whitened", m.signal_rank_whitened}, {"noise_top", m.noise_top},
-          {"singular_values", m.singular_values}, {"input_explained_variance", ev},
+          {"singular_values", m.singular_values}, {"noise_edges", m.noise_edges},
+          {"singular_values_whitened", m.singular_values_whitened},
+          {"noise_edges_whitened", m.noise_edges_whitened}, {"input_explained_variance", ev},
           {"rank_at", thresholds_json(m.grid, m.gain_norm)},
           {"rank_at_whitened", thresholds_json(m.grid, m.gain_whitened_norm)}};
 }

@@ -1,0 +1,105 @@
+// From the probe's spectra and the data's statistics to a LoRA configuration: a global rank on the
+// grid, a per-module rank_pattern, alpha and rsLoRA advice, the predicted quality-vs-rank curve
+// with its band, a confidence, warnings and a plain-language explanation (DESIGN.md, "decide").
+//
+// The rule, one for every model and dataset: a module's weight gradient has a direction the data
+// supports when its singular value stands above the noise edge of the cross-fitted halves (the top
+// singular value of (G_a − G_b)/2). Noise in a mean over N supervised tokens shrinks as 1/√N, so the
+// edge measured on the probe's sample is rescaled to the training set's size before counting. The
+// rank of a module is that count (scaled by `rank_scale`, calibrated on bench/); the global rank
+// covers the modules' ranks at `module_quantile`.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "spectrum.h"
+
+namespace lorank {
+
+struct ProbeResult;
+
+// What the decision needs about one probed module: its name and shape and its spectrum.
+struct ModuleEvidence {
+  std::string name, kind;  // HF module path ("model.layers.0.self_attn.q_proj"), "q_proj"
+  int64_t layer = -1, d_in = 0, d_out = 0;
+  ModuleSpectrum spectrum;
+};
+
+struct DataFacts {
+  int64_t n_examples = 0;            // in the training set the user will train on
+  int64_t n_supervised = 0;          // its supervised tokens
+  int64_t n_tokens = 0;              // its real tokens
+  int64_t probe_examples = 0, probe_supervised = 0, probe_tokens = 0;
+  double base_loss = 0;              // nats per supervised token on the probed sample
+};
+
+struct RecommendOptions {
+  std::vector<int64_t> grid = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+  int64_t max_rank = 256;      // --max-rank: the largest rank offered
+  int64_t budget_params = 0;   // --budget-params: trainable parameters at most (0: no budget)
+  double noise_margin = 0.1;   // a singular value counts above (1 + margin) × the edge
+  double rank_scale = 1.0;     // module rank = rank_scale × its supported directions
+  double module_quantile = 0.5;  // the global rank covers this share of the modules
+  bool whitened = false;       // count on the K-FAC-whitened spectrum instead
+  double alpha = 8;            // rsLoRA alpha (the oracle protocol's, under which ranks were judged)
+  // A module gets its own rank_pattern entry when its rank is this many grid steps from the global.
+  int pattern_min_steps = 2;
+};
+
+struct ModuleRank {
+  std::string name, kind;
+  int64_t layer = -1, d_in = 0, d_out = 0;
+  int64_t directions_probe = 0;  // supported directions at the probe's sample size
+  int64_t directions = 0;        // at the training set's size
+  int64_t directions_lo = 0, directions_hi = 0;  // over the splits' edges
+  int64_t rank = 0;              // on the grid, after the pattern rule and the caps
+};
+
+struct CurvePoint {
+  int64_t rank = 0;
+  int64_t params = 0;            // trainable parameters at this global rank (no pattern)
+  double share = 0;              // predicted share of the supported signal energy captured
+  double share_lo = 0, share_hi = 0;  // over the splits' edges
+};
+
+struct Recommendation {
+  int64_t rank = 0;                // the global r
+  int64_t rank_lo = 0, rank_hi = 0;  // the rule applied with each split's edge: the band
+  double alpha = 8;
+  bool use_rslora = true;
+  double alpha_classic = 0;        // alpha giving the same scale without rsLoRA: alpha × √r
+  std::map<std::string, int64_t> rank_pattern;  // PEFT keys
+  std::map<std::string, double> alpha_pattern;  // only for trainers without rsLoRA; see export
+  std::vector<std::string> target_modules;      // module-type suffixes, in model order
+  int64_t params = 0;              // trainable parameters with the pattern
+  int64_t params_uniform = 0;      // at the global rank without the pattern
+  std::vector<ModuleRank> modules;
+  std::vector<CurvePoint> curve;
+  std::string confidence;          // "high", "medium" or "low"
+  std::vector<std::string> reasons;  // why the confidence is what it is
+  std::vector<std::string> warnings;
+  std::string explanation;         // a short paragraph citing the numbers
+  DataFacts data;
+  RecommendOptions options;        // as used
+  bool capped = false;             // --max-rank or --budget-params lowered the rank
+};
+
+// Evidence for every probed module, in probe order.
+std::vector<ModuleEvidence> module_evidence(const ProbeResult& probe,
+                                            const std::vector<ModuleSpectrum>& spectra);
+
+// Supported directions: singular values above (1 + margin) × edge × √(probe / train) tokens.
+int64_t supported_directions(const std::vector<double>& singular_values, double edge,
+                             double margin, double noise_scale);
+
+// Smallest grid value >= x (the grid's last when none), and the number of grid steps between two.
+int64_t grid_ceil(const std::vector<int64_t>& grid, double x);
+int grid_steps(const std::vector<int64_t>& grid, int64_t a, int64_t b);
+
+Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataFacts& data,
+                         const RecommendOptions& opts);
+
+}  // namespace lorank
