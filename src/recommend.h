@@ -4,10 +4,13 @@
 //
 // The rule, one for every model and dataset: a module's weight gradient has a direction the data
 // supports when its singular value stands above the noise edge of the cross-fitted halves (the top
-// singular value of (G_a − G_b)/2). Noise in a mean over N supervised tokens shrinks as 1/√N, so the
-// edge measured on the probe's sample is rescaled to the training set's size before counting. The
-// rank of a module is that count (scaled by `rank_scale`, calibrated on bench/); the global rank
-// covers the modules' ranks at `module_quantile`.
+// singular value of (G_a − G_b)/2). Noise in a mean over N supervised tokens shrinks as 1/√N, so
+// the count is predicted at the training set's size: each direction's noise (the same index of the
+// halves' difference spectrum) is subtracted, the rest kept, and the noise added back rescaled by
+// c = √(probe tokens / training tokens). Beyond 4x the probe the prediction over-counts on planted
+// spectra (tests/unit/test_recommend.cpp), so c stops at 1/2 and the confidence says so. A module's
+// rank is that count times `rank_scale` and the global rank covers `module_quantile` of the
+// modules; both constants are calibrated on bench/ (bench/RESULTS.md).
 #pragma once
 
 #include <cstdint>
@@ -47,6 +50,7 @@ struct RecommendOptions {
   double alpha = 8;            // rsLoRA alpha (the oracle protocol's, under which ranks were judged)
   // A module gets its own rank_pattern entry when its rank is this many grid steps from the global.
   int pattern_min_steps = 2;
+  double max_extrapolation = 4;  // predict counts for at most this many times the probe's tokens
 };
 
 struct ModuleRank {
@@ -85,15 +89,21 @@ struct Recommendation {
   DataFacts data;
   RecommendOptions options;        // as used
   bool capped = false;             // --max-rank or --budget-params lowered the rank
+  double extrapolation = 1;        // training tokens / probed tokens, as used (capped)
 };
 
 // Evidence for every probed module, in probe order.
 std::vector<ModuleEvidence> module_evidence(const ProbeResult& probe,
                                             const std::vector<ModuleSpectrum>& spectra);
 
-// Supported directions: singular values above (1 + margin) × edge × √(probe / train) tokens.
-int64_t supported_directions(const std::vector<double>& singular_values, double edge,
-                             double margin, double noise_scale);
+// Directions above (1 + margin) × edge × c once the noise is rescaled by c:
+// #{i : σ_i² − ν_i² + c²ν_i² > ((1 + margin) · edge · c)²}, ν the noise spectrum. c = 1 counts
+// σ_i > (1 + margin) × edge.
+int64_t supported_directions(const std::vector<double>& singular_values,
+                             const std::vector<double>& noise_spectrum, double edge, double margin,
+                             double c);
+// c for a probe of `probe` supervised tokens and a training set of `train`; at least 1/√max_factor.
+double noise_scale(int64_t probe, int64_t train, double max_factor);
 
 // Smallest grid value >= x (the grid's last when none), and the number of grid steps between two.
 int64_t grid_ceil(const std::vector<int64_t>& grid, double x);

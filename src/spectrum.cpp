@@ -79,12 +79,16 @@ std::pair<std::vector<double>, std::vector<double>> half_coefs(const ShardGradie
 // Top singular value of the difference (G_a − G_b)/2 of one split. It holds the same noise as the
 // full-data mean (G_a + G_b)/2 (for halves of equal tokens) and no signal: an empirical noise edge
 // that needs no i.i.d. assumption, which token-correlated, anisotropic gradient noise breaks (MP).
-double noise_top(const ShardGradients& g, const std::vector<double>& ca,
-                 const std::vector<double>& cb, const torch::Tensor& right) {
+torch::Tensor noise_values(const ShardGradients& g, const std::vector<double>& ca,
+                           const std::vector<double>& cb, const torch::Tensor& right) {
   std::vector<double> cd(ca.size());
   for (size_t k = 0; k < ca.size(); ++k) cd[k] = 0.5 * (ca[k] - cb[k]);
-  torch::Tensor values = combine_values(g, cd, right);
-  return values.numel() > 0 ? values[0].item<double>() : 0.0;
+  return combine_values(g, cd, right);  // (k) descending
+}
+
+std::vector<double> keep(const torch::Tensor& values, int64_t n) {
+  if (!values.defined()) return {};
+  return to_vector(values.narrow(0, 0, std::min(n, values.numel())));
 }
 
 // A module's gradients ready for analysis: exact shards converted to float64 (and whitened) once,
@@ -121,18 +125,26 @@ struct CrossFit {
   std::vector<double> gain;
   int64_t signal_rank = 0;
   std::vector<double> noise_edges;  // per split
+  torch::Tensor noise_spectrum;     // per index, the median over splits
 };
 CrossFit cross_fit(const View& v, const std::vector<std::vector<int>>& splits,
-                   const std::vector<int64_t>& grid, const torch::Tensor& values, double margin) {
+                   const std::vector<int64_t>& grid, const torch::Tensor& values, double margin,
+                   bool gains) {
   CrossFit out;
   std::vector<int64_t> ranks;
+  std::vector<torch::Tensor> spectra;
   for (size_t s = 0; s < splits.size(); ++s) {
     auto [ca, cb] = half_coefs(v.g, splits[s]);
-    add_into(out.gain, cross_fitted_gain(combine(v.g, ca, v.right), combine(v.g, cb, v.right), grid));
-    double noise = noise_top(v.g, ca, cb, v.right);
+    if (gains) {
+      add_into(out.gain, cross_fitted_gain(combine(v.g, ca, v.right), combine(v.g, cb, v.right), grid));
+    }
+    torch::Tensor nv = noise_values(v.g, ca, cb, v.right);  // (k)
+    const double noise = nv.numel() > 0 ? nv[0].item<double>() : 0.0;
     out.noise_edges.push_back(noise);
+    spectra.push_back(nv);
     ranks.push_back(count_above(values, margin * noise));
   }
+  if (!spectra.empty()) out.noise_spectrum = std::get<0>(torch::stack(spectra).median(0));
   scale(out.gain, 1.0 / double(splits.size()));
   out.signal_rank = median(ranks);
   return out;
@@ -337,17 +349,19 @@ ModuleSpectrum analyse_module(const ShardGradients& g, const InputSpectrum& inpu
   const double margin = 1 + opts.noise_margin;
   View plain = make_view(g, {});
   torch::Tensor values = combine_values(plain.g, c_all, plain.right);  // (k)
-  CrossFit p = cross_fit(plain, splits, out.grid, values, margin);
+  CrossFit p = cross_fit(plain, splits, out.grid, values, margin, opts.gain_curves);
   out.gain = p.gain;
   out.gain_norm = normalise_curve(p.gain);
   out.signal_rank = p.signal_rank;
   out.noise_edges = p.noise_edges;
+  out.noise_spectrum = keep(p.noise_spectrum, opts.n_singular);
   out.noise_top = p.noise_edges.empty() ? 0.0 : p.noise_edges[0];
   if (inputs.whitening.defined()) {
     View white = make_view(g, inputs.whitening);
     torch::Tensor wvalues = combine_values(white.g, c_all, white.right);  // (k)
-    CrossFit w = cross_fit(white, splits, out.grid, wvalues, margin);
+    CrossFit w = cross_fit(white, splits, out.grid, wvalues, margin, opts.gain_curves);
     out.noise_edges_whitened = w.noise_edges;
+    out.noise_spectrum_whitened = keep(w.noise_spectrum, opts.n_singular);
     out.singular_values_whitened =
         to_vector(wvalues.narrow(0, 0, std::min(opts.n_singular, wvalues.numel())));
     out.gain_whitened = w.gain;
@@ -382,9 +396,9 @@ AggregateSpectrum aggregate(const std::vector<ModuleSpectrum>& modules, int64_t 
       // The module's last grid point at or below r: its curve is flat beyond its rank.
       size_t i = 0;
       while (i + 1 < m.grid.size() && m.grid[i + 1] <= out.grid[j]) ++i;
-      out.gain[j] += m.gain[i];
+      if (i < m.gain.size()) out.gain[j] += m.gain[i];
       out.energy[j] += m.energy[i] * m.grad_sq;
-      if (whitened) out.gain_whitened[j] += m.gain_whitened[i];
+      if (whitened && i < m.gain_whitened.size()) out.gain_whitened[j] += m.gain_whitened[i];
     }
   }
   if (sq > 0) scale(out.energy, 1.0 / sq);

@@ -3,12 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <map>
 
-#include "probe.h"
+#include "probe_cli.h"
 #include "progress.h"
 #include "session.h"
 
@@ -16,24 +15,10 @@ namespace lorank::cli {
 
 namespace {
 
-struct ProbeCliOptions {
+struct ProbeCmdOptions {
   CommonOptions common;
   DataOptions data;
-  int64_t shards = 4;
-  int64_t seed = 0;
-  int64_t sample = 0;
-  int64_t max_tokens = 0;
-  std::vector<std::string> targets;
-  std::vector<int64_t> layers;
-  std::string grad_mode = "auto";
-  int64_t sketch_rank = 128;
-  int64_t exact_budget_mb = 2048;
-  bool no_moments = false;
-  double damping = 1e-2;
-  int64_t max_rank = 256;
-  int64_t splits = 3;
-  int64_t batch_tokens = 2048;
-  int64_t max_batch = 64;
+  ProbeCliOptions probe;
 };
 
 const std::vector<double> kThresholds = {0.99, 0.995, 0.999};  // the prototype's three
@@ -181,38 +166,14 @@ void print_human(const nlohmann::json& j) {
   }
 }
 
-int run_probe_cli(const ProbeCliOptions& o) {
-  Session s = open_session(o.common, o.data);
-  ProbeOptions po;
-  po.n_shards = o.shards;
-  po.seed = uint64_t(o.seed);
-  po.max_examples = o.sample;
-  po.max_tokens = o.max_tokens;
-  po.target_kinds = o.targets;
-  po.layers = o.layers;
-  po.mode = grad_mode_from_name(o.grad_mode);
-  po.sketch_rank = o.sketch_rank;
-  po.exact_budget_bytes = o.exact_budget_mb << 20;
-  po.input_moments = !o.no_moments;
-  po.batching.batch_tokens = o.batch_tokens;
-  po.batching.max_batch = o.max_batch;
-  po.batching.pad_id = pad_id_for(s);
-  int64_t total = 0;  // a bound for the bar: tokens of the whole set when sampling
-  for (const auto& e : s.data.examples) total += int64_t(e.ids.size());
-  if (o.sample > 0 && size_t(o.sample) < s.data.examples.size())
-    total = total * o.sample / int64_t(s.data.examples.size());
-  if (o.max_tokens > 0) total = std::min(total, o.max_tokens);
-  Progress progress("probe", total, "tok", !o.common.quiet);
-  po.progress = &progress;
-  ProbeResult r = run_probe(*s.model, s.data.examples, po);
-  progress.finish();
-  SpectrumOptions so;
-  so.damping = o.damping;
-  so.max_rank = o.max_rank;
-  so.max_splits = int(o.splits);
-  auto t0 = std::chrono::steady_clock::now();
-  std::vector<ModuleSpectrum> ms = analyse_probe(r, so);
-  double analyse_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+int run_probe_cmd(const ProbeCmdOptions& c) {
+  Session s = open_session(c.common, c.data);
+  const ProbeCliOptions& o = c.probe;
+  ProbeRun run = run_probe_cli(s, o, c.common.quiet);
+  const ProbeResult& r = run.probe;
+  const std::vector<ModuleSpectrum>& ms = run.spectra;
+  const SpectrumOptions& so = run.spectrum_options;
+  const double analyse_s = run.spectrum_seconds;
   AggregateSpectrum agg = aggregate(ms, so.max_rank);
   nlohmann::json j;
   j["model"] = {{"path", s.model_dir}, {"compute_dtype", dtype_name(s.dtype)}, {"device", s.runtime.device}};
@@ -225,7 +186,7 @@ int run_probe_cli(const ProbeCliOptions& o) {
                     {"gain_whitened", agg.gain_whitened}, {"gain_whitened_norm", agg.gain_whitened_norm},
                     {"energy", agg.energy}, {"rank_at", thresholds_json(agg.grid, agg.gain_norm)},
                     {"rank_at_whitened", thresholds_json(agg.grid, agg.gain_whitened_norm)}};
-  if (o.common.json) {
+  if (c.common.json) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     print_human(j);
@@ -238,29 +199,11 @@ int run_probe_cli(const ProbeCliOptions& o) {
 Subcommand probe_subcommand() {
   return {"probe", "Gradient spectra of each target module on a sample of the data",
           [](CLI::App& app) -> std::function<int()> {
-            auto o = std::make_shared<ProbeCliOptions>();
+            auto o = std::make_shared<ProbeCmdOptions>();
             add_options(app, common_option_specs(o->common));
             add_options(app, data_option_specs(o->data));
-            add_options(app, {
-                {"--shards", &o->shards, "disjoint shards (>= 2; 4 gives three half splits)", 2, 64},
-                {"--seed", &o->seed, "sampling, shards and sketches", 0, 1e18},
-                {"--sample", &o->sample, "probe a seeded sample of N examples (0: all)", 0, 1e15},
-                {"--max-tokens", &o->max_tokens, "probe a seeded sample of about N tokens (0: no limit)",
-                 0, 1e15},
-                {"--targets", &o->targets, "module types (default: all seven)"},
-                {"--layers", &o->layers, "layer indices (default: all)"},
-                {"--grad-mode", &o->grad_mode, "exact G, randomized sketches, or by memory", -1e300,
-                 1e300, {"auto", "exact", "sketch"}},
-                {"--sketch-rank", &o->sketch_rank, "sketch size k (caps the rank grid)", 1, 4096},
-                {"--exact-budget-mb", &o->exact_budget_mb, "auto: exact when K x G fit in this", 0, 1e9},
-                {"--no-moments", &o->no_moments, "skip input second moments (no whitening, no EV)"},
-                {"--damping", &o->damping, "K-FAC damping relative to mean input eigenvalue", 0, 1e6},
-                {"--max-rank", &o->max_rank, "largest rank of the grid", 1, 65536},
-                {"--splits", &o->splits, "half splits averaged", 1, 1000},
-                {"--batch-tokens", &o->batch_tokens, "padded tokens per forward pass", 16, 1e9},
-                {"--max-batch", &o->max_batch, "examples per forward pass", 1, 1e6},
-            });
-            return [o] { return run_probe_cli(*o); };
+            add_options(app, probe_option_specs(o->probe, /*for_recommend=*/false));
+            return [o] { return run_probe_cmd(*o); };
           }};
 }
 

@@ -49,6 +49,7 @@ Subcommand inspect_subcommand();
 Subcommand train_subcommand();
 Subcommand sweep_subcommand();
 Subcommand probe_subcommand();
+Subcommand recommend_subcommand();
 std::vector<Subcommand> all_subcommands();  // subcommands.cpp: the list main() offers
 
 }  // namespace lorank::cli

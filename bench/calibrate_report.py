@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Scores `lorank recommend` against rank sweeps (oracle protocol, ../shared/bench/README.md).
+
+Each case folder under OUT (made by bench/calibrate.sh) holds sweep/results.jsonl and
+recommend.json. Per case: the oracle rank, the recommended rank, its excess loss and its error in
+grid steps, beside the baselines r=8, r=16 and the dataset-size rule. --explore also scores the
+rule's two constants (module quantile, rank scale) over a grid, with leave-one-case-out choice, so
+the reported number is not fitted on the case it is scored on.
+
+Usage: bench/calibrate_report.py OUT [--explore]
+"""
+import json
+import math
+import os
+import sys
+
+GRID = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+def losses(case_dir):
+    """L(r): per rank, the test loss of the lr with the best validation loss."""
+    best = {}
+    for line in open(os.path.join(case_dir, "sweep", "results.jsonl")):
+        r = json.loads(line)
+        if r.get("diverged") or r.get("test_loss") is None:
+            continue
+        cur = best.get(r["rank"])
+        if cur is None or r["best_val_loss"] < cur["best_val_loss"]:
+            best[r["rank"]] = r
+    return {k: v["test_loss"] for k, v in sorted(best.items())}
+
+
+def oracle(L):
+    best = min(L.values())
+    thr = best + max(0.005, 0.01 * best)
+    return min(r for r, l in L.items() if l <= thr), best
+
+
+def loss_at(L, r):
+    """A rank outside the swept ones scores as the nearest swept rank (said in the table)."""
+    if r in L:
+        return L[r]
+    return L[min(L, key=lambda k: abs(math.log2(k) - math.log2(r)))]
+
+
+def steps(a, b):
+    return int(round(math.log2(a) - math.log2(b)))
+
+
+def size_rule(n):
+    return 8 if n < 1000 else 16 if n < 10000 else 32 if n < 100000 else 64
+
+
+def grid_ceil(x, max_rank=256):
+    for r in GRID:
+        if r >= x and r <= max_rank:
+            return r
+    return max(r for r in GRID if r <= max_rank)
+
+
+def rule(rec, quantile, scale):
+    d = sorted(scale * m["directions"] for m in rec["modules"])
+    i = min(len(d) - 1, max(0, math.ceil(quantile * len(d)) - 1))
+    return grid_ceil(math.ceil(d[i]), rec["options"]["max_rank"])
+
+
+def load_cases(out):
+    cases = []
+    for name in sorted(os.listdir(out)):
+        d = os.path.join(out, name)
+        if not (os.path.isfile(os.path.join(d, "recommend.json"))
+                and os.path.isfile(os.path.join(d, "sweep", "results.jsonl"))):
+            continue
+        L = losses(d)
+        if len(L) < 2:
+            continue
+        rec = json.load(open(os.path.join(d, "recommend.json")))
+        cases.append({"name": name, "L": L, "rec": rec, "n": rec["data"]["examples"]})
+    return cases
+
+
+def score(cases, choose):
+    rows = []
+    for c in cases:
+        o, best = oracle(c["L"])
+        r = choose(c)
+        rows.append((c, o, r, (loss_at(c["L"], r) - best) / best, steps(r, o)))
+    return rows
+
+
+def summary(rows):
+    n = len(rows)
+    mean_excess = sum(x[3] for x in rows) / n
+    within = sum(abs(x[4]) <= 1 for x in rows) / n
+    return mean_excess, within
+
+
+def print_table(cases):
+    chosen = {"lorank": lambda c: c["rec"]["rank"], "r=8": lambda c: 8, "r=16": lambda c: 16,
+              "size rule": lambda c: size_rule(c["n"])}
+    scored = {k: score(cases, f) for k, f in chosen.items()}
+    print(f"{'case':<22} {'oracle':>6} {'lorank':>6} {'excess':>7} {'steps':>5} {'conf':>6}"
+          f" {'r=8 exc':>8} {'r=16 exc':>8} {'size':>4} {'size exc':>8}  swept ranks")
+    for i, c in enumerate(cases):
+        _, o, r, e, s = scored["lorank"][i]
+        print(f"{c['name']:<22} {o:>6} {r:>6} {100 * e:>6.2f}% {s:>+5} {c['rec']['confidence']:>6}"
+              f" {100 * scored['r=8'][i][3]:>7.2f}% {100 * scored['r=16'][i][3]:>7.2f}%"
+              f" {scored['size rule'][i][2]:>4} {100 * scored['size rule'][i][3]:>7.2f}%"
+              f"  {','.join(str(k) for k in c['L'])}")
+    print()
+    for k, rows in scored.items():
+        me, w = summary(rows)
+        print(f"{k:<10} mean excess {100 * me:5.2f}%   within one grid step {100 * w:5.1f}%")
+
+
+def explore(cases):
+    qs = [0.25, 0.5, 0.75, 0.9, 1.0]
+    scales = [0.25, 0.5, 1, 2, 4, 8]
+    grid = {(q, s): score(cases, lambda c, q=q, s=s: rule(c["rec"], q, s)) for q in qs for s in scales}
+    print("\nrule grid: mean excess % (within one step %) over all cases")
+    print("quantile " + " ".join(f"{'x' + str(s):>14}" for s in scales))
+    for q in qs:
+        cells = []
+        for s in scales:
+            me, w = summary(grid[(q, s)])
+            cells.append(f"{100 * me:6.2f} ({100 * w:4.0f})")
+        print(f"{q:>8} " + " ".join(f"{c:>14}" for c in cells))
+    # Leave one case out: pick the constants on the others, score the held-out case.
+    held = []
+    for i, c in enumerate(cases):
+        others = [x for j, x in enumerate(cases) if j != i]
+        key = min(grid, key=lambda k: (summary([grid[k][j] for j in range(len(cases)) if j != i])[0], k))
+        held.append((c["name"], key, grid[key][i]))
+    print("\nleave-one-case-out: constants chosen on the other cases, scored on this one")
+    for name, key, row in held:
+        print(f"  {name:<22} quantile {key[0]:<5} scale {key[1]:<5} -> r={row[2]:<4} "
+              f"oracle {row[1]:<4} excess {100 * row[3]:5.2f}%")
+    me, w = summary([h[2] for h in held])
+    print(f"  held-out mean excess {100 * me:.2f}%, within one grid step {100 * w:.0f}%")
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    cases = load_cases(sys.argv[1])
+    if not cases:
+        sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {sys.argv[1]}")
+    print_table(cases)
+    if "--explore" in sys.argv:
+        explore(cases)
+
+
+if __name__ == "__main__":
+    main()

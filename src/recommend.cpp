@@ -1,0 +1,374 @@
+#include "recommend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include "error.h"
+#include "probe.h"
+
+namespace lorank {
+
+namespace {
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string fmt_count(double v) {
+  if (v >= 1e6) return fmt("%.1fM", v / 1e6);
+  if (v >= 1e4) return fmt("%.0fk", v / 1e3);
+  if (v >= 1e3) return fmt("%.1fk", v / 1e3);
+  return fmt("%.0f", v);
+}
+
+double median_edge(std::vector<double> edges) {
+  if (edges.empty()) return 0.0;
+  std::sort(edges.begin(), edges.end());
+  return edges[(edges.size() - 1) / 2];
+}
+
+const std::vector<double>& values_of(const ModuleSpectrum& s, bool whitened) {
+  return whitened && !s.singular_values_whitened.empty() ? s.singular_values_whitened
+                                                         : s.singular_values;
+}
+const std::vector<double>& edges_of(const ModuleSpectrum& s, bool whitened) {
+  return whitened && !s.noise_edges_whitened.empty() ? s.noise_edges_whitened : s.noise_edges;
+}
+
+const std::vector<double>& noise_of(const ModuleSpectrum& s, bool whitened) {
+  return whitened && !s.noise_spectrum_whitened.empty() ? s.noise_spectrum_whitened
+                                                        : s.noise_spectrum;
+}
+
+double scale_for(const DataFacts& d, const RecommendOptions& o) {
+  return noise_scale(d.probe_supervised, d.n_supervised, o.max_extrapolation);
+}
+
+int64_t quantile_of(std::vector<double> x, double q) {
+  if (x.empty()) return 0;
+  std::sort(x.begin(), x.end());
+  size_t i = size_t(std::ceil(q * double(x.size())));
+  i = std::min(x.size() - 1, i == 0 ? 0 : i - 1);
+  return int64_t(std::ceil(x[i]));
+}
+
+std::vector<int64_t> offered_grid(const RecommendOptions& o) {
+  std::vector<int64_t> g;
+  for (int64_t r : o.grid) {
+    if (r <= o.max_rank) g.push_back(r);
+  }
+  if (g.empty()) g.push_back(std::max<int64_t>(1, o.max_rank));
+  return g;
+}
+
+int64_t params_at(const std::vector<ModuleRank>& ms, int64_t r) {
+  int64_t p = 0;
+  for (const auto& m : ms) p += std::min(r, std::min(m.d_in, m.d_out)) * (m.d_in + m.d_out);
+  return p;
+}
+
+// Per module: directions at the training set's size, with the splits' extreme edges as a band.
+std::vector<ModuleRank> count_directions(const std::vector<ModuleEvidence>& ev, const DataFacts& d,
+                                         const RecommendOptions& o) {
+  const double scale = scale_for(d, o);
+  std::vector<ModuleRank> out;
+  for (const auto& e : ev) {
+    const auto& sv = values_of(e.spectrum, o.whitened);
+    const auto& nv = noise_of(e.spectrum, o.whitened);
+    const auto& edges = edges_of(e.spectrum, o.whitened);
+    ModuleRank m{e.name, e.kind, e.layer, e.d_in, e.d_out};
+    const double mid = median_edge(edges);
+    m.directions_probe = supported_directions(sv, nv, mid, o.noise_margin, 1.0);
+    m.directions = supported_directions(sv, nv, mid, o.noise_margin, scale);
+    m.directions_lo = m.directions_hi = m.directions;
+    for (double edge : edges) {
+      int64_t n = supported_directions(sv, nv, edge, o.noise_margin, scale);
+      m.directions_lo = std::min(m.directions_lo, n);
+      m.directions_hi = std::max(m.directions_hi, n);
+    }
+    out.push_back(m);
+  }
+  return out;
+}
+
+int64_t global_rank(const std::vector<ModuleRank>& ms, const RecommendOptions& o,
+                    int64_t ModuleRank::*field) {
+  std::vector<double> x;
+  for (const auto& m : ms) x.push_back(o.rank_scale * double(m.*field));
+  return grid_ceil(offered_grid(o), double(quantile_of(x, o.module_quantile)));
+}
+
+// Modules far from the global rank get their own, kept within two grid steps of it: the sweeps
+// that judge the rule train one rank everywhere, so larger departures are unmeasured.
+void assign_pattern(Recommendation& rec, const RecommendOptions& o) {
+  const auto grid = offered_grid(o);
+  auto pos = std::find(grid.begin(), grid.end(), rec.rank) - grid.begin();
+  const int64_t lo = grid[size_t(std::max<ptrdiff_t>(0, pos - 2))];
+  const int64_t hi = grid[size_t(std::min<ptrdiff_t>(ptrdiff_t(grid.size()) - 1, pos + 2))];
+  for (auto& m : rec.modules) {
+    int64_t want = grid_ceil(grid, o.rank_scale * double(m.directions));
+    want = std::clamp(want, lo, hi);
+    m.rank = std::abs(grid_steps(grid, want, rec.rank)) >= o.pattern_min_steps ? want : rec.rank;
+  }
+}
+
+// PEFT keys: one per module type when all its modules share a rank, else one per module. Never
+// both for one type: keys are tried in sorted order and the type's suffix would shadow the rest.
+void pattern_keys(Recommendation& rec) {
+  std::vector<std::string> kinds;
+  for (const auto& m : rec.modules) {
+    if (std::find(kinds.begin(), kinds.end(), m.kind) == kinds.end()) kinds.push_back(m.kind);
+  }
+  rec.target_modules = kinds;
+  for (const auto& kind : kinds) {
+    std::set<int64_t> ranks;
+    for (const auto& m : rec.modules) {
+      if (m.kind == kind) ranks.insert(m.rank);
+    }
+    if (ranks.size() == 1) {
+      if (*ranks.begin() != rec.rank) rec.rank_pattern[kind] = *ranks.begin();
+      continue;
+    }
+    for (const auto& m : rec.modules) {
+      if (m.kind == kind && m.rank != rec.rank) rec.rank_pattern[m.name] = m.rank;
+    }
+  }
+}
+
+// Predicted signal energy above the floor captured at each rank, as a share of all the data
+// supports (σ² predicted at the training set's size, as supported_directions counts).
+std::vector<double> share_curve(const std::vector<ModuleEvidence>& ev, const RecommendOptions& o,
+                                const std::vector<int64_t>& grid, double scale, int which) {
+  std::vector<double> num(grid.size(), 0.0);
+  double total = 0;
+  for (const auto& e : ev) {
+    const auto& sv = values_of(e.spectrum, o.whitened);
+    const auto& nv = noise_of(e.spectrum, o.whitened);
+    auto edges = edges_of(e.spectrum, o.whitened);
+    if (edges.empty()) continue;
+    std::sort(edges.begin(), edges.end());
+    const double edge = which < 0 ? edges.back() : which > 0 ? edges.front() : median_edge(edges);
+    const double floor = (1 + o.noise_margin) * edge * scale;
+    std::vector<double> energy;  // predicted σ² above the floor, largest first
+    for (size_t i = 0; i < sv.size(); ++i) {
+      const double nu = i < nv.size() ? nv[i] : 0.0;
+      const double v2 = std::max(0.0, sv[i] * sv[i] - nu * nu) + scale * scale * nu * nu;
+      if (v2 > floor * floor) energy.push_back(v2 - floor * floor);
+    }
+    std::sort(energy.rbegin(), energy.rend());
+    for (size_t i = 0; i < energy.size(); ++i) {
+      total += energy[i];
+      for (size_t j = 0; j < grid.size(); ++j) {
+        if (int64_t(i) < grid[j]) num[j] += energy[i];
+      }
+    }
+  }
+  for (double& x : num) x = total > 0 ? x / total : 1.0;
+  return num;
+}
+
+void fill_curve(Recommendation& rec, const std::vector<ModuleEvidence>& ev,
+                const RecommendOptions& o) {
+  const auto grid = offered_grid(o);
+  const double scale = scale_for(rec.data, o);
+  auto mid = share_curve(ev, o, grid, scale, 0);
+  auto a = share_curve(ev, o, grid, scale, -1), b = share_curve(ev, o, grid, scale, 1);
+  for (size_t j = 0; j < grid.size(); ++j) {
+    rec.curve.push_back({grid[j], params_at(rec.modules, grid[j]), mid[j], std::min(a[j], b[j]),
+                         std::max(a[j], b[j])});
+  }
+}
+
+}  // namespace
+
+std::vector<ModuleEvidence> module_evidence(const ProbeResult& probe,
+                                            const std::vector<ModuleSpectrum>& spectra) {
+  if (probe.modules.size() != spectra.size()) {
+    fail("recommend", "probe and spectra disagree", std::to_string(probe.modules.size()) + " modules",
+         std::to_string(spectra.size()));
+  }
+  std::vector<ModuleEvidence> out;
+  for (size_t i = 0; i < spectra.size(); ++i) {
+    const auto& p = probe.modules[i];
+    out.push_back({p.name, p.kind, p.layer, p.grad.d_in, p.grad.d_out, spectra[i]});
+  }
+  return out;
+}
+
+int64_t supported_directions(const std::vector<double>& singular_values,
+                             const std::vector<double>& noise_spectrum, double edge, double margin,
+                             double c) {
+  const double floor = (1 + margin) * edge * c;
+  int64_t n = 0;
+  for (size_t i = 0; i < singular_values.size(); ++i) {
+    const double nu = i < noise_spectrum.size() ? noise_spectrum[i] : 0.0;
+    const double s2 = singular_values[i] * singular_values[i];
+    const double v2 = c == 1.0 ? s2 : std::max(0.0, s2 - nu * nu) + c * c * nu * nu;
+    if (v2 > floor * floor) ++n;
+  }
+  return n;
+}
+
+double noise_scale(int64_t probe, int64_t train, double max_factor) {
+  if (probe <= 0 || train <= probe) return 1.0;
+  return std::sqrt(1.0 / std::min(double(train) / double(probe), std::max(1.0, max_factor)));
+}
+
+int64_t grid_ceil(const std::vector<int64_t>& grid, double x) {
+  for (int64_t r : grid) {
+    if (double(r) >= x) return r;
+  }
+  return grid.empty() ? 0 : grid.back();
+}
+
+int grid_steps(const std::vector<int64_t>& grid, int64_t a, int64_t b) {
+  auto ia = std::lower_bound(grid.begin(), grid.end(), a) - grid.begin();
+  auto ib = std::lower_bound(grid.begin(), grid.end(), b) - grid.begin();
+  return int(ia - ib);
+}
+
+namespace {
+
+void apply_budget(Recommendation& rec, const RecommendOptions& o) {
+  if (o.budget_params <= 0) return;
+  const auto grid = offered_grid(o);
+  int64_t fit = 0;
+  for (int64_t r : grid) {
+    if (params_at(rec.modules, r) <= o.budget_params) fit = r;
+  }
+  if (fit == 0) {
+    fail("--budget-params", "no rank fits the parameter budget",
+         ">= " + std::to_string(params_at(rec.modules, grid.front())) + " (rank " +
+             std::to_string(grid.front()) + ")",
+         std::to_string(o.budget_params), "raise --budget-params or adapt fewer modules (--targets)");
+  }
+  if (fit < rec.rank) {
+    rec.rank = fit;
+    rec.capped = true;
+  }
+}
+
+int64_t pattern_params(const std::vector<ModuleRank>& ms) {
+  int64_t p = 0;
+  for (const auto& m : ms) p += m.rank * (m.d_in + m.d_out);
+  return p;
+}
+
+void judge_confidence(Recommendation& rec, const std::vector<int64_t>& grid) {
+  const int spread = grid_steps(grid, rec.rank_hi, rec.rank_lo);
+  rec.confidence = spread == 0 ? "high" : spread == 1 ? "medium" : "low";
+  rec.reasons.push_back("the rule gives r=" + std::to_string(rec.rank_lo) + ".." +
+                        std::to_string(rec.rank_hi) + " across the cross-fitted splits' noise edges");
+  const double factor = double(rec.data.n_supervised) / double(std::max<int64_t>(1, rec.data.probe_supervised));
+  if (factor > rec.options.max_extrapolation) {
+    rec.confidence = rec.confidence == "high" ? "medium" : "low";
+    rec.reasons.push_back("the data holds " + fmt("%.1f", factor) + "x the probed tokens; counts are "
+                          "predicted for at most " + fmt("%g", rec.options.max_extrapolation) +
+                          "x, so they may be low: probe more with --max-tokens");
+  }
+  if (rec.data.probe_supervised < 2000) {
+    rec.confidence = "low";
+    rec.reasons.push_back("only " + std::to_string(rec.data.probe_supervised) +
+                          " supervised tokens probed; the noise edge is itself noisy");
+  }
+  rec.reasons.push_back("calibrated against rank sweeps of the tiny and small models only "
+                        "(bench/RESULTS.md); a larger model's gradient spectrum may differ");
+}
+
+void add_warnings(Recommendation& rec, int64_t wanted) {
+  const auto& d = rec.data;
+  bool any = false;
+  for (const auto& m : rec.modules) any = any || m.directions > 0;
+  if (!any) {
+    rec.warnings.push_back("no module has a direction above the noise floor: the data is too small "
+                           "or the base model already fits it (base loss " +
+                           fmt("%.3f", d.base_loss) + "); a small rank will do, more data would help");
+  }
+  if (rec.params > d.n_supervised && d.n_supervised > 0) {
+    rec.warnings.push_back("too little data for the rank: " + fmt_count(double(rec.params)) +
+                           " trainable parameters for " + fmt_count(double(d.n_supervised)) +
+                           " supervised tokens; the extra directions can fit noise, keep a "
+                           "validation set and early stopping");
+  }
+  if (wanted > rec.rank) {
+    rec.warnings.push_back("more information than the adapter can hold: the data supports r=" +
+                           std::to_string(wanted) + " but --max-rank/--budget-params cap it at r=" +
+                           std::to_string(rec.rank));
+  }
+  int64_t full = 0;
+  for (const auto& m : rec.modules) {
+    if (m.directions >= std::min(m.d_in, m.d_out) || m.directions >= rec.options.max_rank) ++full;
+  }
+  if (full * 4 >= int64_t(rec.modules.size()) && !rec.modules.empty()) {
+    rec.warnings.push_back(std::to_string(full) + " of " + std::to_string(rec.modules.size()) +
+                           " modules support as many directions as the largest rank offered: "
+                           "the data may hold more than a LoRA adapter can; consider full "
+                           "fine-tuning of those modules or a larger --max-rank");
+  }
+}
+
+std::string explain(const Recommendation& rec) {
+  const auto& d = rec.data;
+  std::vector<double> dirs;
+  for (const auto& m : rec.modules) dirs.push_back(double(m.directions));
+  std::string s = "Probed " + fmt_count(double(d.probe_examples)) + " of " +
+                  fmt_count(double(d.n_examples)) + " examples (" +
+                  fmt_count(double(d.probe_supervised)) + " supervised tokens, base loss " +
+                  fmt("%.3f", d.base_loss) + " nats/token). ";
+  s += "With the noise floor rescaled to all " + fmt_count(double(d.n_supervised)) +
+       " supervised tokens, the median module supports " +
+       std::to_string(quantile_of(dirs, 0.5)) + " directions of its weight gradient (" +
+       std::to_string(quantile_of(dirs, 0.0)) + " to " + std::to_string(quantile_of(dirs, 1.0)) +
+       "). ";
+  for (const auto& c : rec.curve) {
+    if (c.rank != rec.rank) continue;
+    s += "r=" + std::to_string(rec.rank) + " captures " + fmt("%.0f%%", 100 * c.share) + " (" +
+         fmt("%.0f", 100 * c.share_lo) + "-" + fmt("%.0f%%", 100 * c.share_hi) +
+         ") of that signal with " + fmt_count(double(rec.params)) + " trainable parameters. ";
+  }
+  s += "Use rsLoRA with alpha " + fmt("%g", rec.alpha) + " (or alpha " +
+       fmt("%g", rec.alpha_classic) + " with the classic alpha/r scale).";
+  return s;
+}
+
+}  // namespace
+
+Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataFacts& data,
+                         const RecommendOptions& opts) {
+  if (modules.empty()) fail("recommend", "no modules were probed", ">= 1 target module", "0");
+  Recommendation rec;
+  rec.options = opts;
+  rec.data = data;
+  rec.modules = count_directions(modules, data, opts);
+  const auto grid = offered_grid(opts);
+  rec.rank = global_rank(rec.modules, opts, &ModuleRank::directions);
+  rec.rank_lo = global_rank(rec.modules, opts, &ModuleRank::directions_lo);
+  rec.rank_hi = global_rank(rec.modules, opts, &ModuleRank::directions_hi);
+  RecommendOptions uncapped = opts;
+  uncapped.max_rank = opts.grid.empty() ? opts.max_rank : opts.grid.back();
+  const int64_t wanted = global_rank(rec.modules, uncapped, &ModuleRank::directions);
+  rec.capped = wanted > rec.rank;
+  apply_budget(rec, opts);
+  assign_pattern(rec, opts);
+  if (opts.budget_params > 0) {  // the pattern may only lower ranks under a budget
+    for (auto& m : rec.modules) m.rank = std::min(m.rank, rec.rank);
+  }
+  pattern_keys(rec);
+  rec.alpha = opts.alpha;
+  rec.use_rslora = true;
+  rec.alpha_classic = opts.alpha * std::sqrt(double(rec.rank));
+  rec.params = pattern_params(rec.modules);
+  rec.params_uniform = params_at(rec.modules, rec.rank);
+  rec.extrapolation = 1.0 / (scale_for(data, opts) * scale_for(data, opts));
+  fill_curve(rec, modules, opts);
+  judge_confidence(rec, grid);
+  add_warnings(rec, wanted);
+  rec.explanation = explain(rec);
+  return rec;
+}
+
+}  // namespace lorank

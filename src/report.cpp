@@ -1,0 +1,165 @@
+#include "report.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+
+namespace lorank {
+
+namespace {
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string count(double v) {
+  if (v >= 1e6) return fmt("%.2fM", v / 1e6);
+  if (v >= 1e3) return fmt("%.1fk", v / 1e3);
+  return fmt("%.0f", v);
+}
+
+nlohmann::json modules_json(const Recommendation& rec) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& m : rec.modules) {
+    out.push_back({{"name", m.name}, {"kind", m.kind}, {"layer", m.layer}, {"d_in", m.d_in},
+                   {"d_out", m.d_out}, {"directions_probe", m.directions_probe},
+                   {"directions", m.directions}, {"directions_lo", m.directions_lo},
+                   {"directions_hi", m.directions_hi}, {"rank", m.rank}});
+  }
+  return out;
+}
+
+nlohmann::json curve_json(const Recommendation& rec) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& c : rec.curve) {
+    out.push_back({{"rank", c.rank}, {"params", c.params}, {"share", c.share},
+                   {"share_lo", c.share_lo}, {"share_hi", c.share_hi}});
+  }
+  return out;
+}
+
+nlohmann::json data_json(const DataFacts& d) {
+  return {{"examples", d.n_examples}, {"supervised_tokens", d.n_supervised},
+          {"tokens", d.n_tokens}, {"probe_examples", d.probe_examples},
+          {"probe_supervised_tokens", d.probe_supervised}, {"probe_tokens", d.probe_tokens},
+          {"base_loss", d.base_loss}};
+}
+
+nlohmann::json options_json(const RecommendOptions& o) {
+  return {{"grid", o.grid}, {"max_rank", o.max_rank}, {"budget_params", o.budget_params},
+          {"noise_margin", o.noise_margin}, {"rank_scale", o.rank_scale},
+          {"module_quantile", o.module_quantile}, {"whitened", o.whitened},
+          {"pattern_min_steps", o.pattern_min_steps}};
+}
+
+// Medians over layers per module type, in model order.
+struct KindRow {
+  std::string kind;
+  int64_t n = 0, dir_probe = 0, dir = 0, lo = 0, hi = 0;
+  std::set<int64_t> ranks;
+};
+std::vector<KindRow> kind_rows(const Recommendation& rec) {
+  std::vector<KindRow> rows;
+  std::map<std::string, std::vector<const ModuleRank*>> by;
+  for (const auto& m : rec.modules) {
+    if (!by.count(m.kind)) rows.push_back({m.kind});
+    by[m.kind].push_back(&m);
+  }
+  auto med = [](std::vector<int64_t> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? int64_t(0) : v[(v.size() - 1) / 2];
+  };
+  for (auto& row : rows) {
+    std::vector<int64_t> a, b, c, d;
+    for (const ModuleRank* m : by[row.kind]) {
+      a.push_back(m->directions_probe);
+      b.push_back(m->directions);
+      c.push_back(m->directions_lo);
+      d.push_back(m->directions_hi);
+      row.ranks.insert(m->rank);
+    }
+    row.n = int64_t(a.size());
+    row.dir_probe = med(a), row.dir = med(b), row.lo = med(c), row.hi = med(d);
+  }
+  return rows;
+}
+
+std::string ranks_text(const std::set<int64_t>& ranks) {
+  std::string s;
+  for (int64_t r : ranks) s += (s.empty() ? "" : "/") + std::to_string(r);
+  return s;
+}
+
+}  // namespace
+
+std::string recommendation_json(const Recommendation& rec, const ReportContext& ctx) {
+  nlohmann::json j;
+  j["rank"] = rec.rank;
+  j["rank_band"] = {rec.rank_lo, rec.rank_hi};
+  j["alpha"] = rec.alpha;
+  j["use_rslora"] = rec.use_rslora;
+  j["alpha_without_rslora"] = rec.alpha_classic;
+  j["rank_pattern"] = rec.rank_pattern;
+  j["alpha_pattern"] = rec.alpha_pattern;
+  j["target_modules"] = rec.target_modules;
+  j["trainable_params"] = rec.params;
+  j["trainable_params_uniform"] = rec.params_uniform;
+  j["capped"] = rec.capped;
+  j["confidence"] = rec.confidence;
+  j["confidence_reasons"] = rec.reasons;
+  j["warnings"] = rec.warnings;
+  j["explanation"] = rec.explanation;
+  j["curve"] = curve_json(rec);
+  j["modules"] = modules_json(rec);
+  j["data"] = data_json(rec.data);
+  j["options"] = options_json(rec.options);
+  j["model"] = {{"path", ctx.model_path}, {"device", ctx.device}};
+  j["data"]["path"] = ctx.data_path;
+  j["probe"] = {{"grad_mode", ctx.grad_mode}, {"sketch_rank", ctx.sketch_rank}};
+  return j.dump(2) + "\n";
+}
+
+std::string recommendation_report(const Recommendation& rec, const ReportContext& ctx) {
+  std::string s;
+  s += "model  " + ctx.model_path + "  (" + std::to_string(rec.modules.size()) + " target modules, " +
+       ctx.device + ", " + ctx.grad_mode + " gradients)\n";
+  s += "data   " + ctx.data_path + "  (" + count(double(rec.data.n_examples)) + " examples, " +
+       count(double(rec.data.n_supervised)) + " supervised tokens)\n\n";
+  s += "  recommended  r=" + std::to_string(rec.rank) + ", alpha=" + fmt("%g", rec.alpha) +
+       " with rsLoRA (alpha=" + fmt("%.4g", rec.alpha_classic) + " without)   confidence " +
+       rec.confidence + " (r=" + std::to_string(rec.rank_lo) + ".." + std::to_string(rec.rank_hi) +
+       ")\n";
+  std::string pattern;
+  for (const auto& [k, v] : rec.rank_pattern) pattern += (pattern.empty() ? "" : ", ") + k + ": " + std::to_string(v);
+  s += "  rank_pattern " + (pattern.empty() ? std::string("(none: one rank fits every module)") : pattern) + "\n";
+  s += "  trainable    " + count(double(rec.params)) + " parameters (" +
+       count(double(rec.params_uniform)) + " at r=" + std::to_string(rec.rank) + " everywhere)\n\n";
+  s += "  predicted quality vs rank: share of the data-supported signal captured\n";
+  s += "       r     params   share   band\n";
+  for (const auto& c : rec.curve) {
+    char line[160];
+    std::snprintf(line, sizeof line, "  %6lld  %9s  %5.0f%%   %3.0f-%3.0f%%%s\n", (long long)c.rank,
+                  count(double(c.params)).c_str(), 100 * c.share, 100 * c.share_lo,
+                  100 * c.share_hi, c.rank == rec.rank ? "  <-" : "");
+    s += line;
+  }
+  s += "\n  per module type (median over layers): supported directions\n";
+  s += "  type         n   at probe   at all data (band)   rank\n";
+  for (const auto& row : kind_rows(rec)) {
+    char line[160];
+    std::snprintf(line, sizeof line, "  %-10s %3lld   %8lld   %8lld (%lld-%lld)   %s\n", row.kind.c_str(),
+                  (long long)row.n, (long long)row.dir_probe, (long long)row.dir, (long long)row.lo,
+                  (long long)row.hi, ranks_text(row.ranks).c_str());
+    s += line;
+  }
+  for (const auto& w : rec.warnings) s += "\n  warning: " + w + "\n";
+  s += "\n  why: " + rec.explanation + "\n";
+  return s;
+}
+
+}  // namespace lorank

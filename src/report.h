@@ -1,0 +1,21 @@
+// A recommendation for people (a terminal report) and for programs (JSON, byte-identical for the
+// same inputs: no timings, fixed key order, fixed number formatting).
+#pragma once
+
+#include <string>
+
+#include "recommend.h"
+
+namespace lorank {
+
+struct ReportContext {
+  std::string model_path, data_path;
+  std::string device;
+  std::string grad_mode;  // "exact" or "sketch"
+  int64_t sketch_rank = 0;
+};
+
+std::string recommendation_json(const Recommendation& rec, const ReportContext& ctx);
+std::string recommendation_report(const Recommendation& rec, const ReportContext& ctx);
+
+}  // namespace lorank
