@@ -205,11 +205,11 @@ std::string shape_str(const std::vector<int64_t>& shape) {
        "adapter_config.json and adapter_model.safetensors disagree; re-save the adapter");
 }
 
-// target_modules as PEFT saves them: the regex string as given; all-linear as the module paths
-// it selected; either list condensed to minimal suffixes once it has 20 entries.
-json saved_target_modules(Model& model, const LoraConfig& cfg,
-                          const std::vector<LoraModule>& modules) {
-  if (!cfg.target_regex.empty()) return cfg.target_regex;
+// target_modules as PEFT saves them when given as a list: all-linear as the module paths it
+// selected; the list condensed to minimal suffixes once it has 20 entries. Empty for a regex.
+std::vector<std::string> saved_target_names(Model& model, const LoraConfig& cfg,
+                                            const std::vector<LoraModule>& modules) {
+  if (!cfg.target_regex.empty()) return {};
   std::set<std::string> unique;
   if (is_all_linear(cfg)) {
     for (const auto& m : modules) unique.insert(m.name);
@@ -460,11 +460,12 @@ void LoraAdapters::load_state_dict(const std::map<std::string, torch::Tensor>& t
   }
 }
 
-std::string LoraAdapters::peft_config_json(const std::string& base_model_path) const {
-  json target = saved_target_modules(model_, cfg_, modules_);
+std::string peft_config_json(const LoraConfig& cfg, const std::vector<std::string>& target_names,
+                             const std::string& base_model_path, bool inference_mode) {
+  json target = cfg.target_regex.empty() ? json(target_names) : json(cfg.target_regex);
   json rank_pattern = json::object(), alpha_pattern = json::object();
-  for (const auto& [k, v] : cfg_.rank_pattern) rank_pattern[k] = v;
-  for (const auto& [k, v] : cfg_.alpha_pattern) alpha_pattern[k] = number_json(v);
+  for (const auto& [k, v] : cfg.rank_pattern) rank_pattern[k] = v;
+  for (const auto& [k, v] : cfg.alpha_pattern) alpha_pattern[k] = number_json(v);
   json j = {{"alora_invocation_tokens", nullptr},
             {"alpha_pattern", alpha_pattern},
             {"arrow_config", nullptr},
@@ -475,16 +476,16 @@ std::string LoraAdapters::peft_config_json(const std::string& base_model_path) c
             {"eva_config", nullptr},
             {"exclude_modules", nullptr},
             {"fan_in_fan_out", false},
-            {"inference_mode", true},
+            {"inference_mode", inference_mode},
             {"init_lora_weights", true},
             {"kasa_config", nullptr},
             {"layer_replication", nullptr},
             {"layers_pattern", nullptr},
             {"layers_to_transform", nullptr},
             {"loftq_config", json::object()},
-            {"lora_alpha", number_json(cfg_.alpha)},
+            {"lora_alpha", number_json(cfg.alpha)},
             {"lora_bias", false},
-            {"lora_dropout", cfg_.dropout},
+            {"lora_dropout", cfg.dropout},
             {"lora_ga_config", nullptr},
             {"megatron_config", nullptr},
             {"megatron_core", "megatron.core"},
@@ -493,7 +494,7 @@ std::string LoraAdapters::peft_config_json(const std::string& base_model_path) c
             {"peft_type", "LORA"},
             {"peft_version", kPeftFormatVersion},
             {"qalora_group_size", 16},
-            {"r", cfg_.r},
+            {"r", cfg.r},
             {"rank_pattern", rank_pattern},
             {"revision", nullptr},
             {"target_modules", target},
@@ -503,10 +504,15 @@ std::string LoraAdapters::peft_config_json(const std::string& base_model_path) c
             {"use_bdlora", nullptr},
             {"use_dora", false},
             {"use_qalora", false},
-            {"use_rslora", cfg_.rslora},
+            {"use_rslora", cfg.rslora},
             {"velora_config", nullptr}};
   return j.dump(2, ' ',
                 true);  // sorted keys, indent 2, ASCII: as json.dumps(indent=2, sort_keys=True)
+}
+
+std::string LoraAdapters::peft_config_json(const std::string& base_model_path) const {
+  return lorank::peft_config_json(cfg_, saved_target_names(model_, cfg_, modules_), base_model_path,
+                                  /*inference_mode=*/true);
 }
 
 void LoraAdapters::save_peft(const std::string& dir, const std::string& base_model_path,

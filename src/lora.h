@@ -51,6 +51,12 @@ double lora_scale(const LoraConfig& cfg, int64_t r, double alpha);
 std::vector<std::string> peft_minimal_target_modules(const std::vector<std::string>& targets,
                                                      const std::vector<std::string>& others);
 
+// PEFT 0.21's adapter_config.json for `cfg` (sorted keys, as json.dumps(indent=2, sort_keys=True)).
+// target_modules is cfg.target_regex when set, else `target_names` as given. PEFT saves adapters
+// with inference_mode true; a config meant for training needs false, or get_peft_model freezes it.
+std::string peft_config_json(const LoraConfig& cfg, const std::vector<std::string>& target_names,
+                             const std::string& base_model_path, bool inference_mode);
+
 // The linears of `model` that `cfg` targets, in HF module order; throws when a key matches no
 // linear or selects a module LoRA cannot wrap here (embeddings, norms, whole blocks).
 std::vector<Linear*> lora_targets(Model& model, const LoraConfig& cfg);
