@@ -177,7 +177,10 @@ void fill_curve(Recommendation& rec, const std::vector<ModuleEvidence>& ev,
   const double scale = scale_for(rec.data, o);
   auto mid = share_curve(ev, o, grid, scale, 0);
   auto a = share_curve(ev, o, grid, scale, -1), b = share_curve(ev, o, grid, scale, 1);
+  int64_t widest = 0;  // ranks beyond every module's size add nothing
+  for (const auto& m : rec.modules) widest = std::max(widest, std::min(m.d_in, m.d_out));
   for (size_t j = 0; j < grid.size(); ++j) {
+    if (j > 0 && grid[j - 1] >= widest) break;
     rec.curve.push_back({grid[j], params_at(rec.modules, grid[j]), mid[j], std::min(a[j], b[j]),
                          std::max(a[j], b[j])});
   }

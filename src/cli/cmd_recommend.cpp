@@ -1,8 +1,11 @@
 // lorank recommend: probe a sample of the data, then the rank, rank_pattern, alpha and predicted
 // curve that this model and this data need; a report, JSON, or the user's trainer's config.
+#include <sys/stat.h>
+
 #include <cstdio>
 
 #include "error.h"
+#include "export.h"
 #include "files.h"
 #include "probe_cli.h"
 #include "recommend.h"
@@ -20,7 +23,37 @@ struct RecommendCliOptions {
   int64_t budget_params = 0;
   double alpha = 8;
   bool whitened = false;
+  std::string format;  // print this trainer's config instead of the report
+  std::string out;     // write every config, recommendation.json and report.txt here
+  bool force = false;
 };
+
+void check_format(const std::string& format) {
+  if (format.empty()) return;
+  for (const auto& f : export_formats()) {
+    if (f == format) return;
+  }
+  std::string all;
+  for (const auto& f : export_formats()) all += (all.empty() ? "" : ", ") + f;
+  fail("--format", "unknown format", all, format);
+}
+
+// Every file is checked before the first is written: a refusal leaves the folder as it was.
+void write_outputs(const RecommendCliOptions& o, const Recommendation& rec, const ReportContext& ctx) {
+  std::vector<std::string> names = {"recommendation.json", "report.txt"};
+  for (const auto& f : export_formats()) names.push_back(export_file_name(f));
+  struct stat st;
+  for (const auto& n : names) {
+    const std::string path = o.out + "/" + n;
+    if (!o.force && ::stat(path.c_str(), &st) == 0) {
+      fail(path, "refusing to overwrite an earlier recommendation", "a folder without " + n,
+           "the file exists", "choose another --out, or add --force to replace it");
+    }
+  }
+  write_exports(rec, o.out, ctx.model_path, o.force);  // creates the folder
+  write_file_atomic(o.out + "/recommendation.json", recommendation_json(rec, ctx), o.force);
+  write_file_atomic(o.out + "/report.txt", recommendation_report(rec, ctx), o.force);
+}
 
 // A CPU probe of ~16k tokens keeps the tiny model inside 30 s; on CUDA a larger sample is cheap.
 int64_t default_max_tokens(const Session& s) { return s.device.is_cuda() ? 262144 : 16384; }
@@ -38,6 +71,7 @@ DataFacts data_facts(const Session& s, const ProbeResult& r) {
 }
 
 int run_recommend_cmd(RecommendCliOptions& o) {
+  check_format(o.format);
   Session s = open_session(o.common, o.data);
   if (o.probe.max_tokens == 0) o.probe.max_tokens = default_max_tokens(s);
   o.probe.max_rank = o.max_rank;
@@ -51,13 +85,17 @@ int run_recommend_cmd(RecommendCliOptions& o) {
   Recommendation rec = recommend(module_evidence(run.probe, run.spectra), data_facts(s, run.probe), ro);
   ReportContext ctx{s.model_dir, s.data_path, s.runtime.device, grad_mode_name(run.probe.mode),
                     run.probe.sketch_rank};
-  if (o.common.json) {
+  if (!o.out.empty()) write_outputs(o, rec, ctx);
+  if (!o.format.empty()) {
+    std::printf("%s", export_config(rec, o.format, ctx.model_path).c_str());
+  } else if (o.common.json) {
     std::printf("%s", recommendation_json(rec, ctx).c_str());
   } else {
     std::printf("%s", recommendation_report(rec, ctx).c_str());
   }
   if (!o.common.quiet) {
-    std::fprintf(stderr, "probe %.1fs + spectrum %.1fs\n", run.probe.seconds, run.spectrum_seconds);
+    std::fprintf(stderr, "probe %.1fs + spectrum %.1fs%s\n", run.probe.seconds, run.spectrum_seconds,
+                 o.out.empty() ? "" : ("; configs in " + o.out).c_str());
   }
   return 0;
 }
@@ -77,6 +115,10 @@ Subcommand recommend_subcommand() {
                  "at most this many trainable parameters (0: no budget)", 0, 1e15},
                 {"--alpha", &o->alpha, "rsLoRA alpha to recommend", 1e-9, 1e9},
                 {"--whitened", &o->whitened, "count directions on the K-FAC-whitened spectrum"},
+                {"--format", &o->format, "print this trainer's config instead of the report",
+                 -1e300, 1e300, {"peft", "axolotl", "torchtune", "llama-factory", "unsloth"}},
+                {"--out,-o", &o->out, "also write every config, recommendation.json, report.txt here"},
+                {"--force", &o->force, "overwrite files in --out"},
             });
             add_options(app, probe_option_specs(o->probe, /*for_recommend=*/true));
             return [o] { return run_recommend_cmd(*o); };

@@ -4,9 +4,11 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "error.h"
+#include "recommend.h"
 #include "spectrum.h"
 
 namespace lorank {
@@ -276,6 +278,46 @@ TEST(Spectrum, AggregateHoldsShortCurvesAtTheirLastValue) {
 TEST(Spectrum, CoefficientCountMustMatchShards) {
   Planted p = plant({1}, 0.1, 1);
   EXPECT_THROW(combine(p.exact, {1.0, 2.0}), Error);
+}
+
+// recommend predicts the count at f times the probe's tokens from the probe alone; on planted
+// geometric spectra it must land near the count a probe of f times the tokens finds. Rescaling
+// only the edge would count the noise bulk (dozens of directions here).
+TEST(Spectrum, DirectionsPredictedForMoreData) {
+  for (double decay : {0.7, 0.85, 0.93}) {
+    std::vector<double> sigmas;
+    for (int i = 0; i < 64; ++i) sigmas.push_back(std::pow(decay, i));
+    SpectrumOptions so;
+    so.gain_curves = false;
+    const std::vector<int64_t> n(4, 1000);
+    ModuleSpectrum small = analyse_module(plant(sigmas, 1.0, 21, 128, 384, n).exact, {}, so);
+    ASSERT_EQ(small.noise_spectrum.size(), small.singular_values.size());
+    const double edge = small.noise_edges[1];
+    EXPECT_EQ(supported_directions(small.singular_values, small.noise_spectrum, edge, 0.1, 1.0),
+              int64_t(std::count_if(small.singular_values.begin(), small.singular_values.end(),
+                                    [&](double v) { return v > 1.1 * edge; })));
+    for (int64_t f : {2, 4}) {
+      std::vector<int64_t> big_n(4, 1000 * f);
+      ModuleSpectrum big = analyse_module(plant(sigmas, 1.0, 23, 128, 384, big_n).exact, {}, so);
+      const int64_t truth = supported_directions(big.singular_values, big.noise_spectrum,
+                                                 big.noise_edges[1], 0.1, 1.0);
+      const int64_t predicted = supported_directions(small.singular_values, small.noise_spectrum,
+                                                     edge, 0.1, std::sqrt(1.0 / double(f)));
+      EXPECT_NEAR(double(predicted), double(truth), std::max(2.0, 0.25 * double(truth)))
+          << "decay " << decay << ", " << f << "x the tokens";
+      std::vector<double> none;  // without the subtraction: the edge alone rescaled
+      EXPECT_GT(supported_directions(small.singular_values, none, edge, 0.1, std::sqrt(1.0 / f)),
+                truth + 10);
+    }
+  }
+}
+
+TEST(Spectrum, NoiseScaleStopsAtTheExtrapolationCap) {
+  EXPECT_DOUBLE_EQ(noise_scale(1000, 1000, 4), 1.0);
+  EXPECT_DOUBLE_EQ(noise_scale(1000, 500, 4), 1.0);  // the probe saw it all
+  EXPECT_DOUBLE_EQ(noise_scale(1000, 4000, 4), 0.5);
+  EXPECT_DOUBLE_EQ(noise_scale(1000, 40000, 4), 0.5);
+  EXPECT_DOUBLE_EQ(noise_scale(0, 40000, 4), 1.0);
 }
 
 }  // namespace

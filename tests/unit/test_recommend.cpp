@@ -1,0 +1,197 @@
+// The decision on hand-made spectra whose answer is known: counts, the global rank, rank_pattern
+// keys that PEFT resolves to each module's rank, caps, the band, the curve and the warnings.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "error.h"
+#include "lora.h"
+#include "recommend.h"
+#include "report.h"
+
+namespace lorank {
+namespace {
+
+// A module whose spectrum has exactly `signal` values above 1.1 × edge 1 (no extrapolation).
+ModuleEvidence module(int layer, const std::string& kind, int64_t signal, int64_t d = 64,
+                      std::vector<double> edges = {1.0, 1.0, 1.0}) {
+  const bool attn = kind[1] == '_' && kind != "up_proj";
+  ModuleEvidence m;
+  m.kind = kind;
+  m.layer = layer;
+  m.name = "model.layers." + std::to_string(layer) + (attn ? ".self_attn." : ".mlp.") + kind;
+  m.d_in = m.d_out = d;
+  for (int64_t i = 0; i < d; ++i) {
+    m.spectrum.singular_values.push_back(i < signal ? 10.0 - 0.01 * double(i) : 0.5);
+    m.spectrum.noise_spectrum.push_back(0.5);
+  }
+  m.spectrum.noise_edges = edges;
+  return m;
+}
+
+DataFacts facts(int64_t probe, int64_t train) {
+  DataFacts d;
+  d.n_examples = 1000;
+  d.n_supervised = train;
+  d.probe_supervised = probe;
+  d.probe_examples = 100;
+  d.base_loss = 2.0;
+  return d;
+}
+
+std::vector<ModuleEvidence> two_layers(int64_t q, int64_t v, int64_t down0, int64_t down1) {
+  return {module(0, "q_proj", q), module(0, "v_proj", v), module(0, "down_proj", down0),
+          module(1, "q_proj", q), module(1, "v_proj", v), module(1, "down_proj", down1)};
+}
+
+TEST(Recommend, GridHelpers) {
+  const std::vector<int64_t> g = {1, 2, 4, 8, 16};
+  EXPECT_EQ(grid_ceil(g, 0), 1);
+  EXPECT_EQ(grid_ceil(g, 3), 4);
+  EXPECT_EQ(grid_ceil(g, 8), 8);
+  EXPECT_EQ(grid_ceil(g, 100), 16);
+  EXPECT_EQ(grid_steps(g, 16, 2), 3);
+  EXPECT_EQ(grid_steps(g, 1, 4), -2);
+}
+
+TEST(Recommend, CountsAboveTheMarginOnly) {
+  std::vector<double> sv = {5, 1.2, 1.05, 0.9}, nv(4, 0.0);
+  EXPECT_EQ(supported_directions(sv, nv, 1.0, 0.1, 1.0), 2);
+  EXPECT_EQ(supported_directions(sv, nv, 1.0, 0.0, 1.0), 3);
+  EXPECT_EQ(supported_directions(sv, nv, 2.0, 0.1, 1.0), 1);
+}
+
+TEST(Recommend, GlobalRankIsTheMedianModulesCount) {
+  RecommendOptions o;
+  Recommendation r = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), o);
+  // counts {3, 5, 12, 3, 5, 12}: the median (3rd of 6) is 5 -> r = 8
+  EXPECT_EQ(r.rank, 8);
+  EXPECT_EQ(r.rank_lo, 8);
+  EXPECT_EQ(r.rank_hi, 8);
+  EXPECT_EQ(r.confidence, "high");
+  EXPECT_EQ(r.modules[2].directions, 12);
+  o.rank_scale = 2;
+  EXPECT_EQ(recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), o).rank, 16);
+  o.rank_scale = 1;
+  o.module_quantile = 1.0;
+  EXPECT_EQ(recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), o).rank, 16);
+}
+
+// Every module's rank comes back from PEFT's key rules applied to the written pattern.
+void expect_peft_resolves(const Recommendation& r) {
+  LoraConfig cfg;
+  cfg.r = r.rank;
+  cfg.rank_pattern = r.rank_pattern;
+  for (const auto& m : r.modules) EXPECT_EQ(lora_rank_for(cfg, m.name), m.rank) << m.name;
+}
+
+TEST(Recommend, PatternKeysByTypeOrByModule) {
+  RecommendOptions o;
+  // q: 1 direction (-> 1, 3 steps below 8); down: 40 and 12 (-> 32 in layer 0, 16 in layer 1).
+  Recommendation r = recommend(two_layers(1, 5, 40, 12), facts(5000, 5000), o);
+  EXPECT_EQ(r.rank, 8);
+  EXPECT_EQ(r.rank_pattern.count("q_proj"), 1u);  // both layers agree: one key for the type
+  EXPECT_EQ(r.rank_pattern.at("q_proj"), 2);      // kept within two grid steps of r
+  EXPECT_EQ(r.rank_pattern.at("model.layers.0.mlp.down_proj"), 32);
+  EXPECT_EQ(r.rank_pattern.count("model.layers.1.mlp.down_proj"), 0u);  // 16: one step, global
+  EXPECT_EQ(r.rank_pattern.count("down_proj"), 0u);
+  expect_peft_resolves(r);
+  EXPECT_EQ(r.target_modules, (std::vector<std::string>{"q_proj", "v_proj", "down_proj"}));
+  int64_t params = 0;
+  for (const auto& m : r.modules) params += m.rank * (m.d_in + m.d_out);
+  EXPECT_EQ(r.params, params);
+  EXPECT_EQ(r.params_uniform, 6 * 8 * 128);
+}
+
+TEST(Recommend, MaxRankAndBudgetCap) {
+  RecommendOptions o;
+  o.max_rank = 4;
+  Recommendation r = recommend(two_layers(20, 20, 20, 20), facts(5000, 5000), o);
+  EXPECT_EQ(r.rank, 4);
+  EXPECT_TRUE(r.capped);
+  bool warned = false;
+  for (const auto& w : r.warnings) warned = warned || w.find("cap") != std::string::npos;
+  EXPECT_TRUE(warned);
+  for (const auto& m : r.modules) EXPECT_LE(m.rank, 4);
+  o.max_rank = 256;
+  o.budget_params = 6 * 8 * 128;  // r = 8 everywhere fits, 16 does not
+  r = recommend(two_layers(20, 20, 20, 20), facts(5000, 5000), o);
+  EXPECT_EQ(r.rank, 8);
+  EXPECT_LE(r.params, o.budget_params);
+  o.budget_params = 10;
+  EXPECT_THROW(recommend(two_layers(20, 20, 20, 20), facts(5000, 5000), o), Error);
+}
+
+TEST(Recommend, SplitEdgesMakeTheBand) {
+  std::vector<ModuleEvidence> ms;
+  for (int l = 0; l < 3; ++l) {
+    auto m = module(l, "q_proj", 6, 64, {1.0, 1.0, 1.0});
+    // a split with a higher edge sees only the first 2 directions (values 10..9.95 vs 20)
+    m.spectrum.singular_values[2] = m.spectrum.singular_values[3] = m.spectrum.singular_values[4] =
+        m.spectrum.singular_values[5] = 2.0;
+    m.spectrum.noise_edges = {1.0, 1.0, 5.0};
+    ms.push_back(m);
+  }
+  Recommendation r = recommend(ms, facts(5000, 5000), RecommendOptions{});
+  EXPECT_EQ(r.rank, 8);
+  EXPECT_EQ(r.rank_lo, 2);
+  EXPECT_EQ(r.rank_hi, 8);
+  EXPECT_EQ(r.confidence, "low");
+}
+
+TEST(Recommend, MoreDataSupportsMoreDirections) {
+  // Values just under the edge (1.0 < 1.1) become signal once the noise halves (4x the tokens).
+  std::vector<ModuleEvidence> ms;
+  for (int l = 0; l < 2; ++l) {
+    auto m = module(l, "q_proj", 2);
+    for (int i = 2; i < 10; ++i) m.spectrum.singular_values[size_t(i)] = 1.0;  // noise 0.5
+    ms.push_back(m);
+  }
+  Recommendation same = recommend(ms, facts(5000, 5000), RecommendOptions{});
+  Recommendation more = recommend(ms, facts(5000, 20000), RecommendOptions{});
+  EXPECT_EQ(same.modules[0].directions, 2);
+  // σ² − ν² + ν²/4 = 1 − 0.25 + 0.0625 = 0.8125 > (1.1 · 0.5)² = 0.3025
+  EXPECT_EQ(more.modules[0].directions, 10);
+  EXPECT_EQ(more.modules[0].directions_probe, 2);
+  EXPECT_GT(more.rank, same.rank);
+  EXPECT_DOUBLE_EQ(more.extrapolation, 4.0);
+  Recommendation far = recommend(ms, facts(5000, 200000), RecommendOptions{});
+  EXPECT_EQ(far.modules[0].directions, 10);  // capped at 4x
+  EXPECT_NE(far.confidence, "high");
+}
+
+TEST(Recommend, CurveRisesToOneAndWarnsWithoutSignal) {
+  Recommendation r = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), RecommendOptions{});
+  ASSERT_FALSE(r.curve.empty());
+  for (size_t i = 1; i < r.curve.size(); ++i) {
+    EXPECT_GE(r.curve[i].share, r.curve[i - 1].share);
+    EXPECT_GT(r.curve[i].params, r.curve[i - 1].params);
+    EXPECT_LE(r.curve[i].share_lo, r.curve[i].share + 1e-12);
+    EXPECT_GE(r.curve[i].share_hi, r.curve[i].share - 1e-12);
+  }
+  EXPECT_NEAR(r.curve.back().share, 1.0, 1e-12);
+  EXPECT_LT(r.curve.front().share, 0.5);
+  Recommendation none = recommend(two_layers(0, 0, 0, 0), facts(5000, 5000), RecommendOptions{});
+  EXPECT_EQ(none.rank, 1);
+  ASSERT_FALSE(none.warnings.empty());
+  EXPECT_NE(none.warnings[0].find("noise floor"), std::string::npos);
+  EXPECT_THROW(recommend({}, facts(1, 1), RecommendOptions{}), Error);
+}
+
+TEST(Recommend, JsonIsCompleteAndStable) {
+  Recommendation r = recommend(two_layers(1, 5, 40, 12), facts(5000, 5000), RecommendOptions{});
+  ReportContext ctx{"model", "data.jsonl", "cpu", "exact", 0};
+  const std::string a = recommendation_json(r, ctx);
+  EXPECT_EQ(a, recommendation_json(recommend(two_layers(1, 5, 40, 12), facts(5000, 5000),
+                                             RecommendOptions{}), ctx));
+  auto j = nlohmann::json::parse(a);
+  EXPECT_EQ(j["rank"], 8);
+  EXPECT_EQ(j["rank_pattern"]["q_proj"], 2);
+  EXPECT_EQ(j["modules"].size(), 6u);
+  EXPECT_EQ(j["curve"].size(), 7u);  // 1..64: the modules are 64 wide
+  EXPECT_TRUE(j.contains("explanation"));
+  EXPECT_NE(recommendation_report(r, ctx).find("r=8"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lorank
