@@ -75,7 +75,11 @@ def load_cases(out):
         if len(L) < 2:
             continue
         rec = json.load(open(os.path.join(d, "recommend.json")))
-        cases.append({"name": name, "L": L, "rec": rec, "n": rec["data"]["examples"]})
+        sweep_s = sum(json.loads(line)["seconds"]
+                      for line in open(os.path.join(d, "sweep", "results.jsonl")))
+        rec_s = float(open(os.path.join(d, "recommend.seconds")).read())
+        cases.append({"name": name, "L": L, "rec": rec, "n": rec["data"]["examples"],
+                      "sweep_s": sweep_s, "rec_s": rec_s})
     return cases
 
 
@@ -100,17 +104,21 @@ def print_table(cases):
               "size rule": lambda c: size_rule(c["n"])}
     scored = {k: score(cases, f) for k, f in chosen.items()}
     print(f"{'case':<22} {'oracle':>6} {'lorank':>6} {'excess':>7} {'steps':>5} {'conf':>6}"
-          f" {'r=8 exc':>8} {'r=16 exc':>8} {'size':>4} {'size exc':>8}  swept ranks")
+          f" {'r=8 exc':>8} {'r=16 exc':>8} {'size':>4} {'size exc':>8} {'rec s':>6} {'sweep s':>8}"
+          f" {'cost':>6}  swept ranks")
     for i, c in enumerate(cases):
         _, o, r, e, s = scored["lorank"][i]
         print(f"{c['name']:<22} {o:>6} {r:>6} {100 * e:>6.2f}% {s:>+5} {c['rec']['confidence']:>6}"
               f" {100 * scored['r=8'][i][3]:>7.2f}% {100 * scored['r=16'][i][3]:>7.2f}%"
               f" {scored['size rule'][i][2]:>4} {100 * scored['size rule'][i][3]:>7.2f}%"
+              f" {c['rec_s']:>6.1f} {c['sweep_s']:>8.0f} {100 * c['rec_s'] / c['sweep_s']:>5.2f}%"
               f"  {','.join(str(k) for k in c['L'])}")
     print()
     for k, rows in scored.items():
         me, w = summary(rows)
         print(f"{k:<10} mean excess {100 * me:5.2f}%   within one grid step {100 * w:5.1f}%")
+    cost = sum(c["rec_s"] for c in cases) / sum(c["sweep_s"] for c in cases)
+    print(f"recommend's wall time / the sweep's: {100 * cost:.2f}% over all cases")
 
 
 def explore(cases):
