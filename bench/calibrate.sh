@@ -3,7 +3,8 @@
 # by the oracle protocol of ../shared/bench/README.md, then recommend on the same training data,
 # both timed; bench/calibrate_report.py scores them. Resumable: run it again to continue.
 # Usage: bench/calibrate.sh LORANK MODEL_DIR OUT_DIR CASE...   (CASE = task:n, e.g. cmudict:1000)
-# SKIP_SWEEP=1 runs only recommend (e.g. after changing the rule); RECOMMEND_ARGS adds options.
+# SKIP_SWEEP=1 runs only recommend (e.g. after changing the rule); RECOMMEND_ARGS adds options and
+# TAG names that variant's files (recommend$TAG.json), scored by calibrate_report.py --tag TAG.
 # Knobs (env): RANKS (1,2,4,8,16,32,64,128), LRS (0.001,0.003,0.01), VAL_LINES (500),
 # TEST_LINES (1000), BENCH (../shared/bench/tasks). Smaller values make a reduced protocol; say so.
 set -euo pipefail
@@ -31,8 +32,8 @@ for c in "$@"; do
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
   "$lorank" recommend --model "$model" --data "$bench/$task/train.jsonl" --max-examples "$n" \
-    --json --quiet ${RECOMMEND_ARGS:-} > "$dir/recommend.json.tmp" 2> "$dir/recommend.log" \
-    || { tail -5 "$dir/recommend.log"; exit 1; }
-  mv "$dir/recommend.json.tmp" "$dir/recommend.json"
-  echo "$(date +%s.%N) - $start" | bc > "$dir/recommend.seconds"
+    --json --quiet ${RECOMMEND_ARGS:-} > "$dir/recommend${TAG:-}.json.tmp" 2> "$dir/recommend${TAG:-}.log" \
+    || { tail -5 "$dir/recommend${TAG:-}.log"; exit 1; }
+  mv "$dir/recommend${TAG:-}.json.tmp" "$dir/recommend${TAG:-}.json"
+  echo "$(date +%s.%N) - $start" | bc > "$dir/recommend${TAG:-}.seconds"
 done

@@ -7,7 +7,7 @@ grid steps, beside the baselines r=8, r=16 and the dataset-size rule. --explore 
 rule's two constants (module quantile, rank scale) over a grid, with leave-one-case-out choice, so
 the reported number is not fitted on the case it is scored on.
 
-Usage: bench/calibrate_report.py OUT [--explore]
+Usage: bench/calibrate_report.py OUT [--explore] [--tag TAG]   (TAG: a variant, recommendTAG.json)
 """
 import json
 import math
@@ -64,20 +64,20 @@ def rule(rec, quantile, scale):
     return grid_ceil(math.ceil(d[i]), rec["options"]["max_rank"])
 
 
-def load_cases(out):
+def load_cases(out, tag=""):
     cases = []
     for name in sorted(os.listdir(out)):
         d = os.path.join(out, name)
-        if not (os.path.isfile(os.path.join(d, "recommend.json"))
+        if not (os.path.isfile(os.path.join(d, f"recommend{tag}.json"))
                 and os.path.isfile(os.path.join(d, "sweep", "results.jsonl"))):
             continue
         L = losses(d)
         if len(L) < 2:
             continue
-        rec = json.load(open(os.path.join(d, "recommend.json")))
+        rec = json.load(open(os.path.join(d, f"recommend{tag}.json")))
         sweep_s = sum(json.loads(line)["seconds"]
                       for line in open(os.path.join(d, "sweep", "results.jsonl")))
-        rec_s = float(open(os.path.join(d, "recommend.seconds")).read())
+        rec_s = float(open(os.path.join(d, f"recommend{tag}.seconds")).read())
         cases.append({"name": name, "L": L, "rec": rec, "n": rec["data"]["examples"],
                       "sweep_s": sweep_s, "rec_s": rec_s})
     return cases
@@ -150,7 +150,8 @@ def explore(cases):
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    cases = load_cases(sys.argv[1])
+    tag = sys.argv[sys.argv.index("--tag") + 1] if "--tag" in sys.argv else ""
+    cases = load_cases(sys.argv[1], tag)
     if not cases:
         sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {sys.argv[1]}")
     print_table(cases)

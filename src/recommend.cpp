@@ -291,7 +291,8 @@ void add_warnings(Recommendation& rec, int64_t wanted) {
                            "or the base model already fits it (base loss " +
                            fmt("%.3f", d.base_loss) + "); a small rank will do, more data would help");
   }
-  if (rec.params > d.n_supervised && d.n_supervised > 0) {
+  // Ten parameters per supervised token: beyond it even the supported directions mostly memorise.
+  if (rec.params > 10 * d.n_supervised && d.n_supervised > 0) {
     rec.warnings.push_back("too little data for the rank: " + fmt_count(double(rec.params)) +
                            " trainable parameters for " + fmt_count(double(d.n_supervised)) +
                            " supervised tokens; the extra directions can fit noise, keep a "
