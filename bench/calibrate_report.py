@@ -121,6 +121,21 @@ def print_table(cases):
     print(f"recommend's wall time / the sweep's: {100 * cost:.2f}% over all cases")
 
 
+def curves(cases):
+    """The predicted share of the supported signal beside the measured share of the best gain,
+    (L(1) - L(r)) / (L(1) - best), per swept rank."""
+    print("\npredicted share (lorank) vs measured share of the gain over r=1 (sweep), per rank")
+    for c in cases:
+        L, best = c["L"], min(c["L"].values())
+        base = L[min(L)]
+        pred = {p["rank"]: p["share"] for p in c["rec"]["curve"]}
+        cells = []
+        for r in L:
+            meas = (base - L[r]) / (base - best) if base > best else float("nan")
+            cells.append(f"r{r}: {pred.get(r, float('nan')):.2f}/{meas:.2f}")
+        print(f"  {c['name']:<22} " + "  ".join(cells))
+
+
 def explore(cases):
     qs = [0.25, 0.5, 0.75, 0.9, 1.0]
     scales = [0.25, 0.5, 1, 2, 4, 8]
@@ -155,6 +170,7 @@ def main():
     if not cases:
         sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {sys.argv[1]}")
     print_table(cases)
+    curves(cases)
     if "--explore" in sys.argv:
         explore(cases)
 

@@ -140,7 +140,8 @@ void pattern_keys(Recommendation& rec) {
 }
 
 // Predicted signal energy above the floor captured at each rank, as a share of all the data
-// supports (σ² predicted at the training set's size, as supported_directions counts).
+// supports (σ² predicted at the training set's size, as supported_directions counts). It saturates
+// earlier than the sweeps' loss curves (bench/RESULTS.md): an optimistic shape, not a loss.
 std::vector<double> share_curve(const std::vector<ModuleEvidence>& ev, const RecommendOptions& o,
                                 const std::vector<int64_t>& grid, double scale, int which) {
   std::vector<double> num(grid.size(), 0.0);
@@ -163,7 +164,10 @@ std::vector<double> share_curve(const std::vector<ModuleEvidence>& ev, const Rec
     for (size_t i = 0; i < energy.size(); ++i) {
       total += energy[i];
       for (size_t j = 0; j < grid.size(); ++j) {
-        if (int64_t(i) < grid[j]) num[j] += energy[i];
+        // A module needs rank_scale ranks per direction (the rule's calibration): at rank r it
+        // holds its first r / rank_scale directions, the last one in part.
+        const double held = double(grid[j]) / o.rank_scale - double(i);
+        num[j] += energy[i] * std::clamp(held, 0.0, 1.0);
       }
     }
   }
