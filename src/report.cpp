@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -117,6 +118,12 @@ std::string recommendation_json(const Recommendation& rec, const ReportContext& 
   j["curve"] = curve_json(rec);
   j["modules"] = modules_json(rec);
   j["data"] = data_json(rec.data);
+  // DESIGN.md signal 4: at most Σ base loss bits to absorb, about 2 bits per parameter to hold it.
+  const double info_bits = double(rec.data.n_supervised) * rec.data.base_loss / std::log(2.0);
+  j["capacity"] = {{"information_upper_bound_bits", info_bits},
+                   {"adapter_bits", 2.0 * double(rec.params)},
+                   {"note", "upper bound: base loss per supervised token x tokens, in bits; "
+                            "the adapter at about 2 bits per parameter"}};
   j["options"] = options_json(rec.options);
   j["model"] = {{"path", ctx.model_path}, {"device", ctx.device}};
   j["data"]["path"] = ctx.data_path;

@@ -171,6 +171,11 @@ TEST(Recommend, CurveRisesToOneAndWarnsWithoutSignal) {
   }
   EXPECT_NEAR(r.curve.back().share, 1.0, 1e-12);
   EXPECT_LT(r.curve.front().share, 0.5);
+  RecommendOptions twice;
+  twice.rank_scale = 2;  // two ranks per direction: each rank holds less of the signal
+  Recommendation r2 = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), twice);
+  EXPECT_NEAR(r2.curve[1].share, r.curve[0].share, 1e-12);  // r=2 at scale 2 is r=1 at scale 1
+  for (size_t i = 0; i < r.curve.size(); ++i) EXPECT_LE(r2.curve[i].share, r.curve[i].share + 1e-12);
   Recommendation none = recommend(two_layers(0, 0, 0, 0), facts(5000, 5000), RecommendOptions{});
   EXPECT_EQ(none.rank, 1);
   ASSERT_FALSE(none.warnings.empty());
