@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Scores `lorank recommend` against rank sweeps (oracle protocol, ../shared/bench/README.md).
 
-Each case folder under OUT (made by bench/calibrate.sh) holds sweep/results.jsonl and
-recommend.json. Per case: the oracle rank, the recommended rank, its excess loss and its error in
+Each case folder under OUT (made by bench/calibrate.sh) holds sweep/results.jsonl, sweep.json
+(written when the sweep is complete) and recommend.json. Per case: the oracle rank, the recommended rank, its excess loss and its error in
 grid steps, beside the baselines r=8, r=16 and the dataset-size rule. --explore also scores the
 rule's two constants (module quantile, rank scale) over a grid, with leave-one-case-out choice, so
 the reported number is not fitted on the case it is scored on.
@@ -68,8 +68,9 @@ def load_cases(out, tag=""):
     cases = []
     for name in sorted(os.listdir(out)):
         d = os.path.join(out, name)
+        # sweep.json is written once every (rank, lr) has run: partial sweeps are not scored.
         if not (os.path.isfile(os.path.join(d, f"recommend{tag}.json"))
-                and os.path.isfile(os.path.join(d, "sweep", "results.jsonl"))):
+                and os.path.isfile(os.path.join(d, "sweep", "sweep.json"))):
             continue
         L = losses(d)
         if len(L) < 2:

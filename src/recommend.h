@@ -44,8 +44,10 @@ struct RecommendOptions {
   int64_t max_rank = 256;      // --max-rank: the largest rank offered
   int64_t budget_params = 0;   // --budget-params: trainable parameters at most (0: no budget)
   double noise_margin = 0.1;   // a singular value counts above (1 + margin) × the edge
-  double rank_scale = 1.0;     // module rank = rank_scale × its supported directions
-  double module_quantile = 0.5;  // the global rank covers this share of the modules
+  // Calibrated on bench/ (bench/RESULTS.md, "Calibration"): chosen by leave-one-case-out, every
+  // held-out case picked these. Two ranks per direction: training needs more than the first step.
+  double rank_scale = 2.0;       // module rank = rank_scale × its supported directions
+  double module_quantile = 0.25;  // the global rank covers all but this share of the modules
   bool whitened = false;       // count on the K-FAC-whitened spectrum instead
   double alpha = 8;            // rsLoRA alpha (the oracle protocol's, under which ranks were judged)
   // A module gets its own rank_pattern entry when its rank is this many grid steps from the global.

@@ -39,6 +39,15 @@ DataFacts facts(int64_t probe, int64_t train) {
   return d;
 }
 
+// The rule's bare form (one rank per direction, the median module), which these cases spell out;
+// the calibrated defaults are checked in DefaultsAreTheCalibratedConstants.
+RecommendOptions plain() {
+  RecommendOptions o;
+  o.rank_scale = 1;
+  o.module_quantile = 0.5;
+  return o;
+}
+
 std::vector<ModuleEvidence> two_layers(int64_t q, int64_t v, int64_t down0, int64_t down1) {
   return {module(0, "q_proj", q), module(0, "v_proj", v), module(0, "down_proj", down0),
           module(1, "q_proj", q), module(1, "v_proj", v), module(1, "down_proj", down1)};
@@ -62,7 +71,7 @@ TEST(Recommend, CountsAboveTheMarginOnly) {
 }
 
 TEST(Recommend, GlobalRankIsTheMedianModulesCount) {
-  RecommendOptions o;
+  RecommendOptions o = plain();
   Recommendation r = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), o);
   // counts {3, 5, 12, 3, 5, 12}: the median (3rd of 6) is 5 -> r = 8
   EXPECT_EQ(r.rank, 8);
@@ -86,7 +95,7 @@ void expect_peft_resolves(const Recommendation& r) {
 }
 
 TEST(Recommend, PatternKeysByTypeOrByModule) {
-  RecommendOptions o;
+  RecommendOptions o = plain();
   // q: 1 direction (-> 1, 3 steps below 8); down: 40 and 12 (-> 32 in layer 0, 16 in layer 1).
   Recommendation r = recommend(two_layers(1, 5, 40, 12), facts(5000, 5000), o);
   EXPECT_EQ(r.rank, 8);
@@ -104,7 +113,7 @@ TEST(Recommend, PatternKeysByTypeOrByModule) {
 }
 
 TEST(Recommend, MaxRankAndBudgetCap) {
-  RecommendOptions o;
+  RecommendOptions o = plain();
   o.max_rank = 4;
   Recommendation r = recommend(two_layers(20, 20, 20, 20), facts(5000, 5000), o);
   EXPECT_EQ(r.rank, 4);
@@ -132,7 +141,7 @@ TEST(Recommend, SplitEdgesMakeTheBand) {
     m.spectrum.noise_edges = {1.0, 1.0, 5.0};
     ms.push_back(m);
   }
-  Recommendation r = recommend(ms, facts(5000, 5000), RecommendOptions{});
+  Recommendation r = recommend(ms, facts(5000, 5000), plain());
   EXPECT_EQ(r.rank, 8);
   EXPECT_EQ(r.rank_lo, 2);
   EXPECT_EQ(r.rank_hi, 8);
@@ -147,21 +156,21 @@ TEST(Recommend, MoreDataSupportsMoreDirections) {
     for (int i = 2; i < 10; ++i) m.spectrum.singular_values[size_t(i)] = 1.0;  // noise 0.5
     ms.push_back(m);
   }
-  Recommendation same = recommend(ms, facts(5000, 5000), RecommendOptions{});
-  Recommendation more = recommend(ms, facts(5000, 20000), RecommendOptions{});
+  Recommendation same = recommend(ms, facts(5000, 5000), plain());
+  Recommendation more = recommend(ms, facts(5000, 20000), plain());
   EXPECT_EQ(same.modules[0].directions, 2);
   // σ² − ν² + ν²/4 = 1 − 0.25 + 0.0625 = 0.8125 > (1.1 · 0.5)² = 0.3025
   EXPECT_EQ(more.modules[0].directions, 10);
   EXPECT_EQ(more.modules[0].directions_probe, 2);
   EXPECT_GT(more.rank, same.rank);
   EXPECT_DOUBLE_EQ(more.extrapolation, 4.0);
-  Recommendation far = recommend(ms, facts(5000, 200000), RecommendOptions{});
+  Recommendation far = recommend(ms, facts(5000, 200000), plain());
   EXPECT_EQ(far.modules[0].directions, 10);  // capped at 4x
   EXPECT_NE(far.confidence, "high");
 }
 
 TEST(Recommend, CurveRisesToOneAndWarnsWithoutSignal) {
-  Recommendation r = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), RecommendOptions{});
+  Recommendation r = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), plain());
   ASSERT_FALSE(r.curve.empty());
   for (size_t i = 1; i < r.curve.size(); ++i) {
     EXPECT_GE(r.curve[i].share, r.curve[i - 1].share);
@@ -171,24 +180,33 @@ TEST(Recommend, CurveRisesToOneAndWarnsWithoutSignal) {
   }
   EXPECT_NEAR(r.curve.back().share, 1.0, 1e-12);
   EXPECT_LT(r.curve.front().share, 0.5);
-  RecommendOptions twice;
+  RecommendOptions twice = plain();
   twice.rank_scale = 2;  // two ranks per direction: each rank holds less of the signal
   Recommendation r2 = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), twice);
   EXPECT_NEAR(r2.curve[1].share, r.curve[0].share, 1e-12);  // r=2 at scale 2 is r=1 at scale 1
   for (size_t i = 0; i < r.curve.size(); ++i) EXPECT_LE(r2.curve[i].share, r.curve[i].share + 1e-12);
-  Recommendation none = recommend(two_layers(0, 0, 0, 0), facts(5000, 5000), RecommendOptions{});
+  Recommendation none = recommend(two_layers(0, 0, 0, 0), facts(5000, 5000), plain());
   EXPECT_EQ(none.rank, 1);
   ASSERT_FALSE(none.warnings.empty());
   EXPECT_NE(none.warnings[0].find("noise floor"), std::string::npos);
-  EXPECT_THROW(recommend({}, facts(1, 1), RecommendOptions{}), Error);
+  EXPECT_THROW(recommend({}, facts(1, 1), plain()), Error);
+}
+
+TEST(Recommend, DefaultsAreTheCalibratedConstants) {
+  RecommendOptions o;
+  EXPECT_EQ(o.rank_scale, 2.0);
+  EXPECT_EQ(o.module_quantile, 0.25);
+  // counts {3, 5, 12, 3, 5, 12} x 2 = {6, 10, 24, ...}: the lower quartile (2nd of 6) is 6 -> 8
+  EXPECT_EQ(recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), o).rank, 8);
+  EXPECT_EQ(recommend(two_layers(5, 5, 12, 12), facts(5000, 5000), o).rank, 16);
 }
 
 TEST(Recommend, JsonIsCompleteAndStable) {
-  Recommendation r = recommend(two_layers(1, 5, 40, 12), facts(5000, 5000), RecommendOptions{});
+  Recommendation r = recommend(two_layers(1, 5, 40, 12), facts(5000, 5000), plain());
   ReportContext ctx{"model", "data.jsonl", "cpu", "exact", 0};
   const std::string a = recommendation_json(r, ctx);
   EXPECT_EQ(a, recommendation_json(recommend(two_layers(1, 5, 40, 12), facts(5000, 5000),
-                                             RecommendOptions{}), ctx));
+                                             plain()), ctx));
   auto j = nlohmann::json::parse(a);
   EXPECT_EQ(j["rank"], 8);
   EXPECT_EQ(j["rank_pattern"]["q_proj"], 2);
