@@ -1,9 +1,13 @@
 #include "compat.h"
 
 #include <ATen/autocast_mode.h>
+#include <c10/util/Exception.h>
+
+#include <cstdlib>
 
 #ifdef LORANK_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
 namespace lorank::compat {
@@ -14,6 +18,28 @@ std::string cuda_device_name(int index) {
 #else
   (void)index;
   return "CUDA";
+#endif
+}
+
+bool is_out_of_memory(const c10::Error& e) {
+#if LORANK_TORCH_AT_LEAST(1, 13)
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) return true;
+#endif
+  return e.msg().find("out of memory") != std::string::npos;
+}
+
+void throw_out_of_memory(const std::string& what) {
+#if LORANK_TORCH_AT_LEAST(1, 13)
+  TORCH_CHECK_WITH(OutOfMemoryError, false, "CUDA out of memory. ", what);
+#else
+  TORCH_CHECK(false, "CUDA out of memory. ", what);
+#endif
+  std::abort();  // not reached: the checks above always throw
+}
+
+void empty_cuda_cache() {
+#ifdef LORANK_WITH_CUDA
+  c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
 }
 

@@ -47,6 +47,14 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k,
 // bf16 autocast on CUDA for the guard's lifetime, as `with torch.autocast("cuda", torch.bfloat16)`:
 // leaving the outermost guard clears autocast's cast cache, so updated weights are cast afresh.
 // Does nothing when `enabled` is false or `device` is not CUDA.
+// Whether `e` is a CUDA out-of-memory error: LibTorch >= 1.13 throws c10::OutOfMemoryError from the
+// caching allocator; kernels and older versions throw a c10::Error saying "out of memory".
+bool is_out_of_memory(const c10::Error& e);
+// Throws what LibTorch throws when the CUDA allocator runs out (tests inject it on the CPU).
+[[noreturn]] void throw_out_of_memory(const std::string& what);
+// Returns cached, unused CUDA blocks to the driver; nothing without CUDA.
+void empty_cuda_cache();
+
 class AutocastGuard {
  public:
   AutocastGuard(bool enabled, const torch::Device& device);

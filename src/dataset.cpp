@@ -77,7 +77,12 @@ std::vector<Record> read_jsonl(const std::string& path, const std::string& bytes
     try {
       rec.fields = json::parse(line);
     } catch (const json::parse_error& e) {
-      fail(where_line(path, line_no), "malformed JSON", "one JSON object per line", parser_message(e),
+      const std::string msg = parser_message(e);
+      if (msg.find("UTF-8") != std::string::npos) {
+        fail(where_line(path, line_no), "text is not valid UTF-8", "UTF-8 encoded JSON", msg,
+             "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 in.jsonl > out.jsonl");
+      }
+      fail(where_line(path, line_no), "malformed JSON", "one JSON object per line", msg,
            "JSONL holds one complete object per line; a pretty-printed file must be a JSON array");
     }
     if (!rec.fields.is_object()) {

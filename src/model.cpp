@@ -180,12 +180,11 @@ Model::Model(ModelConfig cfg, const WeightSource& src, const LoadOptions& opts)
     if (opts.check_finite && !torch::isfinite(*s.tensor).all().item<bool>()) {
       int64_t bad = (~torch::isfinite(*s.tensor)).sum().item<int64_t>();
       fail(src.where(s.hf_name),
-           std::to_string(bad) + " NaN/Inf values in the weights (as " + dtype_str(opts.dtype) + ")",
-           "", "",
-           opts.dtype == torch::kFloat32
-               ? "the checkpoint is corrupt or diverged; re-download it"
-               : "the checkpoint is corrupt, or its values overflow " + dtype_str(opts.dtype) +
-                     ": load it as float32");
+           "NaN or Inf in the weights (read as " + dtype_str(opts.dtype) + ")", "finite values",
+           std::to_string(bad) + " NaN/Inf values",
+           opts.dtype == torch::kFloat32 ? "the checkpoint is corrupt or diverged; re-download it"
+                                         : "the checkpoint is corrupt, or its values overflow " +
+                                               dtype_str(opts.dtype) + ": load it as float32");
     }
   }
   if (cfg_.tie_word_embeddings) lm_head_.weight = embed_;

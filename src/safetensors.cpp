@@ -415,9 +415,10 @@ void SafetensorsFile::parse(const uint8_t* bytes, size_t n_bytes) {
   }
   uint64_t end = validate_offsets(path_, entries);
   uint64_t data_len = n_bytes - k_len_size - n;
-  if (end != data_len)  // MetadataIncompleteBuffer
-    fail(path_, end < data_len ? "bytes after the last tensor (data section not fully indexed)"
-                               : "file is truncated: tensors extend past the end of the file",
+  if (end != data_len)  // MetadataIncompleteBuffer; names the tensor that runs past the end
+    fail(end > data_len ? at_tensor(path_, entries.back().name) : path_,
+         end < data_len ? "bytes after the last tensor (data section not fully indexed)"
+                        : "file is truncated: tensors extend past the end of the file",
          std::to_string(end) + " data bytes (end of last tensor)",
          std::to_string(data_len) + " bytes after the header",
          end < data_len ? "the file has trailing data (polyglot file?); re-export it"

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -90,12 +91,18 @@ void append_durably(const std::string& path, const std::string& line) {
   ::close(fd);
 }
 
-// Finished runs recorded in results.jsonl; a line cut short by a kill is dropped.
+// Finished runs recorded in results.jsonl. A line cut short by a kill is dropped from the file
+// too, so that the next result does not get appended to it.
 std::vector<SweepRun> read_results(const std::string& path) {
   std::vector<SweepRun> out;
-  std::ifstream in(path);
+  if (!fs::exists(path)) return out;
+  std::ifstream in(path, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t complete = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+  if (complete < text.size()) write_file_atomic(path, text.substr(0, complete), /*overwrite=*/true);
+  std::istringstream lines(text.substr(0, complete));
   std::string line;
-  while (std::getline(in, line)) {
+  while (std::getline(lines, line)) {
     json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_object() && j.contains("rank") && j.contains("lr")) out.push_back(run_from_json(j));
   }

@@ -200,6 +200,7 @@ Trainer::Trainer(Model& model, const LoraConfig& lora, const TrainData& data, Tr
   torch::optim::AdamWOptions ao(opts_.lr);
   ao.betas({opts_.beta1, opts_.beta2}).eps(opts_.adam_eps).weight_decay(opts_.weight_decay);
   optimizer_ = std::make_unique<torch::optim::AdamW>(adapters_->parameters(), ao);
+  micro_batch_ = opts_.batch / opts_.grad_accum;
   int64_t total = steps_per_epoch() * opts_.epochs;
   total_steps_ = opts_.max_steps > 0 ? std::min(total, opts_.max_steps) : total;
 }
@@ -214,6 +215,7 @@ int64_t Trainer::steps_per_epoch() const {
 
 double Trainer::micro_step(const std::vector<size_t>& idx, int64_t n_supervised_total,
                            StepMetrics& m) {
+  if (opts_.before_micro_batch) opts_.before_micro_batch(int64_t(idx.size()));
   Batch batch = make_batch(data_.train, idx, opts_.eval.pad_id);
   BatchTensors t = to_tensors(batch, model_.device());
   LossResult loss;
@@ -228,23 +230,64 @@ double Trainer::micro_step(const std::vector<size_t>& idx, int64_t n_supervised_
   return loss.sum.item<double>();
 }
 
-StepMetrics Trainer::step() {
-  auto start = std::chrono::steady_clock::now();
-  StepMetrics m;
-  m.epoch = step_ / steps_per_epoch();
-  std::vector<size_t> idx = batch_indices(data_.train.size(), opts_.batch, opts_.seed, step_);
-  for (size_t i : idx) {
-    for (uint8_t v : data_.train[i].loss_mask) m.supervised += v;
-  }
+// Gradients of the whole batch, micro_batch_ examples at a time; the summed loss.
+double Trainer::accumulate(const std::vector<size_t>& idx, StepMetrics& m, int64_t& micro_size) {
   optimizer_->zero_grad();
-  const size_t micro = size_t(opts_.batch / opts_.grad_accum);
+  const size_t micro = size_t(micro_batch_);
   double loss_sum = 0;
   for (size_t begin = 0; begin < idx.size(); begin += micro) {
     std::vector<size_t> part(idx.begin() + begin,
                              idx.begin() + std::min(idx.size(), begin + micro));
+    micro_size = int64_t(part.size());
     loss_sum += micro_step(part, m.supervised, m);
   }
-  m.loss = loss_sum / double(std::max<int64_t>(1, m.supervised));
+  return loss_sum;
+}
+
+void Trainer::shrink_micro_batch(int64_t failed_size, const c10::Error& oom) {
+  compat::empty_cuda_cache();  // the failed pass's tensors are gone; hand their blocks back
+  const std::string where = "training step " + std::to_string(step_ + 1);
+  if (failed_size <= 1) {
+    const std::string said = oom.msg().substr(0, oom.msg().find('\n'));
+    fail(where, "CUDA out of memory with a micro-batch of 1 example (" + said + ")", "", "",
+         "lower --max-len, add --checkpointing, or use a smaller model");
+  }
+  micro_batch_ = failed_size / 2;
+  std::fprintf(stderr,
+               "\nwarning: CUDA out of memory at micro-batch %lld (%s); retrying with %lld "
+               "(effective batch %lld unchanged)\n",
+               static_cast<long long>(failed_size), where.c_str(),
+               static_cast<long long>(micro_batch_), static_cast<long long>(opts_.batch));
+  std::fflush(stderr);
+}
+
+StepMetrics Trainer::step() {
+  auto start = std::chrono::steady_clock::now();
+  const std::vector<size_t> idx = batch_indices(data_.train.size(), opts_.batch, opts_.seed, step_);
+  int64_t supervised = 0;
+  for (size_t i : idx) {
+    for (uint8_t v : data_.train[i].loss_mask) supervised += v;
+  }
+  // A redone step draws the same dropout masks as a first attempt would have.
+  const torch::Tensor rng_cpu = generator_state(torch::kCPU);
+  const torch::Tensor rng_dev =
+      model_.device().is_cuda() ? generator_state(model_.device()) : torch::Tensor();
+  StepMetrics m;
+  for (;;) {
+    m = StepMetrics{};
+    m.epoch = step_ / steps_per_epoch();
+    m.supervised = supervised;
+    int64_t micro_size = micro_batch_;
+    try {
+      m.loss = accumulate(idx, m, micro_size) / double(std::max<int64_t>(1, supervised));
+      break;
+    } catch (const c10::Error& e) {
+      if (!compat::is_out_of_memory(e)) throw;
+      shrink_micro_batch(micro_size, e);
+      set_generator_state(torch::kCPU, rng_cpu);
+      if (rng_dev.defined()) set_generator_state(model_.device(), rng_dev);
+    }
+  }
   const int64_t warm = warmup_steps(opts_.warmup, total_steps_);
   m.lr = opts_.lr * lr_factor(opts_.schedule, step_, warm, total_steps_);
   std::vector<torch::Tensor> params = adapters_->parameters();

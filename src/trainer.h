@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -47,6 +48,9 @@ struct TrainOptions {
   // Stop after this step as if interrupted, leaving a checkpoint (tests; time-limited jobs).
   int64_t stop_after = 0;
   const std::atomic<bool>* interrupt = nullptr;  // set (e.g. by SIGINT): checkpoint and stop
+  // Called with each micro-batch's size before its forward pass; tests throw
+  // compat::throw_out_of_memory from it to exercise the out-of-memory fallback on the CPU.
+  std::function<void(int64_t micro_batch)> before_micro_batch;
 };
 
 // Throws naming the option when a value is out of range or inconsistent.
@@ -146,7 +150,9 @@ class Trainer {
   // adapter (PEFT), metrics, checkpoints and a summary, then the best adapter's test loss.
   TrainResult run(const TrainOutput& out);
 
-  // One optimizer step on the next batch of the data order.
+  // One optimizer step on the next batch of the data order. When CUDA runs out of memory, the
+  // micro-batch is halved (more accumulation, same examples and loss per step), a notice goes to
+  // stderr and the step is redone; only a micro-batch of 1 that does not fit is an error.
   StepMetrics step();
   // Mean loss per supervised token of `examples` with the current adapter (no dropout).
   double evaluate(const std::vector<Example>& examples);
@@ -154,6 +160,7 @@ class Trainer {
   int64_t steps_done() const { return step_; }
   int64_t total_steps() const { return total_steps_; }
   int64_t steps_per_epoch() const;
+  int64_t micro_batch() const { return micro_batch_; }  // examples per forward pass now
   LoraAdapters& adapters() { return *adapters_; }
   const TrainOptions& options() const { return opts_; }
 
@@ -164,6 +171,8 @@ class Trainer {
 
  private:
   double micro_step(const std::vector<size_t>& idx, int64_t n_supervised_total, StepMetrics& m);
+  double accumulate(const std::vector<size_t>& idx, StepMetrics& m, int64_t& micro_size);
+  void shrink_micro_batch(int64_t failed_size, const c10::Error& oom);
   void record_eval(int64_t step, double val_loss);
   void finish(const TrainOutput& out, TrainResult& r);
   bool open_output(const TrainOutput& out, TrainResult& r);  // false: the run was already done
@@ -177,6 +186,7 @@ class Trainer {
   std::unique_ptr<LoraAdapters> adapters_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   int64_t step_ = 0, total_steps_ = 0;
+  int64_t micro_batch_ = 1;  // batch / grad_accum until CUDA runs out of memory
   std::vector<EvalPoint> evals_;
   int64_t best_step_ = 0;
   double best_val_ = std::numeric_limits<double>::quiet_NaN();

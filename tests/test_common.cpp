@@ -1,13 +1,19 @@
 #include "test_common.h"
 
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-#include <sys/wait.h>
+#include <thread>
 
 namespace fs = std::filesystem;
 
@@ -55,6 +61,45 @@ CommandResult run_lorank(const std::string& args) {
   int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+CommandResult expect_failure(const std::string& args, const std::vector<std::string>& needles) {
+  CommandResult r = run_lorank(args);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("error:"), std::string::npos) << r.output;
+  for (const auto& n : needles)
+    EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
+  return r;
+}
+
+pid_t spawn_lorank(const std::string& args, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    const std::string cmd = "exec " + std::string(LORANK_BINARY) + " " + args;
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+bool wait_while_running(pid_t pid, const std::function<bool()>& ready) {
+  while (!ready()) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+int count_lines_with(const std::string& path, const std::string& what) {
+  std::ifstream in(path);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) n += line.find(what) != std::string::npos;
+  return n;
 }
 
 }  // namespace lorank::test

@@ -1,7 +1,11 @@
 // Shared test helpers: where the fixtures live, temp dirs, running the CLI.
 #pragma once
 
+#include <sys/types.h>
+
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace lorank::test {
 
@@ -17,5 +21,14 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 CommandResult run_lorank(const std::string& args);
+// Runs lorank, which must fail: non-zero exit, "error:" and every needle in its output.
+CommandResult expect_failure(const std::string& args, const std::vector<std::string>& needles);
+
+// Starts lorank in the background, stdout and stderr to `log`; reap it with waitpid.
+pid_t spawn_lorank(const std::string& args, const std::string& log);
+// Polls `ready` every few ms while `pid` runs; false when the process ended first (it is reaped).
+bool wait_while_running(pid_t pid, const std::function<bool()>& ready);
+// Lines of `path` containing `what` (0 when the file is missing).
+int count_lines_with(const std::string& path, const std::string& what);
 
 }  // namespace lorank::test

@@ -39,17 +39,23 @@ void check_format(const std::string& format) {
 }
 
 // Every file is checked before the first is written: a refusal leaves the folder as it was.
-void write_outputs(const RecommendCliOptions& o, const Recommendation& rec, const ReportContext& ctx) {
+void check_outputs(const RecommendCliOptions& o) {
+  if (o.out.empty() || o.force) return;
   std::vector<std::string> names = {"recommendation.json", "report.txt"};
   for (const auto& f : export_formats()) names.push_back(export_file_name(f));
   struct stat st;
   for (const auto& n : names) {
     const std::string path = o.out + "/" + n;
-    if (!o.force && ::stat(path.c_str(), &st) == 0) {
+    if (::stat(path.c_str(), &st) == 0) {
       fail(path, "refusing to overwrite an earlier recommendation", "a folder without " + n,
            "the file exists", "choose another --out, or add --force to replace it");
     }
   }
+}
+
+void write_outputs(const RecommendCliOptions& o, const Recommendation& rec,
+                   const ReportContext& ctx) {
+  check_outputs(o);  // again: files may have appeared during the probe
   write_exports(rec, o.out, ctx.model_path, o.force);  // creates the folder
   write_file_atomic(o.out + "/recommendation.json", recommendation_json(rec, ctx), o.force);
   write_file_atomic(o.out + "/report.txt", recommendation_report(rec, ctx), o.force);
@@ -72,6 +78,7 @@ DataFacts data_facts(const Session& s, const ProbeResult& r) {
 
 int run_recommend_cmd(RecommendCliOptions& o) {
   check_format(o.format);
+  check_outputs(o);  // refuse before the slow part
   Session s = open_session(o.common, o.data);
   if (o.probe.max_tokens == 0) o.probe.max_tokens = default_max_tokens(s);
   o.probe.max_rank = o.max_rank;

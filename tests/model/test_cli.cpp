@@ -8,6 +8,7 @@
 namespace {
 
 using lorank::test::asset;
+using lorank::test::expect_failure;
 using lorank::test::repo_path;
 using lorank::test::run_lorank;
 using lorank::test::TempDir;
@@ -47,13 +48,6 @@ TEST(CliInspect, MessagesTaskLossMatchesTransformers) {
               g["mean_loss_per_supervised_token"].get<double>(), 1e-4);
 }
 
-void expect_failure(const std::string& args, const std::vector<std::string>& needles) {
-  auto r = run_lorank(args);
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("error:"), std::string::npos) << r.output;
-  for (const auto& n : needles) EXPECT_NE(r.output.find(n), std::string::npos) << n << "\n" << r.output;
-}
-
 TEST(CliInspect, MissingModelFolder) {
   expect_failure("inspect --model /nonexistent/model", {"/nonexistent/model", "hint:"});
 }
@@ -61,20 +55,23 @@ TEST(CliInspect, MissingModelFolder) {
 TEST(CliInspect, MalformedJsonlNamesFileAndLine) {
   TempDir dir("cli-bad");
   write_file(dir.path + "/bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"broken\n{\"text\": \"x\"}\n");
-  expect_failure("inspect --no-loss --data " + dir.path + "/bad.jsonl", {"bad.jsonl:2"});
+  expect_failure("inspect --no-loss --data " + dir.path + "/bad.jsonl",
+                 {"bad.jsonl:2", "expected one JSON object per line", "hint:"});
 }
 
 TEST(CliInspect, EmptyDataset) {
   TempDir dir("cli-empty");
   write_file(dir.path + "/empty.jsonl", "\n\n");
-  expect_failure("inspect --no-loss --data " + dir.path + "/empty.jsonl", {"empty.jsonl"});
+  expect_failure("inspect --no-loss --data " + dir.path + "/empty.jsonl",
+                 {"empty.jsonl", "expected at least one record", "hint:"});
 }
 
 TEST(CliInspect, EmptyCompletionNamesLine) {
   TempDir dir("cli-nocomp");
   write_file(dir.path + "/d.jsonl",
              "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"a\", \"completion\": \"\"}\n");
-  expect_failure("inspect --no-loss --data " + dir.path + "/d.jsonl", {"d.jsonl:2"});
+  expect_failure("inspect --no-loss --data " + dir.path + "/d.jsonl",
+                 {"d.jsonl:2", "expected a non-empty completion", "hint:", "--skip-empty"});
 }
 
 TEST(CliInspect, PickleOnlyModelSaysHowToConvert) {
@@ -82,7 +79,9 @@ TEST(CliInspect, PickleOnlyModelSaysHowToConvert) {
   write_file(dir.path + "/config.json", lorank::test::read_file(repo_path("assets/tiny-llama/config.json")));
   write_file(dir.path + "/tokenizer.json", lorank::test::read_file(repo_path("assets/tiny-llama/tokenizer.json")));
   write_file(dir.path + "/pytorch_model.bin", "not really a pickle");
-  expect_failure("inspect --no-loss --model " + dir.path, {"pickle", "safe_serialization=True"});
+  expect_failure(
+      "inspect --no-loss --model " + dir.path,
+      {dir.path, "pickle", "expected model.safetensors", "hint:", "safe_serialization=True"});
 }
 
 TEST(CliInspect, UnknownModelType) {
@@ -91,7 +90,8 @@ TEST(CliInspect, UnknownModelType) {
   cfg.replace(cfg.find("\"llama\""), 7, "\"gpt_neox\"");
   write_file(dir.path + "/config.json", cfg);
   write_file(dir.path + "/tokenizer.json", lorank::test::read_file(repo_path("assets/tiny-llama/tokenizer.json")));
-  expect_failure("inspect --no-loss --model " + dir.path, {"gpt_neox", "config.json", "llama"});
+  expect_failure("inspect --no-loss --model " + dir.path,
+                 {"config.json", "gpt_neox", "expected one of llama", "hint:"});
 }
 
 TEST(CliInspect, NumbersAreValidated) {

@@ -1,6 +1,8 @@
 // lorank recommend end to end on the embedded demo: configs written and readable by lorank's PEFT
 // reader, byte-identical JSON for the same inputs, refusals that keep earlier results.
 #include <gtest/gtest.h>
+
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "lora.h"
@@ -51,11 +53,16 @@ TEST(RecommendCli, WritesConfigsPeftReadsAndKeepsThem) {
   for (const char* f : {"axolotl.yaml", "torchtune.yaml", "llama_factory.yaml", "unsloth.py", "report.txt"}) {
     EXPECT_FALSE(read_file(out + "/" + f).empty()) << f;
   }
-  const std::string before = read_file(out + "/recommendation.json");
+  auto files = [&] {
+    std::map<std::string, std::string> all;
+    for (const std::string& f : lorank::list_dir(out)) all[f] = read_file(out + "/" + f);
+    return all;
+  };
+  const auto before = files();
   auto again = run_lorank(kArgs + "--seed 3 --out " + out);
   EXPECT_NE(again.exit_code, 0);
   EXPECT_NE(again.output.find("--force"), std::string::npos) << again.output;
-  EXPECT_EQ(read_file(out + "/recommendation.json"), before);
+  EXPECT_EQ(files(), before);  // nothing overwritten
   auto forced = run_lorank(kArgs + "--seed 3 --force --out " + out);
   EXPECT_EQ(forced.exit_code, 0) << forced.output;
 }

@@ -5,7 +5,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
+#include "compat.h"
 #include "dataset.h"
 #include "error.h"
 #include "evaluate.h"
@@ -178,6 +181,95 @@ TEST(Trainer, ActivationCheckpointingChangesNothingButMemory) {
   EXPECT_FALSE(tiny_model().checkpointing());  // the trainer switched it off again
   for (size_t i = 0; i < l_plain.size(); ++i) EXPECT_NEAR(l_ckpt[i], l_plain[i], 1e-6);
   EXPECT_LT(max_abs_diff(s_plain, s_ckpt), 1e-6);
+}
+
+// Losses and adapter after `steps` steps, and what the trainer wrote to stderr.
+struct OomRun {
+  std::vector<double> losses;
+  std::map<std::string, torch::Tensor> state;
+  int64_t micro_batch = 0;
+  std::string err;
+};
+
+OomRun run_capturing_stderr(const LoraConfig& lora, const TrainOptions& o, int steps) {
+  OomRun r;
+  testing::internal::CaptureStderr();
+  {
+    Trainer t(tiny_model(), lora, cmudict(), o);
+    for (int i = 0; i < steps; ++i) r.losses.push_back(t.step().loss);
+    r.state = t.adapters().state_dict();
+    r.micro_batch = t.micro_batch();
+  }
+  r.err = testing::internal::GetCapturedStderr();
+  return r;
+}
+
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(Trainer, OutOfMemoryHalvesTheMicroBatchAndKeepsTheLosses) {
+  LoraConfig lora = lora_r4();
+  lora.dropout = 0.1;  // the redone step must draw the same dropout masks
+  TrainOptions from_start = short_run(4), squeezed = short_run(4);
+  from_start.grad_accum = 4;  // micro-batches of 1 from the start
+  squeezed.grad_accum = 2;    // micro-batches of 2 until the injected out-of-memory
+  int calls = 0;
+  // The second micro-batch of step 1 runs out after the first one has accumulated gradients and
+  // drawn dropout masks: both must be undone.
+  squeezed.before_micro_batch = [&calls](int64_t n) {
+    if (++calls == 2 && n > 1) compat::throw_out_of_memory("Tried to allocate 2.00 GiB (test)");
+  };
+  OomRun want = run_capturing_stderr(lora, from_start, 4);
+  OomRun got = run_capturing_stderr(lora, squeezed, 4);
+  EXPECT_EQ(want.err.find("out of memory"), std::string::npos) << want.err;
+  EXPECT_EQ(got.micro_batch, 1);
+  ASSERT_EQ(got.losses.size(), want.losses.size());
+  for (size_t i = 0; i < want.losses.size(); ++i) {
+    EXPECT_NEAR(got.losses[i], want.losses[i], 1e-5 * std::fabs(want.losses[i]))
+        << "step " << i + 1;
+  }
+  EXPECT_LT(max_abs_diff(got.state, want.state), 1e-5);
+  EXPECT_EQ(occurrences(got.err, "CUDA out of memory"), 1u) << got.err;
+  EXPECT_NE(got.err.find("CUDA out of memory at micro-batch 2 (training step 1); retrying with 1 "
+                         "(effective batch 4 unchanged)"),
+            std::string::npos)
+      << got.err;
+}
+
+TEST(Trainer, OutOfMemoryAtMicroBatchOneIsAClearError) {
+  TrainOptions o = short_run(2);
+  o.before_micro_batch = [](int64_t) { compat::throw_out_of_memory("Tried to allocate 1 GiB"); };
+  testing::internal::CaptureStderr();
+  std::string what;
+  {
+    Trainer t(tiny_model(), lora_r4(), cmudict(), o);
+    try {
+      t.step();
+    } catch (const Error& e) {
+      what = e.what();
+    }
+    EXPECT_EQ(t.steps_done(), 0);
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("micro-batch 4 (training step 1); retrying with 2"), std::string::npos) << err;
+  EXPECT_NE(err.find("micro-batch 2 (training step 1); retrying with 1"), std::string::npos) << err;
+  for (const char* needle : {"training step 1", "micro-batch of 1", "Tried to allocate 1 GiB",
+                             "hint:", "--max-len", "--checkpointing", "smaller model"}) {
+    EXPECT_NE(what.find(needle), std::string::npos) << needle << "\n" << what;
+  }
+  // Other LibTorch errors are not mistaken for running out of memory.
+  o.before_micro_batch = [](int64_t) { TORCH_CHECK(false, "some other failure"); };
+  Trainer t(tiny_model(), lora_r4(), cmudict(), o);
+  try {
+    t.step();
+    FAIL() << "the error was swallowed";
+  } catch (const c10::Error& e) {
+    EXPECT_FALSE(compat::is_out_of_memory(e));
+    EXPECT_EQ(t.micro_batch(), 4);
+  }
 }
 
 TEST(Trainer, ResumedRunEqualsAnUninterruptedOne) {
@@ -378,6 +470,28 @@ TEST(Sweep, WritesResultsAndResumesWithoutRedoingFinishedPairs) {
   SweepOptions other = tiny_sweep({1, 2});
   other.train.batch = 8;
   EXPECT_THROW(run_sweep(tiny_model(), data, other, out, note), Error);
+}
+
+TEST(Sweep, ResultLineCutShortByAKillIsDropped) {
+  SweepOutput out;
+  out.dir = test::make_temp_dir("sweep-cut");
+  out.progress = false;
+  ASSERT_TRUE(run_sweep(tiny_model(), cmudict(), tiny_sweep({1}), out).complete);
+  const std::string path = out.dir + "/" + kResultsFile;
+  const std::string first = test::read_file(path);
+  test::write_file(path, first + "{\"rank\": 2, \"lr\"");  // killed mid-append
+  out.resume = true;
+  ASSERT_TRUE(run_sweep(tiny_model(), cmudict(), tiny_sweep({1, 2}), out).complete);
+  const std::string now = test::read_file(path);
+  EXPECT_EQ(now.substr(0, first.size()), first);
+  std::istringstream lines(now.substr(first.size()));
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    EXPECT_EQ(nlohmann::json::parse(line)["rank"], 2) << now;
+    ++n;
+  }
+  EXPECT_EQ(n, 1) << now;
 }
 
 TEST(Sweep, HalfFinishedRunContinuesFromItsCheckpoint) {

@@ -1,15 +1,11 @@
 // Kills a real `lorank train` mid-run (SIGKILL, and SIGINT) and resumes it with --resume: the
 // adapter and the metrics must equal those of an uninterrupted run.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <thread>
 
 #include "test_common.h"
 
@@ -26,35 +22,10 @@ std::string train_args(const std::string& out) {
          out;
 }
 
-pid_t spawn(const std::string& args, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    const std::string cmd = "exec " + std::string(LORANK_BINARY) + " " + args;
-    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  return pid;
-}
-
-int count(const std::string& path, const std::string& what) {
-  std::ifstream in(path);
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) n += line.find(what) != std::string::npos;
-  return n;
-}
-
 // Waits until the run has logged `steps` steps; false when it ended first.
 bool wait_for_steps(pid_t pid, const std::string& metrics, int steps) {
-  while (count(metrics, "\"train\"") < steps) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
+  return test::wait_while_running(
+      pid, [&] { return test::count_lines_with(metrics, "\"train\"") >= steps; });
 }
 
 const std::string& uninterrupted() {
@@ -70,13 +41,13 @@ const std::string& uninterrupted() {
 void expect_same_run(const std::string& dir) {
   EXPECT_EQ(test::read_file(dir + "/adapter_model.safetensors"),
             test::read_file(uninterrupted() + "/adapter_model.safetensors"));
-  EXPECT_EQ(count(dir + "/metrics.jsonl", "\"train\""), 120);
-  EXPECT_EQ(count(dir + "/metrics.jsonl", "\"eval\""), 3);
+  EXPECT_EQ(test::count_lines_with(dir + "/metrics.jsonl", "\"train\""), 120);
+  EXPECT_EQ(test::count_lines_with(dir + "/metrics.jsonl", "\"eval\""), 3);
 }
 
 TEST(TrainKill, SigkillThenResume) {
   const std::string dir = test::make_temp_dir("kill-9") + "/out";
-  pid_t pid = spawn(train_args(dir), dir + ".log");
+  pid_t pid = test::spawn_lorank(train_args(dir), dir + ".log");
   ASSERT_TRUE(wait_for_steps(pid, dir + "/metrics.jsonl", 40)) << "the run ended before the kill";
   ::kill(pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
@@ -90,7 +61,7 @@ TEST(TrainKill, SigkillThenResume) {
 
 TEST(TrainKill, SigintCheckpointsAndStops) {
   const std::string dir = test::make_temp_dir("kill-int") + "/out";
-  pid_t pid = spawn(train_args(dir), dir + ".log");
+  pid_t pid = test::spawn_lorank(train_args(dir), dir + ".log");
   ASSERT_TRUE(wait_for_steps(pid, dir + "/metrics.jsonl", 40)) << "the run ended before SIGINT";
   ::kill(pid, SIGINT);
   int status = 0;

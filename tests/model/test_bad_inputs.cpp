@@ -1,0 +1,245 @@
+// The bad-input catalogue (docs/bad_inputs.md) end to end through the lorank binary: each input
+// exits non-zero with "error:", the file (and line or tensor), what was expected and a hint, and
+// an output folder that already holds results is left byte for byte as it was.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "model/model_fixtures.h"
+
+namespace fs = std::filesystem;
+
+namespace lorank {
+namespace {
+
+using test::expect_failure;
+using test::read_file;
+using test::TempDir;
+using test::write_file;
+
+// A copy of tiny-llama's folder, for a test to break one thing in.
+std::string model_copy(const TempDir& dir) {
+  const std::string src = test::tiny_llama_dir(), dst = dir.path + "/model";
+  for (const char* f :
+       {"config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"}) {
+    write_file(dst + "/" + f, read_file(src + "/" + f));
+  }
+  return dst;
+}
+
+std::string inspect(const std::string& model_dir) {
+  return "inspect --no-loss --device cpu --model " + model_dir;
+}
+
+// model.safetensors as its header and data section.
+struct Safetensors {
+  nlohmann::json header;
+  std::string data;
+
+  explicit Safetensors(const std::string& bytes) {
+    uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    header = nlohmann::json::parse(bytes.substr(8, n));
+    data = bytes.substr(8 + n);
+  }
+  std::string bytes() const {
+    const std::string h = header.dump();
+    uint64_t n = h.size();
+    return std::string(reinterpret_cast<const char*>(&n), 8) + h + data;
+  }
+  // The tensor whose data comes `k`-th in the file.
+  std::string by_position(size_t k) const {
+    std::map<uint64_t, std::string> order;
+    for (const auto& [name, info] : header.items()) {
+      if (name != "__metadata__") order[info["data_offsets"][0].get<uint64_t>()] = name;
+    }
+    auto it = order.begin();
+    std::advance(it, k);
+    return it->second;
+  }
+};
+
+// Rewrites <dir>/model.safetensors through `edit`.
+template <typename Edit>
+void edit_weights(const std::string& dir, Edit edit) {
+  Safetensors st(read_file(dir + "/model.safetensors"));
+  edit(st);
+  write_file(dir + "/model.safetensors", st.bytes());
+}
+
+// Every file under `dir` (relative path -> bytes).
+std::map<std::string, std::string> tree(const std::string& dir, const std::string& rel = "") {
+  std::map<std::string, std::string> out;
+  for (const std::string& name : list_dir(dir + rel)) {
+    const std::string path = rel + "/" + name;
+    if (fs::is_directory(dir + path)) {
+      out.merge(tree(dir, path));
+    } else {
+      out[path] = read_file(dir + path);
+    }
+  }
+  return out;
+}
+
+TEST(BadInput, TruncatedSafetensors) {
+  TempDir tmp("bad-cut");
+  const std::string dir = model_copy(tmp);
+  const std::string bytes = read_file(dir + "/model.safetensors");
+  write_file(dir + "/model.safetensors", bytes.substr(0, bytes.size() / 2));
+  const std::string last = Safetensors(bytes).by_position(Safetensors(bytes).header.size() - 2);
+  expect_failure(inspect(dir), {"model.safetensors [" + last + "]", "truncated", "expected",
+                                "hint:", "re-download"});
+}
+
+TEST(BadInput, SafetensorsHeaderNotJson) {
+  TempDir tmp("bad-json");
+  const std::string dir = model_copy(tmp);
+  std::string bytes = read_file(dir + "/model.safetensors");
+  bytes[9] = '?';  // the first key's opening quote
+  write_file(dir + "/model.safetensors", bytes);
+  expect_failure(inspect(dir), {"model.safetensors", "header is not valid JSON",
+                                "expected a JSON object", "hint:"});
+}
+
+TEST(BadInput, SafetensorsAbsurdHeaderLength) {
+  TempDir tmp("bad-len");
+  const std::string dir = model_copy(tmp);
+  std::string bytes = read_file(dir + "/model.safetensors");
+  const uint64_t absurd = uint64_t(1) << 62;
+  std::memcpy(bytes.data(), &absurd, 8);
+  write_file(dir + "/model.safetensors", bytes);
+  expect_failure(inspect(dir), {"model.safetensors", "100 MB", std::to_string(absurd), "hint:"});
+}
+
+TEST(BadInput, SafetensorsOffsetsOutOfRange) {
+  TempDir tmp("bad-range");
+  const std::string dir = model_copy(tmp);
+  std::string last;
+  edit_weights(dir, [&](Safetensors& st) {
+    last = st.by_position(st.header.size() - 2);  // the tensor stored last
+    auto& info = st.header[last];
+    const uint64_t begin = info["data_offsets"][0];
+    info["shape"] = {1 << 20};  // 2 MiB of BF16 that the file does not have
+    info["data_offsets"] = {begin, begin + (2 << 20)};
+  });
+  expect_failure(inspect(dir), {"model.safetensors [" + last + "]", "past the end of the file",
+                                "expected", "hint:"});
+}
+
+TEST(BadInput, SafetensorsOverlappingTensors) {
+  TempDir tmp("bad-overlap");
+  const std::string dir = model_copy(tmp);
+  std::string first, second;
+  edit_weights(dir, [&](Safetensors& st) {
+    first = st.by_position(0);
+    second = st.by_position(1);
+    auto& offsets = st.header[second]["data_offsets"];
+    offsets = {offsets[0].get<uint64_t>() - 2, offsets[1].get<uint64_t>() - 2};
+  });
+  expect_failure(inspect(dir), {"model.safetensors [" + second + "]",
+                                "overlaps tensor '" + first + "'", "expected begin =", "hint:"});
+}
+
+TEST(BadInput, TensorShapeDisagreesWithConfig) {
+  TempDir tmp("bad-shape");
+  const std::string dir = model_copy(tmp);
+  std::string cfg = read_file(dir + "/config.json");
+  const std::string key = "\"intermediate_size\": 768";
+  ASSERT_NE(cfg.find(key), std::string::npos) << cfg;
+  cfg.replace(cfg.find(key), key.size(), "\"intermediate_size\": 512");
+  write_file(dir + "/config.json", cfg);
+  expect_failure(inspect(dir),
+                 {"model.safetensors [model.layers.0.mlp.", "wrong tensor shape",
+                  "expected [512, 256], got [768, 256]", "hint:", "intermediate_size"});
+}
+
+// Sets the first BF16 value of `tensor` to `bits` (0x7FC0 NaN, 0x7F80 +Inf).
+void poison(const std::string& dir, const std::string& tensor, uint16_t bits) {
+  edit_weights(dir, [&](Safetensors& st) {
+    ASSERT_EQ(st.header[tensor]["dtype"], "BF16");
+    const uint64_t at = st.header[tensor]["data_offsets"][0];
+    std::memcpy(st.data.data() + at, &bits, 2);
+  });
+}
+
+TEST(BadInput, NanWeightNamesTheTensor) {
+  TempDir tmp("bad-nan");
+  const std::string dir = model_copy(tmp);
+  poison(dir, "model.layers.1.mlp.up_proj.weight", 0x7FC0);
+  expect_failure(inspect(dir), {"model.safetensors [model.layers.1.mlp.up_proj.weight]",
+                                "NaN or Inf", "expected finite values", "got 1 NaN/Inf", "hint:"});
+}
+
+TEST(BadInput, InfWeightNamesTheTensor) {
+  TempDir tmp("bad-inf");
+  const std::string dir = model_copy(tmp);
+  poison(dir, "model.norm.weight", 0x7F80);
+  expect_failure(inspect(dir), {"model.safetensors [model.norm.weight]", "NaN or Inf",
+                                "expected finite values", "hint:"});
+}
+
+TEST(BadInput, InvalidUtf8InJsonlNamesTheLine) {
+  TempDir tmp("bad-utf8");
+  write_file(tmp.path + "/latin1.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"caf\xe9\"}\n");
+  expect_failure("inspect --no-loss --data " + tmp.path + "/latin1.jsonl",
+                 {"latin1.jsonl:2", "not valid UTF-8", "expected UTF-8", "hint:", "iconv"});
+}
+
+TEST(BadInput, MissingTokenizer) {
+  TempDir tmp("bad-tok");
+  const std::string dir = model_copy(tmp);
+  fs::remove(dir + "/tokenizer.json");
+  expect_failure(inspect(dir),
+                 {dir, "no tokenizer", "expected tokenizer.json or tokenizer.model", "hint:"});
+}
+
+const std::string kTrainArgs =
+    "--device cpu --max-examples 32 --batch 4 --max-steps 2 "
+    "--n-evals 1 -q --out ";
+
+// `cmd` (train or sweep) writes results into a folder; the same command again is refused and
+// leaves every file as it was, as does --resume in a folder holding someone else's file (--force
+// would train there, replacing only lorank's own files).
+void expect_results_kept(const std::string& cmd, const std::string& tag) {
+  TempDir tmp(tag);
+  const std::string out = tmp.path + "/out";
+  auto first = test::run_lorank(cmd + " " + kTrainArgs + out);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const auto before = tree(out);
+  ASSERT_GE(before.size(), 3u);
+  expect_failure(cmd + " " + kTrainArgs + out, {out, "already holds",
+                                                "expected an empty or new "
+                                                "folder",
+                                                "hint:", "--resume", "--force"});
+  EXPECT_EQ(tree(out), before);
+
+  const std::string mine = tmp.path + "/mine";
+  write_file(mine + "/notes.txt", "my notes");
+  expect_failure(cmd + " --resume " + kTrainArgs + mine, {mine, "not from a lorank", "hint:"});
+  EXPECT_EQ(tree(mine), (std::map<std::string, std::string>{{"/notes.txt", "my notes"}}));
+}
+
+TEST(BadInput, TrainOutputHoldingResultsIsKept) {
+  expect_results_kept("train", "bad-train-out");
+}
+
+TEST(BadInput, SweepOutputHoldingResultsIsKept) {
+  expect_results_kept("sweep --ranks 1 --lrs 0.003", "bad-sweep-out");
+}
+
+TEST(BadInput, RecommendOutputHoldingAConfigIsKept) {
+  TempDir tmp("bad-rec-out");
+  const std::string out = tmp.path + "/configs";
+  write_file(out + "/axolotl.yaml", "lora_r: 64  # mine\n");
+  expect_failure("recommend --quiet --device cpu --out " + out,
+                 {out + "/axolotl.yaml", "refusing to overwrite", "expected a folder without",
+                  "hint:", "--force"});
+  EXPECT_EQ(tree(out),
+            (std::map<std::string, std::string>{{"/axolotl.yaml", "lora_r: 64  # mine\n"}}));
+}
+
+}  // namespace
+}  // namespace lorank
