@@ -44,9 +44,7 @@ std::string read_all(const std::string& path) {
   }
   std::ostringstream ss;
   ss << in.rdbuf();
-  std::string bytes = ss.str();
-  if (bytes.compare(0, 3, "\xEF\xBB\xBF") == 0) bytes.erase(0, 3);  // UTF-8 byte-order mark
-  return bytes;
+  return ss.str();
 }
 
 bool is_blank(const std::string& s) {
@@ -76,7 +74,7 @@ std::vector<Record> read_jsonl(const std::string& path, const std::string& bytes
     rec.line = line_no;
     try {
       rec.fields = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
       const std::string msg = parser_message(e);
       if (msg.find("UTF-8") != std::string::npos) {
         fail(where_line(path, line_no), "text is not valid UTF-8", "UTF-8 encoded JSON", msg,
@@ -132,7 +130,7 @@ std::vector<Record> read_json_array(const std::string& path, const std::string& 
   json root;
   try {
     root = json::parse(bytes);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
     fail(path, "malformed JSON", "a JSON array of records", parser_message(e));
   }
   std::vector<int64_t> lines = array_element_lines(bytes);
@@ -222,7 +220,7 @@ std::vector<Record> read_csv(const std::string& path, const std::string& bytes, 
       if (header[c] == "messages") {  // a conversation is stored as JSON text in its cell
         try {
           rec.fields[header[c]] = json::parse(row.cells[c]);
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
           fail(where, "the messages cell is not valid JSON", "a JSON list of {role, content}",
                parser_message(e));
         }
@@ -379,7 +377,13 @@ Schema schema_from_name(const std::string& name) {
 }
 
 std::vector<Record> read_records(const std::string& path, int64_t max_records) {
-  std::string bytes = read_all(path);
+  return parse_records(read_all(path), path, max_records);
+}
+
+std::vector<Record> parse_records(const std::string& file_bytes, const std::string& path,
+                                  int64_t max_records) {
+  std::string bytes = file_bytes;
+  if (bytes.compare(0, 3, "\xEF\xBB\xBF") == 0) bytes.erase(0, 3);  // UTF-8 byte-order mark
   if (ends_with(path, ".csv")) return read_csv(path, bytes, max_records);
   size_t first = bytes.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && bytes[first] == '[') return read_json_array(path, bytes, max_records);
@@ -468,7 +472,13 @@ DatasetStats compute_stats(const std::vector<Example>& examples) {
 
 Dataset load_dataset(const std::string& path, const Tokenizer& tok, const TokenizerConfig& config,
                      const DatasetOptions& options, const std::string& config_where) {
-  std::vector<Record> records = read_records(path, options.max_examples);
+  return make_dataset(read_records(path, options.max_examples), path, tok, config, options,
+                      config_where);
+}
+
+Dataset make_dataset(const std::vector<Record>& records, const std::string& path,
+                     const Tokenizer& tok, const TokenizerConfig& config,
+                     const DatasetOptions& options, const std::string& config_where) {
   if (records.empty()) {
     fail(path, "the dataset is empty", "at least one record", "none",
          "JSONL needs one JSON object per line; CSV a header row and data rows");

@@ -37,6 +37,9 @@ struct Record {
 // Reads JSONL (blank lines skipped), a JSON array file, or CSV (RFC 4180, header row; by the .csv
 // extension). JSON and JSONL are told apart by the first character. At most max_records when > 0.
 std::vector<Record> read_records(const std::string& path, int64_t max_records = 0);
+// The same for bytes already in memory; `path` picks the format and names the source in errors.
+std::vector<Record> parse_records(const std::string& bytes, const std::string& path,
+                                  int64_t max_records = 0);
 
 // The schema the record's keys announce; throws "path:line" naming the keys when none fits.
 Schema detect_schema(const Record& record, const std::string& path);
@@ -87,6 +90,13 @@ struct Dataset {
 // Reads, formats and tokenizes `path`. `config_where` names the file chat_template came from
 // (tokenizer_config.json) for errors. Throws on an empty dataset.
 Dataset load_dataset(const std::string& path, const Tokenizer& tok, const TokenizerConfig& config,
+                     const DatasetOptions& options,
+                     const std::string& config_where = "tokenizer_config.json");
+
+// load_dataset after reading: formats and tokenizes records read from `path` (options.max_examples
+// is applied by the reader).
+Dataset make_dataset(const std::vector<Record>& records, const std::string& path,
+                     const Tokenizer& tok, const TokenizerConfig& config,
                      const DatasetOptions& options,
                      const std::string& config_where = "tokenizer_config.json");
 

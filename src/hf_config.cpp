@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "json_excerpt.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -22,9 +23,7 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
 }
 
 std::string type_name(const json& v) {
-  std::string dump = v.dump();
-  if (dump.size() > 40) dump = dump.substr(0, 37) + "...";
-  return std::string(v.type_name()) + " " + dump;
+  return std::string(v.type_name()) + " " + json_excerpt(v, 40);
 }
 
 // Reads keys of one JSON object; `prefix` ("rope_scaling.") qualifies key names in errors.
@@ -168,6 +167,38 @@ void parse_attention_layout(const Reader& r, const json& root, const std::string
   }
 }
 
+// count_parameters with every product and sum checked: false when a count does not fit in int64.
+bool count_parameters_checked(const ModelConfig& cfg, ParamCounts& p) {
+  bool ok = true;
+  auto mul = [&ok](int64_t a, int64_t b) {
+    int64_t r = 0;
+    ok = ok && !__builtin_mul_overflow(a, b, &r);
+    return r;
+  };
+  auto add = [&ok](int64_t a, int64_t b) {
+    int64_t r = 0;
+    ok = ok && !__builtin_add_overflow(a, b, &r);
+    return r;
+  };
+  const int64_t C = cfg.n_embd, F = cfg.n_ff, L = cfg.n_layer;
+  const int64_t q = mul(cfg.n_head, cfg.head_dim), kv = mul(cfg.n_head_kv, cfg.head_dim);
+  p.embed = mul(cfg.n_vocab, C);
+  p.attn_q = mul(L, add(mul(C, q), cfg.qkv_bias ? q : 0));
+  p.attn_k = mul(L, add(mul(C, kv), cfg.qkv_bias ? kv : 0));
+  p.attn_v = p.attn_k;
+  p.attn_o = mul(L, add(mul(q, C), cfg.o_bias ? C : 0));
+  p.mlp_gate = mul(L, add(mul(C, F), cfg.mlp_bias ? F : 0));
+  p.mlp_up = p.mlp_gate;
+  p.mlp_down = mul(L, add(mul(F, C), cfg.mlp_bias ? C : 0));
+  p.norms = add(mul(L, add(mul(2, C), cfg.qk_norm ? mul(2, cfg.head_dim) : 0)), C);
+  p.lm_head = cfg.tie_word_embeddings ? 0 : p.embed;
+  int64_t total = 0;
+  for (int64_t part : {p.embed, p.attn_q, p.attn_k, p.attn_v, p.attn_o, p.mlp_gate, p.mlp_up,
+                       p.mlp_down, p.norms, p.lm_head})
+    total = add(total, part);
+  return ok;
+}
+
 void validate(const ModelConfig& cfg, const std::string& where) {
   auto positive = [&](const char* key, int64_t v) {
     if (v <= 0) fail(where, std::string("\"") + key + "\" must be positive", "> 0", std::to_string(v));
@@ -189,6 +220,15 @@ void validate(const ModelConfig& cfg, const std::string& where) {
   }
   if (cfg.norm_eps <= 0) fail(where, "rms_norm_eps must be positive", "> 0", std::to_string(cfg.norm_eps));
   if (cfg.rope_theta <= 0) fail(where, "rope_theta must be positive", "> 0", std::to_string(cfg.rope_theta));
+  ParamCounts counts;
+  if (!count_parameters_checked(cfg, counts))
+    fail(where, "sizes multiply out to a parameter count that overflows 64 bits",
+         "the sizes of a real model",
+         "vocab_size " + std::to_string(cfg.n_vocab) + ", hidden_size " +
+             std::to_string(cfg.n_embd) + ", intermediate_size " + std::to_string(cfg.n_ff) +
+             ", num_hidden_layers " + std::to_string(cfg.n_layer) + ", head_dim " +
+             std::to_string(cfg.head_dim),
+         "config.json is corrupt; re-download it from the model's repository");
 }
 
 void parse_token_ids(const Reader& r, const json& root, ModelConfig& cfg) {
@@ -216,7 +256,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   json root;
   try {
     root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
     fail(where, "not valid JSON: " + std::string(e.what()), "", "",
          "re-download config.json from the model's repository");
   }
@@ -271,19 +311,11 @@ ModelConfig load_model_config(const std::string& path) {
 }
 
 ParamCounts count_parameters(const ModelConfig& cfg) {
-  const int64_t C = cfg.n_embd, F = cfg.n_ff, L = cfg.n_layer;
-  const int64_t q = cfg.q_dim(), kv = cfg.kv_dim();
   ParamCounts p;
-  p.embed = cfg.n_vocab * C;
-  p.attn_q = L * (C * q + (cfg.qkv_bias ? q : 0));
-  p.attn_k = L * (C * kv + (cfg.qkv_bias ? kv : 0));
-  p.attn_v = p.attn_k;
-  p.attn_o = L * (q * C + (cfg.o_bias ? C : 0));
-  p.mlp_gate = L * (C * F + (cfg.mlp_bias ? F : 0));
-  p.mlp_up = p.mlp_gate;
-  p.mlp_down = L * (F * C + (cfg.mlp_bias ? C : 0));
-  p.norms = L * (2 * C + (cfg.qk_norm ? 2 * cfg.head_dim : 0)) + C;
-  p.lm_head = cfg.tie_word_embeddings ? 0 : cfg.n_vocab * C;
+  if (!count_parameters_checked(cfg, p))
+    fail("config.json", "parameter count overflows 64 bits", "sizes of a real model",
+         "vocab_size " + std::to_string(cfg.n_vocab) + ", hidden_size " +
+             std::to_string(cfg.n_embd));
   return p;
 }
 

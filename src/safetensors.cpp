@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "json_excerpt.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -122,7 +123,7 @@ struct RawEntry {
 uint64_t json_u64(const json& value, const std::string& where, const std::string& field) {
   if (!value.is_number_unsigned())
     fail(where, "'" + field + "' holds a value that is not a non-negative integer",
-         "integer >= 0", value.dump(), "the header was written by a broken exporter");
+         "integer >= 0", json_excerpt(value), "the header was written by a broken exporter");
   return value.get<uint64_t>();
 }
 
@@ -133,21 +134,23 @@ RawEntry parse_entry(const std::string& path, const std::string& name, const jso
   const char* hint = "the header was written by a broken exporter; re-export the checkpoint";
   if (!info.is_object())
     fail(where, "header entry is not an object", "{\"dtype\", \"shape\", \"data_offsets\"}",
-         info.dump(), hint);
+         json_excerpt(info), hint);
   for (const char* field : {"dtype", "shape", "data_offsets"})
     if (!info.contains(field)) fail(where, std::string("header entry has no '") + field + "'",
                                     field, "missing", hint);
   RawEntry entry;
   entry.name = name;
   const json& dtype = info["dtype"];
-  if (!dtype.is_string()) fail(where, "'dtype' is not a string", "string", dtype.dump(), hint);
+  if (!dtype.is_string())
+    fail(where, "'dtype' is not a string", "string", json_excerpt(dtype), hint);
   auto parsed = dtype_from_name(dtype.get<std::string>());
   if (!parsed)
-    fail(where, "unknown dtype", "one of " + known_dtypes(), dtype.dump(),
+    fail(where, "unknown dtype", "one of " + known_dtypes(), json_excerpt(dtype),
          "the file may need a newer safetensors version; convert it to BF16/F16/F32");
   entry.view.dtype = *parsed;
   const json& shape = info["shape"];
-  if (!shape.is_array()) fail(where, "'shape' is not an array", "[d0, d1, ...]", shape.dump(), hint);
+  if (!shape.is_array())
+    fail(where, "'shape' is not an array", "[d0, d1, ...]", json_excerpt(shape), hint);
   for (const json& dim : shape) {
     uint64_t d = json_u64(dim, where, "shape");
     if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
@@ -156,7 +159,8 @@ RawEntry parse_entry(const std::string& path, const std::string& name, const jso
   }
   const json& offsets = info["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2)
-    fail(where, "'data_offsets' is not a [begin, end] pair", "[begin, end]", offsets.dump(), hint);
+    fail(where, "'data_offsets' is not a [begin, end] pair", "[begin, end]", json_excerpt(offsets),
+         hint);
   entry.begin = json_u64(offsets[0], where, "data_offsets");
   entry.end = json_u64(offsets[1], where, "data_offsets");
   return entry;
@@ -267,11 +271,11 @@ std::map<std::string, std::string> parse_metadata(const std::string& path, const
   if (value.is_null()) return out;  // reference: Option<HashMap<String, String>>
   if (!value.is_object())
     fail(path + " [__metadata__]", "__metadata__ is not an object", "string-to-string map",
-         value.dump(), "the header was written by a broken exporter");
+         json_excerpt(value), "the header was written by a broken exporter");
   for (const auto& [key, item] : value.items()) {
     if (!item.is_string())
       fail(path + " [__metadata__]", "__metadata__ value of '" + key + "' is not a string",
-           "string", item.dump(), "the format allows only string values in __metadata__");
+           "string", json_excerpt(item), "the format allows only string values in __metadata__");
     out[key] = item.get<std::string>();
   }
   return out;
@@ -352,6 +356,9 @@ std::optional<Dtype> dtype_from_name(const std::string& name) {
 }
 
 int64_t TensorView::numel() const {
+  // A zero dimension gives 0 even where the others multiply past int64: the header check, like
+  // the reference's, bounds only the unsigned product up to that zero ([2^61, 4, 0] is valid).
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
@@ -551,15 +558,15 @@ void SafetensorsModel::open_index(const std::string& index_path) {
   if (!index.contains("weight_map") || !index["weight_map"].is_object() ||
       index["weight_map"].empty())
     fail(index_path, "index has no \"weight_map\" of tensor names to shard files",
-         "non-empty object", index.contains("weight_map") ? index["weight_map"].dump() : "missing",
-         hint);
+         "non-empty object",
+         index.contains("weight_map") ? json_excerpt(index["weight_map"]) : "missing", hint);
   std::map<std::string, std::vector<std::string>> by_shard;  // shard -> listed tensors
   for (const auto& [tensor, shard] : index["weight_map"].items()) {
     fs::path rel = shard.is_string() ? fs::path(shard.get<std::string>()) : fs::path();
     bool escapes = std::any_of(rel.begin(), rel.end(), [](const fs::path& p) { return p == ".."; });
     if (!shard.is_string() || rel.empty() || rel.is_absolute() || escapes)
       fail(at_tensor(index_path, tensor), "weight_map entry is not a shard file inside the folder",
-           "a file name such as model-00001-of-00002.safetensors", shard.dump(), hint);
+           "a file name such as model-00001-of-00002.safetensors", json_excerpt(shard), hint);
     by_shard[shard.get<std::string>()].push_back(tensor);
   }
   std::vector<std::string> missing;

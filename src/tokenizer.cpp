@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "error.h"
+#include "json_excerpt.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -42,7 +43,7 @@ std::string token_field(const json& config, const char* key, const std::string& 
   if (v.is_object() && v.contains("content") && v["content"].is_string())
     return v["content"].get<std::string>();
   fail(where + " [" + key + "]", "unrecognised special token entry",
-       "a string or {\"content\": string, ...}", v.dump().substr(0, 80),
+       "a string or {\"content\": string, ...}", json_excerpt(v),
        "check tokenizer_config.json");
 }
 
@@ -60,7 +61,7 @@ std::string chat_template_field(const json& config, const std::string& where) {
       return v[0]["template"].get<std::string>();
   }
   fail(where + " [chat_template]", "unrecognised chat_template",
-       "a string or a list of {\"name\", \"template\"}", v.dump().substr(0, 80),
+       "a string or a list of {\"name\", \"template\"}", json_excerpt(v),
        "check tokenizer_config.json");
 }
 
@@ -96,7 +97,7 @@ TokenizerConfig load_tokenizer_config(const std::string& model_dir, const Tokeni
   if (fs::exists(path)) {
     try {
       j = json::parse(read_text(path));
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
       fail(where, "invalid JSON", "a JSON document", e.what(), "the file may be truncated");
     }
     if (!j.is_object())

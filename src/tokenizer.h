@@ -39,6 +39,8 @@ struct TokenizerConfig {
 };
 
 std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path);
+// tokenizer.json text already in memory (fuzzing, tests); `where` names it in errors.
+std::unique_ptr<Tokenizer> parse_tokenizer_json(const std::string& text, const std::string& where);
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& path);
 // A model folder: tokenizer.json when present, else tokenizer.model (a path to either file also
 // works). Throws naming the folder.

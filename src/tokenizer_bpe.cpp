@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "error.h"
+#include "json_excerpt.h"
 #include "tokenizer.h"
 #include "tokenizer_pipeline.h"
 
@@ -273,19 +274,29 @@ void BpeModel::load(const json& model, const std::string& where) {
     std::snprintf(name, sizeof name, "<0x%02X>", b);
     byte_ids_[b] = vocab_.find(name);
   }
-  load_merges(model.contains("merges") ? model["merges"] : json::array(), where);
+  static const json no_merges = json::array();
+  load_merges(model.contains("merges") ? model["merges"] : no_merges, where);
 }
 
 void BpeModel::load_vocab(const json& vocab, const std::string& where) {
   vocab_.reserve(vocab.size());
   int32_t max_id = -1;
+  std::string max_token;
   for (const auto& [token, id] : vocab.items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
-      fail(where + " [model.vocab]", "token \"" + token + "\" has an invalid id",
-           "a non-negative integer", id.dump(), "check tokenizer.json");
-    vocab_.insert(token, id.get<int32_t>());
-    max_id = std::max(max_id, id.get<int32_t>());
+    int32_t value = tok::parse_token_id(id, tok::Where{where, "model.vocab." + token});
+    vocab_.insert(token, value);
+    if (value > max_id) {
+      max_id = value;
+      max_token = token;
+    }
   }
+  // id_to_token_ is indexed by id: a lone huge id must not allocate gigabytes. Real vocabularies
+  // number their tokens from 0 with few gaps.
+  if (static_cast<uint64_t>(max_id) >= 4 * static_cast<uint64_t>(vocab.size()) + 4096)
+    fail(where + " [model.vocab." + max_token + "]", "token id far beyond the vocabulary's size",
+         "ids below " + std::to_string(4 * vocab.size() + 4096) + " for " +
+             std::to_string(vocab.size()) + " tokens",
+         std::to_string(max_id), "tokenizer.json is corrupt");
   id_to_token_.assign(static_cast<size_t>(max_id + 1), std::string());
   for (const auto& [token, id] : vocab.items()) id_to_token_[id.get<int32_t>()] = token;
 }
@@ -318,7 +329,7 @@ void BpeModel::load_merges(const json& merges, const std::string& where) {
       b = m[1].get_ref<const std::string&>();
     } else {
       fail(where + " [model.merges[" + std::to_string(rank) + "]]", "malformed merge",
-           "\"a b\" or [\"a\", \"b\"]", m.dump().substr(0, 80), "check tokenizer.json");
+           "\"a b\" or [\"a\", \"b\"]", json_excerpt(m), "check tokenizer.json");
     }
     int32_t id_a = lookup(a, rank), id_b = lookup(b, rank);
     merged.assign(a);
@@ -478,9 +489,14 @@ JsonTokenizer::JsonTokenizer(const json& root, const std::string& path) : path_(
          "model put its tokenizer.model in the folder instead of tokenizer.json");
   if (model.contains("dropout") && model["dropout"].is_number() && model["dropout"] > 0.0)
     fail(path + " [model.dropout]", "BPE dropout makes encoding random", "null or 0",
-         model["dropout"].dump(), "set \"dropout\": null; it is a training-time option");
+         json_excerpt(model["dropout"]), "set \"dropout\": null; it is a training-time option");
   model_.load(model, path);
-  auto stage = [&](const char* key) { return root.contains(key) ? root[key] : json(); };
+  // By reference: copying a json value recurses once per nesting level (a hostile file's stages
+  // may be nested deep enough to overflow the stack before type_of refuses them).
+  static const json absent;
+  auto stage = [&](const char* key) -> const json& {
+    return root.contains(key) ? root[key] : absent;
+  };
   normalizer_ = tok::make_normalizer(stage("normalizer"), tok::Where{path, "normalizer"});
   pre_tokenizer_ =
       tok::make_pre_tokenizer(stage("pre_tokenizer"), tok::Where{path, "pre_tokenizer"});
@@ -490,6 +506,13 @@ JsonTokenizer::JsonTokenizer(const json& root, const std::string& path) : path_(
     load_added(root["added_tokens"]);
   vocab_size_ = static_cast<int32_t>(model_.tokens().size());
   for (const auto& t : added_) vocab_size_ = std::max(vocab_size_, t.id + 1);
+  for (const auto* ids : {&post_.before, &post_.after})
+    for (int32_t id : *ids)
+      if (id >= vocab_size_)
+        fail(path + " [post_processor]",
+             "the post-processor adds a token id outside the vocabulary",
+             "an id below " + std::to_string(vocab_size_), std::to_string(id),
+             "tokenizer.json is corrupt or its special tokens were edited by hand");
 }
 
 void JsonTokenizer::load_added(const json& list) {
@@ -498,10 +521,10 @@ void JsonTokenizer::load_added(const json& list) {
     if (!j.contains("id") || !j["id"].is_number_integer() || !j.contains("content") ||
         !j["content"].is_string())
       fail(path_ + " [added_tokens[" + std::to_string(i) + "]]", "malformed added token",
-           "{\"id\": int, \"content\": string, ...}", j.dump().substr(0, 80),
+           "{\"id\": int, \"content\": string, ...}", json_excerpt(j),
            "check tokenizer.json");
     AddedToken t;
-    t.id = j["id"].get<int32_t>();
+    t.id = tok::parse_token_id(j["id"], tok::Where{path_, "added_tokens"}[i] / "id");
     t.content = j["content"].get<std::string>();
     t.special = flag(j, "special", false);
     t.single_word = flag(j, "single_word", false);
@@ -600,10 +623,14 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
          "check the model folder; transformers' save_pretrained writes tokenizer.json");
   std::ostringstream buffer;
   buffer << in.rdbuf();
+  return parse_tokenizer_json(buffer.str(), path);
+}
+
+std::unique_ptr<Tokenizer> parse_tokenizer_json(const std::string& text, const std::string& path) {
   json root;
   try {
-    root = json::parse(buffer.str());
-  } catch (const json::parse_error& e) {
+    root = json::parse(text);
+  } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
     fail(path, "invalid JSON", "a JSON document", e.what(),
          "the file may be truncated (an interrupted download?); fetch it again");
   }

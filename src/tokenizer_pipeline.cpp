@@ -9,6 +9,7 @@
 #endif
 
 #include "error.h"
+#include "json_excerpt.h"
 
 namespace lorank::tok {
 
@@ -23,10 +24,18 @@ std::vector<int32_t> PostProcessor::apply(const std::vector<int32_t>& ids) const
 
 namespace {
 
+// Real tokenizers nest Sequence stages one or two deep; a hostile file nested far deeper would
+// make the make_* functions recurse until the stack overflows.
+constexpr int k_max_nesting = 16;
+
 std::string type_of(const json& j, const Where& where) {
+  if (where.depth > k_max_nesting)
+    fail(where.str(), "stages nested too deeply", "at most " + std::to_string(k_max_nesting) +
+         " levels of Sequence", std::to_string(where.depth) + " levels",
+         "tokenizer.json is corrupt or not written by Hugging Face tokenizers");
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string())
     fail(where.str(), "component has no \"type\"", "an object with a string \"type\"",
-         j.dump().substr(0, 80), "tokenizer.json may be truncated or hand-edited");
+         json_excerpt(j), "tokenizer.json may be truncated or hand-edited");
   return j["type"].get<std::string>();
 }
 
@@ -37,9 +46,19 @@ T get_or(const json& j, const char* key, T fallback, const Where& where) {
     return j[key].get<T>();
   } catch (const nlohmann::json::exception&) {
     fail((where / key).str(), "field has the wrong type",
-         std::string("a ") + json(fallback).type_name(), j[key].dump().substr(0, 80),
+         std::string("a ") + json(fallback).type_name(), json_excerpt(j[key]),
          "check tokenizer.json");
   }
+}
+
+// A non-negative integer field, 0 when absent: a float is refused rather than converted (one out
+// of range would be undefined behaviour).
+size_t get_count(const json& j, const char* key, const Where& where) {
+  if (!j.contains(key) || j[key].is_null()) return 0;
+  if (!j[key].is_number_unsigned())
+    fail((where / key).str(), "field is not a non-negative integer", "an integer >= 0",
+         json_excerpt(j[key]), "check tokenizer.json");
+  return j[key].get<size_t>();
 }
 
 const json& require(const json& j, const char* key, const Where& where) {
@@ -64,7 +83,7 @@ std::unique_ptr<Regex> make_pattern(const json& j, const Where& where) {
   if (j.is_object() && j.contains("Regex") && j["Regex"].is_string())
     return std::make_unique<Regex>(j["Regex"].get<std::string>(), where.str());
   fail(where.str(), "unrecognised pattern", "{\"String\": ...} or {\"Regex\": ...}",
-       j.dump().substr(0, 80), "check tokenizer.json");
+       json_excerpt(j), "check tokenizer.json");
 }
 
 std::string replace_all(const Regex& re, const std::string& text, const std::string& content) {
@@ -533,7 +552,7 @@ class FuseDecoder : public Decoder {
 
 class StripDecoder : public Decoder {
  public:
-  std::string content = " ";
+  std::string content = " ";  // one character, as HF's `char`
   size_t start = 0, stop = 0;
   void decode(std::vector<std::string>& tokens) const override {
     for (auto& t : tokens) {
@@ -582,8 +601,12 @@ std::unique_ptr<Decoder> make_decoder(const json& j, const Where& where) {
   if (type == "Strip") {
     auto s = std::make_unique<StripDecoder>();
     s->content = get_or<std::string>(j, "content", " ", where);
-    s->start = get_or<size_t>(j, "start", 0, where);
-    s->stop = get_or<size_t>(j, "stop", 0, where);
+    char32_t cp = 0;
+    if (s->content.empty() || utf8_next(s->content, 0, cp) != static_cast<int>(s->content.size()))
+      fail((where / "content").str(), "Strip content is not one character", "one character",
+           "\"" + s->content + "\"", "check tokenizer.json");
+    s->start = get_count(j, "start", where);
+    s->stop = get_count(j, "stop", where);
     return s;
   }
   if (type == "Replace") {
@@ -609,17 +632,26 @@ void add_template(PostProcessor& post, const json& j, const Where& where) {
     }
     if (!item.contains("SpecialToken"))
       fail((where / "single").str(), "unrecognised template item", "SpecialToken or Sequence",
-           item.dump().substr(0, 80), "check tokenizer.json");
+           json_excerpt(item), "check tokenizer.json");
     std::string name = item["SpecialToken"].value("id", "");
     if (!specials.contains(name))
       fail((where / "special_tokens").str(), "template names a special token it does not define",
            "an entry for \"" + name + "\"", "none", "check tokenizer.json");
     auto& target = seen_sequence ? post.after : post.before;
-    for (const json& id : specials[name].at("ids")) target.push_back(id.get<int32_t>());
+    const json& ids = specials[name].at("ids");
+    for (size_t i = 0; i < ids.size(); ++i)
+      target.push_back(parse_token_id(ids.at(i), (where / "special_tokens" / name / "ids")[i]));
   }
 }
 
 }  // namespace
+
+int32_t parse_token_id(const json& j, const Where& where) {
+  if (!j.is_number_unsigned() || j.get<uint64_t>() >= static_cast<uint64_t>(INT32_MAX))
+    fail(where.str(), "token id out of range", "an integer in [0, 2147483647)", json_excerpt(j),
+         "check tokenizer.json");
+  return static_cast<int32_t>(j.get<uint64_t>());
+}
 
 PostProcessor make_post_processor(const json& j, const Where& where) {
   PostProcessor post;
@@ -640,8 +672,8 @@ PostProcessor make_post_processor(const json& j, const Where& where) {
     return post;
   }
   if (type == "BertProcessing" || type == "RobertaProcessing") {
-    post.before.push_back(require(j, "cls", where).at(1).get<int32_t>());
-    post.after.push_back(require(j, "sep", where).at(1).get<int32_t>());
+    post.before.push_back(parse_token_id(require(j, "cls", where).at(1), (where / "cls")[1]));
+    post.after.push_back(parse_token_id(require(j, "sep", where).at(1), (where / "sep")[1]));
     return post;
   }
   unsupported(where, "post_processor", type,

@@ -51,12 +51,19 @@ struct PostProcessor {
 };
 
 // Where a JSON value sits, for errors: printed "tokenizer.json [pre_tokenizer.pretokenizers[0]]".
+// `depth` counts list levels, which bounds the nesting of Sequence stages.
 struct Where {
   std::string file, path;
+  int depth = 0;
   std::string str() const { return file + " [" + path + "]"; }
-  Where operator/(const std::string& key) const { return {file, path + "." + key}; }
-  Where operator[](size_t i) const { return {file, path + "[" + std::to_string(i) + "]"}; }
+  Where operator/(const std::string& key) const { return {file, path + "." + key, depth}; }
+  Where operator[](size_t i) const {
+    return {file, path + "[" + std::to_string(i) + "]", depth + 1};
+  }
 };
+
+// A token id written in the file: an integer in [0, 2^31 - 1), else an error naming `where`.
+int32_t parse_token_id(const json& j, const Where& where);
 
 // A null JSON value gives nullptr (the stage is absent).
 std::unique_ptr<Normalizer> make_normalizer(const json& j, const Where& where);

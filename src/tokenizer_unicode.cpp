@@ -211,12 +211,15 @@ std::string pcre2_error(int code) {
 
 }  // namespace
 
+// PCRE2_NEVER_BACKSLASH_C: \C can match half a character, and the JIT matcher does not check that
+// later subjects (pieces cut by such a match) are valid UTF-8.
 Regex::Regex(const std::string& pattern, const std::string& where) : where_(where) {
   int err = 0;
   PCRE2_SIZE err_offset = 0;
   std::string translated = onig_compatible(pattern);
   auto* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
-                             PCRE2_UTF | PCRE2_UCP, &err, &err_offset, nullptr);
+                             PCRE2_UTF | PCRE2_UCP | PCRE2_NEVER_BACKSLASH_C, &err, &err_offset,
+                             nullptr);
   if (!code)
     fail(where, "cannot compile the regular expression '" + pattern + "'",
          "a PCRE2-compatible pattern",
