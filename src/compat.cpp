@@ -43,6 +43,14 @@ void empty_cuda_cache() {
 #endif
 }
 
+bool cuda_autocast_enabled() {
+#if LORANK_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+
 AutocastGuard::AutocastGuard(bool enabled, const torch::Device& device) {
   if (!enabled || !device.is_cuda()) return;
   active_ = true;

@@ -55,6 +55,9 @@ bool is_out_of_memory(const c10::Error& e);
 // Returns cached, unused CUDA blocks to the driver; nothing without CUDA.
 void empty_cuda_cache();
 
+// Whether CUDA autocast is on in this thread (inside an AutocastGuard).
+bool cuda_autocast_enabled();
+
 class AutocastGuard {
  public:
   AutocastGuard(bool enabled, const torch::Device& device);

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "dataset.h"
+#include "model.h"
 
 namespace lorank {
 
-class Model;
 class Progress;
 
 struct EvalOptions {
@@ -31,11 +31,23 @@ struct EvalResult {
 std::vector<std::vector<size_t>> length_sorted_batches(const std::vector<Example>& examples,
                                                        const std::vector<size_t>& indices,
                                                        const EvalOptions& opts);
-// Batch -> tensors on `device`: ids (B,T) int64, attention_mask (B,T) int64, loss_mask (B,T) int64.
+// A batch on the model's device, uploaded in one copy (pinned and asynchronous on CUDA), with what
+// the loss needs worked out on the host so that forward and loss never wait for the device.
 struct BatchTensors {
-  torch::Tensor ids, attention_mask, loss_mask;
+  torch::Tensor ids, attention_mask, loss_mask;  // (B, T) int64
+  torch::Tensor positions;  // (N) int64: flattened (B, T) positions whose next token is supervised
+  torch::Tensor targets;    // (N) int64: the ids they predict
+  int64_t n_supervised = 0;  // N
+  int64_t n_real = 0;        // unpadded tokens
+  bool padded = false;       // some row is shorter than T
 };
-BatchTensors to_tensors(const Batch& batch, const torch::Device& device);
+// Throws naming the id when one is outside the model's vocabulary.
+BatchTensors to_tensors(const Batch& batch, const Model& model);
+// Model::hidden_states on a checked batch: the mask goes along only when something is padded.
+torch::Tensor batch_hidden_states(Model& model, const BatchTensors& t);
+// lm_loss at the batch's precomputed positions; `chunk` as lm_loss's.
+LossResult batch_loss(Model& model, const torch::Tensor& hidden, const BatchTensors& t,
+                      int64_t chunk = 0);
 
 // No gradients. `progress` (optional) advances by real tokens.
 EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,

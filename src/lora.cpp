@@ -15,6 +15,7 @@
 #include <sstream>
 #include <utility>
 
+#include "compat.h"
 #include "error.h"
 #include "files.h"
 #include "model.h"
@@ -328,8 +329,11 @@ std::vector<Linear*> lora_targets(Model& model, const LoraConfig& cfg) {
 
 torch::Tensor lora_apply(const LoraModule& m, const torch::Tensor& x, const torch::Tensor& y,
                          double dropout, bool training) {
-  torch::Tensor h = x.to(m.A.scalar_type());
-  if (dropout > 0.0 && training) h = torch::dropout(h, dropout, true);
+  const bool drop = dropout > 0.0 && training;
+  // Under autocast the fp32 copy of x would be cast straight back to bf16 by linear: skip both.
+  const bool keep_dtype = !drop && x.is_cuda() && compat::cuda_autocast_enabled();
+  torch::Tensor h = keep_dtype ? x : x.to(m.A.scalar_type());
+  if (drop) h = torch::dropout(h, dropout, true);
   torch::Tensor delta = torch::linear(torch::linear(h, m.A), m.B) * m.scale;
   return (y + delta).to(y.scalar_type());  // y + delta promotes as PEFT's `result + ...` does
 }

@@ -327,9 +327,11 @@ torch::Tensor rope_inv_freq(const ModelConfig& cfg, int64_t seq_len) {
 
 // Bool (B, 1, T, T), true = may attend; undefined when plain causal attention suffices (lets
 // LibTorch 2.x pick its fused causal kernel).
-torch::Tensor Model::attention_mask_for(const torch::Tensor& attention_mask, int64_t T) const {
+torch::Tensor Model::attention_mask_for(const torch::Tensor& attention_mask, int64_t T,
+                                        bool known_padded) const {
   const int64_t window = cfg_.sliding_window;
-  const bool padded = attention_mask.defined() && !attention_mask.to(torch::kBool).all().item<bool>();
+  const bool padded = attention_mask.defined() &&
+                      (known_padded || !attention_mask.to(torch::kBool).all().item<bool>());
   if (!padded && (window == 0 || T <= window)) return {};
   auto pos = torch::arange(T, torch::TensorOptions().dtype(torch::kInt64).device(device()));
   auto i = pos.unsqueeze(1), j = pos.unsqueeze(0);  // query, key
@@ -371,7 +373,8 @@ torch::Tensor Model::block_forward(Block& b, const torch::Tensor& x, const torch
   return out + b.down.forward(act);                              // (B, T, C)
 }
 
-torch::Tensor Model::hidden_states(const torch::Tensor& ids_in, const torch::Tensor& attention_mask) {
+torch::Tensor Model::hidden_states(const torch::Tensor& ids_in, const torch::Tensor& attention_mask,
+                                   bool host_checked) {
   if (ids_in.dim() != 2) {
     fail("Model::hidden_states", "ids must be (B, T)", "2 dims", std::to_string(ids_in.dim()) + " dims");
   }
@@ -381,7 +384,7 @@ torch::Tensor Model::hidden_states(const torch::Tensor& ids_in, const torch::Ten
          shape_str(attention_mask.sizes().vec()));
   }
   auto ids = ids_in.to(device()).to(torch::kInt64);
-  if (ids.numel() > 0) {
+  if (!host_checked && ids.numel() > 0) {
     int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
     if (lo < 0 || hi >= cfg_.n_vocab) {
       fail("Model::hidden_states", "token id out of range",
@@ -396,7 +399,7 @@ torch::Tensor Model::hidden_states(const torch::Tensor& ids_in, const torch::Ten
   auto freqs = torch::outer(pos, inv_freq);                      // (T, D/2)
   auto emb = torch::cat({freqs, freqs}, -1);                     // (T, D)
   auto cos = emb.cos().to(dtype()), sin = emb.sin().to(dtype());  // (T, D)
-  auto mask = attention_mask_for(attention_mask, T);             // (B, 1, T, T) or causal
+  auto mask = attention_mask_for(attention_mask, T, host_checked);             // (B, 1, T, T) or causal
   for (Block& b : blocks_) {
     if (checkpointing_ && torch::GradMode::is_enabled()) {
       auto block = [this, &b, cos, sin, mask](const torch::Tensor& h) {
@@ -426,26 +429,34 @@ LossResult lm_loss(Model& model, const torch::Tensor& hidden, const torch::Tenso
                    const torch::Tensor& attention_mask, const torch::Tensor& loss_mask,
                    int64_t chunk) {
   const int64_t B = ids.size(0), T = ids.size(1);
-  LossResult r;
-  r.sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(hidden.device()));
-  if (T < 2) return r;
+  if (T < 2) return lm_loss_at(model, hidden, {}, {}, 0, chunk);
   auto dev = hidden.device();
-  auto targets = ids.to(dev).narrow(1, 1, T - 1);                // (B, T-1)
   auto keep = torch::ones({B, T - 1}, torch::TensorOptions().dtype(torch::kBool).device(dev));
   if (loss_mask.defined()) keep = keep.logical_and(loss_mask.to(dev).to(torch::kBool).narrow(1, 1, T - 1));
   if (attention_mask.defined()) {
     keep = keep.logical_and(attention_mask.to(dev).to(torch::kBool).narrow(1, 1, T - 1));
   }
+  keep = torch::cat({keep, torch::zeros({B, 1}, keep.options())}, 1);  // (B, T): last predicts nothing
+  auto positions = keep.reshape({-1}).nonzero().squeeze(1);     // (N), waits for the device
+  auto t = ids.to(dev).to(torch::kInt64).reshape({-1}).index_select(0, positions + 1);  // (N)
+  return lm_loss_at(model, hidden, positions, t, positions.size(0), chunk);
+}
+
+LossResult lm_loss_at(Model& model, const torch::Tensor& hidden, const torch::Tensor& positions,
+                      const torch::Tensor& targets, int64_t n, int64_t chunk) {
+  LossResult r;
+  r.sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(hidden.device()));
+  r.n_tokens = n;
+  if (n == 0) return r;
+  const int64_t C = hidden.size(2);
   // Only supervised positions reach lm_head: prompts and padding cost nothing.
-  auto h = hidden.narrow(1, 0, T - 1).index({keep});             // (N, C)
-  auto t = targets.index({keep});                                // (N)
-  r.n_tokens = t.size(0);
-  const int64_t step = chunk > 0 ? chunk : std::max<int64_t>(r.n_tokens, 1);
-  for (int64_t s = 0; s < r.n_tokens; s += step) {
-    const int64_t n = std::min(step, r.n_tokens - s);
-    auto logits = model.logits(h.narrow(0, s, n));              // (n, V) fp32
+  auto h = hidden.reshape({-1, C}).index_select(0, positions);  // (N, C)
+  const int64_t step = chunk > 0 ? chunk : n;
+  for (int64_t s = 0; s < n; s += step) {
+    const int64_t k = std::min(step, n - s);
+    auto logits = model.logits(h.narrow(0, s, k));              // (k, V) fp32
     r.sum = r.sum + torch::nn::functional::cross_entropy(
-                        logits, t.narrow(0, s, n),
+                        logits, targets.narrow(0, s, k),
                         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
   }
   return r;

@@ -59,7 +59,10 @@ class Model {
 
   // ids (B, T) int64; attention_mask (B, T), 1 = token, 0 = pad, undefined = all tokens.
   // Returns the final-normed hidden states (B, T, C) in the model dtype.
-  torch::Tensor hidden_states(const torch::Tensor& ids, const torch::Tensor& attention_mask = {});
+  // host_checked: the caller has checked the ids against the vocabulary and passes a mask only
+  // when something is padded, which spares two waits for the device (see to_tensors).
+  torch::Tensor hidden_states(const torch::Tensor& ids, const torch::Tensor& attention_mask = {},
+                              bool host_checked = false);
   // lm_head over hidden (..., C) -> logits (..., V) in float32.
   torch::Tensor logits(const torch::Tensor& hidden);
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& attention_mask = {});
@@ -92,7 +95,8 @@ class Model {
   void check_names_and_shapes(const std::vector<Slot>& table, const WeightSource& src) const;
   torch::Tensor block_forward(Block& blk, const torch::Tensor& x, const torch::Tensor& cos,
                               const torch::Tensor& sin, const torch::Tensor& mask);
-  torch::Tensor attention_mask_for(const torch::Tensor& attention_mask, int64_t T) const;
+  torch::Tensor attention_mask_for(const torch::Tensor& attention_mask, int64_t T,
+                                   bool known_padded) const;
 
   ModelConfig cfg_;
   torch::Tensor embed_;       // (V, C)
@@ -118,5 +122,9 @@ struct LossResult {
 LossResult lm_loss(Model& model, const torch::Tensor& hidden, const torch::Tensor& ids,
                    const torch::Tensor& attention_mask, const torch::Tensor& loss_mask,
                    int64_t chunk = 0);
+// The same at given positions: `positions` (N) index the flattened (B, T) hidden states whose next
+// token `targets` (N) is supervised; n = N is known on the host, so nothing waits for the device.
+LossResult lm_loss_at(Model& model, const torch::Tensor& hidden, const torch::Tensor& positions,
+                      const torch::Tensor& targets, int64_t n, int64_t chunk = 0);
 
 }  // namespace lorank

@@ -179,7 +179,7 @@ std::map<std::string, MomentPair> make_moments(const std::vector<Linear*>& targe
 
 // Loss and gradients of one batch; the hooks do the accumulating.
 void probe_batch(Model& model, const Batch& batch, BatchContext& ctx, ProbeResult& r) {
-  BatchTensors t = to_tensors(batch, model.device());
+  BatchTensors t = to_tensors(batch, model);
   const int64_t B = batch.batch_size, T = batch.seq_len;
   ctx.real = t.attention_mask.reshape({-1}).nonzero().squeeze(1);          // (N)
   // Position p is scored when its target p+1 is supervised and real.

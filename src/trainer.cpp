@@ -26,7 +26,7 @@ namespace {
 
 constexpr const char* kAdapterPrefix = "adapter.";
 constexpr const char* kBestPrefix = "best.";
-constexpr const char* kOptimizerKey = "optimizer";
+constexpr const char* kOptimizerPrefix = "optimizer.";
 constexpr const char* kRngCpuKey = "rng.cpu";
 constexpr const char* kRngCudaKey = "rng.cuda";
 
@@ -197,9 +197,12 @@ Trainer::Trainer(Model& model, const LoraConfig& lora, const TrainData& data, Tr
   torch::manual_seed(opts_.seed);  // dropout masks
   adapters_ = LoraAdapters::attach(model_, lora_cfg_, opts_.seed);
   adapters_->set_training(true);
-  torch::optim::AdamWOptions ao(opts_.lr);
-  ao.betas({opts_.beta1, opts_.beta2}).eps(opts_.adam_eps).weight_decay(opts_.weight_decay);
-  optimizer_ = std::make_unique<torch::optim::AdamW>(adapters_->parameters(), ao);
+  AdamWOptions ao;
+  ao.beta1 = opts_.beta1;
+  ao.beta2 = opts_.beta2;
+  ao.eps = opts_.adam_eps;
+  ao.weight_decay = opts_.weight_decay;
+  optimizer_ = std::make_unique<AdamW>(adapters_->parameters(), ao);
   micro_batch_ = opts_.batch / opts_.grad_accum;
   int64_t total = steps_per_epoch() * opts_.epochs;
   total_steps_ = opts_.max_steps > 0 ? std::min(total, opts_.max_steps) : total;
@@ -213,33 +216,37 @@ int64_t Trainer::steps_per_epoch() const {
   return (int64_t(data_.train.size()) + opts_.batch - 1) / opts_.batch;
 }
 
-double Trainer::micro_step(const std::vector<size_t>& idx, int64_t n_supervised_total,
-                           StepMetrics& m) {
+// Queues one micro-batch's forward and backward; returns its summed loss as a device scalar, so
+// nothing waits for the device until the step reads its metrics.
+torch::Tensor Trainer::micro_step(const std::vector<size_t>& idx, int64_t n_supervised_total,
+                                  StepMetrics& m) {
   if (opts_.before_micro_batch) opts_.before_micro_batch(int64_t(idx.size()));
   Batch batch = make_batch(data_.train, idx, opts_.eval.pad_id);
-  BatchTensors t = to_tensors(batch, model_.device());
+  BatchTensors t = to_tensors(batch, model_);
   LossResult loss;
   {
     compat::AutocastGuard autocast(opts_.autocast, model_.device());
-    torch::Tensor hidden = model_.hidden_states(t.ids, t.attention_mask);  // (B, T, C)
-    loss = lm_loss(model_, hidden, t.ids, t.attention_mask, t.loss_mask);
+    torch::Tensor hidden = batch_hidden_states(model_, t);  // (B, T, C)
+    loss = batch_loss(model_, hidden, t);
   }
   // Normalised by the whole batch's supervised tokens, so accumulation equals one big batch.
   (loss.sum / double(std::max<int64_t>(1, n_supervised_total))).backward();
-  m.tokens += t.attention_mask.sum().item<int64_t>();
-  return loss.sum.item<double>();
+  m.tokens += t.n_real;
+  return loss.sum.detach();
 }
 
-// Gradients of the whole batch, micro_batch_ examples at a time; the summed loss.
-double Trainer::accumulate(const std::vector<size_t>& idx, StepMetrics& m, int64_t& micro_size) {
+// Gradients of the whole batch, micro_batch_ examples at a time; the summed loss (device scalar).
+torch::Tensor Trainer::accumulate(const std::vector<size_t>& idx, StepMetrics& m,
+                                  int64_t& micro_size) {
   optimizer_->zero_grad();
   const size_t micro = size_t(micro_batch_);
-  double loss_sum = 0;
+  torch::Tensor loss_sum;
   for (size_t begin = 0; begin < idx.size(); begin += micro) {
     std::vector<size_t> part(idx.begin() + begin,
                              idx.begin() + std::min(idx.size(), begin + micro));
     micro_size = int64_t(part.size());
-    loss_sum += micro_step(part, m.supervised, m);
+    torch::Tensor l = micro_step(part, m.supervised, m);
+    loss_sum = loss_sum.defined() ? loss_sum + l : l;
   }
   return loss_sum;
 }
@@ -273,13 +280,14 @@ StepMetrics Trainer::step() {
   const torch::Tensor rng_dev =
       model_.device().is_cuda() ? generator_state(model_.device()) : torch::Tensor();
   StepMetrics m;
+  torch::Tensor loss_sum;
   for (;;) {
     m = StepMetrics{};
     m.epoch = step_ / steps_per_epoch();
     m.supervised = supervised;
     int64_t micro_size = micro_batch_;
     try {
-      m.loss = accumulate(idx, m, micro_size) / double(std::max<int64_t>(1, supervised));
+      loss_sum = accumulate(idx, m, micro_size);
       break;
     } catch (const c10::Error& e) {
       if (!compat::is_out_of_memory(e)) throw;
@@ -290,15 +298,18 @@ StepMetrics Trainer::step() {
   }
   const int64_t warm = warmup_steps(opts_.warmup, total_steps_);
   m.lr = opts_.lr * lr_factor(opts_.schedule, step_, warm, total_steps_);
-  std::vector<torch::Tensor> params = adapters_->parameters();
-  const double no_clip = std::numeric_limits<double>::infinity();
-  m.grad_norm = torch::nn::utils::clip_grad_norm_(
-      params, opts_.max_grad_norm > 0 ? opts_.max_grad_norm : no_clip);
-  for (auto& group : optimizer_->param_groups()) {
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(m.lr);
-  }
+  // The step's one wait for the device: loss and gradient norm come back together.
+  torch::Tensor host =
+      torch::stack({loss_sum.to(torch::kFloat32), optimizer_->grad_norm().to(torch::kFloat32)})
+          .to(torch::kCPU, torch::kFloat64);
+  m.loss = host[0].item<double>() / double(std::max<int64_t>(1, supervised));
+  m.grad_norm = host[1].item<double>();
   // A non-finite loss or gradient would poison the adapter; run() stops on it.
-  if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) optimizer_->step();
+  if (std::isfinite(m.loss) && std::isfinite(m.grad_norm)) {
+    const double coef = opts_.max_grad_norm / (m.grad_norm + 1e-6);  // as clip_grad_norm_
+    if (opts_.max_grad_norm > 0 && coef < 1) optimizer_->scale_grads(coef);
+    optimizer_->step(m.lr);
+  }
   ++step_;
   m.step = step_;
   m.seconds = seconds_since(start);
@@ -366,14 +377,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   std::map<std::string, torch::Tensor> keep;  // owns the bytes the views point into
   for (auto& [k, t] : adapters_->state_dict()) keep[kAdapterPrefix + k] = t;
   for (auto& [k, t] : best_state_) keep[kBestPrefix + k] = t;
-  std::ostringstream os;
-  torch::serialize::OutputArchive archive;
-  optimizer_->save(archive);
-  archive.save_to(os);
-  const std::string blob = os.str();
-  keep[kOptimizerKey] =
-      torch::from_blob(const_cast<char*>(blob.data()), {int64_t(blob.size())}, torch::kUInt8)
-          .clone();
+  for (auto& [k, t] : optimizer_->state()) keep[kOptimizerPrefix + k] = t;
   keep[kRngCpuKey] = generator_state(torch::kCPU);
   if (model_.device().is_cuda()) keep[kRngCudaKey] = generator_state(model_.device());
   json evals = json::array();
@@ -411,9 +415,11 @@ void Trainer::load_checkpoint(const std::string& path) {
     fail(path, "the checkpoint belongs to a run with other settings or data", "the same settings",
          diff, "resume with the original options, or pass --force to start afresh");
   }
-  std::map<std::string, torch::Tensor> adapter, best;
+  std::map<std::string, torch::Tensor> adapter, best, opt_state;
   for (const std::string& name : f.names()) {
-    if (name.rfind(kAdapterPrefix, 0) == 0) {
+    if (name.rfind(kOptimizerPrefix, 0) == 0) {
+      opt_state[name.substr(std::string(kOptimizerPrefix).size())] = tensor_from_view(f.tensor(name));
+    } else if (name.rfind(kAdapterPrefix, 0) == 0) {
       adapter[name.substr(std::string(kAdapterPrefix).size())] = tensor_from_view(f.tensor(name));
     } else if (name.rfind(kBestPrefix, 0) == 0) {
       best[name.substr(std::string(kBestPrefix).size())] = tensor_from_view(f.tensor(name));
@@ -421,10 +427,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   }
   adapters_->load_state_dict(adapter, path);
   best_state_ = std::move(best);
-  const TensorView& opt = f.tensor(kOptimizerKey);
-  torch::serialize::InputArchive archive;
-  archive.load_from(reinterpret_cast<const char*>(opt.data), opt.n_bytes, model_.device());
-  optimizer_->load(archive);
+  optimizer_->load_state(opt_state, path);
   set_generator_state(torch::kCPU, tensor_from_view(f.tensor(kRngCpuKey)));
   if (model_.device().is_cuda() && f.contains(kRngCudaKey)) {
     set_generator_state(model_.device(), tensor_from_view(f.tensor(kRngCudaKey)));

@@ -20,6 +20,7 @@
 #include "dataset.h"
 #include "evaluate.h"
 #include "lora.h"
+#include "optimizer.h"
 
 namespace lorank {
 
@@ -170,8 +171,9 @@ class Trainer {
   void load_checkpoint(const std::string& path);
 
  private:
-  double micro_step(const std::vector<size_t>& idx, int64_t n_supervised_total, StepMetrics& m);
-  double accumulate(const std::vector<size_t>& idx, StepMetrics& m, int64_t& micro_size);
+  torch::Tensor micro_step(const std::vector<size_t>& idx, int64_t n_supervised_total,
+                           StepMetrics& m);
+  torch::Tensor accumulate(const std::vector<size_t>& idx, StepMetrics& m, int64_t& micro_size);
   void shrink_micro_batch(int64_t failed_size, const c10::Error& oom);
   void record_eval(int64_t step, double val_loss);
   void finish(const TrainOutput& out, TrainResult& r);
@@ -184,7 +186,7 @@ class Trainer {
   const TrainData& data_;
   TrainOptions opts_;
   std::unique_ptr<LoraAdapters> adapters_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<AdamW> optimizer_;
   int64_t step_ = 0, total_steps_ = 0;
   int64_t micro_batch_ = 1;  // batch / grad_accum until CUDA runs out of memory
   std::vector<EvalPoint> evals_;

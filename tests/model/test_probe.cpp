@@ -45,7 +45,7 @@ double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
 
 // Summed supervised loss of `idx` with everything else as the probe runs it.
 torch::Tensor summed_loss(Model& model, const std::vector<Example>& ex, const std::vector<size_t>& idx) {
-  BatchTensors t = to_tensors(make_batch(ex, idx, 0), model.device());
+  BatchTensors t = to_tensors(make_batch(ex, idx, 0), model);
   auto hidden = model.hidden_states(t.ids, t.attention_mask);  // (B, T, C)
   return lm_loss(model, hidden, t.ids, t.attention_mask, t.loss_mask).sum;
 }
@@ -92,7 +92,7 @@ TEST(Probe, InputMomentsEqualRecordedInputs) {
     l->hook = rec;
     torch::Tensor all = torch::zeros({l->d_in(), l->d_in()}), scored = all.clone();
     for (const auto& shard : r.shards) {
-      BatchTensors t = to_tensors(make_batch(cmudict(), shard, 0), model.device());
+      BatchTensors t = to_tensors(make_batch(cmudict(), shard, 0), model);
       torch::NoGradGuard ng;
       model.hidden_states(t.ids, t.attention_mask);
       auto x = rec->inputs.back().reshape({-1, l->d_in()});  // (B·T, d_in)
