@@ -3,15 +3,26 @@
 # oracle protocol of ../shared/bench/README.md), in one run: best validation loss per rank and
 # training tokens/s. Usage (GPU machine, repo root):
 #   bench/run_train.sh BUILD_DIR MODEL_DIR TASK_DIR N RANKS LR MAX_STEPS OUT_DIR
+# SEED (0) seeds both sides; SAME_INIT=1 starts PEFT from lorank's lora_A for that seed, after
+# checking that train_peer.py draws exactly lorank's init (an adapter saved after a step at lr 0).
 set -euo pipefail
 build=$1 model=$2 task=$3 n=$4 ranks=$5 lr=$6 steps=$7 out=$8
+seed=${SEED:-0}
 mkdir -p "$out"
+init=()
+if [ "${SAME_INIT:-0}" = 1 ]; then
+  init=(--init lorank)
+  "$build/lorank" train --model "$model" --data "$task/train.jsonl" --max-examples "$n" \
+    --val "$task/val.jsonl" --rank "${ranks%%,*}" --alpha 8 --rslora --max-steps 1 --warmup 0.5 \
+    --seed "$seed" --quiet --force --out "$out/init" > "$out/init.log" 2>&1 || { tail -20 "$out/init.log"; exit 1; }
+  python3 "$(dirname "$0")/train_peer.py" --model "$model" --check-init "$out/init" --seed "$seed"
+fi
 "$build/lorank" sweep --model "$model" --data "$task/train.jsonl" --max-examples "$n" \
   --val "$task/val.jsonl" --test "$task/test.jsonl" --ranks "$ranks" --lrs "$lr" \
-  --alpha 8 --rslora --targets all-linear --max-steps "$steps" --out "$out/lorank" --quiet \
+  --alpha 8 --rslora --targets all-linear --max-steps "$steps" --seed "$seed" --out "$out/lorank" --quiet \
   > "$out/lorank.log" 2>&1 || { tail -20 "$out/lorank.log"; exit 1; }
 python3 "$(dirname "$0")/train_peer.py" --model "$model" --task "$task" --n "$n" --ranks "$ranks" \
-  --lr "$lr" --max-steps "$steps" > "$out/peft.jsonl" 2> "$out/peft.log" || { tail -20 "$out/peft.log"; exit 1; }
+  --lr "$lr" --max-steps "$steps" --seed "$seed" "${init[@]}" > "$out/peft.jsonl" 2> "$out/peft.log" || { tail -20 "$out/peft.log"; exit 1; }
 python3 - "$out" "$(basename "$task")" "$n" <<'PY'
 import json, os, sys
 out, task, n = sys.argv[1:4]

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# bench/calibrate.sh for one GPU shared by many processes: every (case, lr, rank) training is its own
+# `lorank sweep` in CASE/parts/lr<LR>-r<R>, JOBS at a time (CUDA MPS with MPS=1), beside one
+# `lorank recommend` per case. When a case's trainings are done, their results are merged into
+# CASE/sweep as one whole sweep would have left it, so bench/calibrate_report.py scores it.
+# Usage: bench/calibrate_gpu.sh LORANK MODEL_DIR OUT_DIR CASE...   (CASE = task:n, cheap cases first)
+# Knobs (env): JOBS (16), RANKS, LRS, VAL_LINES, TEST_LINES, BENCH as in calibrate.sh; DEVICE (cuda);
+# DEADLINE (seconds from start, 0: none): then the running units get SIGINT (trainings checkpoint),
+# GRACE seconds (60) later SIGKILL, and the script exits 0; the same command resumes. MPS=1 starts
+# the MPS daemon and quits it at the end; THREADS (1) is each training's --threads; EXTRA_SWEEP_ARGS
+# are added to every sweep (e.g. --max-steps 2 for a smoke test), RECOMMEND_ARGS to recommend.
+set -euo pipefail
+set -m  # each unit in its own process group, which also keeps SIGINT deliverable to background jobs
+lorank=$(realpath "$1") model=$2 out=$3
+shift 3
+bench=${BENCH:-$(dirname "$0")/../../shared/bench/tasks}
+ranks=${RANKS:-1,2,4,8,16,32,64,128}
+lrs=${LRS:-0.001,0.003,0.01}
+jobs_max=${JOBS:-16} device=${DEVICE:-cuda} deadline=${DEADLINE:-0} grace=${GRACE:-60}
+IFS=, read -ra rank_list <<< "$ranks"
+IFS=, read -ra lr_list <<< "$lrs"
+read -ra extra_sweep <<< "${EXTRA_SWEEP_ARGS:-}"
+read -ra extra_rec <<< "${RECOMMEND_ARGS:-}"
+t0=$SECONDS
+
+if [ "${MPS:-0}" = 1 ]; then
+  nvidia-cuda-mps-control -d || echo "MPS daemon not started (already running?)"
+  trap 'echo quit | nvidia-cuda-mps-control || true' EXIT
+fi
+stop=0
+trap 'stop=1' INT TERM
+
+# Every lorank call of a case reads the same files: the same data make the same settings fingerprint.
+data_args() {  # dir task n: sets data=(...) for recommend and sweep=(...) for a sweep
+  data=(--model "$model" --data "$bench/$2/train.jsonl" --max-examples "$3")
+  sweep=("${data[@]}" --val "$1/data/val.jsonl" --test "$1/data/test.jsonl" --alpha 8 --rslora
+    --targets all-linear --quiet --resume "${extra_sweep[@]}")
+}
+
+part_dir() { echo "$1/parts/lr$2-r$3"; }  # dir lr rank
+
+unit_train() {  # dir task n rank lr
+  local p
+  p=$(part_dir "$1" "$5" "$4")
+  mkdir -p "$p"
+  data_args "$1" "$2" "$3"
+  "$lorank" sweep "${sweep[@]}" --ranks "$4" --lrs "$5" --device "$device" --threads "${THREADS:-1}" \
+    --out "$p" > "$p.log" 2>&1
+}
+
+unit_recommend() {  # dir task n; timed as calibrate.sh times it
+  local start
+  data_args "$1" "$2" "$3"
+  start=$(date +%s.%N)
+  "$lorank" recommend "${data[@]}" --json --quiet --device "$device" "${extra_rec[@]}" \
+    > "$1/recommend.json.tmp" 2> "$1/recommend.log"
+  mv "$1/recommend.json.tmp" "$1/recommend.json"
+  awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", b - a }' > "$1/recommend.seconds"
+}
+
+# The parts' result lines, in a whole sweep's order with "dir" pointing into the part, then a
+# resumed sweep over the whole grid: it finds every run done and writes sweep.json and the plot.
+unit_merge() {  # dir task n
+  local tmp=$1/.merged.jsonl first="" r lr p
+  : > "$tmp"
+  for r in "${rank_list[@]}"; do
+    for lr in "${lr_list[@]}"; do
+      p=$(part_dir "$1" "$lr" "$r")
+      [ -n "$first" ] || first=$p
+      sed "s|\"dir\":\"runs/|\"dir\":\"../parts/lr$lr-r$r/runs/|" "$p/results.jsonl" >> "$tmp"
+    done
+  done
+  if [ "$(wc -l < "$tmp")" != $((${#rank_list[@]} * ${#lr_list[@]})) ]; then
+    echo "merge: expected one result per part in $tmp" >&2
+    return 1
+  fi
+  mkdir -p "$1/sweep"
+  cp "$first/sweep_config.json" "$1/sweep/sweep_config.json"  # the resume checks the settings
+  mv "$tmp" "$1/sweep/results.jsonl"
+  data_args "$1" "$2" "$3"
+  "$lorank" sweep "${sweep[@]}" --ranks "$ranks" --lrs "$lrs" --device cpu --threads 2 \
+    --out "$1/sweep" > "$1/merge.log" 2>&1
+  [ -f "$1/sweep/sweep.json" ]
+}
+
+# The queue: per case (in the order given) its recommend, then its trainings, largest rank first;
+# a case's merge goes to the front once its last training is done.
+queue=()
+declare -A trains_left=()
+total=0 done_n=0 failed=0
+for c in "$@"; do
+  task=${c%%:*} n=${c##*:}
+  dir=$out/$task-$n
+  mkdir -p "$dir/data"
+  [ -f "$dir/data/val.jsonl" ] || head -n "${VAL_LINES:-500}" "$bench/$task/val.jsonl" > "$dir/data/val.jsonl"
+  [ -f "$dir/data/test.jsonl" ] || head -n "${TEST_LINES:-1000}" "$bench/$task/test.jsonl" > "$dir/data/test.jsonl"
+  total=$((total + 2 + ${#rank_list[@]} * ${#lr_list[@]}))
+  if [ -f "$dir/recommend.json" ]; then done_n=$((done_n + 1)); else queue+=("recommend $dir $task $n"); fi
+  trains_left[$dir]=0
+  for ((i = ${#rank_list[@]} - 1; i >= 0; i--)); do
+    for lr in "${lr_list[@]}"; do
+      if [ -f "$(part_dir "$dir" "$lr" "${rank_list[i]}")/sweep.json" ]; then
+        done_n=$((done_n + 1))
+      else
+        queue+=("train $dir $task $n ${rank_list[i]} $lr")
+        trains_left[$dir]=$((trains_left[$dir] + 1))
+      fi
+    done
+  done
+  if [ -f "$dir/sweep/sweep.json" ]; then
+    done_n=$((done_n + 1))
+  elif [ "${trains_left[$dir]}" = 0 ]; then
+    queue=("merge $dir $task $n" "${queue[@]}")
+  fi
+done
+
+declare -A running=()
+finish() {  # pid: reap it, report, queue its case's merge when that was the last training
+  local pid=$1 rc=0 kind dir task n rest log
+  wait "$pid" || rc=$?
+  read -r kind dir task n rest <<< "${running[$pid]}"
+  unset "running[$pid]"
+  if [ "$rc" = 0 ]; then
+    done_n=$((done_n + 1))
+    echo "[$done_n/$total $((SECONDS - t0))s] $(basename "$dir") $kind $rest"
+    if [ "$kind" = train ]; then
+      trains_left[$dir]=$((trains_left[$dir] - 1))
+      [ "${trains_left[$dir]}" != 0 ] || queue=("merge $dir $task $n" "${queue[@]}")
+    fi
+  elif [ "$stop" = 1 ]; then
+    echo "[stopped $((SECONDS - t0))s] $(basename "$dir") $kind $rest (rc $rc)"
+  else
+    failed=$((failed + 1))
+    echo "[FAILED rc $rc] $(basename "$dir") $kind $rest; log:" >&2
+    log=$dir/$kind.log
+    [ "$kind" != train ] || log=$(part_dir "$dir" "${rest#* }" "${rest%% *}").log
+    tail -n 5 "$log" >&2 || true
+  fi
+}
+
+reap() {
+  local pid
+  for pid in "${!running[@]}"; do
+    kill -0 "$pid" 2> /dev/null || finish "$pid"
+  done
+}
+
+echo "$done_n/$total units done earlier; ${#queue[@]} queued, $jobs_max at a time on $device"
+while [ ${#queue[@]} -gt 0 ] || [ ${#running[@]} -gt 0 ]; do
+  if [ "$deadline" != 0 ] && [ $((SECONDS - t0)) -ge "$deadline" ]; then stop=1; fi
+  [ "$stop" = 0 ] || break
+  while [ ${#queue[@]} -gt 0 ] && [ ${#running[@]} -lt "$jobs_max" ]; do
+    read -r kind dir task n rest <<< "${queue[0]}"
+    queue=("${queue[@]:1}")
+    # shellcheck disable=SC2086
+    "unit_$kind" "$dir" "$task" "$n" $rest &
+    running[$!]="$kind $dir $task $n $rest"
+  done
+  sleep 1
+  reap
+done
+
+if [ "$stop" = 1 ]; then
+  echo "stopping ${#running[@]} running units (SIGINT; they checkpoint)"
+  for pid in "${!running[@]}"; do kill -INT -- "-$pid" 2> /dev/null || true; done
+  waited=0
+  while [ ${#running[@]} -gt 0 ] && [ "$waited" -lt "$grace" ]; do
+    sleep 1
+    waited=$((waited + 1))
+    reap
+  done
+  for pid in "${!running[@]}"; do kill -KILL -- "-$pid" 2> /dev/null || true; done
+  sleep 1
+  reap
+  echo "stopped after $((SECONDS - t0))s: $done_n/$total units done; the same command resumes"
+  exit 0
+fi
+echo "all done in $((SECONDS - t0))s: $done_n/$total units, $failed failed"
+[ "$failed" = 0 ]
