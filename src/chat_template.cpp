@@ -3,7 +3,8 @@
 #include <cctype>
 #include <cstdint>
 #include <ctime>
-#include <regex>
+#include <optional>
+#include <vector>
 
 #include "error.h"
 #include "tokenizer_unicode.h"
@@ -103,6 +104,62 @@ std::vector<Literal> jinja_literals(const std::string& t) {
   return out;
 }
 
+// Hand-written matchers rather than std::regex: libstdc++'s matcher recurses once per character it
+// consumes, so a template holding a 100k-character literal overflowed the stack.
+size_t skip_space(const std::string& s, size_t i) {
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return i;
+}
+
+// The group of date_string\s*=\s*["']([^"']*)["'] at its leftmost match.
+std::optional<std::string> find_date_string(const std::string& t) {
+  const std::string key = "date_string";
+  for (size_t at = t.find(key); at != std::string::npos; at = t.find(key, at + 1)) {
+    size_t i = skip_space(t, at + key.size());
+    if (i == t.size() || t[i] != '=') continue;
+    i = skip_space(t, i + 1);
+    if (i == t.size() || (t[i] != '"' && t[i] != '\'')) continue;
+    size_t end = t.find_first_of("\"'", i + 1);
+    if (end != std::string::npos) return t.substr(i + 1, end - i - 1);
+  }
+  return std::nullopt;
+}
+
+// ^ ?marker( ?)$: the marker, a space before it allowed, and after it when `space_after`.
+bool is_marker(const std::string& s, const std::string& marker, bool space_after) {
+  size_t begin = !s.empty() && s[0] == ' ' ? 1 : 0;
+  if (s.compare(begin, marker.size(), marker) != 0) return false;
+  size_t end = begin + marker.size();
+  if (space_after && end < s.size() && s[end] == ' ') ++end;
+  return end == s.size();
+}
+
+// bos_token\s*\+\s*$
+bool ends_with_bos_plus(const std::string& s) {
+  size_t end = s.size();
+  while (end > 0 && std::isspace(static_cast<unsigned char>(s[end - 1]))) --end;
+  if (end == 0 || s[end - 1] != '+') return false;
+  --end;
+  while (end > 0 && std::isspace(static_cast<unsigned char>(s[end - 1]))) --end;
+  const std::string key = "bos_token";
+  return end >= key.size() && s.compare(end - key.size(), key.size(), key) == 0;
+}
+
+// words[0]\s+words[1]\s+... anywhere in s ("loop.last and system_message").
+bool has_spaced_words(const std::string& s, const std::vector<std::string>& words) {
+  for (size_t at = s.find(words[0]); at != std::string::npos; at = s.find(words[0], at + 1)) {
+    size_t i = at + words[0].size();
+    bool ok = true;
+    for (size_t w = 1; w < words.size() && ok; ++w) {
+      size_t j = skip_space(s, i);
+      ok = j > i && s.compare(j, words[w].size(), words[w]) == 0;
+      i = j + words[w].size();
+    }
+    if (ok) return true;
+  }
+  return false;
+}
+
 bool has_strip(const std::string& expr) { return contains(expr, "strip()") || contains(expr, "trim"); }
 
 ChatFormat llama3_format() {
@@ -129,9 +186,7 @@ ChatFormat detect_llama3(const std::string& t) {
   for (const Literal& lit : jinja_literals(t)) {
     if (!contains(lit.text, "Cutting Knowledge Date:")) continue;
     std::string date = "26 Jul 2024";
-    std::smatch m;
-    static const std::regex date_re(R"(date_string\s*=\s*["']([^"']*)["'])");
-    if (std::regex_search(t, m, date_re)) date = m[1].str();
+    if (auto found = find_date_string(t)) date = *found;
     // transformers defines strftime_now (today's date); Llama 3.2's template prefers it.
     if (contains(t, "strftime_now")) date = today_date();
     f.name = "llama3.1";
@@ -189,14 +244,13 @@ ChatFormat detect_inst(const std::string& t) {
   ChatFormat f;
   f.family = ChatFamily::inst;
   std::vector<Literal> lits = jinja_literals(t);
-  static const std::regex open_re(R"(^ ?\[INST\] ?$)"), close_re(R"(^ ?\[/INST\]$)");
   const Literal* open = nullptr;
   const Literal* close = nullptr;
   for (const Literal& lit : lits) {  // the last one is the branch without a system message
-    if (std::regex_match(lit.text, open_re)) open = &lit;
+    if (is_marker(lit.text, "[INST]", true)) open = &lit;
   }
   for (const Literal& lit : lits) {
-    if (std::regex_match(lit.text, close_re) && (!open || lit.begin > open->end)) {
+    if (is_marker(lit.text, "[/INST]", false) && (!open || lit.begin > open->end)) {
       close = &lit;
       break;
     }
@@ -204,17 +258,16 @@ ChatFormat detect_inst(const std::string& t) {
   if (open) {
     f.inst_open = open->text;
     size_t from = open->begin >= 40 ? open->begin - 40 : 0;
-    static const std::regex bos_before(R"(bos_token\s*\+\s*$)");
-    f.bos_each_user_turn = std::regex_search(t.substr(from, open->begin - from), bos_before);
+    f.bos_each_user_turn = ends_with_bos_plus(t.substr(from, open->begin - from));
   }
   if (close) f.inst_close = close->text;
   if (open && close) f.strip_user = has_strip(t.substr(open->end, close->begin - open->end));
   f.bos_at_start = !f.bos_each_user_turn && contains(t, "bos_token");
-  static const std::regex last_re(R"(loop\.last\s+and\s+system_message)");
-  static const std::regex first_re(R"(loop\.first\s+and\s+system_message)");
   if (contains(t, "<<SYS>>")) f.inst_system = InstSystem::llama2_sys;
-  else if (std::regex_search(t, last_re)) f.inst_system = InstSystem::last_user;
-  else if (std::regex_search(t, first_re)) f.inst_system = InstSystem::first_user;
+  else if (has_spaced_words(t, {"loop.last", "and", "system_message"}))
+    f.inst_system = InstSystem::last_user;
+  else if (has_spaced_words(t, {"loop.first", "and", "system_message"}))
+    f.inst_system = InstSystem::first_user;
   detect_inst_assistant(t, lits, f);
   f.name = inst_name(f);
   return f;

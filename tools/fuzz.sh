@@ -13,9 +13,11 @@ build=${FUZZ_BUILD:-$root/build-fuzz}
 scratch=${FUZZ_SCRATCH:-$(mktemp -d /tmp/lorank-fuzz.XXXXXX)}
 max_time=${FUZZ_MAX_TIME:-0}
 
-all=(fuzz_safetensors_header fuzz_hf_config fuzz_tokenizer_json fuzz_tokenize fuzz_dataset)
+all=(fuzz_safetensors_header fuzz_hf_config fuzz_tokenizer_json fuzz_tokenize fuzz_dataset
+     fuzz_chat_template)
 declare -A max_len=([fuzz_safetensors_header]=4096 [fuzz_hf_config]=4096
-                    [fuzz_tokenizer_json]=16384 [fuzz_tokenize]=1024 [fuzz_dataset]=2048)
+                    [fuzz_tokenizer_json]=16384 [fuzz_tokenize]=1024 [fuzz_dataset]=2048
+                    [fuzz_chat_template]=4096)
 if [[ $want == all ]]; then
   targets=("${all[@]}")
 else

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of tests/fuzz/corpus/<target>/: a few valid and invalid inputs per target,
-cut from assets/tiny-llama and tests/assets. Run from the repository root; it overwrites the seeds
-(new entries libFuzzer found and someone chose to keep are left alone)."""
+cut from assets/tiny-llama and tests/assets. It rewrites these seeds only; the found_* files beside
+them are inputs that once crashed a target (kept by hand, so the CTest replay covers them)."""
 import json
 import os
 import struct
@@ -201,9 +201,28 @@ def seeds_dataset():
     write(t, "bad_cells.csv", csv + b'\xef\xbb\xbftext,x\na\n"b"c,d\n')
 
 
+# --- chat templates (tokenizer_config.json's chat_template) ---------------------------------------
+def seeds_chat_template():
+    import re
+    t = "fuzz_chat_template"
+    write(t, "tiny_llama.jinja", json.loads(read("assets/tiny-llama/tokenizer_config.json"))["chat_template"])
+    tests = read("tests/unit/test_chat_template.cpp")
+    for name, text in re.findall(r'const char\* const k_(\w+) = R"\((.*?)\)";', tests, re.S):
+        write(t, name + ".jinja", text)
+    write(t, "llama2.jinja",
+          "{% if messages[0]['role'] == 'system' %}{% set system_message = '<<SYS>>\\n' + "
+          "messages[0]['content'] + '\\n<</SYS>>\\n\\n' %}{% endif %}{% for message in messages %}"
+          "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+          "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'].strip() + ' ' + "
+          "eos_token }}{% endif %}{% endfor %}")
+    write(t, "bad_unknown.jinja", "{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    write(t, "bad_unclosed.jinja", "{{ '<|im_start|>' + \"<|im_end|>\n {# x")
+
+
 if __name__ == "__main__":
     seeds_safetensors()
     seeds_hf_config()
     seeds_tokenizer_json()
     seeds_tokenize()
     seeds_dataset()
+    seeds_chat_template()

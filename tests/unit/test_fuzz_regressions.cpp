@@ -7,6 +7,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "chat_template.h"
 #include "dataset.h"
 #include "error.h"
 #include "files.h"
@@ -200,6 +201,23 @@ TEST(FuzzRegressions, RegexBackslashCIsRefused) {
   j["pre_tokenizer"] = {
       {"type", "Split"}, {"pattern", {{"Regex", "\\C"}}}, {"behavior", "Isolated"}};
   EXPECT_TRUE(has(tokenizer_error(j), "cannot compile the regular expression"));
+}
+
+// chat_template detection used std::regex, whose matcher recurses once per character it consumes:
+// tokenizer_config.json with a 100k-character date_string or space run crashed (found by review).
+TEST(FuzzRegressions, ChatTemplateWithHugeLiterals) {
+  std::string date(1000000, 'd');
+  std::string llama31 =
+      "{{ bos_token }}<|start_header_id|>system<|end_header_id|>{{ 'Cutting "
+      "Knowledge Date: December 2023\\n' }}{% set date_string = \"" +
+      date + "\" %}";
+  ChatFormat f = detect_chat_format(llama31, "tokenizer_config.json");
+  EXPECT_EQ(f.name, "llama3.1");
+  EXPECT_TRUE(has(f.system_preamble, "Today Date: " + date)) << f.system_preamble.substr(0, 100);
+  std::string inst = "{% for message in messages %}{% if loop.last" + std::string(1000000, ' ') +
+                     "and system_message %}{{ '[INST] ' + system_message + message['content'] + "
+                     "' [/INST]' }}{% endif %}{% endfor %}";
+  EXPECT_EQ(detect_chat_format(inst, "tokenizer_config.json").inst_system, InstSystem::last_user);
 }
 
 }  // namespace
