@@ -4,6 +4,9 @@
 #   tools/gpu_run.sh OUT_DIR [golden|build|test|bench ...]   (default: all steps)
 # Shared assets travel as .gpu/shared.tar.xz (models/small-llama; tools/pack_gpu.sh makes .gpu/) and unpack to ../shared,
 # where the tests look; .gpu/include holds pcre2.h, which that image lacks.
+# Steps: golden, build, test, train (PEFT parity, tiny-llama), speed (PEFT tok/s, small-llama on
+# gsm8k), peftload, bench (forward pass), calib (bench/calibrate_gpu.sh on small-llama under MPS;
+# CAL_DEADLINE seconds or until CAL_END, results in /tmp/cal, which later calls on a warm machine resume).
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
 steps=${*:-golden build test train bench}
@@ -36,10 +39,30 @@ if has train; then
   echo "== train"  # lorank sweep beside PEFT on one bench task, then PEFT loads lorank's adapter
   [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
   task=${LORANK_TASK:-cmudict}
-  bench/run_train.sh build-cuda assets/tiny-llama ../bench/tasks/$task 1000 ${LORANK_RANKS:-1,4,16,64} 3e-3 1500 \
+  SAME_INIT=${SAME_INIT:-1} bench/run_train.sh build-cuda assets/tiny-llama ../bench/tasks/$task 1000 ${LORANK_RANKS:-1,4,16,64} 3e-3 1500 \
     "/tmp/train-$task" 2>&1 | tee "$out/train_$task.txt"
   cp /tmp/train-$task/lorank/results.jsonl "$out/lorank_results_$task.jsonl"
   cp /tmp/train-$task/peft.jsonl "$out/peft_$task.jsonl"
+fi
+if has speed; then
+  echo "== speed"  # a real-batch case: small-llama, gsm8k (~300 tokens per example), batch 16
+  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  SAME_INIT=1 bench/run_train.sh build-cuda ../shared/models/small-llama ../bench/tasks/gsm8k 1000 \
+    ${SPEED_RANKS:-16,64} 3e-3 ${SPEED_STEPS:-100} /tmp/speed 2>&1 | tee "$out/speed_gsm8k.txt"
+fi
+if has calib; then
+  echo "== calib"
+  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  cases=${CAL_CASES:-cmudict:1000 trec-qc:1000 wordnet-gloss:1000 spam:1000 gsm8k:1000 debian-synopsis:1000 cmudict:8000 trec-qc:4870 wordnet-gloss:8000 spam:4387 gsm8k:6701 debian-synopsis:8000}
+  # CAL_END (epoch seconds) leaves room for the grace period and the collection after it.
+  [ -n "${CAL_END:-}" ] && CAL_DEADLINE=$(( CAL_END - $(date +%s) - 45 ))
+  # shellcheck disable=SC2086
+  MPS=1 DEADLINE=${CAL_DEADLINE:-300} GRACE=30 JOBS=${CAL_JOBS:-16} BENCH=../bench/tasks \
+    bench/calibrate_gpu.sh build-cuda/lorank ../shared/models/small-llama /tmp/cal $cases \
+    > "$out/calib_progress.log" 2>&1
+  tail -5 "$out/calib_progress.log"
+  bench/calibrate_collect.sh /tmp/cal "$out/cal.tar.xz" > /dev/null 2>&1
+  python3 bench/calibrate_report.py /tmp/cal > "$out/calib_report.txt" 2>&1; head -30 "$out/calib_report.txt"
 fi
 if has peftload; then
   echo "== peftload"  # an adapter lorank trained on CUDA, loaded by PeftModel.from_pretrained
