@@ -19,6 +19,12 @@ std::string format_duration(double s) {
   return buf;
 }
 
+std::string format_number(const char* printf_format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, printf_format, v);
+  return buf;
+}
+
 std::string format_count(double n) {
   char buf[32];
   if (n >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", n / 1e9);

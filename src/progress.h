@@ -28,5 +28,7 @@ class Progress {
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12.3s"
 std::string format_count(double n);           // "1.23M", "45.6k", "789"
+// One number through a printf format (e.g. "%.3f"): the formatting the reports share.
+std::string format_number(const char* printf_format, double v);
 
 }  // namespace lorank

@@ -7,23 +7,11 @@
 
 #include "error.h"
 #include "probe.h"
+#include "progress.h"
 
 namespace lorank {
 
 namespace {
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-std::string fmt_count(double v) {
-  if (v >= 1e6) return fmt("%.1fM", v / 1e6);
-  if (v >= 1e4) return fmt("%.0fk", v / 1e3);
-  if (v >= 1e3) return fmt("%.1fk", v / 1e3);
-  return fmt("%.0f", v);
-}
 
 double median_edge(std::vector<double> edges) {
   if (edges.empty()) return 0.0;
@@ -273,8 +261,8 @@ void judge_confidence(Recommendation& rec, const std::vector<int64_t>& grid) {
   const double factor = double(rec.data.n_supervised) / double(std::max<int64_t>(1, rec.data.probe_supervised));
   if (factor > rec.options.max_extrapolation) {
     rec.confidence = rec.confidence == "high" ? "medium" : "low";
-    rec.reasons.push_back("the data holds " + fmt("%.1f", factor) + "x the probed tokens; counts are "
-                          "predicted for at most " + fmt("%g", rec.options.max_extrapolation) +
+    rec.reasons.push_back("the data holds " + format_number("%.1f", factor) + "x the probed tokens; counts are "
+                          "predicted for at most " + format_number("%g", rec.options.max_extrapolation) +
                           "x, so they may be low: probe more with --max-tokens");
   }
   if (rec.data.probe_supervised < 2000) {
@@ -293,12 +281,12 @@ void add_warnings(Recommendation& rec, int64_t wanted) {
   if (!any) {
     rec.warnings.push_back("no module has a direction above the noise floor: the data is too small "
                            "or the base model already fits it (base loss " +
-                           fmt("%.3f", d.base_loss) + "); a small rank will do, more data would help");
+                           format_number("%.3f", d.base_loss) + "); a small rank will do, more data would help");
   }
   // Ten parameters per supervised token: beyond it even the supported directions mostly memorise.
   if (rec.params > 10 * d.n_supervised && d.n_supervised > 0) {
-    rec.warnings.push_back("too little data for the rank: " + fmt_count(double(rec.params)) +
-                           " trainable parameters for " + fmt_count(double(d.n_supervised)) +
+    rec.warnings.push_back("too little data for the rank: " + format_count(double(rec.params)) +
+                           " trainable parameters for " + format_count(double(d.n_supervised)) +
                            " supervised tokens; the extra directions can fit noise, keep a "
                            "validation set and early stopping");
   }
@@ -323,23 +311,23 @@ std::string explain(const Recommendation& rec) {
   const auto& d = rec.data;
   std::vector<double> dirs;
   for (const auto& m : rec.modules) dirs.push_back(double(m.directions));
-  std::string s = "Probed " + fmt_count(double(d.probe_examples)) + " of " +
-                  fmt_count(double(d.n_examples)) + " examples (" +
-                  fmt_count(double(d.probe_supervised)) + " supervised tokens, base loss " +
-                  fmt("%.3f", d.base_loss) + " nats/token). ";
-  s += "With the noise floor rescaled to all " + fmt_count(double(d.n_supervised)) +
+  std::string s = "Probed " + format_count(double(d.probe_examples)) + " of " +
+                  format_count(double(d.n_examples)) + " examples (" +
+                  format_count(double(d.probe_supervised)) + " supervised tokens, base loss " +
+                  format_number("%.3f", d.base_loss) + " nats/token). ";
+  s += "With the noise floor rescaled to all " + format_count(double(d.n_supervised)) +
        " supervised tokens, the median module supports " +
        std::to_string(quantile_of(dirs, 0.5)) + " directions of its weight gradient (" +
        std::to_string(quantile_of(dirs, 0.0)) + " to " + std::to_string(quantile_of(dirs, 1.0)) +
        "). ";
   for (const auto& c : rec.curve) {
     if (c.rank != rec.rank) continue;
-    s += "r=" + std::to_string(rec.rank) + " captures " + fmt("%.0f%%", 100 * c.share) + " (" +
-         fmt("%.0f", 100 * c.share_lo) + "-" + fmt("%.0f%%", 100 * c.share_hi) +
-         ") of that signal with " + fmt_count(double(rec.params)) + " trainable parameters. ";
+    s += "r=" + std::to_string(rec.rank) + " captures " + format_number("%.0f%%", 100 * c.share) + " (" +
+         format_number("%.0f", 100 * c.share_lo) + "-" + format_number("%.0f%%", 100 * c.share_hi) +
+         ") of that signal with " + format_count(double(rec.params)) + " trainable parameters. ";
   }
-  s += "Use rsLoRA with alpha " + fmt("%g", rec.alpha) + " (or alpha " +
-       fmt("%g", rec.alpha_classic) + " with the classic alpha/r scale).";
+  s += "Use rsLoRA with alpha " + format_number("%g", rec.alpha) + " (or alpha " +
+       format_number("%g", rec.alpha_classic) + " with the classic alpha/r scale).";
   return s;
 }
 

@@ -8,21 +8,11 @@
 #include <map>
 #include <set>
 
+#include "progress.h"
+
 namespace lorank {
 
 namespace {
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-std::string count(double v) {
-  if (v >= 1e6) return fmt("%.2fM", v / 1e6);
-  if (v >= 1e3) return fmt("%.1fk", v / 1e3);
-  return fmt("%.0f", v);
-}
 
 nlohmann::json modules_json(const Recommendation& rec) {
   nlohmann::json out = nlohmann::json::array();
@@ -135,23 +125,23 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   std::string s;
   s += "model  " + ctx.model_path + "  (" + std::to_string(rec.modules.size()) + " target modules, " +
        ctx.device + ", " + ctx.grad_mode + " gradients)\n";
-  s += "data   " + ctx.data_path + "  (" + count(double(rec.data.n_examples)) + " examples, " +
-       count(double(rec.data.n_supervised)) + " supervised tokens)\n\n";
-  s += "  recommended  r=" + std::to_string(rec.rank) + ", alpha=" + fmt("%g", rec.alpha) +
-       " with rsLoRA (alpha=" + fmt("%.4g", rec.alpha_classic) + " without)   confidence " +
+  s += "data   " + ctx.data_path + "  (" + format_count(double(rec.data.n_examples)) + " examples, " +
+       format_count(double(rec.data.n_supervised)) + " supervised tokens)\n\n";
+  s += "  recommended  r=" + std::to_string(rec.rank) + ", alpha=" + format_number("%g", rec.alpha) +
+       " with rsLoRA (alpha=" + format_number("%.4g", rec.alpha_classic) + " without)   confidence " +
        rec.confidence + " (r=" + std::to_string(rec.rank_lo) + ".." + std::to_string(rec.rank_hi) +
        ")\n";
   std::string pattern;
   for (const auto& [k, v] : rec.rank_pattern) pattern += (pattern.empty() ? "" : ", ") + k + ": " + std::to_string(v);
   s += "  rank_pattern " + (pattern.empty() ? std::string("(none: one rank fits every module)") : pattern) + "\n";
-  s += "  trainable    " + count(double(rec.params)) + " parameters (" +
-       count(double(rec.params_uniform)) + " at r=" + std::to_string(rec.rank) + " everywhere)\n\n";
+  s += "  trainable    " + format_count(double(rec.params)) + " parameters (" +
+       format_count(double(rec.params_uniform)) + " at r=" + std::to_string(rec.rank) + " everywhere)\n\n";
   s += "  predicted quality vs rank: share of the data-supported signal captured\n";
   s += "       r     params   share   band\n";
   for (const auto& c : rec.curve) {
     char line[160];
     std::snprintf(line, sizeof line, "  %6lld  %9s  %5.0f%%   %3.0f-%3.0f%%%s\n", (long long)c.rank,
-                  count(double(c.params)).c_str(), 100 * c.share, 100 * c.share_lo,
+                  format_count(double(c.params)).c_str(), 100 * c.share, 100 * c.share_lo,
                   100 * c.share_hi, c.rank == rec.rank ? "  <-" : "");
     s += line;
   }

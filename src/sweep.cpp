@@ -30,14 +30,8 @@ constexpr const char* kSweepJson = "sweep.json";
 constexpr const char* kSvgFile = "loss_vs_rank.svg";
 constexpr const char* kRunsDir = "runs";
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 std::string run_dir_name(int64_t rank, double lr) {
-  return "r" + std::to_string(rank) + "-lr" + fmt("%g", lr);
+  return "r" + std::to_string(rank) + "-lr" + format_number("%g", lr);
 }
 
 bool same_lr(double a, double b) {
@@ -167,14 +161,14 @@ std::string sweep_table(const SweepSummary& s) {
     const bool mark = r.rank == s.adequate_rank;
     std::snprintf(line, sizeof line, "%c %5lld  %10s  %8g  %9s  %9s  %8s%s\n", mark ? '*' : ' ',
                   static_cast<long long>(r.rank), format_count(double(r.n_trainable)).c_str(), r.lr,
-                  fmt("%.4f", r.best_val_loss).c_str(),
-                  std::isfinite(r.test_loss) ? fmt("%.4f", r.test_loss).c_str() : "-",
+                  format_number("%.4f", r.best_val_loss).c_str(),
+                  std::isfinite(r.test_loss) ? format_number("%.4f", r.test_loss).c_str() : "-",
                   format_duration(r.seconds).c_str(), mark ? "  <- minimal adequate rank" : "");
     os << line;
   }
   if (s.adequate_rank > 0) {
-    os << "\n* smallest rank with " << s.metric << " loss <= " << fmt("%.4f", s.threshold)
-       << " (best " << fmt("%.4f", s.best_loss) << " + max(0.005, 1%)); lr per rank chosen by "
+    os << "\n* smallest rank with " << s.metric << " loss <= " << format_number("%.4f", s.threshold)
+       << " (best " << format_number("%.4f", s.best_loss) << " + max(0.005, 1%)); lr per rank chosen by "
        << "validation loss\n";
   } else {
     os << "\nno run produced a finite loss\n";
@@ -239,12 +233,12 @@ void draw_axes(std::ostream& o, const PlotArea& a, const std::string& metric) {
   for (int i = 0; i <= 4; ++i) {
     const double v = a.y_lo + (a.y_hi - a.y_lo) * i / 4.0;
     o << "<text x=\"" << a.left - 6 << "\" y=\"" << a.Y(v) + 4 << "\" text-anchor=\"end\">"
-      << fmt("%.3f", v) << "</text>\n<line x1=\"" << a.left << "\" y1=\"" << a.Y(v) << "\" x2=\""
+      << format_number("%.3f", v) << "</text>\n<line x1=\"" << a.left << "\" y1=\"" << a.Y(v) << "\" x2=\""
       << a.W - a.right << "\" y2=\"" << a.Y(v) << "\" stroke=\"#eee\"/>\n";
   }
   for (double e = std::ceil(a.x_lo); e <= a.x_hi + 1e-9; e += 1) {
     o << "<text x=\"" << a.X(std::exp2(e)) << "\" y=\"" << a.H - a.bottom + 18
-      << "\" text-anchor=\"middle\">" << fmt("%g", std::exp2(e)) << "</text>\n";
+      << "\" text-anchor=\"middle\">" << format_number("%g", std::exp2(e)) << "</text>\n";
   }
   o << "<text x=\"" << (a.left + a.W - a.right) / 2 << "\" y=\"" << a.H - 14
     << "\" text-anchor=\"middle\">rank r (log scale)</text>\n";
@@ -269,7 +263,7 @@ std::string sweep_svg(const SweepSummary& s, const std::vector<SweepRun>& runs) 
     o << "<line x1=\"" << a.left << "\" y1=\"" << a.Y(s.threshold) << "\" x2=\"" << a.W - a.right
       << "\" y2=\"" << a.Y(s.threshold) << "\" stroke=\"#888\" stroke-dasharray=\"5,4\"/>\n"
       << "<text x=\"" << a.W - a.right + 6 << "\" y=\"" << a.Y(s.threshold) + 4
-      << "\" fill=\"#555\">adequate " << fmt("%.4f", s.threshold) << "</text>\n";
+      << "\" fill=\"#555\">adequate " << format_number("%.4f", s.threshold) << "</text>\n";
   }
   for (const SweepRun& r : runs) {  // every run, coloured by learning rate
     const double l = sweep_loss(s, r);
@@ -279,8 +273,8 @@ std::string sweep_svg(const SweepSummary& s, const std::vector<SweepRun>& runs) 
   }
   std::string path;  // the curve L(r) through each rank's chosen run
   for (const SweepRun& r : s.per_rank) {
-    path += (path.empty() ? "M" : " L") + fmt("%.1f", a.X(double(r.rank))) + "," +
-            fmt("%.1f", a.Y(sweep_loss(s, r)));
+    path += (path.empty() ? "M" : " L") + format_number("%.1f", a.X(double(r.rank))) + "," +
+            format_number("%.1f", a.Y(sweep_loss(s, r)));
   }
   o << "<path d=\"" << path << "\" fill=\"none\" stroke=\"black\" stroke-width=\"1.5\"/>\n";
   for (const SweepRun& r : s.per_rank) {
@@ -294,7 +288,7 @@ std::string sweep_svg(const SweepSummary& s, const std::vector<SweepRun>& runs) 
     const double y = a.top + 20 + 18 * double(i);
     o << "<circle cx=\"" << a.W - a.right + 12 << "\" cy=\"" << y - 4 << "\" r=\"4\" fill=\""
       << colors[i % 6] << "\"/>\n<text x=\"" << a.W - a.right + 22 << "\" y=\"" << y << "\">lr "
-      << fmt("%g", lrs[i]) << "</text>\n";
+      << format_number("%g", lrs[i]) << "</text>\n";
   }
   o << "</svg>\n";
   return o.str();
@@ -370,7 +364,7 @@ SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts
   to.base_model_path = out.base_model_path;
   to.resume = true;  // a half-finished run continues from its checkpoint
   to.progress = out.progress;
-  to.label = "r=" + std::to_string(rank) + " lr=" + fmt("%g", lr);
+  to.label = "r=" + std::to_string(rank) + " lr=" + format_number("%g", lr);
   Trainer trainer(model, lora, data, train);
   TrainResult r = trainer.run(to);
   *interrupted = !r.finished;
