@@ -7,7 +7,10 @@ grid steps, beside the baselines r=8, r=16 and the dataset-size rule. --explore 
 rule's two constants (module quantile, rank scale) over a grid, with leave-one-case-out choice, so
 the reported number is not fitted on the case it is scored on.
 
-Usage: bench/calibrate_report.py OUT [--explore] [--tag TAG]   (TAG: a variant, recommendTAG.json)
+--monotone scores against a non-increasing least-squares fit of each L(r) (pool adjacent
+violators) instead of the raw one-seed losses: a view of how much of the excess is sweep noise.
+
+Usage: bench/calibrate_report.py OUT [--explore] [--monotone] [--tag TAG]   (TAG: recommendTAG.json)
 """
 import json
 import math
@@ -28,6 +31,19 @@ def losses(case_dir):
         if cur is None or r["best_val_loss"] < cur["best_val_loss"]:
             best[r["rank"]] = r
     return {k: v["test_loss"] for k, v in sorted(best.items())}
+
+
+def monotone(L):
+    """The closest non-increasing curve in least squares (pool adjacent violators, equal weights)."""
+    blocks = []  # [mean, count]
+    for r in sorted(L):
+        blocks.append([L[r], 1])
+        while len(blocks) > 1 and blocks[-1][0] > blocks[-2][0]:
+            m, k = blocks.pop()
+            pm, pk = blocks[-1]
+            blocks[-1] = [(pm * pk + m * k) / (pk + k), pk + k]
+    values = [m for m, k in blocks for _ in range(k)]
+    return dict(zip(sorted(L), values))
 
 
 def oracle(L):
@@ -64,7 +80,7 @@ def rule(rec, quantile, scale):
     return grid_ceil(math.ceil(d[i]), rec["options"]["max_rank"])
 
 
-def load_cases(out, tag=""):
+def load_cases(out, tag="", smooth=False):
     cases = []
     for name in sorted(os.listdir(out)):
         d = os.path.join(out, name)
@@ -73,6 +89,8 @@ def load_cases(out, tag=""):
                 and os.path.isfile(os.path.join(d, "sweep", "sweep.json"))):
             continue
         L = losses(d)
+        if smooth:
+            L = monotone(L)
         if len(L) < 2:
             continue
         rec = json.load(open(os.path.join(d, f"recommend{tag}.json")))
@@ -167,7 +185,9 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     tag = sys.argv[sys.argv.index("--tag") + 1] if "--tag" in sys.argv else ""
-    cases = load_cases(sys.argv[1], tag)
+    cases = load_cases(sys.argv[1], tag, "--monotone" in sys.argv)
+    if "--monotone" in sys.argv:
+        print("scored against a non-increasing fit of each sweep's L(r), not the raw losses\n")
     if not cases:
         sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {sys.argv[1]}")
     print_table(cases)
