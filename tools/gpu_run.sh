@@ -39,6 +39,7 @@ if has train; then
   echo "== train"  # lorank sweep beside PEFT on one bench task, then PEFT loads lorank's adapter
   [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
   task=${LORANK_TASK:-cmudict}
+  rm -rf "/tmp/train-$task"  # a warm machine keeps the last call's run, which sweep would refuse
   SAME_INIT=${SAME_INIT:-1} bench/run_train.sh build-cuda assets/tiny-llama ../bench/tasks/$task 1000 ${LORANK_RANKS:-1,4,16,64} 3e-3 1500 \
     "/tmp/train-$task" 2>&1 | tee "$out/train_$task.txt"
   cp /tmp/train-$task/lorank/results.jsonl "$out/lorank_results_$task.jsonl"
@@ -47,6 +48,7 @@ fi
 if has speed; then
   echo "== speed"  # a real-batch case: small-llama, gsm8k (~300 tokens per example), batch 16
   [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  rm -rf /tmp/speed
   SAME_INIT=1 bench/run_train.sh build-cuda ../shared/models/small-llama ../bench/tasks/gsm8k 1000 \
     ${SPEED_RANKS:-16,64} 3e-3 ${SPEED_STEPS:-100} /tmp/speed 2>&1 | tee "$out/speed_gsm8k.txt"
 fi
