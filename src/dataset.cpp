@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -10,6 +11,7 @@
 #include <unordered_set>
 
 #include "error.h"
+#include "tokenizer_unicode.h"
 
 namespace lorank {
 namespace {
@@ -203,10 +205,30 @@ std::vector<CsvRow> parse_csv(const std::string& path, const std::string& bytes)
   return rows;
 }
 
+// A CSV cell is raw bytes, unlike JSON text, which the parser checks; `column` names it.
+void require_utf8(const std::string& cell, const std::string& column, const std::string& where) {
+  char32_t cp = 0;
+  for (size_t pos = 0; pos < cell.size();) {
+    const int n = tok::utf8_next(cell, pos, cp);
+    if (n > 0) {
+      pos += size_t(n);
+      continue;
+    }
+    char byte[8];
+    std::snprintf(byte, sizeof byte, "0x%02X", unsigned(static_cast<unsigned char>(cell[pos])));
+    fail(where, "text is not valid UTF-8", "UTF-8 encoded CSV",
+         std::string("byte ") + byte + " at offset " + std::to_string(pos) + " of " + column,
+         "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv");
+  }
+}
+
 std::vector<Record> read_csv(const std::string& path, const std::string& bytes, int64_t max_records) {
   std::vector<CsvRow> rows = parse_csv(path, bytes);
   if (rows.empty()) return {};
   const std::vector<std::string>& header = rows[0].cells;
+  for (const std::string& name : header) {
+    require_utf8(name, "the header", where_line(path, rows[0].line));
+  }
   std::vector<Record> records;
   for (size_t r = 1; r < rows.size(); ++r) {
     const CsvRow& row = rows[r];
@@ -217,6 +239,7 @@ std::vector<Record> read_csv(const std::string& path, const std::string& bytes, 
     }
     Record rec{json::object(), row.line};
     for (size_t c = 0; c < header.size(); ++c) {
+      require_utf8(row.cells[c], "the \"" + header[c] + "\" cell", where);
       if (header[c] == "messages") {  // a conversation is stored as JSON text in its cell
         try {
           rec.fields[header[c]] = json::parse(row.cells[c]);

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
+#include "compat.h"
 #include "error.h"
 #include "model.h"
 #include "progress.h"
@@ -88,20 +90,75 @@ LossResult batch_loss(Model& model, const torch::Tensor& hidden, const BatchTens
   return lm_loss_at(model, hidden, t.positions, t.targets, t.n_supervised, chunk);
 }
 
+namespace {
+
+// Adds one batch's summed loss to `sum`, on the device, and its counts to `r`.
+void evaluate_batch(Model& model, const std::vector<Example>& examples,
+                    const std::vector<size_t>& batch_idx, const EvalOptions& opts,
+                    torch::Tensor& sum, EvalResult& r, Progress* progress) {
+  if (opts.before_batch) opts.before_batch(int64_t(batch_idx.size()));
+  BatchTensors t = to_tensors(make_batch(examples, batch_idx, opts.pad_id), model);
+  auto hidden = batch_hidden_states(model, t);  // (B, T, C)
+  sum += batch_loss(model, hidden, t, 256).sum.to(torch::kFloat64);
+  r.n_supervised += t.n_supervised;
+  r.n_tokens += t.n_real;
+  if (progress) progress->advance(t.n_real);
+}
+
+// After `failed` ran out of memory: limits under which its examples go in batches half as large.
+void shrink_eval_batches(EvalOptions& opts, const std::vector<Example>& examples,
+                         const std::vector<size_t>& failed, const c10::Error& oom) {
+  compat::empty_cuda_cache();  // the failed pass's tensors are gone; hand their blocks back
+  int64_t longest = 0;
+  for (size_t i : failed) longest = std::max(longest, int64_t(examples[i].ids.size()));
+  const int64_t n = int64_t(failed.size()), padded = longest * n;
+  if (n <= 1) {
+    const std::string said = oom.msg().substr(0, oom.msg().find('\n'));
+    const int64_t line = examples[failed[0]].source_line;
+    fail("evaluation", "CUDA out of memory with a batch of 1 example (" + said + ")",
+         "an example that fits in memory",
+         std::to_string(longest) + " tokens" +
+             (line > 0 ? " (the record on line " + std::to_string(line) + ")" : std::string()),
+         "lower --max-len, or use a smaller model");
+  }
+  // Halving the padded tokens of the failed batch, not just the limit, ensures it splits.
+  opts.batch_tokens = std::max<int64_t>(1, std::min(opts.batch_tokens, padded) / 2);
+  opts.max_batch = std::max<int64_t>(1, opts.max_batch / 2);
+  std::fprintf(stderr,
+               "\nwarning: CUDA out of memory evaluating a batch of %lld examples (%lld padded "
+               "tokens); redoing the rest with at most %lld examples and %lld tokens per batch\n",
+               static_cast<long long>(n), static_cast<long long>(padded),
+               static_cast<long long>(opts.max_batch), static_cast<long long>(opts.batch_tokens));
+  std::fflush(stderr);
+}
+
+}  // namespace
+
 EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,
                          const std::vector<size_t>& indices, const EvalOptions& opts,
                          Progress* progress) {
   torch::NoGradGuard no_grad;
   auto start = std::chrono::steady_clock::now();
+  EvalOptions o = opts;  // limits shrink on out of memory
   EvalResult r;
   torch::Tensor sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(model.device()));
-  for (const auto& batch_idx : length_sorted_batches(examples, indices, opts)) {
-    BatchTensors t = to_tensors(make_batch(examples, batch_idx, opts.pad_id), model);
-    auto hidden = batch_hidden_states(model, t);  // (B, T, C)
-    sum += batch_loss(model, hidden, t, 256).sum.to(torch::kFloat64);
-    r.n_supervised += t.n_supervised;
-    r.n_tokens += t.n_real;
-    if (progress) progress->advance(t.n_real);
+  std::vector<size_t> pending = indices;
+  while (!pending.empty()) {
+    const std::vector<std::vector<size_t>> batches = length_sorted_batches(examples, pending, o);
+    size_t done = 0;
+    try {
+      for (; done < batches.size(); ++done) {
+        evaluate_batch(model, examples, batches[done], o, sum, r, progress);
+      }
+      pending.clear();
+    } catch (const c10::Error& e) {
+      if (!compat::is_out_of_memory(e)) throw;
+      shrink_eval_batches(o, examples, batches[done], e);
+      pending.clear();  // the failed batch and those after it, still longest first
+      for (size_t b = done; b < batches.size(); ++b) {
+        pending.insert(pending.end(), batches[b].begin(), batches[b].end());
+      }
+    }
   }
   const double total = sum.item<double>();  // the one wait for the device
   r.mean_loss = r.n_supervised > 0 ? total / double(r.n_supervised) : 0.0;

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "dataset.h"
@@ -18,6 +19,9 @@ struct EvalOptions {
   int64_t batch_tokens = 8192;  // padded tokens per forward pass
   int64_t max_batch = 64;       // examples per forward pass
   int32_t pad_id = 0;
+  // Called with each batch's size before its forward pass; tests throw
+  // compat::throw_out_of_memory from it to exercise the out-of-memory fallback on the CPU.
+  std::function<void(int64_t batch)> before_batch;
 };
 
 struct EvalResult {
@@ -49,7 +53,8 @@ torch::Tensor batch_hidden_states(Model& model, const BatchTensors& t);
 LossResult batch_loss(Model& model, const torch::Tensor& hidden, const BatchTensors& t,
                       int64_t chunk = 0);
 
-// No gradients. `progress` (optional) advances by real tokens.
+// No gradients. `progress` (optional) advances by real tokens. On CUDA out of memory the batch
+// limits are halved (with a warning) and the rest is redone; a lone example that won't fit throws.
 EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,
                          const std::vector<size_t>& indices, const EvalOptions& opts,
                          Progress* progress = nullptr);

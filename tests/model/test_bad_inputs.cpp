@@ -188,6 +188,14 @@ TEST(BadInput, InvalidUtf8InJsonlNamesTheLine) {
                  {"latin1.jsonl:2", "not valid UTF-8", "expected UTF-8", "hint:", "iconv"});
 }
 
+TEST(BadInput, InvalidUtf8InCsvNamesTheLine) {
+  TempDir tmp("bad-utf8-csv");
+  write_file(tmp.path + "/latin1.csv", "text\nok\ncaf\xe9\n");
+  expect_failure(
+      "inspect --no-loss --data " + tmp.path + "/latin1.csv",
+      {"latin1.csv:3", "not valid UTF-8", "expected UTF-8", "\"text\" cell", "hint:", "iconv"});
+}
+
 TEST(BadInput, MissingTokenizer) {
   TempDir tmp("bad-tok");
   const std::string dir = model_copy(tmp);

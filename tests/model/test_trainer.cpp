@@ -272,6 +272,67 @@ TEST(Trainer, OutOfMemoryAtMicroBatchOneIsAClearError) {
   }
 }
 
+// All 32 cmudict examples, in batches of up to 8.
+std::vector<size_t> all_cmudict(std::vector<Example>& examples, EvalOptions& eo) {
+  examples = cmudict().train;
+  examples.insert(examples.end(), cmudict().val.begin(), cmudict().val.end());
+  eo.pad_id = 5;
+  eo.max_batch = 8;
+  std::vector<size_t> all(examples.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return all;
+}
+
+TEST(Evaluate, OutOfMemoryHalvesTheBatchesAndKeepsTheLoss) {
+  std::vector<Example> examples;
+  EvalOptions eo;
+  const std::vector<size_t> all = all_cmudict(examples, eo);
+  const EvalResult want = evaluate_loss(tiny_model(), examples, all, eo);
+  std::vector<int64_t> sizes;
+  // The second and fifth batches run out: after one that has summed, and once more after shrinking.
+  eo.before_batch = [&sizes](int64_t n) {
+    sizes.push_back(n);
+    if (sizes.size() == 2 || sizes.size() == 5)
+      compat::throw_out_of_memory("Tried to allocate 3 GiB");
+  };
+  testing::internal::CaptureStderr();
+  const EvalResult got = evaluate_loss(tiny_model(), examples, all, eo);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NEAR(got.mean_loss, want.mean_loss, 1e-6 * std::fabs(want.mean_loss));
+  EXPECT_EQ(got.n_supervised, want.n_supervised);
+  EXPECT_EQ(got.n_tokens, want.n_tokens);  // nothing counted twice
+  // 8 summed, 8 failed; 4 + 4 summed, 4 failed; its 4 and the last 12 in pairs.
+  EXPECT_EQ(sizes, (std::vector<int64_t>{8, 8, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2}));
+  EXPECT_EQ(occurrences(err, "CUDA out of memory"), 2u) << err;
+  EXPECT_NE(err.find("out of memory evaluating a batch of 8 examples"), std::string::npos) << err;
+  EXPECT_NE(err.find("redoing the rest with at most 4 examples"), std::string::npos) << err;
+  EXPECT_NE(err.find("redoing the rest with at most 2 examples"), std::string::npos) << err;
+}
+
+TEST(Evaluate, OutOfMemoryWithOneExampleIsAClearError) {
+  std::vector<Example> examples;
+  EvalOptions eo;
+  const std::vector<size_t> all = all_cmudict(examples, eo);
+  eo.max_batch = 2;
+  eo.before_batch = [](int64_t) { compat::throw_out_of_memory("Tried to allocate 1 GiB"); };
+  testing::internal::CaptureStderr();
+  std::string what;
+  try {
+    evaluate_loss(tiny_model(), examples, all, eo);
+  } catch (const Error& e) {
+    what = e.what();
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("batch of 2 examples"), std::string::npos) << err;
+  for (const char* needle : {"evaluation", "batch of 1 example", "Tried to allocate 1 GiB",
+                             "(the record on line", "hint:", "--max-len", "smaller model"}) {
+    EXPECT_NE(what.find(needle), std::string::npos) << needle << "\n" << what;
+  }
+  // Other LibTorch errors are not mistaken for running out of memory.
+  eo.before_batch = [](int64_t) { TORCH_CHECK(false, "some other failure"); };
+  EXPECT_THROW(evaluate_loss(tiny_model(), examples, all, eo), c10::Error);
+}
+
 TEST(Trainer, ResumedRunEqualsAnUninterruptedOne) {
   LoraConfig lora = lora_r4();
   lora.dropout = 0.1;  // the checkpoint must carry the generator state too

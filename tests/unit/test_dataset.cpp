@@ -272,6 +272,24 @@ TEST_F(DatasetTest, CsvWithQuotedNewlinesQuotesAndCrlf) {
   EXPECT_NE(err.find("after.csv:2"), std::string::npos) << err;
 }
 
+TEST_F(DatasetTest, CsvInvalidUtf8NamesRecordLineAndCell) {
+  // The bad byte sits in a quoted cell that starts the record on line 3 and spans to line 4.
+  std::string err = error_of([&] {
+    read_records(write("latin1.csv", "prompt,completion\nok,fine\n\"two\nlines\",caf\xe9\n"));
+  });
+  EXPECT_NE(err.find("latin1.csv:3"), std::string::npos) << err;
+  EXPECT_NE(err.find("not valid UTF-8"), std::string::npos) << err;
+  EXPECT_NE(err.find("byte 0xE9 at offset 3 of the \"completion\" cell"), std::string::npos) << err;
+  EXPECT_NE(err.find("iconv"), std::string::npos) << err;
+  err = error_of([&] { read_records(write("head.csv", "pr\xC3\x28mpt,completion\na,b\n")); });
+  EXPECT_NE(err.find("head.csv:1"), std::string::npos) << err;
+  EXPECT_NE(err.find("byte 0xC3 at offset 2 of the header"), std::string::npos) << err;
+  // Valid multi-byte text and an overlong encoding (which is invalid) of the same letter.
+  EXPECT_EQ(read_records(write("ok.csv", "text\ncaf\xC3\xA9\n"))[0].fields["text"], "caf\xC3\xA9");
+  err = error_of([&] { read_records(write("overlong.csv", "text\nx\n\xC1\xA9\n")); });
+  EXPECT_NE(err.find("overlong.csv:3"), std::string::npos) << err;
+}
+
 TEST_F(DatasetTest, CsvMessagesColumnHoldsJson) {
   std::string path = write(
       "m.csv",
