@@ -7,10 +7,12 @@ grid steps, beside the baselines r=8, r=16 and the dataset-size rule. --explore 
 rule's two constants (module quantile, rank scale) over a grid, with leave-one-case-out choice, so
 the reported number is not fitted on the case it is scored on.
 
+--within (with --explore) picks constants by the within-one-step share first, mean excess second,
+instead of by mean excess alone.
 --monotone scores against a non-increasing least-squares fit of each L(r) (pool adjacent
 violators) instead of the raw one-seed losses: a view of how much of the excess is sweep noise.
 
-Usage: bench/calibrate_report.py OUT [--explore] [--monotone] [--tag TAG]   (TAG: recommendTAG.json)
+Usage: bench/calibrate_report.py OUT [--explore [--within]] [--monotone] [--tag TAG]   (TAG: recommendTAG.json)
 """
 import json
 import math
@@ -155,7 +157,7 @@ def curves(cases):
         print(f"  {c['name']:<22} " + "  ".join(cells))
 
 
-def explore(cases):
+def explore(cases, within_first=False):
     qs = [0.25, 0.5, 0.75, 0.9, 1.0]
     scales = [0.25, 0.5, 1, 2, 4, 8]
     grid = {(q, s): score(cases, lambda c, q=q, s=s: rule(c["rec"], q, s)) for q in qs for s in scales}
@@ -171,9 +173,13 @@ def explore(cases):
     held = []
     for i, c in enumerate(cases):
         others = [x for j, x in enumerate(cases) if j != i]
-        key = min(grid, key=lambda k: (summary([grid[k][j] for j in range(len(cases)) if j != i])[0], k))
+        def crit(k):
+            me, w = summary([grid[k][j] for j in range(len(cases)) if j != i])
+            return ((-w, me) if within_first else (me,)) + (k,)
+        key = min(grid, key=crit)
         held.append((c["name"], key, grid[key][i]))
-    print("\nleave-one-case-out: constants chosen on the other cases, scored on this one")
+    how = "within one step first, then mean excess" if within_first else "mean excess"
+    print(f"\nleave-one-case-out: constants chosen on the other cases ({how}), scored on this one")
     for name, key, row in held:
         print(f"  {name:<22} quantile {key[0]:<5} scale {key[1]:<5} -> r={row[2]:<4} "
               f"oracle {row[1]:<4} excess {100 * row[3]:5.2f}%")
@@ -193,7 +199,7 @@ def main():
     print_table(cases)
     curves(cases)
     if "--explore" in sys.argv:
-        explore(cases)
+        explore(cases, "--within" in sys.argv)
 
 
 if __name__ == "__main__":
