@@ -1,10 +1,12 @@
 // The trainer on CUDA: fp32 agrees with the CPU run, bf16 weights with bf16 autocast learn,
 // activation checkpointing replays the CUDA generator, and a resumed run matches an uninterrupted
-// one (atomics in the backward of index ops make CUDA runs equal only to rounding).
+// one (atomics in the backward of index ops make CUDA runs equal only to rounding), and a real
+// out-of-memory halves the micro-batch.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "compat.h"
 #include "model.h"
 #include "model/trainer_fixtures.h"
 
@@ -105,6 +107,56 @@ TEST(CudaTrainer, ResumeMatchesAnUninterruptedRun) {
     parts = t.adapters().state_dict();
   }
   EXPECT_LT(max_abs_diff(whole, parts), 1e-4);
+}
+
+// 32 examples of 480 tokens, every token supervised: the fp32 logits of one batch alone take 1.5 GB.
+TrainData long_examples() {
+  TrainData d;
+  for (int i = 0; i < 32; ++i) {
+    Example e;
+    for (int t = 0; t < 480; ++t) e.ids.push_back(int32_t(10 + (i * 131 + t * 17) % 4000));
+    e.loss_mask.assign(e.ids.size(), 1);
+    e.loss_mask[0] = 0;
+    d.train.push_back(e);
+  }
+  return d;
+}
+
+// No injection: ballast fills the device in 256 MiB blocks, then 1 GiB goes back to the caching
+// allocator. A batch of 32 does not fit in that, so the trainer must halve its micro-batch until
+// one does, and the step's loss must equal the unconstrained one. (The gpu label runs serially.)
+TEST(CudaTrainer, RealOutOfMemoryHalvesTheMicroBatch) {
+  REQUIRE_CUDA();
+  auto gpu = load(torch::Device(torch::kCUDA, 0), torch::kFloat32);
+  const TrainData data = long_examples();
+  TrainOptions o = short_run(1);
+  o.batch = 32;
+  o.autocast = false;
+  double free_loss = 0;
+  {
+    Trainer t(*gpu, lora_r4(), data, o);
+    free_loss = t.step().loss;
+  }
+  compat::empty_cuda_cache();
+  std::vector<torch::Tensor> ballast;
+  const auto bytes = torch::TensorOptions().dtype(torch::kUInt8).device(torch::kCUDA, 0);
+  while (ballast.size() < 4096) {  // 1 TiB would mean the allocator never says no
+    try {
+      ballast.push_back(torch::empty({int64_t(256) << 20}, bytes));
+    } catch (const c10::Error& e) {
+      if (!compat::is_out_of_memory(e)) throw;
+      break;
+    }
+  }
+  ASSERT_GE(ballast.size(), 8u);
+  ASSERT_LT(ballast.size(), 4096u);
+  ballast.resize(ballast.size() - 4);
+  Trainer t(*gpu, lora_r4(), data, o);
+  const StepMetrics m = t.step();
+  ballast.clear();
+  compat::empty_cuda_cache();
+  EXPECT_LT(t.micro_batch(), 32);
+  EXPECT_NEAR(m.loss, free_loss, 1e-4 * free_loss);
 }
 
 }  // namespace
