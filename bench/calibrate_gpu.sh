@@ -9,6 +9,10 @@
 # GRACE seconds (60) later SIGKILL, and the script exits 0; the same command resumes. MPS=1 starts
 # the MPS daemon and quits it at the end; THREADS (1) is each training's --threads; EXTRA_SWEEP_ARGS
 # are added to every sweep (e.g. --max-steps 2 for a smoke test), RECOMMEND_ARGS to recommend.
+# Pattern units: once a case's recommend.json has a non-empty rank_pattern and its sweep settings
+# exist, one `lorank train` per lr of that rank_pattern with the sweep's settings, in
+# CASE/pattern/lr<LR> (bench/calibrate_pattern.py checks the settings); PATTERN=0 leaves them out.
+# PATTERN_OVERRIDE='q_proj=2,...' replaces recommend's rank_pattern: a testing knob only.
 set -euo pipefail
 set -m  # each unit in its own process group, which also keeps SIGINT deliverable to background jobs
 lorank=$(realpath "$1") model=$2 out=$3
@@ -21,6 +25,7 @@ IFS=, read -ra rank_list <<< "$ranks"
 IFS=, read -ra lr_list <<< "$lrs"
 read -ra extra_sweep <<< "${EXTRA_SWEEP_ARGS:-}"
 read -ra extra_rec <<< "${RECOMMEND_ARGS:-}"
+helper=$(realpath "$(dirname "$0")/calibrate_pattern.py")
 t0=$SECONDS
 
 if [ "${MPS:-0}" = 1 ]; then
@@ -56,6 +61,85 @@ unit_recommend() {  # dir task n; timed as calibrate.sh times it
     > "$1/recommend.json.tmp" 2> "$1/recommend.log"
   mv "$1/recommend.json.tmp" "$1/recommend.json"
   awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", b - a }' > "$1/recommend.seconds"
+}
+
+sweep_config() {  # dir: the path of the case's sweep settings (the merged sweep's, else a part's)
+  local f
+  for f in "$1/sweep/sweep_config.json" "$1"/parts/*/sweep_config.json; do
+    if [ -f "$f" ]; then echo "$f"; return 0; fi
+  done
+  return 1
+}
+
+pattern_done() { [ -f "$1/train_summary.json" ] && [ -f "$1.settings.json" ]; }  # run dir
+
+# The sweep's own argument list (so its defaults too: both commands share one option table; only
+# the rsLoRA default differs, and data_args passes --rslora) plus the recommended rank and
+# patterns. A first call stops after one step so that the checkpoint's settings fingerprint can be
+# compared with the sweep's before the rest of the run; any difference fails the unit.
+unit_pattern() {  # dir task n lr
+  local p=$1/pattern/lr$4 rec cfg rank rp ap
+  local -a lines rp_words ap_words args
+  pattern_done "$p" && return 0
+  mkdir -p "$1/pattern"
+  rec=$(python3 "$helper" args "$1/recommend.json")
+  mapfile -t lines <<< "$rec"
+  rank=${lines[0]} rp=${lines[1]:-} ap=${lines[2]:-}
+  read -ra rp_words <<< "$rp"
+  read -ra ap_words <<< "$ap"
+  if [ ${#rp_words[@]} = 0 ]; then
+    echo "pattern: empty rank_pattern in $1/recommend.json" > "$p.log"
+    return 1
+  fi
+  cfg=$(sweep_config "$1") || { echo "pattern: no sweep_config.json in $1" > "$p.log"; return 1; }
+  data_args "$1" "$2" "$3"
+  args=("${sweep[@]}" --r "$rank" --lr "$4" --rank-pattern "${rp_words[@]}")
+  [ ${#ap_words[@]} = 0 ] || args+=(--alpha-pattern "${ap_words[@]}")
+  args+=(--device "$device" --threads "${THREADS:-1}" --out "$p")
+  if [ ! -f "$p.settings.json" ]; then
+    if [ ! -f "$p/checkpoint.safetensors" ]; then
+      if [ -f "$p/train_summary.json" ]; then
+        echo "pattern: $p finished with its settings unchecked; remove it to rerun" >> "$p.log"
+        return 1
+      fi
+      "$lorank" train "${args[@]}" --stop-after 1 > "$p.log" 2>&1
+    fi
+    if [ ! -f "$p/checkpoint.safetensors" ]; then
+      echo "pattern: no checkpoint after one step (a one-step run?): settings not checked" >> "$p.log"
+      return 1
+    fi
+    python3 "$helper" check "$p/checkpoint.safetensors" "$cfg" "$1/recommend.json" \
+      "$p.settings.json" >> "$p.log" 2>&1
+  fi
+  "$lorank" train "${args[@]}" >> "$p.log" 2>&1
+  jq -e .finished "$p/train_summary.json" > /dev/null
+}
+
+# Queued (to the front) once recommend.json and some sweep settings exist; at most once a case.
+declare -A pattern_queued=()
+queue_pattern() {  # dir task n
+  local rp lr
+  [ "${PATTERN:-1}" != 0 ] && [ -z "${pattern_queued[$1]:-}" ] || return 0
+  [ -f "$1/recommend.json" ] || return 0
+  sweep_config "$1" > /dev/null || return 0
+  pattern_queued[$1]=1
+  if ! rp=$(python3 "$helper" args "$1/recommend.json" | sed -n 2p); then
+    echo "[FAILED] $(basename "$1") pattern: cannot read $1/recommend.json" >&2
+    failed=$((failed + 1))
+    return 0
+  fi
+  if [ -z "$rp" ]; then
+    echo "$(basename "$1"): recommend's rank_pattern is empty: no pattern runs"
+    return 0
+  fi
+  for lr in "${lr_list[@]}"; do
+    total=$((total + 1))
+    if pattern_done "$1/pattern/lr$lr"; then
+      done_n=$((done_n + 1))
+    else
+      queue=("pattern $1 $2 $3 $lr" "${queue[@]}")
+    fi
+  done
 }
 
 # The parts' result lines, in a whole sweep's order with "dir" pointing into the part, then a
@@ -112,6 +196,7 @@ for c in "$@"; do
   elif [ "${trains_left[$dir]}" = 0 ]; then
     queue=("merge $dir $task $n" "${queue[@]}")
   fi
+  queue_pattern "$dir" "$task" "$n"
 done
 
 declare -A running=()
@@ -127,6 +212,7 @@ finish() {  # pid: reap it, report, queue its case's merge when that was the las
       trains_left[$dir]=$((trains_left[$dir] - 1))
       [ "${trains_left[$dir]}" != 0 ] || queue=("merge $dir $task $n" "${queue[@]}")
     fi
+    queue_pattern "$dir" "$task" "$n"
   elif [ "$stop" = 1 ]; then
     echo "[stopped $((SECONDS - t0))s] $(basename "$dir") $kind $rest (rc $rc)"
   else
@@ -134,6 +220,7 @@ finish() {  # pid: reap it, report, queue its case's merge when that was the las
     echo "[FAILED rc $rc] $(basename "$dir") $kind $rest; log:" >&2
     log=$dir/$kind.log
     [ "$kind" != train ] || log=$(part_dir "$dir" "${rest#* }" "${rest%% *}").log
+    [ "$kind" != pattern ] || log=$dir/pattern/lr$rest.log
     tail -n 5 "$log" >&2 || true
   fi
 }

@@ -5,7 +5,9 @@ Each case folder under OUT (made by bench/calibrate.sh) holds sweep/results.json
 (written when the sweep is complete) and recommend.json. Per case: the oracle rank, the recommended rank, its excess loss and its error in
 grid steps, beside the baselines r=8, r=16 and the dataset-size rule. --explore also scores the
 rule's two constants (module quantile, rank scale) over a grid, with leave-one-case-out choice, so
-the reported number is not fitted on the case it is scored on.
+the reported number is not fitted on the case it is scored on. Where calibrate_gpu.sh trained
+recommend's rank_pattern (CASE/pattern), its test loss is set beside the uniform L(r) at the
+recommended r.
 
 --within (with --explore) picks constants by the within-one-step share first, mean excess second,
 instead of by mean excess alone.
@@ -19,20 +21,32 @@ import math
 import os
 import sys
 
+from calibrate_pattern import settings_diff
+
 GRID = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+def best_by_val(runs, key):
+    """Per key(run), the run of the lr with the best validation loss (diverged runs left out)."""
+    best = {}
+    for r in runs:
+        if r.get("diverged") or r.get("test_loss") is None:
+            continue
+        cur = best.get(key(r))
+        if cur is None or r["best_val_loss"] < cur["best_val_loss"]:
+            best[key(r)] = r
+    return dict(sorted(best.items()))
+
+
+def sweep_runs(case_dir):
+    """Per rank, the sweep's run of the lr with the best validation loss."""
+    lines = open(os.path.join(case_dir, "sweep", "results.jsonl"))
+    return best_by_val((json.loads(line) for line in lines), lambda r: r["rank"])
 
 
 def losses(case_dir):
     """L(r): per rank, the test loss of the lr with the best validation loss."""
-    best = {}
-    for line in open(os.path.join(case_dir, "sweep", "results.jsonl")):
-        r = json.loads(line)
-        if r.get("diverged") or r.get("test_loss") is None:
-            continue
-        cur = best.get(r["rank"])
-        if cur is None or r["best_val_loss"] < cur["best_val_loss"]:
-            best[r["rank"]] = r
-    return {k: v["test_loss"] for k, v in sorted(best.items())}
+    return {k: v["test_loss"] for k, v in sweep_runs(case_dir).items()}
 
 
 def monotone(L):
@@ -99,7 +113,7 @@ def load_cases(out, tag="", smooth=False):
         sweep_s = sum(json.loads(line)["seconds"]
                       for line in open(os.path.join(d, "sweep", "results.jsonl")))
         rec_s = float(open(os.path.join(d, f"recommend{tag}.seconds")).read())
-        cases.append({"name": name, "L": L, "rec": rec, "n": rec["data"]["examples"],
+        cases.append({"name": name, "dir": d, "L": L, "rec": rec, "n": rec["data"]["examples"],
                       "sweep_s": sweep_s, "rec_s": rec_s})
     return cases
 
@@ -187,6 +201,55 @@ def explore(cases, within_first=False):
     print(f"  held-out mean excess {100 * me:.2f}%, within one grid step {100 * w:.0f}%")
 
 
+def pattern_run(case_dir):
+    """The pattern runs of calibrate_gpu.sh (CASE/pattern/lr*), the lr chosen as losses() chooses;
+    None without finished, settings-checked runs. Settings that differ from the sweep's raise."""
+    root = os.path.join(case_dir, "pattern")
+    runs = []
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        summary = os.path.join(root, name, "train_summary.json")
+        settings = os.path.join(root, name + ".settings.json")
+        if not (os.path.isfile(summary) and os.path.isfile(settings)):
+            continue
+        run = json.load(open(summary))
+        run["options"] = json.load(open(settings))
+        diff = settings_diff(run["options"], json.load(open(
+            os.path.join(case_dir, "sweep", "sweep_config.json"))))
+        if diff:
+            sys.exit(f"{case_dir}: pattern run {name} differs from the sweep: {'; '.join(diff)}")
+        if run.get("finished"):
+            runs.append(run)
+    return best_by_val(runs, lambda r: 0).get(0)
+
+
+def pattern_vs_uniform(cases):
+    """rank_pattern trained like the sweep beside the uniform rank it refines."""
+    print("\nrank_pattern vs uniform at the recommended r: test loss (lr by best validation loss),"
+          " trainable parameters")
+    print(f"{'case':<22} {'r':>4} {'pattern':>8} {'uniform':>8} {'diff':>7} {'params pat':>11}"
+          f" {'params uni':>11}")
+    diffs, without = [], []
+    for c in cases:
+        p = pattern_run(c["dir"])
+        if p is None:
+            without.append(c["name"])
+            continue
+        r, uniform = p["options"]["r"], sweep_runs(c["dir"])
+        near = min(uniform, key=lambda k: abs(math.log2(k) - math.log2(r)))
+        u = uniform[near]
+        d = (p["test_loss"] - u["test_loss"]) / u["test_loss"]
+        if near == r:
+            diffs.append(d)
+        note = "" if near == r else f"  (r={r} not swept: uniform at r={near}, not in the mean)"
+        print(f"{c['name']:<22} {r:>4} {p['test_loss']:>8.4f} {u['test_loss']:>8.4f}"
+              f" {100 * d:>+6.2f}% {p['n_trainable']:>11} {u['n_trainable']:>11}{note}")
+    if diffs:
+        print(f"mean difference {100 * sum(diffs) / len(diffs):+.2f}% over {len(diffs)} cases"
+              " (negative: the pattern trains better)")
+    if without:
+        print("no pattern runs: " + ", ".join(without))
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -198,6 +261,7 @@ def main():
         sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {sys.argv[1]}")
     print_table(cases)
     curves(cases)
+    pattern_vs_uniform(cases)
     if "--explore" in sys.argv:
         explore(cases, "--within" in sys.argv)
 
