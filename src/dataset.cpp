@@ -207,19 +207,13 @@ std::vector<CsvRow> parse_csv(const std::string& path, const std::string& bytes)
 
 // A CSV cell is raw bytes, unlike JSON text, which the parser checks; `column` names it.
 void require_utf8(const std::string& cell, const std::string& column, const std::string& where) {
-  char32_t cp = 0;
-  for (size_t pos = 0; pos < cell.size();) {
-    const int n = tok::utf8_next(cell, pos, cp);
-    if (n > 0) {
-      pos += size_t(n);
-      continue;
-    }
-    char byte[8];
-    std::snprintf(byte, sizeof byte, "0x%02X", unsigned(static_cast<unsigned char>(cell[pos])));
-    fail(where, "text is not valid UTF-8", "UTF-8 encoded CSV",
-         std::string("byte ") + byte + " at offset " + std::to_string(pos) + " of " + column,
-         "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv");
-  }
+  const size_t pos = tok::first_invalid_utf8(cell);
+  if (pos == std::string::npos) return;
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02X", unsigned(static_cast<unsigned char>(cell[pos])));
+  fail(where, "text is not valid UTF-8", "UTF-8 encoded CSV",
+       std::string("byte ") + byte + " at offset " + std::to_string(pos) + " of " + column,
+       "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv");
 }
 
 std::vector<Record> read_csv(const std::string& path, const std::string& bytes, int64_t max_records) {

@@ -1,6 +1,7 @@
 #include "safetensors.h"
 
 #include "files.h"
+#include "tokenizer_unicode.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "tokenizer_unicode.h"
 #include "json_excerpt.h"
 
 namespace fs = std::filesystem;
@@ -70,28 +72,6 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   std::string out = "[";
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
   return out + "]";
-}
-
-// Strict UTF-8 as Rust's str::from_utf8 accepts it: no overlongs, surrogates or > U+10FFFF.
-// Returns the offset of the first bad byte, or npos.
-size_t find_invalid_utf8(const uint8_t* s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    size_t len = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
-               : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-    if (len == 0 || i + len > n) return i;
-    uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-    if (len > 1 && (s[i + 1] < lo || s[i + 1] > hi)) return i;
-    for (size_t k = 2; k < len; ++k)
-      if (s[i + k] < 0x80 || s[i + k] > 0xBF) return i;
-    i += len;
-  }
-  return std::string::npos;
 }
 
 // Parses JSON text, rejecting duplicate keys (the format forbids them; nlohmann keeps the last).
@@ -235,7 +215,7 @@ json read_header(const std::string& path, const uint8_t* bytes, size_t n_bytes, 
          std::to_string(n_bytes - k_len_size) + " bytes in the file after it",
          "the file is truncated (interrupted download?) or not safetensors");
   const char* text = reinterpret_cast<const char*>(bytes + k_len_size);
-  size_t bad = find_invalid_utf8(bytes + k_len_size, *n);
+  size_t bad = tok::first_invalid_utf8(std::string_view(text, *n));
   if (bad != std::string::npos)  // InvalidHeader
     fail(path, "header is not valid UTF-8", "UTF-8 JSON text",
          "invalid byte at header offset " + std::to_string(bad), "the file is corrupt");

@@ -45,6 +45,16 @@ int utf8_next(std::string_view s, size_t pos, char32_t& cp) {
   return n;
 }
 
+size_t first_invalid_utf8(std::string_view s) {
+  char32_t cp = 0;
+  for (size_t pos = 0; pos < s.size();) {
+    const int n = utf8_next(s, pos, cp);
+    if (n <= 0) return pos;
+    pos += size_t(n);
+  }
+  return std::string_view::npos;
+}
+
 std::string valid_utf8(std::string_view s) {
   size_t pos = 0;
   char32_t cp = 0;

@@ -14,6 +14,9 @@ namespace lorank::tok {
 // Length of the valid UTF-8 sequence at `pos` (>0, code point in `cp`), or minus the length of the
 // maximal invalid subpart there (<0), the unit that gets one U+FFFD as in Rust's from_utf8_lossy.
 int utf8_next(std::string_view s, size_t pos, char32_t& cp);
+// Offset of the first byte that is not part of valid UTF-8 (strict, as Rust's str::from_utf8:
+// no overlongs, surrogates or > U+10FFFF), or npos when all of `s` is valid.
+size_t first_invalid_utf8(std::string_view s);
 // Replaces invalid sequences with U+FFFD (what Python's bytes.decode(errors="replace") would hand
 // HF).
 std::string valid_utf8(std::string_view s);
