@@ -37,6 +37,10 @@ void throw_out_of_memory(const std::string& what) {
   std::abort();  // not reached: the checks above always throw
 }
 
+std::string out_of_memory_summary(const c10::Error& e) {
+  return e.msg().substr(0, e.msg().find('\n'));
+}
+
 void empty_cuda_cache() {
 #ifdef LORANK_WITH_CUDA
   c10::cuda::CUDACachingAllocator::emptyCache();
@@ -54,13 +58,12 @@ bool cuda_autocast_enabled() {
 AutocastGuard::AutocastGuard(bool enabled, const torch::Device& device) {
   if (!enabled || !device.is_cuda()) return;
   active_ = true;
+  prev_enabled_ = cuda_autocast_enabled();
 #if LORANK_TORCH_AT_LEAST(2, 4)
-  prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
   prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
   at::autocast::set_autocast_enabled(at::kCUDA, true);
   at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
 #else
-  prev_enabled_ = at::autocast::is_enabled();
   prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
   at::autocast::set_enabled(true);
   at::autocast::set_autocast_gpu_dtype(at::kBFloat16);

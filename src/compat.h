@@ -50,6 +50,8 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k,
 // Whether `e` is a CUDA out-of-memory error: LibTorch >= 1.13 throws c10::OutOfMemoryError from the
 // caching allocator; kernels and older versions throw a c10::Error saying "out of memory".
 bool is_out_of_memory(const c10::Error& e);
+// The first line of that error (LibTorch appends allocator statistics and a C++ trace).
+std::string out_of_memory_summary(const c10::Error& e);
 // Throws what LibTorch throws when the CUDA allocator runs out (tests inject it on the CPU).
 [[noreturn]] void throw_out_of_memory(const std::string& what);
 // Returns cached, unused CUDA blocks to the driver; nothing without CUDA.

@@ -113,7 +113,7 @@ void shrink_eval_batches(EvalOptions& opts, const std::vector<Example>& examples
   for (size_t i : failed) longest = std::max(longest, int64_t(examples[i].ids.size()));
   const int64_t n = int64_t(failed.size()), padded = longest * n;
   if (n <= 1) {
-    const std::string said = oom.msg().substr(0, oom.msg().find('\n'));
+    const std::string said = compat::out_of_memory_summary(oom);
     const int64_t line = examples[failed[0]].source_line;
     fail("evaluation", "CUDA out of memory with a batch of 1 example (" + said + ")",
          "an example that fits in memory",

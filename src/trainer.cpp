@@ -8,7 +8,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "compat.h"
 #include "error.h"
@@ -255,7 +254,7 @@ void Trainer::shrink_micro_batch(int64_t failed_size, const c10::Error& oom) {
   compat::empty_cuda_cache();  // the failed pass's tensors are gone; hand their blocks back
   const std::string where = "training step " + std::to_string(step_ + 1);
   if (failed_size <= 1) {
-    const std::string said = oom.msg().substr(0, oom.msg().find('\n'));
+    const std::string said = compat::out_of_memory_summary(oom);
     fail(where, "CUDA out of memory with a micro-batch of 1 example (" + said + ")", "", "",
          "lower --max-len, add --checkpointing, or use a smaller model");
   }
