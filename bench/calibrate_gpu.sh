@@ -13,6 +13,10 @@
 # exist, one `lorank train` per lr of that rank_pattern with the sweep's settings, in
 # CASE/pattern/lr<LR> (bench/calibrate_pattern.py checks the settings); PATTERN=0 leaves them out.
 # PATTERN_OVERRIDE='q_proj=2,...' replaces recommend's rank_pattern: a testing knob only.
+# Seed units (SEEDS=1,2): once a case's sweep is merged, each rank is trained again with each of
+# these seeds at the lr its seed-0 run chose, in CASE/seeds/s<SEED>-r<RANK>; calibrate_report.py
+# averages them into L(r). A case whose merged sweep exists (e.g. copied from bench/results) is not
+# trained again: only its missing recommend, pattern and seed units run.
 set -euo pipefail
 set -m  # each unit in its own process group, which also keeps SIGINT deliverable to background jobs
 lorank=$(realpath "$1") model=$2 out=$3
@@ -23,6 +27,7 @@ lrs=${LRS:-0.001,0.003,0.01}
 jobs_max=${JOBS:-16} device=${DEVICE:-cuda} deadline=${DEADLINE:-0} grace=${GRACE:-60}
 IFS=, read -ra rank_list <<< "$ranks"
 IFS=, read -ra lr_list <<< "$lrs"
+IFS=, read -ra seed_list <<< "${SEEDS:-}"
 read -ra extra_sweep <<< "${EXTRA_SWEEP_ARGS:-}"
 read -ra extra_rec <<< "${RECOMMEND_ARGS:-}"
 helper=$(realpath "$(dirname "$0")/calibrate_pattern.py")
@@ -43,15 +48,18 @@ data_args() {  # dir task n: sets data=(...) for recommend and sweep=(...) for a
 }
 
 part_dir() { echo "$1/parts/lr$2-r$3"; }  # dir lr rank
+seed_dir() { echo "$1/seeds/s$2-r$3"; }  # dir seed rank
 
-unit_train() {  # dir task n rank lr
+unit_train() {  # dir task n rank lr [seed]: a seed other than the sweep's goes to seed_dir
   local p
   p=$(part_dir "$1" "$5" "$4")
+  [ -z "${6:-}" ] || p=$(seed_dir "$1" "$6" "$4")
   mkdir -p "$p"
   data_args "$1" "$2" "$3"
-  "$lorank" sweep "${sweep[@]}" --ranks "$4" --lrs "$5" --device "$device" --threads "${THREADS:-1}" \
-    --out "$p" > "$p.log" 2>&1
+  "$lorank" sweep "${sweep[@]}" --ranks "$4" --lrs "$5" --seed "${6:-0}" --device "$device" \
+    --threads "${THREADS:-1}" --out "$p" > "$p.log" 2>&1
 }
+unit_seed() { unit_train "$@"; }
 
 unit_recommend() {  # dir task n; timed as calibrate.sh times it
   local start
@@ -142,6 +150,26 @@ queue_pattern() {  # dir task n
   done
 }
 
+# Queued (to the front) once the case's merged sweep exists; at most once a case.
+declare -A seeds_queued=()
+queue_seeds() {  # dir task n
+  local rank lr s
+  [ ${#seed_list[@]} -gt 0 ] && [ -z "${seeds_queued[$1]:-}" ] && [ -f "$1/sweep/sweep.json" ] || return 0
+  seeds_queued[$1]=1
+  # Per rank, the lr whose seed-0 run had the best validation loss (the one the oracle counts).
+  while read -r rank lr; do
+    for s in "${seed_list[@]}"; do
+      total=$((total + 1))
+      if [ -f "$(seed_dir "$1" "$s" "$rank")/sweep.json" ]; then
+        done_n=$((done_n + 1))
+      else
+        queue=("seed $1 $2 $3 $rank $lr $s" "${queue[@]}")
+      fi
+    done
+  done < <(jq -rs 'map(select(.diverged | not)) | group_by(.rank) | map(min_by(.best_val_loss))
+    | .[] | "\(.rank) \(.lr)"' "$1/sweep/results.jsonl")
+}
+
 # The parts' result lines, in a whole sweep's order with "dir" pointing into the part, then a
 # resumed sweep over the whole grid: it finds every run done and writes sweep.json and the plot.
 unit_merge() {  # dir task n
@@ -183,7 +211,7 @@ for c in "$@"; do
   trains_left[$dir]=0
   for ((i = ${#rank_list[@]} - 1; i >= 0; i--)); do
     for lr in "${lr_list[@]}"; do
-      if [ -f "$(part_dir "$dir" "$lr" "${rank_list[i]}")/sweep.json" ]; then
+      if [ -f "$dir/sweep/sweep.json" ] || [ -f "$(part_dir "$dir" "$lr" "${rank_list[i]}")/sweep.json" ]; then
         done_n=$((done_n + 1))
       else
         queue+=("train $dir $task $n ${rank_list[i]} $lr")
@@ -197,6 +225,7 @@ for c in "$@"; do
     queue=("merge $dir $task $n" "${queue[@]}")
   fi
   queue_pattern "$dir" "$task" "$n"
+  queue_seeds "$dir" "$task" "$n"
 done
 
 declare -A running=()
@@ -213,6 +242,7 @@ finish() {  # pid: reap it, report, queue its case's merge when that was the las
       [ "${trains_left[$dir]}" != 0 ] || queue=("merge $dir $task $n" "${queue[@]}")
     fi
     queue_pattern "$dir" "$task" "$n"
+    queue_seeds "$dir" "$task" "$n"
   elif [ "$stop" = 1 ]; then
     echo "[stopped $((SECONDS - t0))s] $(basename "$dir") $kind $rest (rc $rc)"
   else
@@ -220,6 +250,7 @@ finish() {  # pid: reap it, report, queue its case's merge when that was the las
     echo "[FAILED rc $rc] $(basename "$dir") $kind $rest; log:" >&2
     log=$dir/$kind.log
     [ "$kind" != train ] || log=$(part_dir "$dir" "${rest#* }" "${rest%% *}").log
+    [ "$kind" != seed ] || log=$(seed_dir "$dir" "${rest##* }" "${rest%% *}").log
     [ "$kind" != pattern ] || log=$dir/pattern/lr$rest.log
     tail -n 5 "$log" >&2 || true
   fi

@@ -11,10 +11,13 @@ recommended r.
 
 --within (with --explore) picks constants by the within-one-step share first, mean excess second,
 instead of by mean excess alone.
+Where calibrate_gpu.sh trained further seeds (CASE/seeds/s<S>-r<R>, at the lr seed 0 chose for that
+rank), L(r) is the mean test loss over all seeds, provided every rank has the same number of them
+(else seed 0 alone); --seed0 ignores them. A section prints the seed-to-seed spread.
 --monotone scores against a non-increasing least-squares fit of each L(r) (pool adjacent
 violators) instead of the raw one-seed losses: a view of how much of the excess is sweep noise.
 
-Usage: bench/calibrate_report.py OUT [--explore [--within]] [--monotone] [--tag TAG]   (TAG: recommendTAG.json)
+Usage: bench/calibrate_report.py OUT [--explore [--within]] [--monotone] [--seed0] [--tag TAG]   (TAG: recommendTAG.json)
 """
 import json
 import math
@@ -44,9 +47,26 @@ def sweep_runs(case_dir):
     return best_by_val((json.loads(line) for line in lines), lambda r: r["rank"])
 
 
-def losses(case_dir):
-    """L(r): per rank, the test loss of the lr with the best validation loss."""
-    return {k: v["test_loss"] for k, v in sweep_runs(case_dir).items()}
+def seed_losses(case_dir, rank, lr):
+    """Test losses of the finished further seeds of one rank at lr (calibrate_gpu.sh SEEDS)."""
+    root, out = os.path.join(case_dir, "seeds"), []
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        d = os.path.join(root, name)
+        if not (name.endswith(f"-r{rank}") and os.path.isfile(os.path.join(d, "sweep.json"))):
+            continue
+        out += [r["test_loss"] for r in map(json.loads, open(os.path.join(d, "results.jsonl")))
+                if r["lr"] == lr and not r.get("diverged") and r.get("test_loss") is not None]
+    return out
+
+
+def seed_curves(case_dir, use_seeds=True):
+    """Per rank, the test losses of every seed at the lr seed 0 chose by validation loss; the
+    further seeds only when every rank has the same number of them."""
+    per_rank = {k: [v["test_loss"]] + (seed_losses(case_dir, k, v["lr"]) if use_seeds else [])
+                for k, v in sweep_runs(case_dir).items()}
+    if len({len(v) for v in per_rank.values()}) > 1:
+        per_rank = {k: v[:1] for k, v in per_rank.items()}
+    return per_rank
 
 
 def monotone(L):
@@ -96,7 +116,7 @@ def rule(rec, quantile, scale):
     return grid_ceil(math.ceil(d[i]), rec["options"]["max_rank"])
 
 
-def load_cases(out, tag="", smooth=False):
+def load_cases(out, tag="", smooth=False, use_seeds=True):
     cases = []
     for name in sorted(os.listdir(out)):
         d = os.path.join(out, name)
@@ -104,7 +124,8 @@ def load_cases(out, tag="", smooth=False):
         if not (os.path.isfile(os.path.join(d, f"recommend{tag}.json"))
                 and os.path.isfile(os.path.join(d, "sweep", "sweep.json"))):
             continue
-        L = losses(d)
+        per_seed = seed_curves(d, use_seeds)
+        L = {k: sum(v) / len(v) for k, v in per_seed.items()}
         if smooth:
             L = monotone(L)
         if len(L) < 2:
@@ -114,7 +135,7 @@ def load_cases(out, tag="", smooth=False):
                       for line in open(os.path.join(d, "sweep", "results.jsonl")))
         rec_s = float(open(os.path.join(d, f"recommend{tag}.seconds")).read())
         cases.append({"name": name, "dir": d, "L": L, "rec": rec, "n": rec["data"]["examples"],
-                      "sweep_s": sweep_s, "rec_s": rec_s})
+                      "sweep_s": sweep_s, "rec_s": rec_s, "per_seed": per_seed})
     return cases
 
 
@@ -154,6 +175,24 @@ def print_table(cases):
         print(f"{k:<10} mean excess {100 * me:5.2f}%   within one grid step {100 * w:5.1f}%")
     cost = sum(c["rec_s"] for c in cases) / sum(c["sweep_s"] for c in cases)
     print(f"recommend's wall time / the sweep's: {100 * cost:.2f}% over all cases")
+
+
+def seed_spread(cases):
+    """How far one seed's L(r) strays: the seeds' standard deviation relative to their mean, and the
+    oracle rank of seed 0 alone beside that of the mean curve."""
+    multi = [c for c in cases if len(next(iter(c["per_seed"].values()))) > 1]
+    if not multi:
+        return
+    print("\nseeds: relative standard deviation of L(r) across seeds, per rank; oracle of seed 0 vs mean")
+    for c in multi:
+        cells = []
+        for r, v in c["per_seed"].items():
+            m = sum(v) / len(v)
+            sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+            cells.append(f"r{r}: {100 * sd / m:.1f}%")
+        o0 = oracle({r: v[0] for r, v in c["per_seed"].items()})[0]
+        print(f"  {c['name']:<22} {len(next(iter(c['per_seed'].values())))} seeds  "
+              + "  ".join(cells) + f"   oracle seed0 {o0}, mean {oracle(c['L'])[0]}")
 
 
 def curves(cases):
@@ -202,7 +241,7 @@ def explore(cases, within_first=False):
 
 
 def pattern_run(case_dir):
-    """The pattern runs of calibrate_gpu.sh (CASE/pattern/lr*), the lr chosen as losses() chooses;
+    """The pattern runs of calibrate_gpu.sh (CASE/pattern/lr*), the lr chosen as the sweep's is;
     None without finished, settings-checked runs. Settings that differ from the sweep's raise."""
     root = os.path.join(case_dir, "pattern")
     runs = []
@@ -254,12 +293,13 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     tag = sys.argv[sys.argv.index("--tag") + 1] if "--tag" in sys.argv else ""
-    cases = load_cases(sys.argv[1], tag, "--monotone" in sys.argv)
+    cases = load_cases(sys.argv[1], tag, "--monotone" in sys.argv, "--seed0" not in sys.argv)
     if "--monotone" in sys.argv:
         print("scored against a non-increasing fit of each sweep's L(r), not the raw losses\n")
     if not cases:
         sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {sys.argv[1]}")
     print_table(cases)
+    seed_spread(cases)
     curves(cases)
     pattern_vs_uniform(cases)
     if "--explore" in sys.argv:

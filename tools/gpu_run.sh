@@ -6,7 +6,9 @@
 # where the tests look; .gpu/include holds pcre2.h, which that image lacks.
 # Steps: golden, build, test, train (PEFT parity, tiny-llama), speed (PEFT tok/s, small-llama on
 # gsm8k), peftload, bench (forward pass), calib (bench/calibrate_gpu.sh on small-llama under MPS;
-# CAL_DEADLINE seconds or until CAL_END, results in /tmp/cal, which later calls on a warm machine resume).
+# CAL_DEADLINE seconds or until CAL_END, results in /tmp/cal, which later calls on a warm machine resume;
+# CAL_FROM=bench/results/X first copies in the finished cases kept there, so that SEEDS=1,2 and the
+# pattern units run for them without training their sweeps again).
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
 steps=${*:-golden build test train bench}
@@ -57,6 +59,10 @@ if has calib; then
   [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
   cases=${CAL_CASES:-cmudict:1000 trec-qc:1000 wordnet-gloss:1000 spam:1000 gsm8k:1000 debian-synopsis:1000 cmudict:8000 trec-qc:4870 wordnet-gloss:8000 spam:4387 gsm8k:6701 debian-synopsis:8000}
   # CAL_END (epoch seconds) leaves room for the grace period and the collection after it.
+  if [ -n "${CAL_FROM:-}" ]; then
+    mkdir -p /tmp/cal
+    for c in "$CAL_FROM"/*/; do [ -e "/tmp/cal/$(basename "$c")" ] || cp -r "$c" /tmp/cal/; done
+  fi
   [ -n "${CAL_END:-}" ] && CAL_DEADLINE=$(( CAL_END - $(date +%s) - 45 ))
   # shellcheck disable=SC2086
   MPS=1 DEADLINE=${CAL_DEADLINE:-300} GRACE=30 JOBS=${CAL_JOBS:-16} BENCH=../bench/tasks \
