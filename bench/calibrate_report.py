@@ -155,10 +155,18 @@ def summary(rows):
     return mean_excess, within
 
 
+CHOSEN = {"lorank": lambda c: c["rec"]["rank"], "r=8": lambda c: 8, "r=16": lambda c: 16,
+          "size rule": lambda c: size_rule(c["n"])}
+
+
+def print_summary(cases):
+    for k, f in CHOSEN.items():
+        me, w = summary(score(cases, f))
+        print(f"{k:<10} mean excess {100 * me:5.2f}%   within one grid step {100 * w:5.1f}%")
+
+
 def print_table(cases):
-    chosen = {"lorank": lambda c: c["rec"]["rank"], "r=8": lambda c: 8, "r=16": lambda c: 16,
-              "size rule": lambda c: size_rule(c["n"])}
-    scored = {k: score(cases, f) for k, f in chosen.items()}
+    scored = {k: score(cases, f) for k, f in CHOSEN.items()}
     print(f"{'case':<22} {'oracle':>6} {'lorank':>6} {'excess':>7} {'steps':>5} {'conf':>6}"
           f" {'r=8 exc':>8} {'r=16 exc':>8} {'size':>4} {'size exc':>8} {'rec s':>6} {'sweep s':>8}"
           f" {'cost':>6}  swept ranks")
@@ -170,20 +178,32 @@ def print_table(cases):
               f" {c['rec_s']:>6.1f} {c['sweep_s']:>8.0f} {100 * c['rec_s'] / c['sweep_s']:>5.2f}%"
               f"  {','.join(str(k) for k in c['L'])}")
     print()
-    for k, rows in scored.items():
-        me, w = summary(rows)
-        print(f"{k:<10} mean excess {100 * me:5.2f}%   within one grid step {100 * w:5.1f}%")
+    print_summary(cases)
     cost = sum(c["rec_s"] for c in cases) / sum(c["sweep_s"] for c in cases)
     print(f"recommend's wall time / the sweep's: {100 * cost:.2f}% over all cases")
 
 
+def resolution(c):
+    """The standard error of L(r) - best from the seeds (median over ranks, sqrt(2) * sd / sqrt(n))
+    beside the oracle's tolerance max(0.005, 1% of best): where it is larger, the seeds cannot say
+    which ranks are within tolerance, so the oracle rank is not determined by the data."""
+    n = len(next(iter(c["per_seed"].values())))
+    if n < 2:
+        return None
+    ses = sorted(math.sqrt(2 * sum((x - sum(v) / n) ** 2 for x in v) / (n - 1) / n)
+                 for v in c["per_seed"].values())
+    best = min(c["L"].values())
+    return ses[len(ses) // 2], max(0.005, 0.01 * best)
+
+
 def seed_spread(cases):
-    """How far one seed's L(r) strays: the seeds' standard deviation relative to their mean, and the
-    oracle rank of seed 0 alone beside that of the mean curve."""
-    multi = [c for c in cases if len(next(iter(c["per_seed"].values()))) > 1]
+    """How far one seed's L(r) strays: the seeds' standard deviation relative to their mean, the
+    oracle rank of seed 0 alone beside that of the mean curve, and whether the seeds resolve it."""
+    multi = [c for c in cases if resolution(c)]
     if not multi:
         return
-    print("\nseeds: relative standard deviation of L(r) across seeds, per rank; oracle of seed 0 vs mean")
+    print("\nseeds: relative standard deviation of L(r) across seeds, per rank; oracle of seed 0 vs"
+          " mean; standard error of L(r) - best vs the oracle's tolerance")
     for c in multi:
         cells = []
         for r, v in c["per_seed"].items():
@@ -191,8 +211,15 @@ def seed_spread(cases):
             sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
             cells.append(f"r{r}: {100 * sd / m:.1f}%")
         o0 = oracle({r: v[0] for r, v in c["per_seed"].items()})[0]
+        se, tol = resolution(c)
         print(f"  {c['name']:<22} {len(next(iter(c['per_seed'].values())))} seeds  "
-              + "  ".join(cells) + f"   oracle seed0 {o0}, mean {oracle(c['L'])[0]}")
+              + "  ".join(cells) + f"   oracle seed0 {o0}, mean {oracle(c['L'])[0]};"
+              f" se {se:.4f} vs tol {tol:.4f}{' UNRESOLVED' if se > tol else ''}")
+    resolved = [c for c in multi if resolution(c)[0] <= resolution(c)[1]]
+    if resolved and len(resolved) < len(cases):
+        print(f"\nover the {len(resolved)} cases whose seeds resolve the oracle"
+              f" ({', '.join(c['name'] for c in resolved)}):")
+        print_summary(resolved)
 
 
 def curves(cases):
