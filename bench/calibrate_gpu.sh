@@ -9,7 +9,8 @@
 # GRACE seconds (60) later SIGKILL, and the script exits 0; the same command resumes. MPS=1 starts
 # the MPS daemon and quits it at the end; THREADS (1) is each training's --threads; EXTRA_SWEEP_ARGS
 # are added to every sweep (e.g. --max-steps 2 for a smoke test), RECOMMEND_ARGS to recommend.
-# Pattern units: once a case's recommend.json has a non-empty rank_pattern and its sweep settings
+# Pattern units (recommend gives a rank_pattern only with RECOMMEND_ARGS=--pattern): once a case's
+# recommend.json has a non-empty rank_pattern and its sweep settings
 # exist, one `lorank train` per lr of that rank_pattern with the sweep's settings, in
 # CASE/pattern/lr<LR> (bench/calibrate_pattern.py checks the settings); PATTERN=0 leaves them out.
 # PATTERN_OVERRIDE='q_proj=2,...' replaces recommend's rank_pattern: a testing knob only.

@@ -288,13 +288,25 @@ def pattern_run(case_dir):
     return best_by_val(runs, lambda r: 0).get(0)
 
 
+def same_size_uniform(L, runs, r, params):
+    """L of a uniform adapter with `params` parameters: L(r) and L(2r) (or L(r/2)) as scored,
+    interpolated in log parameters; None when that neighbour was not swept."""
+    f = math.log2(params / runs[r]["n_trainable"])
+    other = 2 * r if f >= 0 else r // 2
+    if other not in L:
+        return None
+    return L[r] + (L[other] - L[r]) * abs(f)
+
+
 def pattern_vs_uniform(cases):
-    """rank_pattern trained like the sweep beside the uniform rank it refines."""
+    """rank_pattern trained like the sweep beside the uniform rank it refines, and beside a
+    uniform adapter of the pattern's size (a pattern that raises ranks has more parameters)."""
     print("\nrank_pattern vs uniform at the recommended r: test loss (lr by best validation loss),"
-          " trainable parameters")
+          " trainable parameters; same size: uniform L interpolated in log parameters to the"
+          " pattern's (seeds averaged where run)")
     print(f"{'case':<22} {'r':>4} {'pattern':>8} {'uniform':>8} {'diff':>7} {'params pat':>11}"
-          f" {'params uni':>11}")
-    diffs, without = [], []
+          f" {'params uni':>11} {'same size':>9} {'diff':>7}")
+    diffs, same_diffs, without = [], [], []
     for c in cases:
         p = pattern_run(c["dir"])
         if p is None:
@@ -307,11 +319,19 @@ def pattern_vs_uniform(cases):
         if near == r:
             diffs.append(d)
         note = "" if near == r else f"  (r={r} not swept: uniform at r={near}, not in the mean)"
+        same = same_size_uniform(c["L"], uniform, near, p["n_trainable"])
+        up = f" {'-':>9} {'-':>7}"
+        if same is not None and near == r:
+            same_diffs.append((p["test_loss"] - same) / same)
+            up = f" {same:>9.4f} {100 * same_diffs[-1]:>+6.2f}%"
         print(f"{c['name']:<22} {r:>4} {p['test_loss']:>8.4f} {u['test_loss']:>8.4f}"
-              f" {100 * d:>+6.2f}% {p['n_trainable']:>11} {u['n_trainable']:>11}{note}")
+              f" {100 * d:>+6.2f}% {p['n_trainable']:>11} {u['n_trainable']:>11}{up}{note}")
     if diffs:
         print(f"mean difference {100 * sum(diffs) / len(diffs):+.2f}% over {len(diffs)} cases"
               " (negative: the pattern trains better)")
+    if same_diffs:
+        print(f"against a uniform adapter of the same size: {100 * sum(same_diffs) / len(same_diffs):+.2f}%"
+              f" mean, median {100 * sorted(same_diffs)[len(same_diffs) // 2]:+.2f}%")
     if without:
         print("no pattern runs: " + ", ".join(without))
 

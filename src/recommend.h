@@ -50,6 +50,9 @@ struct RecommendOptions {
   double module_quantile = 0.25;  // the global rank covers all but this share of the modules
   bool whitened = false;       // count on the K-FAC-whitened spectrum instead
   double alpha = 8;            // rsLoRA alpha (the oracle protocol's, under which ranks were judged)
+  // --pattern: modules far from r get their own rank_pattern entry. Off by default: on small-llama
+  // a pattern trained no better than a uniform adapter of the same size (bench/RESULTS.md).
+  bool pattern = false;
   // A module gets its own rank_pattern entry when its rank is this many grid steps from the global.
   int pattern_min_steps = 2;
   double max_extrapolation = 4;  // predict counts for at most this many times the probe's tokens

@@ -45,7 +45,7 @@ nlohmann::json options_json(const RecommendOptions& o) {
   return {{"grid", o.grid}, {"max_rank", o.max_rank}, {"budget_params", o.budget_params},
           {"noise_margin", o.noise_margin}, {"rank_scale", o.rank_scale},
           {"module_quantile", o.module_quantile}, {"whitened", o.whitened},
-          {"pattern_min_steps", o.pattern_min_steps}};
+          {"pattern", o.pattern}, {"pattern_min_steps", o.pattern_min_steps}};
 }
 
 // Medians over layers per module type, in model order.
@@ -133,7 +133,7 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
        ")\n";
   std::string pattern;
   for (const auto& [k, v] : rec.rank_pattern) pattern += (pattern.empty() ? "" : ", ") + k + ": " + std::to_string(v);
-  s += "  rank_pattern " + (pattern.empty() ? std::string("(none: one rank fits every module)") : pattern) + "\n";
+  s += "  rank_pattern " + (pattern.empty() ? std::string("(none: one rank everywhere; --pattern gives far modules their own)") : pattern) + "\n";
   s += "  trainable    " + format_count(double(rec.params)) + " parameters (" +
        format_count(double(rec.params_uniform)) + " at r=" + std::to_string(rec.rank) + " everywhere)\n\n";
   s += "  predicted quality vs rank: share of the data-supported signal captured\n";

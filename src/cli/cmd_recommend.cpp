@@ -23,6 +23,7 @@ struct RecommendCliOptions {
   int64_t budget_params = 0;
   double alpha = 8;
   bool whitened = false;
+  bool pattern = false;
   std::string format;  // print this trainer's config instead of the report
   std::string out;     // write every config, recommendation.json and report.txt here
   bool force = false;
@@ -89,6 +90,7 @@ int run_recommend_cmd(RecommendCliOptions& o) {
   ro.budget_params = o.budget_params;
   ro.alpha = o.alpha;
   ro.whitened = o.whitened;
+  ro.pattern = o.pattern;
   Recommendation rec = recommend(module_evidence(run.probe, run.spectra), data_facts(s, run.probe), ro);
   ReportContext ctx{s.model_dir, s.data_path, s.runtime.device, grad_mode_name(run.probe.mode),
                     run.probe.sketch_rank};
@@ -122,6 +124,9 @@ Subcommand recommend_subcommand() {
                  "at most this many trainable parameters (0: no budget)", 0, 1e15},
                 {"--alpha", &o->alpha, "rsLoRA alpha to recommend", 1e-9, 1e9},
                 {"--whitened", &o->whitened, "count directions on the K-FAC-whitened spectrum"},
+                {"--pattern", &o->pattern,
+                 "give modules far from r their own rank (rank_pattern); off: no better than a "
+                 "uniform r of the same size in calibration"},
                 {"--format", &o->format, "print this trainer's config instead of the report",
                  -1e300, 1e300, {"peft", "axolotl", "torchtune", "llama-factory", "unsloth"}},
                 {"--out,-o", &o->out, "also write every config, recommendation.json, report.txt here"},

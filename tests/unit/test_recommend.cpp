@@ -94,8 +94,14 @@ void expect_peft_resolves(const Recommendation& r) {
   for (const auto& m : r.modules) EXPECT_EQ(lora_rank_for(cfg, m.name), m.rank) << m.name;
 }
 
-TEST(Recommend, PatternKeysByTypeOrByModule) {
+RecommendOptions with_pattern() {
   RecommendOptions o = plain();
+  o.pattern = true;
+  return o;
+}
+
+TEST(Recommend, PatternKeysByTypeOrByModule) {
+  RecommendOptions o = with_pattern();
   // q: 1 direction (-> 1, 3 steps below 8); down: 40 and 12 (-> 32 in layer 0, 16 in layer 1).
   Recommendation r = recommend(two_layers(1, 5, 40, 12), facts(5000, 5000), o);
   EXPECT_EQ(r.rank, 8);
@@ -110,6 +116,16 @@ TEST(Recommend, PatternKeysByTypeOrByModule) {
   for (const auto& m : r.modules) params += m.rank * (m.d_in + m.d_out);
   EXPECT_EQ(r.params, params);
   EXPECT_EQ(r.params_uniform, 6 * 8 * 128);
+}
+
+TEST(Recommend, NoPatternByDefault) {
+  RecommendOptions o = plain();
+  EXPECT_FALSE(o.pattern);
+  Recommendation r = recommend(two_layers(1, 5, 40, 12), facts(5000, 5000), o);
+  EXPECT_EQ(r.rank, 8);
+  EXPECT_TRUE(r.rank_pattern.empty());
+  for (const auto& m : r.modules) EXPECT_EQ(m.rank, 8) << m.name;
+  EXPECT_EQ(r.params, r.params_uniform);
 }
 
 TEST(Recommend, MaxRankAndBudgetCap) {
@@ -202,11 +218,11 @@ TEST(Recommend, DefaultsAreTheCalibratedConstants) {
 }
 
 TEST(Recommend, JsonIsCompleteAndStable) {
-  Recommendation r = recommend(two_layers(1, 5, 40, 12), facts(5000, 5000), plain());
+  Recommendation r = recommend(two_layers(1, 5, 40, 12), facts(5000, 5000), with_pattern());
   ReportContext ctx{"model", "data.jsonl", "cpu", "exact", 0};
   const std::string a = recommendation_json(r, ctx);
   EXPECT_EQ(a, recommendation_json(recommend(two_layers(1, 5, 40, 12), facts(5000, 5000),
-                                             plain()), ctx));
+                                             with_pattern()), ctx));
   auto j = nlohmann::json::parse(a);
   EXPECT_EQ(j["rank"], 8);
   EXPECT_EQ(j["rank_pattern"]["q_proj"], 2);
