@@ -162,6 +162,8 @@ EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,
   }
   const double total = sum.item<double>();  // the one wait for the device
   r.mean_loss = r.n_supervised > 0 ? total / double(r.n_supervised) : 0.0;
+  r.batch_tokens = o.batch_tokens;
+  r.max_batch = o.max_batch;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

@@ -29,6 +29,9 @@ struct EvalResult {
   int64_t n_supervised = 0;  // targets counted
   int64_t n_tokens = 0;      // real (unpadded) tokens processed
   double seconds = 0;
+  // The batch limits it ended with, smaller after out of memory: a later evaluation that starts
+  // from them does not run out (and warn) again.
+  int64_t batch_tokens = 0, max_batch = 0;
 };
 
 // Batches of example indices, longest first, each within opts' token and size limits.

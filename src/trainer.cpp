@@ -325,6 +325,8 @@ double Trainer::evaluate(const std::vector<Example>& examples) {
     compat::AutocastGuard autocast(opts_.autocast, model_.device());
     r = evaluate_loss(model_, examples, all, opts_.eval);
   }
+  opts_.eval.batch_tokens = r.batch_tokens;  // keep what fitted: warn once, not at every evaluation
+  opts_.eval.max_batch = r.max_batch;
   adapters_->set_training(was_training);
   return r.mean_loss;
 }

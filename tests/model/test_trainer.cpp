@@ -307,6 +307,28 @@ TEST(Evaluate, OutOfMemoryHalvesTheBatchesAndKeepsTheLoss) {
   EXPECT_NE(err.find("out of memory evaluating a batch of 8 examples"), std::string::npos) << err;
   EXPECT_NE(err.find("redoing the rest with at most 4 examples"), std::string::npos) << err;
   EXPECT_NE(err.find("redoing the rest with at most 2 examples"), std::string::npos) << err;
+  EXPECT_EQ(got.max_batch, 2);
+  EXPECT_EQ(want.max_batch, 8);
+}
+
+TEST(Evaluate, TrainerKeepsTheLimitsThatFittedForLaterEvaluations) {
+  TrainOptions o = short_run(2);
+  o.eval.max_batch = 8;
+  std::vector<int64_t> sizes;
+  o.eval.before_batch = [&sizes](int64_t n) {
+    sizes.push_back(n);
+    if (sizes.size() == 1) compat::throw_out_of_memory("Tried to allocate 3 GiB");
+  };
+  Trainer t(tiny_model(), lora_r4(), cmudict(), o);
+  testing::internal::CaptureStderr();
+  const double first = t.evaluate(cmudict().val);
+  const size_t n_first = sizes.size();
+  const double second = t.evaluate(cmudict().val);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(occurrences(err, "CUDA out of memory"), 1u) << err;
+  EXPECT_NEAR(first, second, 1e-6 * std::fabs(first));
+  for (size_t i = n_first; i < sizes.size(); ++i) EXPECT_LE(sizes[i], 4) << "batch " << i;
+  EXPECT_EQ(t.options().eval.max_batch, 4);
 }
 
 TEST(Evaluate, OutOfMemoryWithOneExampleIsAClearError) {
