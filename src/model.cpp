@@ -399,7 +399,7 @@ torch::Tensor Model::hidden_states(const torch::Tensor& ids_in, const torch::Ten
   auto freqs = torch::outer(pos, inv_freq);                      // (T, D/2)
   auto emb = torch::cat({freqs, freqs}, -1);                     // (T, D)
   auto cos = emb.cos().to(dtype()), sin = emb.sin().to(dtype());  // (T, D)
-  auto mask = attention_mask_for(attention_mask, T, host_checked);             // (B, 1, T, T) or causal
+  auto mask = attention_mask_for(attention_mask, T, host_checked);  // (B, 1, T, T) or causal
   for (Block& b : blocks_) {
     if (checkpointing_ && torch::GradMode::is_enabled()) {
       auto block = [this, &b, cos, sin, mask](const torch::Tensor& h) {
