@@ -349,13 +349,13 @@ Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataF
   const int64_t wanted = global_rank(rec.modules, uncapped, &ModuleRank::directions);
   rec.capped = wanted > rec.rank;
   apply_budget(rec, opts);
-  if (opts.pattern) {
-    assign_pattern(rec, opts);
-  } else {
+  if (!opts.pattern) {
     for (auto& m : rec.modules) m.rank = rec.rank;
-  }
-  if (opts.budget_params > 0) {  // the pattern may only lower ranks under a budget
-    for (auto& m : rec.modules) m.rank = std::min(m.rank, rec.rank);
+  } else {
+    assign_pattern(rec, opts);
+    if (opts.budget_params > 0) {  // the pattern may only lower ranks under a budget
+      for (auto& m : rec.modules) m.rank = std::min(m.rank, rec.rank);
+    }
   }
   pattern_keys(rec);
   rec.alpha = opts.alpha;
