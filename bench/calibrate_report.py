@@ -183,15 +183,23 @@ def print_table(cases):
     print(f"recommend's wall time / the sweep's: {100 * cost:.2f}% over all cases")
 
 
+def sample_sd(v):
+    m = sum(v) / len(v)
+    return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def n_seeds(c):
+    return len(next(iter(c["per_seed"].values())))
+
+
 def resolution(c):
     """The standard error of L(r) - best from the seeds (median over ranks, sqrt(2) * sd / sqrt(n))
     beside the oracle's tolerance max(0.005, 1% of best): where it is larger, the seeds cannot say
     which ranks are within tolerance, so the oracle rank is not determined by the data."""
-    n = len(next(iter(c["per_seed"].values())))
+    n = n_seeds(c)
     if n < 2:
         return None
-    ses = sorted(math.sqrt(2 * sum((x - sum(v) / n) ** 2 for x in v) / (n - 1) / n)
-                 for v in c["per_seed"].values())
+    ses = sorted(math.sqrt(2 / n) * sample_sd(v) for v in c["per_seed"].values())
     best = min(c["L"].values())
     return ses[len(ses) // 2], max(0.005, 0.01 * best)
 
@@ -199,23 +207,18 @@ def resolution(c):
 def seed_spread(cases):
     """How far one seed's L(r) strays: the seeds' standard deviation relative to their mean, the
     oracle rank of seed 0 alone beside that of the mean curve, and whether the seeds resolve it."""
-    multi = [c for c in cases if resolution(c)]
+    multi = [(c, resolution(c)) for c in cases if n_seeds(c) > 1]
     if not multi:
         return
     print("\nseeds: relative standard deviation of L(r) across seeds, per rank; oracle of seed 0 vs"
           " mean; standard error of L(r) - best vs the oracle's tolerance")
-    for c in multi:
-        cells = []
-        for r, v in c["per_seed"].items():
-            m = sum(v) / len(v)
-            sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
-            cells.append(f"r{r}: {100 * sd / m:.1f}%")
+    for c, (se, tol) in multi:
+        cells = [f"r{r}: {100 * sample_sd(v) * len(v) / sum(v):.1f}%" for r, v in c["per_seed"].items()]
         o0 = oracle({r: v[0] for r, v in c["per_seed"].items()})[0]
-        se, tol = resolution(c)
-        print(f"  {c['name']:<22} {len(next(iter(c['per_seed'].values())))} seeds  "
+        print(f"  {c['name']:<22} {n_seeds(c)} seeds  "
               + "  ".join(cells) + f"   oracle seed0 {o0}, mean {oracle(c['L'])[0]};"
               f" se {se:.4f} vs tol {tol:.4f}{' UNRESOLVED' if se > tol else ''}")
-    resolved = [c for c in multi if resolution(c)[0] <= resolution(c)[1]]
+    resolved = [c for c, (se, tol) in multi if se <= tol]
     if resolved and len(resolved) < len(cases):
         print(f"\nover the {len(resolved)} cases whose seeds resolve the oracle"
               f" ({', '.join(c['name'] for c in resolved)}):")
