@@ -17,7 +17,9 @@ rank), L(r) is the mean test loss over all seeds, provided every rank has the sa
 --monotone scores against a non-increasing least-squares fit of each L(r) (pool adjacent
 violators) instead of the raw one-seed losses: a view of how much of the excess is sweep noise.
 
-Usage: bench/calibrate_report.py OUT [--explore [--within]] [--monotone] [--seed0] [--tag TAG]   (TAG: recommendTAG.json)
+Several OUT folders are scored as one set of cases.
+
+Usage: bench/calibrate_report.py OUT... [--explore [--within]] [--monotone] [--seed0] [--tag TAG]   (TAG: recommendTAG.json)
 """
 import json
 import math
@@ -343,11 +345,14 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     tag = sys.argv[sys.argv.index("--tag") + 1] if "--tag" in sys.argv else ""
-    cases = load_cases(sys.argv[1], tag, "--monotone" in sys.argv, "--seed0" not in sys.argv)
+    outs = [a for i, a in enumerate(sys.argv[1:], 1)
+            if not a.startswith("--") and sys.argv[i - 1] != "--tag"]
+    cases = [c for out in outs
+             for c in load_cases(out, tag, "--monotone" in sys.argv, "--seed0" not in sys.argv)]
     if "--monotone" in sys.argv:
         print("scored against a non-increasing fit of each sweep's L(r), not the raw losses\n")
     if not cases:
-        sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {sys.argv[1]}")
+        sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {' '.join(outs)}")
     print_table(cases)
     seed_spread(cases)
     curves(cases)
