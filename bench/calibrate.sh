@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Calibration of `lorank recommend`: per case (task, n = first n lines of train.jsonl) a rank sweep
 # by the oracle protocol of ../shared/bench/README.md, then recommend on the same training data,
-# both timed; bench/calibrate_report.py scores them. Resumable: run it again to continue.
+# both timed, one after the other with nothing else running (the cost measurement: calibrate_gpu.sh
+shares the GPU); bench/calibrate_report.py scores them. Resumable: run it again to continue.
+recommend.log ends with its time split into load, probe and spectrum.
 # Usage: bench/calibrate.sh LORANK MODEL_DIR OUT_DIR CASE...   (CASE = task:n, e.g. cmudict:1000)
 # SKIP_SWEEP=1 runs only recommend (e.g. after changing the rule); RECOMMEND_ARGS adds options and
 # TAG names that variant's files (recommend$TAG.json), scored by calibrate_report.py --tag TAG.
@@ -32,8 +34,9 @@ for c in "$@"; do
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
   "$lorank" recommend --model "$model" --data "$bench/$task/train.jsonl" --max-examples "$n" \
-    --json --quiet ${RECOMMEND_ARGS:-} > "$dir/recommend${TAG:-}.json.tmp" 2> "$dir/recommend${TAG:-}.log" \
+    --json ${RECOMMEND_ARGS:-} > "$dir/recommend${TAG:-}.json.tmp" 2> "$dir/recommend${TAG:-}.log" \
     || { tail -5 "$dir/recommend${TAG:-}.log"; exit 1; }
   mv "$dir/recommend${TAG:-}.json.tmp" "$dir/recommend${TAG:-}.json"
-  echo "$(date +%s.%N) - $start" | bc > "$dir/recommend${TAG:-}.seconds"
+  awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", b - a }' \
+    > "$dir/recommend${TAG:-}.seconds"  # awk: the GPU machine has no bc
 done

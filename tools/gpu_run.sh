@@ -8,7 +8,8 @@
 # gsm8k), peftload, bench (forward pass), calib (bench/calibrate_gpu.sh on small-llama under MPS;
 # CAL_DEADLINE seconds or until CAL_END, results in /tmp/cal, which later calls on a warm machine resume;
 # CAL_FROM=bench/results/X first copies in the finished cases kept there, so that SEEDS=1,2 and the
-# pattern units run for them without training their sweeps again).
+# pattern units run for them without training their sweeps again); cost (bench/calibrate.sh: each
+# case's sweep in one process, then recommend, nothing else on the GPU; COST_CASES, default gsm8k:1000).
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
 steps=${*:-golden build test train bench}
@@ -81,6 +82,17 @@ if has peftload; then
     --out /tmp/peftload --force --quiet > "$out/peftload.log" 2>&1 || { tail -20 "$out/peftload.log"; exit 1; }
   loss=$(python3 -c "import json; print(json.load(open('/tmp/peftload/train_summary.json'))['best_val_loss'])")
   python3 tools/peft_load_check.py assets/tiny-llama /tmp/peftload $t/val.jsonl "$loss"
+fi
+if has cost; then
+  echo "== cost"  # recommend beside the sweep it replaces, each alone on the GPU (calib shares it)
+  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  rm -rf /tmp/cost
+  # shellcheck disable=SC2086
+  BENCH=../bench/tasks bench/calibrate.sh build-cuda/lorank ../shared/models/small-llama /tmp/cost \
+    ${COST_CASES:-gsm8k:1000} > "$out/cost.log" 2>&1 || { tail -20 "$out/cost.log"; exit 1; }
+  python3 bench/calibrate_report.py /tmp/cost 2>&1 | head -8 | tee "$out/cost_report.txt"
+  grep -h "load .* probe .* spectrum" /tmp/cost/*/recommend.log | tee -a "$out/cost_report.txt"
+  bench/calibrate_collect.sh /tmp/cost "$out/cost.tar.xz" > /dev/null 2>&1
 fi
 if has bench; then
   echo "== bench"

@@ -2,6 +2,7 @@
 // curve that this model and this data need; a report, JSON, or the user's trainer's config.
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstdio>
 
 #include "error.h"
@@ -80,7 +81,9 @@ DataFacts data_facts(const Session& s, const ProbeResult& r) {
 int run_recommend_cmd(RecommendCliOptions& o) {
   check_format(o.format);
   check_outputs(o);  // refuse before the slow part
+  const auto t0 = std::chrono::steady_clock::now();
   Session s = open_session(o.common, o.data);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (o.probe.max_tokens == 0) o.probe.max_tokens = default_max_tokens(s);
   o.probe.max_rank = o.max_rank;
   o.probe.no_moments = !o.whitened;  // the plain rule needs no input moments
@@ -103,7 +106,8 @@ int run_recommend_cmd(RecommendCliOptions& o) {
     std::printf("%s", recommendation_report(rec, ctx).c_str());
   }
   if (!o.common.quiet) {
-    std::fprintf(stderr, "probe %.1fs + spectrum %.1fs%s\n", run.probe.seconds, run.spectrum_seconds,
+    std::fprintf(stderr, "load %.1fs + probe %.1fs + spectrum %.1fs%s\n", load_s, run.probe.seconds,
+                 run.spectrum_seconds,
                  o.out.empty() ? "" : ("; configs in " + o.out).c_str());
   }
   return 0;
