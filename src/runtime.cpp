@@ -1,7 +1,9 @@
 #include "runtime.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "compat.h"
@@ -28,8 +30,38 @@ torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& de
   fail("--dtype", "unknown dtype '" + name + "'", "auto, fp32 or bf16", name);
 }
 
+namespace {
+
+// OpenBLAS's thread controls when it is the BLAS in this process (Debian's LibTorch), else null.
+using BlasThreadsSetter = void (*)(int);
+using BlasThreadsGetter = int (*)();
+BlasThreadsSetter openblas_setter() {
+  return reinterpret_cast<BlasThreadsSetter>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+}
+BlasThreadsGetter openblas_getter() {
+  return reinterpret_cast<BlasThreadsGetter>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+}
+
+}  // namespace
+
+// Under OpenBLAS the matmuls run on OpenBLAS's own threads; LibTorch's OpenMP threads beside them
+// spin while it works (measured on 2 cores: 2 LibTorch threads made recommend and train 1.4-1.8x
+// slower than 1). There, n goes to OpenBLAS and LibTorch keeps one thread.
 void set_threads(int64_t n) {
-  if (n > 0) at::set_num_threads(int(n));
+  if (n <= 0) return;
+  if (BlasThreadsSetter set_blas = openblas_setter()) {
+    set_blas(int(n));
+    at::set_num_threads(1);
+    return;
+  }
+  at::set_num_threads(int(n));
+}
+
+int64_t compute_threads() {
+  if (BlasThreadsGetter get_blas = openblas_getter()) {
+    return std::max<int64_t>(get_blas(), at::get_num_threads());
+  }
+  return at::get_num_threads();
 }
 
 std::string dtype_name(torch::ScalarType t) {
@@ -64,7 +96,7 @@ std::string mapped_blas() {
 RuntimeInfo runtime_info(const torch::Device& device) {
   RuntimeInfo info;
   info.torch_version = compat::torch_version();
-  info.threads = at::get_num_threads();
+  info.threads = compute_threads();
   info.device = device.str();
   if (device.is_cuda()) info.device += " (" + compat::cuda_device_name(device.index()) + ")";
   std::string path = mapped_blas();
