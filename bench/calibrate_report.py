@@ -206,6 +206,11 @@ def resolution(c):
     return ses[len(ses) // 2], max(0.005, 0.01 * best)
 
 
+def is_resolved(c):
+    res = resolution(c)
+    return res is not None and res[0] <= res[1]
+
+
 def seed_spread(cases):
     """How far one seed's L(r) strays: the seeds' standard deviation relative to their mean, the
     oracle rank of seed 0 alone beside that of the mean curve, and whether the seeds resolve it."""
@@ -220,7 +225,7 @@ def seed_spread(cases):
         print(f"  {c['name']:<22} {n_seeds(c)} seeds  "
               + "  ".join(cells) + f"   oracle seed0 {o0}, mean {oracle(c['L'])[0]};"
               f" se {se:.4f} vs tol {tol:.4f}{' UNRESOLVED' if se > tol else ''}")
-    resolved = [c for c, (se, tol) in multi if se <= tol]
+    resolved = [c for c, _ in multi if is_resolved(c)]
     if resolved and len(resolved) < len(cases):
         print(f"\nover the {len(resolved)} cases whose seeds resolve the oracle"
               f" ({', '.join(c['name'] for c in resolved)}):")
@@ -229,17 +234,26 @@ def seed_spread(cases):
 
 def curves(cases):
     """The predicted share of the supported signal beside the measured share of the best gain,
-    (L(1) - L(r)) / (L(1) - best), per swept rank."""
+    (L(1) - L(r)) / (L(1) - best), per swept rank; then the error of the prediction once it is put
+    on the same footing (its own gain over r=1, as a share of its largest), over the resolved cases."""
     print("\npredicted share (lorank) vs measured share of the gain over r=1 (sweep), per rank")
+    errors = []
     for c in cases:
         L, best = c["L"], min(c["L"].values())
         base = L[min(L)]
         pred = {p["rank"]: p["share"] for p in c["rec"]["curve"]}
+        p1, top = pred.get(min(L), 0.0), max(pred.get(r, 0.0) for r in L)
         cells = []
         for r in L:
             meas = (base - L[r]) / (base - best) if base > best else float("nan")
             cells.append(f"r{r}: {pred.get(r, float('nan')):.2f}/{meas:.2f}")
+            if r != min(L) and r in pred and top > p1 and not math.isnan(meas) and is_resolved(c):
+                errors.append((pred[r] - p1) / (top - p1) - meas)
         print(f"  {c['name']:<22} " + "  ".join(cells))
+    if errors:
+        print(f"curve error over the resolved cases (predicted minus measured share, {len(errors)} points):"
+              f" mean {sum(errors) / len(errors):+.3f}, mean absolute"
+              f" {sum(abs(e) for e in errors) / len(errors):.3f}")
 
 
 def explore(cases, within_first=False):
