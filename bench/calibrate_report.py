@@ -3,7 +3,8 @@
 
 Each case folder under OUT (made by bench/calibrate.sh) holds sweep/results.jsonl, sweep.json
 (written when the sweep is complete) and recommend.json. Per case: the oracle rank, the recommended rank, its excess loss and its error in
-grid steps, beside the baselines r=8, r=16 and the dataset-size rule. --explore also scores the
+grid steps, beside the baselines r=8, r=16 and the dataset-size rule; the summary adds "sweep val",
+the rank the sweep picks by the same rule on its own validation losses (the noise ceiling). --explore also scores the
 rule's two constants (module quantile, rank scale) over a grid, with leave-one-case-out choice, so
 the reported number is not fitted on the case it is scored on. Where calibrate_gpu.sh trained
 recommend's rank_pattern (CASE/pattern), its test loss is set beside the uniform L(r) at the
@@ -136,8 +137,9 @@ def load_cases(out, tag="", smooth=False, use_seeds=True):
         sweep_s = sum(json.loads(line)["seconds"]
                       for line in open(os.path.join(d, "sweep", "results.jsonl")))
         rec_s = float(open(os.path.join(d, f"recommend{tag}.seconds")).read())
+        val = oracle({k: v["best_val_loss"] for k, v in sweep_runs(d).items()})[0]
         cases.append({"name": name, "dir": d, "L": L, "rec": rec, "n": rec["data"]["examples"],
-                      "sweep_s": sweep_s, "rec_s": rec_s, "per_seed": per_seed})
+                      "sweep_s": sweep_s, "rec_s": rec_s, "per_seed": per_seed, "val_oracle": val})
     return cases
 
 
@@ -157,8 +159,10 @@ def summary(rows):
     return mean_excess, within
 
 
+# "sweep val": the rank the sweep itself picks by the oracle rule on its validation losses (seed 0),
+# i.e. what a user who ran the sweep would choose: a ceiling for any predictor, set by split noise.
 CHOSEN = {"lorank": lambda c: c["rec"]["rank"], "r=8": lambda c: 8, "r=16": lambda c: 16,
-          "size rule": lambda c: size_rule(c["n"])}
+          "size rule": lambda c: size_rule(c["n"]), "sweep val": lambda c: c["val_oracle"]}
 
 
 def print_summary(cases):
