@@ -48,7 +48,7 @@ std::vector<OptionSpec> common_option_specs(CommonOptions& o) {
       {"--device", &o.device, "where to run", -1e300, 1e300, {"auto", "cpu", "cuda"}},
       {"--dtype", &o.dtype, "compute dtype (auto: bf16 on CUDA, fp32 on CPU)", -1e300, 1e300,
        {"auto", "fp32", "bf16"}},
-      {"--threads", &o.threads, "CPU threads (0: LibTorch's default)", 0, 1024},
+      {"--threads", &o.threads, "CPU threads (0: the default; under OpenBLAS, its threads)", 0, 1024},
       {"--json", &o.json, "print machine-readable JSON instead of tables"},
       {"--quiet,-q", &o.quiet, "no progress bars"},
   };
