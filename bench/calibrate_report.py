@@ -185,6 +185,12 @@ def print_table(cases):
               f"  {','.join(str(k) for k in c['L'])}")
     print()
     print_summary(cases)
+    for level in ("high", "medium", "low"):
+        some = [c for c in cases if c["rec"]["confidence"] == level]
+        if some:
+            me, w = summary(score(some, CHOSEN["lorank"]))
+            print(f"confidence {level:<6} {len(some):>2} cases: mean excess {100 * me:5.2f}%"
+                  f"   within one grid step {100 * w:5.1f}%")
     cost = sum(c["rec_s"] for c in cases) / sum(c["sweep_s"] for c in cases)
     print(f"recommend's wall time / the sweep's: {100 * cost:.2f}% over all cases")
 

@@ -20,7 +20,7 @@ torch::Device resolve_device(const std::string& name);
 // name: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16".
 torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device);
 void set_threads(int64_t n);  // 0 leaves LibTorch's default; under OpenBLAS, OpenBLAS's threads
-int64_t compute_threads();     // the threads that multiply: OpenBLAS's where it is the BLAS
+int64_t compute_threads();    // the threads that multiply: OpenBLAS's where it is the BLAS
 RuntimeInfo runtime_info(const torch::Device& device);
 std::string dtype_name(torch::ScalarType t);
 
