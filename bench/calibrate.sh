@@ -2,8 +2,8 @@
 # Calibration of `lorank recommend`: per case (task, n = first n lines of train.jsonl) a rank sweep
 # by the oracle protocol of ../shared/bench/README.md, then recommend on the same training data,
 # both timed, one after the other with nothing else running (the cost measurement: calibrate_gpu.sh
-shares the GPU); bench/calibrate_report.py scores them. Resumable: run it again to continue.
-recommend.log ends with its time split into load, probe and spectrum.
+# shares the GPU); bench/calibrate_report.py scores them. Resumable: run it again to continue.
+# recommend.log ends with its time split into load, probe and spectrum.
 # Usage: bench/calibrate.sh LORANK MODEL_DIR OUT_DIR CASE...   (CASE = task:n, e.g. cmudict:1000)
 # SKIP_SWEEP=1 runs only recommend (e.g. after changing the rule); RECOMMEND_ARGS adds options and
 # TAG names that variant's files (recommend$TAG.json), scored by calibrate_report.py --tag TAG.
