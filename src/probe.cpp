@@ -343,6 +343,24 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   return r;
 }
 
+void move_probe(ProbeResult& probe, const torch::Device& device) {
+  std::map<const void*, torch::Tensor> moved;  // one copy per tensor, so shared moments stay shared
+  auto move = [&](torch::Tensor& t) {
+    if (!t.defined() || t.device() == device) return;
+    auto it = moved.find(t.data_ptr());
+    if (it == moved.end()) it = moved.emplace(t.data_ptr(), t.to(device)).first;
+    t = it->second;
+  };
+  for (auto& m : probe.modules) {
+    for (auto* part : {&m.grad.exact, &m.grad.range, &m.grad.corange, &m.grad.core}) {
+      for (auto& t : *part) move(t);
+    }
+    for (auto* t : {&m.grad.omega, &m.grad.psi, &m.grad.phi, &m.grad.xi}) move(*t);
+    move(m.moment_all);
+    move(m.moment_scored);
+  }
+}
+
 std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const SpectrumOptions& opts) {
   std::vector<ModuleSpectrum> out;
   const double n_real = double(std::max<int64_t>(probe.n_tokens(), 1));

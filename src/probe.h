@@ -81,6 +81,10 @@ int64_t exact_gradient_bytes(const std::vector<Linear*>& targets, int64_t n_shar
 
 ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const ProbeOptions& opts);
 
+// Moves every accumulator to `device` (e.g. the CPU, to analyse there what a GPU probed), keeping
+// shared input moments shared.
+void move_probe(ProbeResult& probe, const torch::Device& device);
+
 // analyse_module over every probed module: whitening by Σ_x = moment_all / real tokens, explained
 // variance from moment_scored.
 std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const SpectrumOptions& opts);

@@ -9,7 +9,8 @@
 # CAL_DEADLINE seconds or until CAL_END, results in /tmp/cal, which later calls on a warm machine resume;
 # CAL_FROM=bench/results/X first copies in the finished cases kept there, so that SEEDS=1,2 and the
 # pattern units run for them without training their sweeps again); cost (bench/calibrate.sh: each
-# case's sweep in one process, then recommend, nothing else on the GPU; COST_CASES, default gsm8k:1000).
+# case's sweep in one process, then recommend, nothing else on the GPU, then recommend again with
+# --spectrum-device cpu beside it; COST_CASES, default gsm8k:1000).
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
 steps=${*:-golden build test train bench}
@@ -92,6 +93,14 @@ if has cost; then
     ${COST_CASES:-gsm8k:1000} > "$out/cost.log" 2>&1 || { tail -20 "$out/cost.log"; exit 1; }
   python3 bench/calibrate_report.py /tmp/cost 2>&1 | head -8 | tee "$out/cost_report.txt"
   grep -h "load .* probe .* spectrum" /tmp/cost/*/recommend.log | tee -a "$out/cost_report.txt"
+  for c in ${COST_CASES:-gsm8k:1000}; do  # A/B: the same recommend with its spectra on the CPU
+    d=/tmp/cost/${c%%:*}-${c##*:} t0=$(date +%s%N)
+    build-cuda/lorank recommend --model ../shared/models/small-llama --data "../bench/tasks/${c%%:*}/train.jsonl" \
+      --max-examples "${c##*:}" --json --spectrum-device cpu > "$d/recommend_cpuspec.json" 2> "$d/recommend_cpuspec.log"
+    echo "$c --spectrum-device cpu: $(( ($(date +%s%N) - t0) / 1000000 )) ms, $(tail -n 1 "$d/recommend_cpuspec.log")," \
+      "rank $(python3 -c "import json,sys; print(*(json.load(open(f))['rank'] for f in sys.argv[1:]))" \
+      "$d/recommend_cpuspec.json" "$d/recommend.json") (cpu, default)" | tee -a "$out/cost_report.txt"
+  done
   bench/calibrate_collect.sh /tmp/cost "$out/cost.tar.xz" > /dev/null 2>&1
 fi
 if has bench; then

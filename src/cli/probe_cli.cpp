@@ -26,6 +26,8 @@ std::vector<OptionSpec> probe_option_specs(ProbeCliOptions& o, bool for_recommen
       {"--splits", &o.splits, "half splits averaged", 1, 1000},
       {"--batch-tokens", &o.batch_tokens, "padded tokens per forward pass", 16, 1e9},
       {"--max-batch", &o.max_batch, "examples per forward pass", 1, 1e6},
+      {"--spectrum-device", &o.spectrum_device,
+       "where the spectra are computed (auto: where the probe ran)", -1e300, 1e300, {"auto", "cpu"}},
   };
   if (!for_recommend) {  // recommend has its own --max-rank and decides on moments by its rule
     specs.push_back({"--max-rank", &o.max_rank, "largest rank of the grid", 1, 65536});
@@ -64,6 +66,7 @@ ProbeRun run_probe_cli(Session& s, const ProbeCliOptions& o, bool quiet, bool ga
   run.spectrum_options.max_splits = int(o.splits);
   run.spectrum_options.gain_curves = gain_curves;
   auto t0 = std::chrono::steady_clock::now();
+  if (o.spectrum_device == "cpu") move_probe(run.probe, torch::kCPU);  // counted as spectrum time
   run.spectra = analyse_probe(run.probe, run.spectrum_options);
   run.spectrum_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return run;

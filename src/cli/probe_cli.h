@@ -27,6 +27,7 @@ struct ProbeCliOptions {
   int64_t splits = 3;
   int64_t batch_tokens = 2048;
   int64_t max_batch = 64;
+  std::string spectrum_device = "auto";  // auto: where the probe ran
 };
 
 // `recommend` leaves out --max-rank (it has its own) and describes --max-tokens' default.
