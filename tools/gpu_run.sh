@@ -93,14 +93,13 @@ if has cost; then
     ${COST_CASES:-gsm8k:1000} > "$out/cost.log" 2>&1 || { tail -20 "$out/cost.log"; exit 1; }
   python3 bench/calibrate_report.py /tmp/cost 2>&1 | head -8 | tee "$out/cost_report.txt"
   grep -h "load .* probe .* spectrum" /tmp/cost/*/recommend.log | tee -a "$out/cost_report.txt"
-  for c in ${COST_CASES:-gsm8k:1000}; do  # A/B: the same recommend with its spectra on the CPU
-    d=/tmp/cost/${c%%:*}-${c##*:} t0=$(date +%s%N)
-    build-cuda/lorank recommend --model ../shared/models/small-llama --data "../bench/tasks/${c%%:*}/train.jsonl" \
-      --max-examples "${c##*:}" --json --spectrum-device cpu > "$d/recommend_cpuspec.json" 2> "$d/recommend_cpuspec.log"
-    echo "$c --spectrum-device cpu: $(( ($(date +%s%N) - t0) / 1000000 )) ms, $(tail -n 1 "$d/recommend_cpuspec.log")," \
-      "rank $(python3 -c "import json,sys; print(*(json.load(open(f))['rank'] for f in sys.argv[1:]))" \
-      "$d/recommend_cpuspec.json" "$d/recommend.json") (cpu, default)" | tee -a "$out/cost_report.txt"
-  done
+  # A/B: the same recommend with its spectra on the CPU (recommend_cpuspec.json, scored by --tag)
+  # shellcheck disable=SC2086
+  SKIP_SWEEP=1 TAG=_cpuspec RECOMMEND_ARGS="--spectrum-device cpu" BENCH=../bench/tasks \
+    bench/calibrate.sh build-cuda/lorank ../shared/models/small-llama /tmp/cost ${COST_CASES:-gsm8k:1000} \
+    >> "$out/cost.log" 2>&1 || { tail -20 "$out/cost.log"; exit 1; }
+  python3 bench/calibrate_report.py /tmp/cost --tag _cpuspec 2>&1 | sed "/^$/q" | tee -a "$out/cost_report.txt"
+  grep -h "load .* probe .* spectrum" /tmp/cost/*/recommend_cpuspec.log | tee -a "$out/cost_report.txt"
   bench/calibrate_collect.sh /tmp/cost "$out/cost.tar.xz" > /dev/null 2>&1
 fi
 if has bench; then
