@@ -8,6 +8,8 @@
 #ifdef LORANK_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace lorank::compat {
@@ -18,6 +20,45 @@ std::string cuda_device_name(int index) {
 #else
   (void)index;
   return "CUDA";
+#endif
+}
+
+NoPerShapeAttentionPlans::NoPerShapeAttentionPlans(const torch::Device& device) {
+#if LORANK_TORCH_AT_LEAST(2, 3)
+  const char* keep = std::getenv("LORANK_CUDNN_ATTENTION");
+  if (!device.is_cuda() || (keep && std::string(keep) == "1")) return;
+  active_ = true;
+  prev_ = at::globalContext().userEnabledCuDNNSDP();
+  at::globalContext().setSDPUseCuDNN(false);
+#else
+  (void)device;
+#endif
+}
+
+NoPerShapeAttentionPlans::~NoPerShapeAttentionPlans() {
+#if LORANK_TORCH_AT_LEAST(2, 3)
+  if (active_) at::globalContext().setSDPUseCuDNN(prev_);
+#endif
+}
+
+bool cudnn_attention_enabled() {
+#if LORANK_TORCH_AT_LEAST(2, 3)
+  return at::globalContext().userEnabledCuDNNSDP();
+#else
+  return false;
+#endif
+}
+
+int64_t cuda_free_bytes(const torch::Device& device) {
+#ifdef LORANK_WITH_CUDA
+  if (!device.is_cuda()) return 0;
+  c10::cuda::CUDAGuard guard(device.index() < 0 ? 0 : device.index());
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+  return int64_t(free);
+#else
+  (void)device;
+  return 0;
 #endif
 }
 

@@ -21,6 +21,27 @@ inline std::string torch_version() {
 // LibTorch 1.13's C++ API has no device-name query; 2.x reaches it through the CUDA hooks.
 std::string cuda_device_name(int index);
 
+// cuDNN's fused attention builds a plan for every new (B, T) shape, ~0.15 s each. Training repeats
+// its shapes and gains from it; a single pass over length-sorted batches (the probe) meets a new
+// shape almost every batch and ran 8x slower. For the guard's lifetime masked CUDA attention takes
+// the memory-efficient kernel instead. LORANK_CUDNN_ATTENTION=1 keeps cuDNN (for A/B timing).
+class NoPerShapeAttentionPlans {
+ public:
+  explicit NoPerShapeAttentionPlans(const torch::Device& device);
+  ~NoPerShapeAttentionPlans();
+  NoPerShapeAttentionPlans(const NoPerShapeAttentionPlans&) = delete;
+  NoPerShapeAttentionPlans& operator=(const NoPerShapeAttentionPlans&) = delete;
+
+ private:
+  bool active_ = false, prev_ = true;
+};
+
+// Whether masked CUDA attention may take cuDNN now (false where LibTorch has no cuDNN attention).
+bool cudnn_attention_enabled();
+
+// Free memory on a CUDA device in bytes; 0 on the CPU or without CUDA.
+int64_t cuda_free_bytes(const torch::Device& device);
+
 // softmax(q kᵀ / sqrt(d) + mask) v. q: (B, H, T, D); k, v: (B, H, S, D) (kv heads already
 // repeated). mask: bool, true = may attend, broadcastable to (B, H, T, S); undefined = causal.
 // Every query row must allow at least one key (the caller keeps the diagonal) or softmax is NaN.

@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 
+#include "compat.h"
 #include "error.h"
 #include "model.h"
 #include "progress.h"
@@ -319,6 +320,8 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   BatchContext ctx;
   HookGuard guard;
   install_hooks(targets, opts, model.device(), ctx, moments, r, guard);
+  // Length-sorted batches bring a new shape almost every pass: no per-shape attention plans.
+  compat::NoPerShapeAttentionPlans one_pass(model.device());
   for (size_t s = 0; s < K; ++s) {
     ctx.shard = s;
     for (const auto& idx : length_sorted_batches(examples, r.shards[s], opts.batching)) {
@@ -341,6 +344,20 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   r.peak_rss_bytes = int64_t(ru.ru_maxrss) * 1024;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
+}
+
+EvalOptions auto_probe_batching(Model& model, const ProbeOptions& opts) {
+  EvalOptions b = opts.batching;
+  const int64_t free = compat::cuda_free_bytes(model.device());
+  if (free <= 0) return b;
+  const ModelConfig& c = model.config();
+  // Bytes a token keeps until backward: logits, log-softmax and their grad (fp32), activations
+  // (bf16) and the hooks' fp32 copies of each target's input.
+  int64_t per_token = 12 * c.n_vocab + c.n_layer * (16 * c.n_embd + 6 * c.n_ff) * 2;
+  for (const Linear* l : probe_targets(model, opts)) per_token += 4 * l->d_in();
+  b.batch_tokens = std::clamp<int64_t>(free / 4 / per_token, 512, 16384);
+  b.max_batch = 1024;
+  return b;
 }
 
 void move_probe(ProbeResult& probe, const torch::Device& device) {

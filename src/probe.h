@@ -81,6 +81,12 @@ int64_t exact_gradient_bytes(const std::vector<Linear*>& targets, int64_t n_shar
 
 ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const ProbeOptions& opts);
 
+// Batching for run_probe when the user sets none: 2048 tokens and 64 examples per pass on the CPU;
+// on CUDA as many tokens as a quarter of the free memory holds by an estimate of the bytes each
+// token keeps (hook inputs, activations, logits), 512 to 16,384, and up to 1,024 examples. Fewer,
+// larger passes: a pass of a small model costs about the same launches whatever its size.
+EvalOptions auto_probe_batching(Model& model, const ProbeOptions& opts);
+
 // Moves every accumulator to `device` (e.g. the CPU, to analyse there what a GPU probed), keeping
 // shared input moments shared.
 void move_probe(ProbeResult& probe, const torch::Device& device);

@@ -10,7 +10,9 @@
 # CAL_FROM=bench/results/X first copies in the finished cases kept there, so that SEEDS=1,2 and the
 # pattern units run for them without training their sweeps again); cost (bench/calibrate.sh: each
 # case's sweep in one process, then recommend, nothing else on the GPU, then recommend again with
-# --spectrum-device cpu beside it; COST_CASES, default gsm8k:1000).
+# --spectrum-device cpu beside it; COST_CASES, default gsm8k:1000); rectime (recommend alone, a few
+# variants, wall time and split, no sweep); rerec (recommend alone on the 18 calibration cases,
+# RERC_TAG names the files, for calibrate_report.py --tag against the sweeps kept in bench/results).
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
 steps=${*:-golden build test train bench}
@@ -101,6 +103,31 @@ if has cost; then
   python3 bench/calibrate_report.py /tmp/cost --tag _cpuspec 2>&1 | sed "/^$/q" | tee -a "$out/cost_report.txt"
   grep -h "load .* probe .* spectrum" /tmp/cost/*/recommend_cpuspec.log | tee -a "$out/cost_report.txt"
   bench/calibrate_collect.sh /tmp/cost "$out/cost.tar.xz" > /dev/null 2>&1
+fi
+if has rectime; then
+  echo "== rectime"  # recommend alone: wall, CPU time and split per variant (RECTIME_VARIANTS, ';'-separated)
+  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  IFS=';' read -ra variants <<< "${RECTIME_VARIANTS:-;;--spectrum-device cpu;--max-tokens 65536}"
+  for args in "${variants[@]}"; do
+    envs=(); flags=()  # a variant's NAME=value words set the environment, the rest are options
+    for w in $args; do if [[ $w == *=* && $w != -* ]]; then envs+=("$w"); else flags+=("$w"); fi; done
+    t=$( { TIMEFORMAT='wall %R s, user %U s, sys %S s'; time env "${envs[@]}" build-cuda/lorank recommend \
+      --model ../shared/models/small-llama --data ../bench/tasks/gsm8k/train.jsonl \
+      --max-examples "${RECTIME_N:-1000}" --json "${flags[@]}" > /tmp/rectime.json 2> /tmp/rectime.log; } 2>&1 )
+    r=$(python3 -c "import json; print(json.load(open('/tmp/rectime.json'))['rank'])" 2>/dev/null)
+    echo "[$args] $t; r=$r; $(grep -h "load .* probe\|probe timing" /tmp/rectime.log | tr "\n" " ")" | tee -a "$out/rectime.txt"
+  done
+fi
+if has rerec; then
+  echo "== rerec"  # recommend again, alone, on every calibration case; files recommend$RERC_TAG.*
+  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  cases=${CAL_CASES:-cmudict:1000 trec-qc:1000 wordnet-gloss:1000 spam:1000 gsm8k:1000 debian-synopsis:1000 cmudict:8000 trec-qc:4870 wordnet-gloss:8000 spam:4387 gsm8k:6701 debian-synopsis:8000 cmudict:2000 trec-qc:2000 wordnet-gloss:2000 gsm8k:2000 debian-synopsis:2000 spam:2000}
+  rm -rf /tmp/rerec
+  # shellcheck disable=SC2086
+  SKIP_SWEEP=1 TAG=${RERC_TAG:-_rerec} BENCH=../bench/tasks bench/calibrate.sh build-cuda/lorank \
+    ../shared/models/small-llama /tmp/rerec $cases > "$out/rerec.log" 2>&1 || tail -5 "$out/rerec.log"
+  tar -C /tmp/rerec -cJf "$out/rerec.tar.xz" --exclude=data .
+  grep -h "load .* probe" /tmp/rerec/*/recommend*.log | tail -3
 fi
 if has bench; then
   echo "== bench"

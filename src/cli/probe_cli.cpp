@@ -24,8 +24,11 @@ std::vector<OptionSpec> probe_option_specs(ProbeCliOptions& o, bool for_recommen
       {"--exact-budget-mb", &o.exact_budget_mb, "auto: exact when K x G fit in this", 0, 1e9},
       {"--damping", &o.damping, "K-FAC damping relative to mean input eigenvalue", 0, 1e6},
       {"--splits", &o.splits, "half splits averaged", 1, 1000},
-      {"--batch-tokens", &o.batch_tokens, "padded tokens per forward pass", 16, 1e9},
-      {"--max-batch", &o.max_batch, "examples per forward pass", 1, 1e6},
+      {"--batch-tokens", &o.batch_tokens,
+       "padded tokens per forward pass (0: 2048 on CPU; on CUDA up to 16384 as free memory allows)",
+       0, 1e9},
+      {"--max-batch", &o.max_batch, "examples per forward pass (0: 64 on CPU, 1024 on CUDA)", 0,
+       1e6},
       {"--spectrum-device", &o.spectrum_device,
        "where the spectra are computed (auto: where the probe ran)", -1e300, 1e300, {"auto", "cpu"}},
   };
@@ -48,8 +51,9 @@ ProbeRun run_probe_cli(Session& s, const ProbeCliOptions& o, bool quiet, bool ga
   po.sketch_rank = o.sketch_rank;
   po.exact_budget_bytes = o.exact_budget_mb << 20;
   po.input_moments = !o.no_moments;
-  po.batching.batch_tokens = o.batch_tokens;
-  po.batching.max_batch = o.max_batch;
+  const EvalOptions automatic = auto_probe_batching(*s.model, po);
+  po.batching.batch_tokens = o.batch_tokens > 0 ? o.batch_tokens : automatic.batch_tokens;
+  po.batching.max_batch = o.max_batch > 0 ? o.max_batch : automatic.max_batch;
   po.batching.pad_id = pad_id_for(s);
   int64_t total = 0;  // a bound for the bar: tokens of the whole set when sampling
   for (const auto& e : s.data.examples) total += int64_t(e.ids.size());

@@ -25,8 +25,8 @@ struct ProbeCliOptions {
   double damping = 1e-2;
   int64_t max_rank = 256;
   int64_t splits = 3;
-  int64_t batch_tokens = 2048;
-  int64_t max_batch = 64;
+  int64_t batch_tokens = 0;  // 0: auto_probe_batching
+  int64_t max_batch = 0;
   std::string spectrum_device = "auto";  // auto: where the probe ran
 };
 

@@ -1,9 +1,11 @@
 // The probe on CUDA, analysed where it ran and again after move_probe to the CPU
 // (recommend --spectrum-device cpu): the same spectra, and moments shared by q/k/v stay shared.
+// The automatic CUDA batching sums the same gradients as small batches, in bf16 attention too.
 #include <gtest/gtest.h>
 
 #include <map>
 
+#include "compat.h"
 #include "model/model_fixtures.h"
 #include "probe.h"
 #include "tokenizer.h"
@@ -11,15 +13,24 @@
 namespace lorank {
 namespace {
 
-TEST(CudaProbe, SpectraOnTheCpuMatchThoseOnTheGpu) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+struct TinyOnCuda {
+  std::unique_ptr<Model> model;
+  std::vector<Example> examples;
+};
+
+TinyOnCuda tiny_on_cuda(torch::ScalarType dtype) {
   LoadOptions lo;
   lo.device = torch::Device(torch::kCUDA, 0);
-  lo.dtype = torch::kFloat32;
-  auto model = Model::load(test::tiny_llama_dir(), lo);
+  lo.dtype = dtype;
   auto tok = load_tokenizer(test::tiny_llama_dir());
   TokenizerConfig cfg = load_tokenizer_config(test::tiny_llama_dir(), *tok);
-  auto examples = load_dataset(test::asset("data/cmudict.jsonl"), *tok, cfg, DatasetOptions{}).examples;
+  return {Model::load(test::tiny_llama_dir(), lo),
+          load_dataset(test::asset("data/cmudict.jsonl"), *tok, cfg, DatasetOptions{}).examples};
+}
+
+TEST(CudaProbe, SpectraOnTheCpuMatchThoseOnTheGpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto [model, examples] = tiny_on_cuda(torch::kFloat32);
   ProbeOptions o;
   o.max_examples = 40;
   o.layers = {0, 1};
@@ -44,6 +55,36 @@ TEST(CudaProbe, SpectraOnTheCpuMatchThoseOnTheGpu) {
     ASSERT_EQ(a.size(), b.size()) << probe.modules[i].name;
     for (size_t j = 0; j < a.size(); ++j) EXPECT_NEAR(a[j], b[j], 1e-9 + 1e-6 * b[0]) << probe.modules[i].name;
     EXPECT_EQ(on_cpu[i].signal_rank, on_gpu[i].signal_rank) << probe.modules[i].name;
+  }
+}
+
+TEST(CudaProbe, AutomaticBatchingSumsTheSameGradients) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  // bf16, the default on CUDA, where masked attention could take cuDNN
+  auto [model, examples] = tiny_on_cuda(torch::kBFloat16);
+  ProbeOptions small;
+  small.max_examples = 200;
+  small.batching.batch_tokens = 128;  // many passes
+  small.batching.max_batch = 8;
+  ProbeOptions large = small;
+  large.batching = auto_probe_batching(*model, small);
+  EXPECT_GE(large.batching.batch_tokens, 512);
+  EXPECT_EQ(large.batching.max_batch, 1024);
+
+  const bool cudnn_before = compat::cudnn_attention_enabled();
+  ProbeResult a = run_probe(*model, examples, small);
+  ProbeResult b = run_probe(*model, examples, large);
+  EXPECT_EQ(compat::cudnn_attention_enabled(), cudnn_before)
+      << "the probe left cuDNN attention changed";
+  ASSERT_EQ(a.n_supervised(), b.n_supervised());
+  EXPECT_NEAR(a.base_loss(), b.base_loss(), 2e-2);  // bf16: batch shape changes rounding
+  for (size_t i = 0; i < a.modules.size(); ++i) {
+    for (size_t s = 0; s < a.modules[i].grad.exact.size(); ++s) {
+      const auto& ga = a.modules[i].grad.exact[s];
+      const auto& gb = b.modules[i].grad.exact[s];
+      const double rel = (ga - gb).norm().item<double>() / ga.norm().item<double>();
+      EXPECT_LT(rel, 5e-2) << a.modules[i].name << " shard " << s;
+    }
   }
 }
 
