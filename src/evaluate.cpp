@@ -105,9 +105,11 @@ void evaluate_batch(Model& model, const std::vector<Example>& examples,
   if (progress) progress->advance(t.n_real);
 }
 
-// After `failed` ran out of memory: limits under which its examples go in batches half as large.
-void shrink_eval_batches(EvalOptions& opts, const std::vector<Example>& examples,
-                         const std::vector<size_t>& failed, const c10::Error& oom) {
+}  // namespace
+
+void shrink_batches_after_oom(EvalOptions& opts, const std::vector<Example>& examples,
+                              const std::vector<size_t>& failed, const c10::Error& oom,
+                              const std::string& doing) {
   compat::empty_cuda_cache();  // the failed pass's tensors are gone; hand their blocks back
   int64_t longest = 0;
   for (size_t i : failed) longest = std::max(longest, int64_t(examples[i].ids.size()));
@@ -115,7 +117,7 @@ void shrink_eval_batches(EvalOptions& opts, const std::vector<Example>& examples
   if (n <= 1) {
     const std::string said = compat::out_of_memory_summary(oom);
     const int64_t line = examples[failed[0]].source_line;
-    fail("evaluation", "CUDA out of memory with a batch of 1 example (" + said + ")",
+    fail(doing, "CUDA out of memory with a batch of 1 example (" + said + ")",
          "an example that fits in memory",
          std::to_string(longest) + " tokens" +
              (line > 0 ? " (the record on line " + std::to_string(line) + ")" : std::string()),
@@ -125,14 +127,12 @@ void shrink_eval_batches(EvalOptions& opts, const std::vector<Example>& examples
   opts.batch_tokens = std::max<int64_t>(1, std::min(opts.batch_tokens, padded) / 2);
   opts.max_batch = std::max<int64_t>(1, opts.max_batch / 2);
   std::fprintf(stderr,
-               "\nwarning: CUDA out of memory evaluating a batch of %lld examples (%lld padded "
+               "\nwarning: CUDA out of memory in %s, a batch of %lld examples (%lld padded "
                "tokens); redoing the rest with at most %lld examples and %lld tokens per batch\n",
-               static_cast<long long>(n), static_cast<long long>(padded),
+               doing.c_str(), static_cast<long long>(n), static_cast<long long>(padded),
                static_cast<long long>(opts.max_batch), static_cast<long long>(opts.batch_tokens));
   std::fflush(stderr);
 }
-
-}  // namespace
 
 EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,
                          const std::vector<size_t>& indices, const EvalOptions& opts,
@@ -153,7 +153,7 @@ EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,
       pending.clear();
     } catch (const c10::Error& e) {
       if (!compat::is_out_of_memory(e)) throw;
-      shrink_eval_batches(o, examples, batches[done], e);
+      shrink_batches_after_oom(o, examples, batches[done], e, "evaluation");
       pending.clear();  // the failed batch and those after it, still longest first
       for (size_t b = done; b < batches.size(); ++b) {
         pending.insert(pending.end(), batches[b].begin(), batches[b].end());

@@ -58,6 +58,12 @@ LossResult batch_loss(Model& model, const torch::Tensor& hidden, const BatchTens
 
 // No gradients. `progress` (optional) advances by real tokens. On CUDA out of memory the batch
 // limits are halved (with a warning) and the rest is redone; a lone example that won't fit throws.
+// After the batch `failed` ran out of CUDA memory while `doing` (e.g. "evaluation"): halves opts'
+// limits below that batch's size, so its examples go again in smaller batches, and warns. Throws
+// when one example alone does not fit.
+void shrink_batches_after_oom(EvalOptions& opts, const std::vector<Example>& examples,
+                              const std::vector<size_t>& failed, const c10::Error& oom,
+                              const std::string& doing);
 EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,
                          const std::vector<size_t>& indices, const EvalOptions& opts,
                          Progress* progress = nullptr);

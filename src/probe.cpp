@@ -33,6 +33,8 @@ struct BatchContext {
   torch::Tensor real;    // (N) int64: flat (B·T) positions of real tokens
   torch::Tensor scored;  // (N) bool: real positions whose next token is supervised
   size_t shard = 0;
+  // Additions to the probe's sums during this batch: while none, the batch may be redone.
+  int64_t accumulated = 0;
 };
 
 // Accumulators of one input group: split by scored / other so both moments cost one pass.
@@ -42,7 +44,7 @@ struct MomentPair {
 
 class ProbeHook : public LinearHook {
  public:
-  ProbeHook(ModuleProbe& m, const BatchContext& ctx, MomentPair* moments)
+  ProbeHook(ModuleProbe& m, BatchContext& ctx, MomentPair* moments)
       : m_(m), ctx_(ctx), moments_(moments) {}
 
   torch::Tensor forward(const torch::Tensor& x, torch::Tensor y) override {
@@ -52,12 +54,15 @@ class ProbeHook : public LinearHook {
       auto xs = xr.index({ctx_.scored}), xo = xr.index({ctx_.scored.logical_not()});  // (Ns|No, d_in)
       moments_->scored.addmm_(xs.t(), xs);
       moments_->other.addmm_(xo.t(), xo);
+      ++ctx_.accumulated;
     }
     if (!y.requires_grad()) y.requires_grad_(true);  // the first layer's y is a leaf
     ShardGradients* g = &m_.grad;
     const size_t shard = ctx_.shard;
     torch::Tensor real = ctx_.real;
-    y.register_hook([g, xr, real, shard](const torch::Tensor& grad) {
+    BatchContext* ctx = &ctx_;  // outlives the batch's backward
+    y.register_hook([g, xr, real, shard, ctx](const torch::Tensor& grad) {
+      ++ctx->accumulated;
       auto d = grad.reshape({-1, grad.size(-1)}).index_select(0, real).to(torch::kFloat32);  // (N, d_out)
       if (g->is_exact()) {
         g->exact[shard].addmm_(d.t(), xr);                    // (d_out, d_in) += δᵀ X
@@ -72,7 +77,7 @@ class ProbeHook : public LinearHook {
 
  private:
   ModuleProbe& m_;
-  const BatchContext& ctx_;
+  BatchContext& ctx_;
   MomentPair* moments_;  // null unless this module is its input group's first target
 };
 
@@ -179,7 +184,10 @@ std::map<std::string, MomentPair> make_moments(const std::vector<Linear*>& targe
 }
 
 // Loss and gradients of one batch; the hooks do the accumulating.
-void probe_batch(Model& model, const Batch& batch, BatchContext& ctx, ProbeResult& r) {
+void probe_batch(Model& model, const Batch& batch, const ProbeOptions& opts, BatchContext& ctx,
+                 ProbeResult& r) {
+  ctx.accumulated = 0;
+  if (opts.batching.before_batch) opts.batching.before_batch(batch.batch_size);
   BatchTensors t = to_tensors(batch, model);
   const int64_t B = batch.batch_size, T = batch.seq_len;
   ctx.real = t.attention_mask.reshape({-1}).nonzero().squeeze(1);          // (N)
@@ -189,6 +197,7 @@ void probe_batch(Model& model, const Batch& batch, BatchContext& ctx, ProbeResul
   ctx.scored = scored.reshape({-1}).index_select(0, ctx.real).to(torch::kBool);  // (N)
   auto hidden = model.hidden_states(t.ids, t.attention_mask);              // (B, T, C)
   LossResult loss = lm_loss(model, hidden, t.ids, t.attention_mask, t.loss_mask);
+  if (opts.before_backward) opts.before_backward();
   if (loss.n_tokens > 0 && loss.sum.requires_grad()) loss.sum.backward();
   r.shard_tokens[ctx.shard] += ctx.real.size(0);
   r.shard_supervised[ctx.shard] += loss.n_tokens;
@@ -216,9 +225,53 @@ std::string loss_status(double loss) {
   return buf;
 }
 
+// A batch that ran out of memory after adding to the sums cannot be redone without counting twice.
+[[noreturn]] void fail_half_counted(const std::vector<Example>& examples,
+                                    const std::vector<size_t>& idx, const ProbeOptions& o,
+                                    const c10::Error& oom) {
+  int64_t longest = 0;
+  for (size_t i : idx) longest = std::max(longest, int64_t(examples[i].ids.size()));
+  const int64_t padded = longest * int64_t(idx.size());
+  fail("the probe",
+       "CUDA out of memory after part of a batch was summed (" +
+           compat::out_of_memory_summary(oom) + ")",
+       "a batch that fits",
+       std::to_string(idx.size()) + " examples, " + std::to_string(padded) + " padded tokens",
+       "rerun with --batch-tokens " +
+           std::to_string(std::max<int64_t>(16, std::min(padded, o.batching.batch_tokens) / 2)) +
+           " (this run had " + std::to_string(o.batching.batch_tokens) + ")");
+}
+
+// One shard's examples, longest first. Out of memory before anything was summed: the rest goes
+// again in smaller batches, and `o` keeps the smaller limits for later shards.
+void probe_shard(Model& model, const std::vector<Example>& examples,
+                 const std::vector<size_t>& shard, ProbeOptions& o, BatchContext& ctx,
+                 ProbeResult& r) {
+  std::vector<size_t> pending = shard;
+  while (!pending.empty()) {
+    const auto batches = length_sorted_batches(examples, pending, o.batching);
+    size_t done = 0;
+    try {
+      for (; done < batches.size(); ++done) {
+        probe_batch(model, make_batch(examples, batches[done], o.batching.pad_id), o, ctx, r);
+        if (o.progress) o.progress->advance(ctx.real.size(0), loss_status(r.base_loss()));
+      }
+      pending.clear();
+    } catch (const c10::Error& e) {
+      if (!compat::is_out_of_memory(e)) throw;
+      if (ctx.accumulated > 0) fail_half_counted(examples, batches[done], o, e);
+      shrink_batches_after_oom(o.batching, examples, batches[done], e, "the probe");
+      pending.clear();
+      for (size_t b = done; b < batches.size(); ++b) {
+        pending.insert(pending.end(), batches[b].begin(), batches[b].end());
+      }
+    }
+  }
+}
+
 // One accumulator set and hook per target; the first target of each input group owns its moments.
 void install_hooks(const std::vector<Linear*>& targets, const ProbeOptions& opts,
-                   const torch::Device& device, const BatchContext& ctx,
+                   const torch::Device& device, BatchContext& ctx,
                    std::map<std::string, MomentPair>& moments, ProbeResult& r, HookGuard& guard) {
   std::set<std::string> owned;
   r.modules.reserve(targets.size());  // hooks hold references into r.modules
@@ -322,14 +375,10 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   install_hooks(targets, opts, model.device(), ctx, moments, r, guard);
   // Length-sorted batches bring a new shape almost every pass: no per-shape attention plans.
   compat::NoPerShapeAttentionPlans one_pass(model.device());
+  ProbeOptions o = opts;  // batches shrink on out of memory
   for (size_t s = 0; s < K; ++s) {
     ctx.shard = s;
-    for (const auto& idx : length_sorted_batches(examples, r.shards[s], opts.batching)) {
-      probe_batch(model, make_batch(examples, idx, opts.batching.pad_id), ctx, r);
-      if (opts.progress) {
-        opts.progress->advance(ctx.real.size(0), loss_status(r.base_loss()));
-      }
-    }
+    probe_shard(model, examples, r.shards[s], o, ctx, r);
   }
   for (auto& m : r.modules) {
     m.grad.n_tokens = r.shard_supervised;

@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,9 @@ struct ProbeOptions {
   // Padded tokens per pass: activations kept for backward grow with it (2048: ~0.6 GB on tiny).
   EvalOptions batching = {2048, 64, 0};
   Progress* progress = nullptr;           // advanced by real tokens
+  // Called before each batch's backward pass; tests throw compat::throw_out_of_memory from it (and
+  // from batching.before_batch) to exercise the out-of-memory paths on the CPU.
+  std::function<void()> before_backward;
 };
 
 struct ModuleProbe {

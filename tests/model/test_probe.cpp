@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <set>
 
+#include "compat.h"
 #include "error.h"
 #include "model_fixtures.h"
 #include "probe.h"
@@ -200,6 +201,54 @@ TEST(Probe, AutomaticModeFollowsTheBudget) {
   ProbeResult r = run_probe(test::tiny_llama(), cmudict(), o);
   EXPECT_EQ(r.mode, GradMode::sketch);
   EXPECT_EQ(r.sketch_rank, o.sketch_rank);
+}
+
+// Out of memory before anything of the batch was summed (here: before backward, without input
+// moments): the batch goes again in halves and the sums equal an undisturbed run's.
+TEST(Probe, OutOfMemoryBeforeSummingRedoesTheBatchSmaller) {
+  ProbeOptions o = small_options();
+  o.mode = GradMode::exact;
+  o.input_moments = false;
+  std::vector<int64_t> sizes;  // one per batch tried
+  o.batching.before_batch = [&sizes](int64_t n) { sizes.push_back(n); };
+  const ProbeResult want = run_probe(test::tiny_llama(), cmudict(), o);
+  const size_t n_want = sizes.size();
+  sizes.clear();
+  int calls = 0;
+  o.before_backward = [&calls] {
+    if (++calls == 2) compat::throw_out_of_memory("Tried to allocate 2.00 GiB (test)");
+  };
+  testing::internal::CaptureStderr();
+  const ProbeResult got = run_probe(test::tiny_llama(), cmudict(), o);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("CUDA out of memory in the probe, a batch of"), std::string::npos) << err;
+  EXPECT_EQ(got.n_tokens(), want.n_tokens());  // nothing counted twice
+  EXPECT_EQ(got.n_supervised(), want.n_supervised());
+  EXPECT_NEAR(got.base_loss(), want.base_loss(), 1e-5 * want.base_loss());
+  // The failed batch again, and the rest of its shard and the next in smaller batches.
+  EXPECT_GT(sizes.size(), n_want + 1) << "no batch was redone smaller";
+  for (size_t i = 0; i < want.modules.size(); ++i) {
+    for (size_t k = 0; k < want.modules[i].grad.exact.size(); ++k) {
+      EXPECT_LT(rel_err(got.modules[i].grad.exact[k], want.modules[i].grad.exact[k]), 1e-5)
+          << want.modules[i].name << " shard " << k;
+    }
+  }
+}
+
+// With input moments the forward pass already summed part of the batch: no redo, a clear error.
+TEST(Probe, OutOfMemoryAfterSummingIsAClearError) {
+  ProbeOptions o = small_options();
+  o.input_moments = true;
+  o.before_backward = [] { compat::throw_out_of_memory("Tried to allocate 2.00 GiB (test)"); };
+  try {
+    run_probe(test::tiny_llama(), cmudict(), o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("after part of a batch was summed"), std::string::npos) << what;
+    EXPECT_NE(what.find("--batch-tokens"), std::string::npos) << what;
+  }
+  for (Linear* l : test::tiny_llama().linears()) EXPECT_FALSE(l->hook) << l->name << " kept its hook";
 }
 
 TEST(Probe, BadRequestsFailClearly) {

@@ -304,7 +304,7 @@ TEST(Evaluate, OutOfMemoryHalvesTheBatchesAndKeepsTheLoss) {
   // 8 summed, 8 failed; 4 + 4 summed, 4 failed; its 4 and the last 12 in pairs.
   EXPECT_EQ(sizes, (std::vector<int64_t>{8, 8, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2}));
   EXPECT_EQ(occurrences(err, "CUDA out of memory"), 2u) << err;
-  EXPECT_NE(err.find("out of memory evaluating a batch of 8 examples"), std::string::npos) << err;
+  EXPECT_NE(err.find("out of memory in evaluation, a batch of 8 examples"), std::string::npos) << err;
   EXPECT_NE(err.find("redoing the rest with at most 4 examples"), std::string::npos) << err;
   EXPECT_NE(err.find("redoing the rest with at most 2 examples"), std::string::npos) << err;
   EXPECT_EQ(got.max_batch, 2);
