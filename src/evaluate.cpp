@@ -107,19 +107,30 @@ void evaluate_batch(Model& model, const std::vector<Example>& examples,
 
 }  // namespace
 
+int64_t padded_tokens(const std::vector<Example>& examples, const std::vector<size_t>& idx) {
+  int64_t longest = 0;
+  for (size_t i : idx) longest = std::max(longest, int64_t(examples[i].ids.size()));
+  return longest * int64_t(idx.size());
+}
+
+std::vector<size_t> batches_from(const std::vector<std::vector<size_t>>& batches, size_t first) {
+  std::vector<size_t> out;
+  for (size_t b = first; b < batches.size(); ++b)
+    out.insert(out.end(), batches[b].begin(), batches[b].end());
+  return out;
+}
+
 void shrink_batches_after_oom(EvalOptions& opts, const std::vector<Example>& examples,
                               const std::vector<size_t>& failed, const c10::Error& oom,
                               const std::string& doing) {
   compat::empty_cuda_cache();  // the failed pass's tensors are gone; hand their blocks back
-  int64_t longest = 0;
-  for (size_t i : failed) longest = std::max(longest, int64_t(examples[i].ids.size()));
-  const int64_t n = int64_t(failed.size()), padded = longest * n;
+  const int64_t n = int64_t(failed.size()), padded = padded_tokens(examples, failed);
   if (n <= 1) {
     const std::string said = compat::out_of_memory_summary(oom);
     const int64_t line = examples[failed[0]].source_line;
     fail(doing, "CUDA out of memory with a batch of 1 example (" + said + ")",
          "an example that fits in memory",
-         std::to_string(longest) + " tokens" +
+         std::to_string(padded) + " tokens" +
              (line > 0 ? " (the record on line " + std::to_string(line) + ")" : std::string()),
          "lower --max-len, or use a smaller model");
   }
@@ -154,10 +165,7 @@ EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,
     } catch (const c10::Error& e) {
       if (!compat::is_out_of_memory(e)) throw;
       shrink_batches_after_oom(o, examples, batches[done], e, "evaluation");
-      pending.clear();  // the failed batch and those after it, still longest first
-      for (size_t b = done; b < batches.size(); ++b) {
-        pending.insert(pending.end(), batches[b].begin(), batches[b].end());
-      }
+      pending = batches_from(batches, done);  // still longest first
     }
   }
   const double total = sum.item<double>();  // the one wait for the device

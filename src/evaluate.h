@@ -56,14 +56,19 @@ torch::Tensor batch_hidden_states(Model& model, const BatchTensors& t);
 LossResult batch_loss(Model& model, const torch::Tensor& hidden, const BatchTensors& t,
                       int64_t chunk = 0);
 
-// No gradients. `progress` (optional) advances by real tokens. On CUDA out of memory the batch
-// limits are halved (with a warning) and the rest is redone; a lone example that won't fit throws.
+// Tokens of `idx` as one padded batch: its longest example times its size.
+int64_t padded_tokens(const std::vector<Example>& examples, const std::vector<size_t>& idx);
 // After the batch `failed` ran out of CUDA memory while `doing` (e.g. "evaluation"): halves opts'
 // limits below that batch's size, so its examples go again in smaller batches, and warns. Throws
 // when one example alone does not fit.
 void shrink_batches_after_oom(EvalOptions& opts, const std::vector<Example>& examples,
                               const std::vector<size_t>& failed, const c10::Error& oom,
                               const std::string& doing);
+// The examples of batches[first..], in order: what is left to redo after batch `first` failed.
+std::vector<size_t> batches_from(const std::vector<std::vector<size_t>>& batches, size_t first);
+
+// No gradients. `progress` (optional) advances by real tokens. On CUDA out of memory the batch
+// limits are halved (with a warning) and the rest is redone; a lone example that won't fit throws.
 EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,
                          const std::vector<size_t>& indices, const EvalOptions& opts,
                          Progress* progress = nullptr);

@@ -229,9 +229,7 @@ std::string loss_status(double loss) {
 [[noreturn]] void fail_half_counted(const std::vector<Example>& examples,
                                     const std::vector<size_t>& idx, const ProbeOptions& o,
                                     const c10::Error& oom) {
-  int64_t longest = 0;
-  for (size_t i : idx) longest = std::max(longest, int64_t(examples[i].ids.size()));
-  const int64_t padded = longest * int64_t(idx.size());
+  const int64_t padded = padded_tokens(examples, idx);
   fail("the probe",
        "CUDA out of memory after part of a batch was summed (" +
            compat::out_of_memory_summary(oom) + ")",
@@ -261,10 +259,7 @@ void probe_shard(Model& model, const std::vector<Example>& examples,
       if (!compat::is_out_of_memory(e)) throw;
       if (ctx.accumulated > 0) fail_half_counted(examples, batches[done], o, e);
       shrink_batches_after_oom(o.batching, examples, batches[done], e, "the probe");
-      pending.clear();
-      for (size_t b = done; b < batches.size(); ++b) {
-        pending.insert(pending.end(), batches[b].begin(), batches[b].end());
-      }
+      pending = batches_from(batches, done);
     }
   }
 }
