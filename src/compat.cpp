@@ -25,8 +25,11 @@ std::string cuda_device_name(int index) {
 
 NoPerShapeAttentionPlans::NoPerShapeAttentionPlans(const torch::Device& device) {
 #if LORANK_TORCH_AT_LEAST(2, 3)
-  const char* keep = std::getenv("LORANK_CUDNN_ATTENTION");
-  if (!device.is_cuda() || (keep && std::string(keep) == "1")) return;
+  static const bool keep = [] {
+    const char* v = std::getenv("LORANK_CUDNN_ATTENTION");
+    return v && std::string(v) == "1";
+  }();
+  if (!device.is_cuda() || keep) return;
   active_ = true;
   prev_ = at::globalContext().userEnabledCuDNNSDP();
   at::globalContext().setSDPUseCuDNN(false);

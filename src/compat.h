@@ -21,10 +21,11 @@ inline std::string torch_version() {
 // LibTorch 1.13's C++ API has no device-name query; 2.x reaches it through the CUDA hooks.
 std::string cuda_device_name(int index);
 
-// cuDNN's fused attention builds a plan for every new (B, T) shape, ~0.15 s each. Training repeats
-// its shapes and gains from it; a single pass over length-sorted batches (the probe) meets a new
-// shape almost every batch and ran 8x slower. For the guard's lifetime masked CUDA attention takes
-// the memory-efficient kernel instead. LORANK_CUDNN_ATTENTION=1 keeps cuDNN (for A/B timing).
+// cuDNN's fused attention builds a plan for every new (B, T) shape, ~0.15 s each. Length-sorted
+// batches meet a new shape almost every pass: a bf16 probe ran 8x slower, and the first run of a
+// sweep took 32 s against 13 s without cuDNN (later runs were level). For the guard's lifetime
+// masked CUDA attention takes the memory-efficient kernel instead; the setting is restored after.
+// LORANK_CUDNN_ATTENTION=1 keeps cuDNN (for A/B timing).
 class NoPerShapeAttentionPlans {
  public:
   explicit NoPerShapeAttentionPlans(const torch::Device& device);
@@ -48,7 +49,8 @@ int64_t cuda_free_bytes(const torch::Device& device);
 inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& mask) {
 #if LORANK_TORCH_AT_LEAST(2, 0)
-  // Fused kernels (flash / memory-efficient on CUDA) when available.
+  // Fused kernels (flash / memory-efficient on CUDA) when available; backward uses the same kernel.
+  NoPerShapeAttentionPlans no_plans(q.device());
   if (!mask.defined()) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
   return at::scaled_dot_product_attention(q, k, v, mask, 0.0, false);
 #else

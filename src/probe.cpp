@@ -368,8 +368,6 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   BatchContext ctx;
   HookGuard guard;
   install_hooks(targets, opts, model.device(), ctx, moments, r, guard);
-  // Length-sorted batches bring a new shape almost every pass: no per-shape attention plans.
-  compat::NoPerShapeAttentionPlans one_pass(model.device());
   ProbeOptions o = opts;  // batches shrink on out of memory
   for (size_t s = 0; s < K; ++s) {
     ctx.shard = s;
