@@ -19,6 +19,10 @@ steps=${*:-golden build test train bench}
 mkdir -p "$out"
 [ -d ../shared/models ] || { mkdir -p ../shared && tar -C ../shared -xJf .gpu/shared.tar.xz; }
 has() { [[ " $steps " == *" $1 "* ]]; }
+need_bench() { [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }; }
+# The calibration's cases: the 1k/8k protocol, and the held-out n=2000 cases run after the rule was fixed.
+cal_cases="cmudict:1000 trec-qc:1000 wordnet-gloss:1000 spam:1000 gsm8k:1000 debian-synopsis:1000 cmudict:8000 trec-qc:4870 wordnet-gloss:8000 spam:4387 gsm8k:6701 debian-synopsis:8000"
+held_out_cases="cmudict:2000 trec-qc:2000 wordnet-gloss:2000 gsm8k:2000 debian-synopsis:2000 spam:2000"
 if has golden; then
   echo "== golden"
   python3 tools/make_golden.py --shared ../shared --out tests/assets/golden > "$out/golden.log" 2>&1 \
@@ -43,7 +47,7 @@ if has test; then
 fi
 if has train; then
   echo "== train"  # lorank sweep beside PEFT on one bench task, then PEFT loads lorank's adapter
-  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  need_bench
   task=${LORANK_TASK:-cmudict}
   rm -rf "/tmp/train-$task"  # a warm machine keeps the last call's run, which sweep would refuse
   SAME_INIT=${SAME_INIT:-1} bench/run_train.sh build-cuda assets/tiny-llama ../bench/tasks/$task 1000 ${LORANK_RANKS:-1,4,16,64} 3e-3 1500 \
@@ -53,15 +57,15 @@ if has train; then
 fi
 if has speed; then
   echo "== speed"  # a real-batch case: small-llama, gsm8k (~300 tokens per example), batch 16
-  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  need_bench
   rm -rf /tmp/speed
   SAME_INIT=1 bench/run_train.sh build-cuda ../shared/models/small-llama ../bench/tasks/gsm8k 1000 \
     ${SPEED_RANKS:-16,64} 3e-3 ${SPEED_STEPS:-100} /tmp/speed 2>&1 | tee "$out/speed_gsm8k.txt"
 fi
 if has calib; then
   echo "== calib"
-  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
-  cases=${CAL_CASES:-cmudict:1000 trec-qc:1000 wordnet-gloss:1000 spam:1000 gsm8k:1000 debian-synopsis:1000 cmudict:8000 trec-qc:4870 wordnet-gloss:8000 spam:4387 gsm8k:6701 debian-synopsis:8000}
+  need_bench
+  cases=${CAL_CASES:-$cal_cases}
   # CAL_END (epoch seconds) leaves room for the grace period and the collection after it.
   if [ -n "${CAL_FROM:-}" ]; then
     mkdir -p /tmp/cal
@@ -78,7 +82,7 @@ if has calib; then
 fi
 if has peftload; then
   echo "== peftload"  # an adapter lorank trained on CUDA, loaded by PeftModel.from_pretrained
-  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  need_bench
   t=../bench/tasks/cmudict
   build-cuda/lorank train --model assets/tiny-llama --data $t/train.jsonl --max-examples 1000 \
     --val $t/val.jsonl --r 16 --alpha 8 --rslora --targets all-linear --max-steps 100 \
@@ -88,7 +92,7 @@ if has peftload; then
 fi
 if has cost; then
   echo "== cost"  # recommend beside the sweep it replaces, each alone on the GPU (calib shares it)
-  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  need_bench
   rm -rf /tmp/cost
   # shellcheck disable=SC2086
   BENCH=../bench/tasks bench/calibrate.sh build-cuda/lorank ../shared/models/small-llama /tmp/cost \
@@ -106,7 +110,7 @@ if has cost; then
 fi
 if has rectime; then
   echo "== rectime"  # recommend alone: wall, CPU time and split per variant (RECTIME_VARIANTS, ';'-separated)
-  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
+  need_bench
   IFS=';' read -ra variants <<< "${RECTIME_VARIANTS:-;;--spectrum-device cpu;--max-tokens 65536}"
   for args in "${variants[@]}"; do
     envs=(); flags=()  # a variant's NAME=value words set the environment, the rest are options
@@ -115,13 +119,13 @@ if has rectime; then
       --model ../shared/models/small-llama --data ../bench/tasks/gsm8k/train.jsonl \
       --max-examples "${RECTIME_N:-1000}" --json "${flags[@]}" > /tmp/rectime.json 2> /tmp/rectime.log; } 2>&1 )
     r=$(python3 -c "import json; print(json.load(open('/tmp/rectime.json'))['rank'])" 2>/dev/null)
-    echo "[$args] $t; r=$r; $(grep -h "load .* probe\|probe timing" /tmp/rectime.log | tr "\n" " ")" | tee -a "$out/rectime.txt"
+    echo "[$args] $t; r=$r; $(grep -h "load .* probe" /tmp/rectime.log)" | tee -a "$out/rectime.txt"
   done
 fi
 if has rerec; then
   echo "== rerec"  # recommend again, alone, on every calibration case; files recommend$RERC_TAG.*
-  [ -d ../bench/tasks ] || { mkdir -p ../bench && tar -C ../bench -xJf .gpu/bench.tar.xz; }
-  cases=${CAL_CASES:-cmudict:1000 trec-qc:1000 wordnet-gloss:1000 spam:1000 gsm8k:1000 debian-synopsis:1000 cmudict:8000 trec-qc:4870 wordnet-gloss:8000 spam:4387 gsm8k:6701 debian-synopsis:8000 cmudict:2000 trec-qc:2000 wordnet-gloss:2000 gsm8k:2000 debian-synopsis:2000 spam:2000}
+  need_bench
+  cases=${CAL_CASES:-$cal_cases $held_out_cases}
   rm -rf /tmp/rerec
   # shellcheck disable=SC2086
   SKIP_SWEEP=1 TAG=${RERC_TAG:-_rerec} BENCH=../bench/tasks bench/calibrate.sh build-cuda/lorank \
