@@ -10,8 +10,9 @@
 # CAL_FROM=bench/results/X first copies in the finished cases kept there, so that SEEDS=1,2 and the
 # pattern units run for them without training their sweeps again); cost (bench/calibrate.sh: each
 # case's sweep in one process, then recommend, nothing else on the GPU, then recommend again with
-# --spectrum-device cpu beside it; COST_CASES, default gsm8k:1000); rectime (recommend alone, a few
-# variants, wall time and split, no sweep); rerec (recommend alone on the 18 calibration cases,
+# --spectrum-device cpu beside it if COST_CPU_AB=1; COST_CASES, default gsm8k:1000); rectime (recommend
+# alone on RECTIME_TASK, a few variants, wall time and split, no sweep); eigbench (tools/eig_bench.py);
+# rerec (recommend alone on the 18 calibration cases,
 # RERC_TAG names the files, for calibrate_report.py --tag against the sweeps kept in bench/results).
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
@@ -99,13 +100,14 @@ if has cost; then
     ${COST_CASES:-gsm8k:1000} > "$out/cost.log" 2>&1 || { tail -20 "$out/cost.log"; exit 1; }
   python3 bench/calibrate_report.py /tmp/cost 2>&1 | head -8 | tee "$out/cost_report.txt"
   grep -h "load .* probe .* spectrum" /tmp/cost/*/recommend.log | tee -a "$out/cost_report.txt"
-  # A/B: the same recommend with its spectra on the CPU (recommend_cpuspec.json, scored by --tag)
-  # shellcheck disable=SC2086
-  SKIP_SWEEP=1 TAG=_cpuspec RECOMMEND_ARGS="--spectrum-device cpu" BENCH=../bench/tasks \
-    bench/calibrate.sh build-cuda/lorank ../shared/models/small-llama /tmp/cost ${COST_CASES:-gsm8k:1000} \
-    >> "$out/cost.log" 2>&1 || { tail -20 "$out/cost.log"; exit 1; }
-  python3 bench/calibrate_report.py /tmp/cost --tag _cpuspec 2>&1 | sed "/^$/q" | tee -a "$out/cost_report.txt"
-  grep -h "load .* probe .* spectrum" /tmp/cost/*/recommend_cpuspec.log | tee -a "$out/cost_report.txt"
+  if [ -n "${COST_CPU_AB:-}" ]; then  # A/B: the same recommend with its spectra on the CPU
+    # shellcheck disable=SC2086
+    SKIP_SWEEP=1 TAG=_cpuspec RECOMMEND_ARGS="--spectrum-device cpu" BENCH=../bench/tasks \
+      bench/calibrate.sh build-cuda/lorank ../shared/models/small-llama /tmp/cost ${COST_CASES:-gsm8k:1000} \
+      >> "$out/cost.log" 2>&1 || { tail -20 "$out/cost.log"; exit 1; }
+    python3 bench/calibrate_report.py /tmp/cost --tag _cpuspec 2>&1 | sed "/^$/q" | tee -a "$out/cost_report.txt"
+    grep -h "load .* probe .* spectrum" /tmp/cost/*/recommend_cpuspec.log | tee -a "$out/cost_report.txt"
+  fi
   bench/calibrate_collect.sh /tmp/cost "$out/cost.tar.xz" > /dev/null 2>&1
 fi
 if has rectime; then
@@ -116,7 +118,7 @@ if has rectime; then
     envs=(); flags=()  # a variant's NAME=value words set the environment, the rest are options
     for w in $args; do if [[ $w == *=* && $w != -* ]]; then envs+=("$w"); else flags+=("$w"); fi; done
     t=$( { TIMEFORMAT='wall %R s, user %U s, sys %S s'; time env "${envs[@]}" build-cuda/lorank recommend \
-      --model ../shared/models/small-llama --data ../bench/tasks/gsm8k/train.jsonl \
+      --model ../shared/models/small-llama --data "../bench/tasks/${RECTIME_TASK:-gsm8k}/train.jsonl" \
       --max-examples "${RECTIME_N:-1000}" --json "${flags[@]}" > /tmp/rectime.json 2> /tmp/rectime.log; } 2>&1 )
     r=$(python3 -c "import json; print(json.load(open('/tmp/rectime.json'))['rank'])" 2>/dev/null)
     echo "[$args] $t; r=$r; $(grep -h "load .* probe" /tmp/rectime.log)" | tee -a "$out/rectime.txt"
@@ -132,6 +134,10 @@ if has rerec; then
     ../shared/models/small-llama /tmp/rerec $cases > "$out/rerec.log" 2>&1 || tail -5 "$out/rerec.log"
   tar -C /tmp/rerec -cJf "$out/rerec.tar.xz" --exclude=data .
   grep -h "load .* probe" /tmp/rerec/*/recommend*.log | tail -3
+fi
+if has eigbench; then
+  echo "== eigbench"  # the spectra's eigenvalue work by strategy (one call per matrix, module, shape)
+  python3 tools/eig_bench.py 2>&1 | tee "$out/eigbench.txt"
 fi
 if has bench; then
   echo "== bench"
