@@ -7,6 +7,7 @@
 # Usage: bench/calibrate.sh LORANK MODEL_DIR OUT_DIR CASE...   (CASE = task:n, e.g. cmudict:1000)
 # SKIP_SWEEP=1 runs only recommend (e.g. after changing the rule); RECOMMEND_ARGS adds options and
 # TAG names that variant's files (recommend$TAG.json), scored by calibrate_report.py --tag TAG.
+# evidence$TAG.json keeps what recommend decided from, for bench/redecide.sh.
 # Knobs (env): RANKS (1,2,4,8,16,32,64,128), LRS (0.001,0.003,0.01), VAL_LINES (500),
 # TEST_LINES (1000), BENCH (../shared/bench/tasks). Smaller values make a reduced protocol; say so.
 set -euo pipefail
@@ -34,7 +35,8 @@ for c in "$@"; do
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
   "$lorank" recommend --model "$model" --data "$bench/$task/train.jsonl" --max-examples "$n" \
-    --json ${RECOMMEND_ARGS:-} > "$dir/recommend${TAG:-}.json.tmp" 2> "$dir/recommend${TAG:-}.log" \
+    --json --save-evidence "$dir/evidence${TAG:-}.json" --force ${RECOMMEND_ARGS:-} \
+    > "$dir/recommend${TAG:-}.json.tmp" 2> "$dir/recommend${TAG:-}.log" \
     || { tail -5 "$dir/recommend${TAG:-}.log"; exit 1; }
   mv "$dir/recommend${TAG:-}.json.tmp" "$dir/recommend${TAG:-}.json"
   awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", b - a }' \

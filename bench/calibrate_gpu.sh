@@ -66,8 +66,8 @@ unit_recommend() {  # dir task n; timed as calibrate.sh times it
   local start
   data_args "$1" "$2" "$3"
   start=$(date +%s.%N)
-  "$lorank" recommend "${data[@]}" --json --device "$device" "${extra_rec[@]}" \
-    > "$1/recommend.json.tmp" 2> "$1/recommend.log"
+  "$lorank" recommend "${data[@]}" --json --device "$device" --save-evidence "$1/evidence.json" \
+    --force "${extra_rec[@]}" > "$1/recommend.json.tmp" 2> "$1/recommend.log"
   mv "$1/recommend.json.tmp" "$1/recommend.json"
   awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", b - a }' > "$1/recommend.seconds"
 }

@@ -136,7 +136,8 @@ def load_cases(out, tag="", smooth=False, use_seeds=True):
         rec = json.load(open(os.path.join(d, f"recommend{tag}.json")))
         sweep_s = sum(json.loads(line)["seconds"]
                       for line in open(os.path.join(d, "sweep", "results.jsonl")))
-        rec_s = float(open(os.path.join(d, f"recommend{tag}.seconds")).read())
+        sec = os.path.join(d, f"recommend{tag}.seconds")  # none for redecide.sh's decisions
+        rec_s = float(open(sec).read()) if os.path.isfile(sec) else float("nan")
         val = oracle({k: v["best_val_loss"] for k, v in sweep_runs(d).items()})[0]
         cases.append({"name": name, "dir": d, "L": L, "rec": rec, "n": rec["data"]["examples"],
                       "sweep_s": sweep_s, "rec_s": rec_s, "per_seed": per_seed, "val_oracle": val})

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <sstream>
 
@@ -83,6 +84,15 @@ void publish(const std::string& temp, const std::string& path, bool overwrite) {
 }
 
 }  // namespace
+
+std::string read_text_file(const std::string& path, const std::string& hint) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "cannot open the file", "a readable file", "an open error", hint);
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) fail(path, "cannot read the file", "a readable file", "a read error", hint);
+  return buffer.str();
+}
 
 void remove_tree(const std::string& path) {
   if (::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)

@@ -13,6 +13,8 @@ namespace lorank {
 
 // Names in `dir` (no "." or ".."), sorted. Throws naming the folder when it cannot be read.
 std::vector<std::string> list_dir(const std::string& dir);
+// The whole file as bytes. Throws naming the file, with `hint`, when it cannot be read.
+std::string read_text_file(const std::string& path, const std::string& hint);
 // Removes a file or a folder with everything in it; a missing path is not an error.
 void remove_tree(const std::string& path);
 

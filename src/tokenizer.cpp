@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "error.h"
+#include "files.h"
 #include "json_excerpt.h"
 
 namespace fs = std::filesystem;
@@ -66,13 +67,7 @@ std::string chat_template_field(const json& config, const std::string& where) {
 }
 
 std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    fail(path.string(), "cannot open the file", "a readable file", "an open error",
-         "check the file's permissions");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
+  return read_text_file(path.string(), "check the file's permissions");
 }
 
 std::optional<int32_t> resolve(const std::string& token, const char* key, const Tokenizer& tok,

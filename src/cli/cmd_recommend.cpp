@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "error.h"
+#include "evidence.h"
 #include "export.h"
 #include "files.h"
 #include "probe_cli.h"
@@ -28,6 +29,13 @@ struct RecommendCliOptions {
   std::string format;  // print this trainer's config instead of the report
   std::string out;     // write every config, recommendation.json and report.txt here
   bool force = false;
+  std::string save_evidence;  // write what the decision rests on here
+  std::string evidence;       // decide from this saved evidence: no model, data or probe
+  // The rule's calibrated constants (RecommendOptions), for re-calibration from saved evidence.
+  double rank_scale = RecommendOptions().rank_scale;
+  double module_quantile = RecommendOptions().module_quantile;
+  double noise_margin = RecommendOptions().noise_margin;
+  double max_extrapolation = RecommendOptions().max_extrapolation;
 };
 
 void check_format(const std::string& format) {
@@ -42,22 +50,25 @@ void check_format(const std::string& format) {
 
 // Every file is checked before the first is written: a refusal leaves the folder as it was.
 void check_outputs(const RecommendCliOptions& o) {
-  if (o.out.empty() || o.force) return;
-  std::vector<std::string> names = {"recommendation.json", "report.txt"};
-  for (const auto& f : export_formats()) names.push_back(export_file_name(f));
+  if (o.force) return;
+  std::vector<std::pair<std::string, std::string>> paths;  // path, what should be there instead
+  if (!o.save_evidence.empty()) paths.push_back({o.save_evidence, "no file there"});
+  if (!o.out.empty()) {
+    std::vector<std::string> names = {"recommendation.json", "report.txt"};
+    for (const auto& f : export_formats()) names.push_back(export_file_name(f));
+    for (const auto& n : names) paths.push_back({o.out + "/" + n, "a folder without " + n});
+  }
   struct stat st;
-  for (const auto& n : names) {
-    const std::string path = o.out + "/" + n;
+  for (const auto& [path, expected] : paths) {
     if (::stat(path.c_str(), &st) == 0) {
-      fail(path, "refusing to overwrite an earlier recommendation", "a folder without " + n,
-           "the file exists", "choose another --out, or add --force to replace it");
+      fail(path, "refusing to overwrite an earlier recommendation", expected, "the file exists",
+           "choose another --out or --save-evidence, or add --force to replace it");
     }
   }
 }
 
 void write_outputs(const RecommendCliOptions& o, const Recommendation& rec,
                    const ReportContext& ctx) {
-  check_outputs(o);  // again: files may have appeared during the probe
   write_exports(rec, o.out, ctx.model_path, o.force);  // creates the folder
   write_file_atomic(o.out + "/recommendation.json", recommendation_json(rec, ctx), o.force);
   write_file_atomic(o.out + "/report.txt", recommendation_report(rec, ctx), o.force);
@@ -78,25 +89,57 @@ DataFacts data_facts(const Session& s, const ProbeResult& r) {
   return d;
 }
 
-int run_recommend_cmd(RecommendCliOptions& o) {
-  check_format(o.format);
-  check_outputs(o);  // refuse before the slow part
+// Probes the data (the slow part) and gathers what the decision rests on.
+Evidence probe_evidence(RecommendCliOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   Session s = open_session(o.common, o.data);
-  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double load_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (o.probe.max_tokens == 0) o.probe.max_tokens = default_max_tokens(s);
   o.probe.max_rank = o.max_rank;
   o.probe.no_moments = !o.whitened;  // the plain rule needs no input moments
   ProbeRun run = run_probe_cli(s, o.probe, o.common.quiet, /*gain_curves=*/false);
+  if (!o.common.quiet) {
+    std::fprintf(stderr, "load %.1fs + probe %.1fs + spectrum %.1fs\n", load_s, run.probe.seconds,
+                 run.spectrum_seconds);
+  }
+  return {{s.model_dir, s.data_path, s.runtime.device, grad_mode_name(run.probe.mode),
+           run.probe.sketch_rank},
+          data_facts(s, run.probe),
+          module_evidence(run.probe, run.spectra)};
+}
+
+Evidence saved_evidence(const RecommendCliOptions& o) {
+  Evidence e = load_evidence(o.evidence);
+  if (o.whitened && e.modules.front().spectrum.singular_values_whitened.empty()) {
+    fail(o.evidence, "--whitened needs whitened spectra, and this evidence has none", "", "",
+         "save the evidence again with --whitened");
+  }
+  return e;
+}
+
+RecommendOptions rule_options(const RecommendCliOptions& o) {
   RecommendOptions ro;
   ro.max_rank = o.max_rank;
   ro.budget_params = o.budget_params;
   ro.alpha = o.alpha;
   ro.whitened = o.whitened;
   ro.pattern = o.pattern;
-  Recommendation rec = recommend(module_evidence(run.probe, run.spectra), data_facts(s, run.probe), ro);
-  ReportContext ctx{s.model_dir, s.data_path, s.runtime.device, grad_mode_name(run.probe.mode),
-                    run.probe.sketch_rank};
+  ro.rank_scale = o.rank_scale;
+  ro.module_quantile = o.module_quantile;
+  ro.noise_margin = o.noise_margin;
+  ro.max_extrapolation = o.max_extrapolation;
+  return ro;
+}
+
+int run_recommend_cmd(RecommendCliOptions& o) {
+  check_format(o.format);
+  check_outputs(o);  // refuse before the slow part
+  const Evidence e = o.evidence.empty() ? probe_evidence(o) : saved_evidence(o);
+  check_outputs(o);  // again: files may have appeared during the probe
+  if (!o.save_evidence.empty()) write_file_atomic(o.save_evidence, evidence_json(e), o.force);
+  Recommendation rec = recommend(e.modules, e.data, rule_options(o));
+  const ReportContext& ctx = e.context;
   if (!o.out.empty()) write_outputs(o, rec, ctx);
   if (!o.format.empty()) {
     std::printf("%s", export_config(rec, o.format, ctx.model_path).c_str());
@@ -105,11 +148,7 @@ int run_recommend_cmd(RecommendCliOptions& o) {
   } else {
     std::printf("%s", recommendation_report(rec, ctx).c_str());
   }
-  if (!o.common.quiet) {
-    std::fprintf(stderr, "load %.1fs + probe %.1fs + spectrum %.1fs%s\n", load_s, run.probe.seconds,
-                 run.spectrum_seconds,
-                 o.out.empty() ? "" : ("; configs in " + o.out).c_str());
-  }
+  if (!o.common.quiet && !o.out.empty()) std::fprintf(stderr, "configs in %s\n", o.out.c_str());
   return 0;
 }
 
@@ -134,7 +173,21 @@ Subcommand recommend_subcommand() {
                 {"--format", &o->format, "print this trainer's config instead of the report",
                  -1e300, 1e300, {"peft", "axolotl", "torchtune", "llama-factory", "unsloth"}},
                 {"--out,-o", &o->out, "also write every config, recommendation.json, report.txt here"},
-                {"--force", &o->force, "overwrite files in --out"},
+                {"--force", &o->force, "overwrite files in --out and --save-evidence"},
+                {"--save-evidence", &o->save_evidence,
+                 "also write what the decision rests on (data facts, every module's spectra) to "
+                 "this JSON file"},
+                {"--evidence", &o->evidence,
+                 "decide from evidence saved by --save-evidence: no model, data or probe "
+                 "(--max-rank, --budget-params, --format, --pattern can change)"},
+                {"--rank-scale", &o->rank_scale,
+                 "ranks per supported direction (calibrated; for re-calibration)", 0.01, 1e3},
+                {"--module-quantile", &o->module_quantile,
+                 "share of modules the global rank may leave short (calibrated)", 0, 1},
+                {"--noise-margin", &o->noise_margin,
+                 "a direction counts above (1 + margin) x the noise edge (calibrated)", 0, 1e3},
+                {"--max-extrapolation", &o->max_extrapolation,
+                 "predict counts for at most this many times the probed tokens (calibrated)", 1, 1e6},
             });
             add_options(app, probe_option_specs(o->probe, /*for_recommend=*/true));
             return [o] { return run_recommend_cmd(*o); };

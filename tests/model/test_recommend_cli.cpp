@@ -82,4 +82,38 @@ TEST(RecommendCli, FormatsAndBadOptions) {
   EXPECT_NE(budget.output.find("--budget-params"), std::string::npos) << budget.output;
 }
 
+TEST(RecommendCli, SavedEvidenceGivesTheSameDecisionWithoutAProbe) {
+  TempDir dir("recommend-evidence");
+  const std::string ev = dir.path + "/evidence.json";
+  auto probed = run_lorank(kArgs + "--json --save-evidence " + ev);
+  ASSERT_EQ(probed.exit_code, 0) << probed.output;
+  // No model or data needed: a missing --model folder does not matter.
+  auto again = run_lorank("recommend --quiet --json --model /nonexistent --evidence " + ev);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(again.output, probed.output);
+  // Other options re-decide from the same evidence: a cap lowers the rank and says so.
+  auto capped = run_lorank("recommend --quiet --json --max-rank 1 --evidence " + ev);
+  ASSERT_EQ(capped.exit_code, 0) << capped.output;
+  auto j = nlohmann::json::parse(capped.output);
+  EXPECT_EQ(j["rank"], 1);
+  EXPECT_EQ(j["data"], nlohmann::json::parse(probed.output)["data"]);
+  // A looser rule (one rank per direction instead of two) never asks for more.
+  auto half = run_lorank("recommend --quiet --json --rank-scale 1 --evidence " + ev);
+  ASSERT_EQ(half.exit_code, 0) << half.output;
+  EXPECT_LE(nlohmann::json::parse(half.output)["rank"].get<int64_t>(),
+            nlohmann::json::parse(probed.output)["rank"].get<int64_t>());
+  // The evidence is kept like every other output, and --whitened needs whitened spectra.
+  const std::string before = read_file(ev);
+  auto refused = run_lorank(kArgs + "--seed 2 --save-evidence " + ev);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("--force"), std::string::npos) << refused.output;
+  EXPECT_EQ(read_file(ev), before);
+  auto whitened = run_lorank("recommend --quiet --whitened --evidence " + ev);
+  EXPECT_NE(whitened.exit_code, 0);
+  EXPECT_NE(whitened.output.find("--whitened"), std::string::npos) << whitened.output;
+  auto missing = run_lorank("recommend --quiet --evidence " + dir.path + "/none.json");
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.output.find("none.json"), std::string::npos) << missing.output;
+}
+
 }  // namespace
