@@ -132,7 +132,21 @@ RecommendOptions rule_options(const RecommendCliOptions& o) {
   return ro;
 }
 
-int run_recommend_cmd(RecommendCliOptions& o) {
+// With --evidence the model and data were fixed when it was saved: another --model or --data would
+// be silently ignored, so they are refused.
+void check_evidence_alone(const RecommendCliOptions& o, const CLI::App& app) {
+  if (o.evidence.empty()) return;
+  for (const char* flag : {"--model", "--data", "--max-examples", "--max-tokens", "--sample"}) {
+    if (app.count(flag) > 0) {
+      fail(flag, "cannot be combined with --evidence", "", "",
+           "the evidence was measured on one model and data sample; drop " + std::string(flag) +
+               ", or probe again without --evidence");
+    }
+  }
+}
+
+int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
+  check_evidence_alone(o, app);
   check_format(o.format);
   check_outputs(o);  // refuse before the slow part
   const Evidence e = o.evidence.empty() ? probe_evidence(o) : saved_evidence(o);
@@ -190,7 +204,7 @@ Subcommand recommend_subcommand() {
                  "predict counts for at most this many times the probed tokens (calibrated)", 1, 1e6},
             });
             add_options(app, probe_option_specs(o->probe, /*for_recommend=*/true));
-            return [o] { return run_recommend_cmd(*o); };
+            return [o, &app] { return run_recommend_cmd(*o, app); };
           }};
 }
 

@@ -87,10 +87,14 @@ TEST(RecommendCli, SavedEvidenceGivesTheSameDecisionWithoutAProbe) {
   const std::string ev = dir.path + "/evidence.json";
   auto probed = run_lorank(kArgs + "--json --save-evidence " + ev);
   ASSERT_EQ(probed.exit_code, 0) << probed.output;
-  // No model or data needed: a missing --model folder does not matter.
-  auto again = run_lorank("recommend --quiet --json --model /nonexistent --evidence " + ev);
+  // No model or data needed, and another --data would be silently ignored, so it is refused.
+  auto again = run_lorank("recommend --quiet --json --evidence " + ev);
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_EQ(again.output, probed.output);
+  auto other = run_lorank("recommend --quiet --data other.jsonl --evidence " + ev);
+  EXPECT_NE(other.exit_code, 0);
+  EXPECT_NE(other.output.find("--data: cannot be combined with --evidence"), std::string::npos)
+      << other.output;
   // Other options re-decide from the same evidence: a cap lowers the rank and says so.
   auto capped = run_lorank("recommend --quiet --json --max-rank 1 --evidence " + ev);
   ASSERT_EQ(capped.exit_code, 0) << capped.output;
