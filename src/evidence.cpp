@@ -108,8 +108,17 @@ DataFacts parse_data(const json& d, const std::string& where) {
 
 }  // namespace
 
+json data_facts_json(const DataFacts& d) {
+  return {{"examples", d.n_examples},
+          {"supervised_tokens", d.n_supervised},
+          {"tokens", d.n_tokens},
+          {"probe_examples", d.probe_examples},
+          {"probe_supervised_tokens", d.probe_supervised},
+          {"probe_tokens", d.probe_tokens},
+          {"base_loss", d.base_loss}};
+}
+
 std::string evidence_json(const Evidence& e) {
-  const auto& d = e.data;
   json modules = json::array();
   for (const auto& m : e.modules) {
     json j = spectrum_json(m.spectrum);
@@ -127,14 +136,7 @@ std::string evidence_json(const Evidence& e) {
             {"device", c.device},
             {"grad_mode", c.grad_mode},
             {"sketch_rank", c.sketch_rank},
-            {"data",
-             {{"examples", d.n_examples},
-              {"supervised_tokens", d.n_supervised},
-              {"tokens", d.n_tokens},
-              {"probe_examples", d.probe_examples},
-              {"probe_supervised_tokens", d.probe_supervised},
-              {"probe_tokens", d.probe_tokens},
-              {"base_loss", d.base_loss}}},
+            {"data", data_facts_json(e.data)},
             {"modules", modules}};
   return j.dump() + "\n";
 }

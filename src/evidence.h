@@ -3,6 +3,7 @@
 // --format, --pattern) in milliseconds, without the model, the data or another probe.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,8 @@ struct Evidence {
   std::vector<ModuleEvidence> modules;
 };
 
+// The data's facts as recommendation.json and the evidence both write them.
+nlohmann::json data_facts_json(const DataFacts& d);
 std::string evidence_json(const Evidence& e);
 // `where` names the source in errors. Throws on a wrong version, a missing key or a spectrum of
 // the wrong length, naming the module.

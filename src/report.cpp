@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "evidence.h"
 #include "progress.h"
 
 namespace lorank {
@@ -32,13 +33,6 @@ nlohmann::json curve_json(const Recommendation& rec) {
                    {"share_lo", c.share_lo}, {"share_hi", c.share_hi}});
   }
   return out;
-}
-
-nlohmann::json data_json(const DataFacts& d) {
-  return {{"examples", d.n_examples}, {"supervised_tokens", d.n_supervised},
-          {"tokens", d.n_tokens}, {"probe_examples", d.probe_examples},
-          {"probe_supervised_tokens", d.probe_supervised}, {"probe_tokens", d.probe_tokens},
-          {"base_loss", d.base_loss}};
 }
 
 nlohmann::json options_json(const RecommendOptions& o) {
@@ -107,7 +101,7 @@ std::string recommendation_json(const Recommendation& rec, const ReportContext& 
   j["explanation"] = rec.explanation;
   j["curve"] = curve_json(rec);
   j["modules"] = modules_json(rec);
-  j["data"] = data_json(rec.data);
+  j["data"] = data_facts_json(rec.data);
   // DESIGN.md signal 4: at most Σ base loss bits to absorb, about 2 bits per parameter to hold it.
   const double info_bits = double(rec.data.n_supervised) * rec.data.base_loss / std::log(2.0);
   j["capacity"] = {{"information_upper_bound_bits", info_bits},

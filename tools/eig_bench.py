@@ -17,7 +17,7 @@ def grams(device, dtype):
 
 
 def timed(fn, device):
-    best = []
+    times = []
     for _ in range(3):
         if device == "cuda":
             torch.cuda.synchronize()
@@ -25,8 +25,8 @@ def timed(fn, device):
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
-        best.append(time.perf_counter() - t)
-    return sorted(best)[1]
+        times.append(time.perf_counter() - t)
+    return sorted(times)[1]
 
 
 def main():
