@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #ifdef LORANK_WITH_CUDA
@@ -52,13 +53,64 @@ bool cudnn_attention_enabled() {
 #endif
 }
 
+namespace {
+int64_t g_cuda_limit = 0;  // bytes; 0: the whole card
+
+#ifdef LORANK_WITH_CUDA
+c10::DeviceIndex index_of(const torch::Device& device) {
+  return device.index() < 0 ? c10::DeviceIndex(0) : device.index();
+}
+#endif
+}  // namespace
+
 int64_t cuda_free_bytes(const torch::Device& device) {
 #ifdef LORANK_WITH_CUDA
   if (!device.is_cuda()) return 0;
-  c10::cuda::CUDAGuard guard(device.index() < 0 ? 0 : device.index());
+  c10::cuda::CUDAGuard guard(index_of(device));
   size_t free = 0, total = 0;
   if (cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
-  return int64_t(free);
+  if (g_cuda_limit <= 0) return int64_t(free);
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index_of(device));
+  const int64_t left = g_cuda_limit - int64_t(stats.reserved_bytes[0].current);
+  return std::max<int64_t>(0, std::min<int64_t>(int64_t(free), left));
+#else
+  (void)device;
+  return 0;
+#endif
+}
+
+int64_t cuda_total_bytes(const torch::Device& device) {
+#ifdef LORANK_WITH_CUDA
+  if (!device.is_cuda()) return 0;
+  c10::cuda::CUDAGuard guard(index_of(device));
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+  return int64_t(total);
+#else
+  (void)device;
+  return 0;
+#endif
+}
+
+void limit_cuda_memory(const torch::Device& device, int64_t bytes) {
+#ifdef LORANK_WITH_CUDA
+  const int64_t total = cuda_total_bytes(device);
+  if (bytes <= 0 || total <= 0) return;
+  torch::empty({1}, torch::TensorOptions().device(device));  // the allocator starts on first use
+  c10::cuda::CUDACachingAllocator::setMemoryFraction(std::min(1.0, double(bytes) / double(total)),
+                                                     index_of(device));
+  g_cuda_limit = bytes;
+#else
+  (void)device;
+  (void)bytes;
+#endif
+}
+
+int64_t cuda_peak_bytes(const torch::Device& device) {
+#ifdef LORANK_WITH_CUDA
+  if (!device.is_cuda()) return 0;
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index_of(device));
+  return int64_t(stats.reserved_bytes[0].peak);
 #else
   (void)device;
   return 0;

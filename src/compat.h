@@ -40,8 +40,19 @@ class NoPerShapeAttentionPlans {
 // Whether masked CUDA attention may take cuDNN now (false where LibTorch has no cuDNN attention).
 bool cudnn_attention_enabled();
 
-// Free memory on a CUDA device in bytes; 0 on the CPU or without CUDA.
+// Free memory on a CUDA device in bytes; 0 on the CPU or without CUDA. Under a limit
+// (limit_cuda_memory), what is left of the limit when that is less.
 int64_t cuda_free_bytes(const torch::Device& device);
+
+// The card's memory in bytes; 0 on the CPU or without CUDA.
+int64_t cuda_total_bytes(const torch::Device& device);
+
+// Caps the caching allocator at `bytes` on `device` (at most the card), as a card of that size
+// would be: beyond it, allocations fail with LibTorch's out-of-memory error.
+void limit_cuda_memory(const torch::Device& device, int64_t bytes);
+
+// The allocator's peak reserved bytes on `device` since the process began; 0 on the CPU.
+int64_t cuda_peak_bytes(const torch::Device& device);
 
 // softmax(q kᵀ / sqrt(d) + mask) v. q: (B, H, T, D); k, v: (B, H, S, D) (kv heads already
 // repeated). mask: bool, true = may attend, broadcastable to (B, H, T, S); undefined = causal.

@@ -3,8 +3,9 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <cstdio>
+#include <array>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <set>
@@ -48,6 +49,9 @@ class ProbeHook : public LinearHook {
       : m_(m), ctx_(ctx), moments_(moments) {}
 
   torch::Tensor forward(const torch::Tensor& x, torch::Tensor y) override {
+    // No backward follows a pass without grad mode: under checkpointing, the block's first pass.
+    // Its recomputation in backward, with grad mode on, records instead.
+    if (!torch::GradMode::is_enabled()) return y;
     const int64_t d_in = x.size(-1);
     auto xr = x.detach().reshape({-1, d_in}).index_select(0, ctx_.real).to(torch::kFloat32);  // (N, d_in)
     if (moments_) {
@@ -81,6 +85,27 @@ class ProbeHook : public LinearHook {
   MomentPair* moments_;  // null unless this module is its input group's first target
 };
 
+// A module's sums gathered where the analysis runs (parked shards come back one module at a time).
+ShardGradients on_device(const ShardGradients& g, const torch::Device& device) {
+  ShardGradients out = g;
+  for (auto* part : {&out.exact, &out.range, &out.corange, &out.core}) {
+    for (auto& t : *part) {
+      if (t.defined() && t.device() != device) t = t.to(device);
+    }
+  }
+  return out;
+}
+
+// The probe's choice of recomputing decoder blocks in backward, for its lifetime.
+struct CheckpointingGuard {
+  Model& model;
+  bool before;
+  CheckpointingGuard(Model& m, bool on) : model(m), before(m.checkpointing()) {
+    m.set_checkpointing(on);
+  }
+  ~CheckpointingGuard() { model.set_checkpointing(before); }
+};
+
 // Installs hooks for the probe's lifetime and restores the linears' previous (empty) hooks.
 struct HookGuard {
   std::vector<Linear*> linears;
@@ -103,35 +128,66 @@ torch::Tensor gaussian(int64_t rows, int64_t cols, uint64_t seed, const torch::D
 
 int64_t nbytes(const torch::Tensor& t) { return t.defined() ? int64_t(t.nbytes()) : 0; }
 
-// Per-shard accumulators of one module, zeroed, on the model's device.
+// Gaussian test matrices by (rows, cols, role): modules of one shape share them. Each module's
+// sketch needs test matrices independent of its own gradient, not of the other modules', and an
+// 8B model's 224 modules then keep 4 sets (70 MB) instead of 224 (4 GB).
+using TestMatrices = std::map<std::array<int64_t, 3>, torch::Tensor>;
+
+// One module's accumulators: the shards' sums stay undefined until start_shard.
 ShardGradients make_accumulators(const Linear& l, GradMode mode, const ProbeOptions& opts,
-                                 size_t index, const torch::Device& device) {
+                                 const torch::Device& device, TestMatrices& tests) {
   ShardGradients g;
   g.d_out = l.d_out();
   g.d_in = l.d_in();
-  g.n_tokens.assign(size_t(opts.n_shards), 0);
-  auto zeros = [&](int64_t r, int64_t c) {
-    return torch::zeros({r, c}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
-  };
-  for (int64_t k = 0; k < opts.n_shards; ++k) {
-    if (mode == GradMode::exact) g.exact.push_back(zeros(g.d_out, g.d_in));
-  }
+  const size_t K = size_t(opts.n_shards);
+  g.n_tokens.assign(K, 0);
+  if (mode == GradMode::exact) g.exact.resize(K);
   if (mode == GradMode::sketch) {
     const int64_t k = opts.sketch_rank, s = 2 * opts.sketch_rank + 1;
-    auto test_matrix = [&](int64_t rows, int64_t cols, uint64_t which) {
-      return gaussian(rows, cols, mix_seed(opts.seed, 4 * index + which), device);
+    auto test_matrix = [&](int64_t rows, int64_t cols, int64_t role) {
+      torch::Tensor& t = tests[{rows, cols, role}];
+      if (!t.defined()) {
+        uint64_t key = uint64_t(rows) * 1000003u + uint64_t(cols) * 31u + uint64_t(role);
+        t = gaussian(rows, cols, mix_seed(opts.seed, key), device);
+      }
+      return t;
     };
     g.omega = test_matrix(g.d_in, k, 0);   // (d_in, k)
     g.psi = test_matrix(g.d_out, k, 1);    // (d_out, k)
     g.phi = test_matrix(g.d_out, s, 2);    // (d_out, s)
     g.xi = test_matrix(g.d_in, s, 3);      // (d_in, s)
-    for (int64_t i = 0; i < opts.n_shards; ++i) {
-      g.range.push_back(zeros(g.d_out, k));
-      g.corange.push_back(zeros(k, g.d_in));
-      g.core.push_back(zeros(s, s));
-    }
+    g.range.resize(K);
+    g.corange.resize(K);
+    g.core.resize(K);
   }
   return g;
+}
+
+// Zeroed sums of shard s for every module, on the model's device.
+void start_shard(ProbeResult& r, size_t s, const torch::Device& device) {
+  auto zeros = [&](int64_t rows, int64_t cols) {
+    return torch::zeros({rows, cols}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  };
+  for (auto& m : r.modules) {
+    ShardGradients& g = m.grad;
+    if (g.is_exact()) {
+      g.exact[s] = zeros(g.d_out, g.d_in);
+    } else {
+      const int64_t k = g.omega.size(1), sc = g.phi.size(1);
+      g.range[s] = zeros(g.d_out, k);
+      g.corange[s] = zeros(k, g.d_in);
+      g.core[s] = zeros(sc, sc);
+    }
+  }
+}
+
+// A finished shard's sums wait in CPU memory: a GPU then holds one shard's, not K.
+void park_shard(ProbeResult& r, size_t s) {
+  for (auto& m : r.modules) {
+    for (auto* part : {&m.grad.exact, &m.grad.range, &m.grad.corange, &m.grad.core}) {
+      if (s < part->size() && (*part)[s].defined()) (*part)[s] = (*part)[s].to(torch::kCPU);
+    }
+  }
 }
 
 // Examples to probe (a seeded sample when max_examples or max_tokens asks) dealt into disjoint shards.
@@ -269,10 +325,12 @@ void install_hooks(const std::vector<Linear*>& targets, const ProbeOptions& opts
                    const torch::Device& device, BatchContext& ctx,
                    std::map<std::string, MomentPair>& moments, ProbeResult& r, HookGuard& guard) {
   std::set<std::string> owned;
+  TestMatrices tests;
   r.modules.reserve(targets.size());  // hooks hold references into r.modules
   for (size_t i = 0; i < targets.size(); ++i) {
     Linear* l = targets[i];
-    r.modules.push_back({l->name, l->kind, l->layer, make_accumulators(*l, r.mode, opts, i, device)});
+    r.modules.push_back(
+        {l->name, l->kind, l->layer, make_accumulators(*l, r.mode, opts, device, tests)});
     std::string key = std::to_string(l->layer) + ":" + input_group(*l);
     MomentPair* mp = moments.count(key) && owned.insert(key).second ? &moments[key] : nullptr;
     l->hook = std::make_shared<ProbeHook>(r.modules.back(), ctx, mp);
@@ -369,37 +427,79 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   HookGuard guard;
   install_hooks(targets, opts, model.device(), ctx, moments, r, guard);
   ProbeOptions o = opts;  // batches shrink on out of memory
+  r.device = model.device();
+  r.checkpointing = opts.checkpointing;
+  CheckpointingGuard recompute(model, opts.checkpointing);
   for (size_t s = 0; s < K; ++s) {
     ctx.shard = s;
+    start_shard(r, s, r.device);
     probe_shard(model, examples, r.shards[s], o, ctx, r);
+    if (r.device.is_cuda() && s + 1 < K) park_shard(r, s);
   }
+  std::set<const void*> counted;  // test matrices are shared by modules of one shape
   for (auto& m : r.modules) {
     m.grad.n_tokens = r.shard_supervised;
     for (const auto* part : {&m.grad.exact, &m.grad.range, &m.grad.corange, &m.grad.core}) {
       for (const auto& t : *part) r.state_bytes += nbytes(t);
     }
-    for (const auto* t : {&m.grad.omega, &m.grad.psi, &m.grad.phi, &m.grad.xi}) r.state_bytes += nbytes(*t);
+    for (const auto* t : {&m.grad.omega, &m.grad.psi, &m.grad.phi, &m.grad.xi}) {
+      if (t->defined() && counted.insert(t->data_ptr()).second) r.state_bytes += nbytes(*t);
+    }
   }
   finish_moments(r, targets, moments);
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   r.peak_rss_bytes = int64_t(ru.ru_maxrss) * 1024;
+  r.peak_gpu_bytes = compat::cuda_peak_bytes(model.device());
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }
 
-EvalOptions auto_probe_batching(Model& model, const ProbeOptions& opts) {
-  EvalOptions b = opts.batching;
+namespace {
+
+// Bytes the probe holds besides activations: test matrices (one set per shape), one shard's sums
+// (the others wait in CPU memory) and the input moments.
+int64_t probe_state_bytes(const std::vector<Linear*>& targets, const ProbeOptions& opts) {
+  const GradMode mode = choose_mode(targets, opts);
+  if (mode == GradMode::exact) return exact_gradient_bytes(targets, 1);
+  const int64_t k = opts.sketch_rank, s = 2 * k + 1;
+  std::set<std::pair<int64_t, int64_t>> shapes;
+  int64_t bytes = 0, moments = 0;
+  std::set<std::string> groups;
+  for (const Linear* l : targets) {
+    const int64_t d = l->d_in() + l->d_out();
+    if (shapes.insert({l->d_in(), l->d_out()}).second) bytes += d * (k + s) * 4;
+    bytes += (d * k + s * s) * 4;
+    if (groups.insert(std::to_string(l->layer) + ":" + input_group(*l)).second)
+      moments += 2 * l->d_in() * l->d_in() * 4;
+  }
+  return bytes + (opts.input_moments && moments <= opts.moment_budget_bytes ? moments : 0);
+}
+
+}  // namespace
+
+ProbeOptions auto_probe_batching(Model& model, const ProbeOptions& opts) {
+  ProbeOptions o = opts;
   const int64_t free = compat::cuda_free_bytes(model.device());
-  if (free <= 0) return b;
+  if (free <= 0) return o;
   const ModelConfig& c = model.config();
-  // Bytes a token keeps until backward: logits, log-softmax and their grad (fp32), activations
-  // (bf16) and the hooks' fp32 copies of each target's input.
-  int64_t per_token = 12 * c.n_vocab + c.n_layer * (16 * c.n_embd + 6 * c.n_ff) * 2;
-  for (const Linear* l : probe_targets(model, opts)) per_token += 4 * l->d_in();
-  b.batch_tokens = std::clamp<int64_t>(free / 4 / per_token, 512, 16384);
-  b.max_batch = 1024;
-  return b;
+  const auto targets = probe_targets(model, opts);
+  const int64_t room = std::max<int64_t>(0, free - probe_state_bytes(targets, opts)) / 4;
+  // Bytes a token keeps until backward: logits, log-softmax and their grad (fp32), every block's
+  // activations (bf16) and the hooks' fp32 copies of each target's input. Recomputing blocks in
+  // backward keeps each block's input and one block's activations and copies instead.
+  const int64_t block = (16 * c.n_embd + 6 * c.n_ff) * 2;
+  int64_t copies = 0;
+  for (const Linear* l : targets) copies += 4 * l->d_in();
+  const int64_t full = 12 * c.n_vocab + c.n_layer * block + copies;
+  const int64_t recompute =
+      12 * c.n_vocab + c.n_layer * 4 * c.n_embd + block + copies / std::max<int64_t>(1, c.n_layer);
+  // Below 2,048 tokens a pass, fewer passes pay for the recomputation (about a third more work).
+  o.checkpointing = room / full < 2048 && room / recompute > room / full;
+  const int64_t per_token = o.checkpointing ? recompute : full;
+  o.batching.batch_tokens = std::clamp<int64_t>(room / per_token, 256, 16384);
+  o.batching.max_batch = 1024;
+  return o;
 }
 
 void move_probe(ProbeResult& probe, const torch::Device& device) {
@@ -418,6 +518,7 @@ void move_probe(ProbeResult& probe, const torch::Device& device) {
     move(m.moment_all);
     move(m.moment_scored);
   }
+  probe.device = device;
 }
 
 std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const SpectrumOptions& opts) {
@@ -431,7 +532,7 @@ std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const Spectr
       torch::Tensor cov = key ? m.moment_all / n_real : torch::Tensor();  // (d_in, d_in)
       it = inputs.emplace(key, analyse_inputs(cov, m.moment_scored, opts)).first;
     }
-    out.push_back(analyse_module(m.grad, it->second, opts));
+    out.push_back(analyse_module(on_device(m.grad, probe.device), it->second, opts));
   }
   return out;
 }

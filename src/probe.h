@@ -40,6 +40,9 @@ struct ProbeOptions {
   GradMode mode = GradMode::automatic;
   int64_t exact_budget_bytes = int64_t(2) << 30;  // automatic: exact when the K·G fit in this
   int64_t sketch_rank = 128;              // k; the core sketch is (2k + 1)²
+  // Recompute each decoder block in backward: activations of one block instead of all, for about
+  // a third more time (auto_probe_batching turns it on when memory is short).
+  bool checkpointing = false;
   bool input_moments = true;
   int64_t moment_budget_bytes = int64_t(1) << 30;  // input moments skipped above this
   // Padded tokens per pass: activations kept for backward grow with it (2048: ~0.6 GB on tiny).
@@ -71,6 +74,11 @@ struct ProbeResult {
   bool input_moments = false;
   int64_t state_bytes = 0;                  // accumulators held
   int64_t peak_rss_bytes = 0;               // process high-water mark (CPU memory)
+  int64_t peak_gpu_bytes = 0;               // CUDA allocator's high-water mark; 0 on the CPU
+  bool checkpointing = false;               // decoder blocks recomputed in backward
+  // Where analyse_probe works: the model's device, or move_probe's. On CUDA the shards but the
+  // last wait in CPU memory until then.
+  torch::Device device = torch::kCPU;
   double seconds = 0;
 
   int64_t n_tokens() const;
@@ -85,11 +93,13 @@ int64_t exact_gradient_bytes(const std::vector<Linear*>& targets, int64_t n_shar
 
 ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const ProbeOptions& opts);
 
-// Batching for run_probe when the user sets none: 2048 tokens and 64 examples per pass on the CPU;
-// on CUDA as many tokens as a quarter of the free memory holds by an estimate of the bytes each
-// token keeps (hook inputs, activations, logits), 512 to 16,384, and up to 1,024 examples. Fewer,
-// larger passes: a pass of a small model costs about the same launches whatever its size.
-EvalOptions auto_probe_batching(Model& model, const ProbeOptions& opts);
+// `opts` with batching for run_probe when the user sets none: 2048 tokens and 64 examples per pass
+// on the CPU; on CUDA as many tokens as a quarter of the free memory (less the probe's own state)
+// holds by an estimate of the bytes each token keeps (hook inputs, activations, logits), 256 to
+// 16,384, and up to 1,024 examples, with checkpointing when that allows larger passes under 2,048
+// tokens (an 8B model on a 24 GB card). Fewer, larger passes: a pass of a small model costs about
+// the same launches whatever its size.
+ProbeOptions auto_probe_batching(Model& model, const ProbeOptions& opts);
 
 // Moves every accumulator to `device` (e.g. the CPU, to analyse there what a GPU probed), keeping
 // shared input moments shared.

@@ -631,6 +631,7 @@ TrainResult Trainer::run(const TrainOutput& out) {
   progress.finish();
   r.steps_done = step_;
   r.tokens_per_s = train_s > 0 ? double(tokens) / train_s : 0.0;
+  r.peak_gpu_bytes = compat::cuda_peak_bytes(model_.device());
   r.finished = r.diverged || step_ >= total_steps_;
   if (r.finished) finish(out, r);
   r.evals = evals_;

@@ -102,6 +102,7 @@ nlohmann::json probe_json(const ProbeResult& r, double analyse_s, const ProbeCli
           {"grad_mode", grad_mode_name(r.mode)}, {"grad_mode_asked", o.grad_mode},
           {"sketch_rank", r.sketch_rank}, {"input_moments", r.input_moments},
           {"state_bytes", r.state_bytes}, {"peak_rss_bytes", r.peak_rss_bytes},
+          {"peak_gpu_bytes", r.peak_gpu_bytes}, {"checkpointing", r.checkpointing},
           {"seconds", r.seconds}, {"tokens_per_s", r.seconds > 0 ? r.n_tokens() / r.seconds : 0.0},
           {"spectrum_seconds", analyse_s}, {"seed", o.seed}, {"normalisation",
            "per shard: summed loss gradient / supervised tokens of the shard"}};
@@ -118,7 +119,7 @@ void print_human(const nlohmann::json& j) {
   const auto& p = j["probe"];
   std::printf("probe    %lld examples in %zu shards, %s tokens (%s supervised), base loss %.4f\n"
               "         %s gradients%s, input moments %s; %.1fs (%s tok/s) + spectrum %.1fs;"
-              " state %.1f MB, peak RSS %.0f MB\n\n",
+              " state %.1f MB, peak RSS %.0f MB%s\n\n",
               (long long)p["examples"], p["shard_examples"].size(),
               format_count(p["tokens"].get<double>()).c_str(),
               format_count(p["supervised_tokens"].get<double>()).c_str(), p["base_loss"].get<double>(),
@@ -127,7 +128,8 @@ void print_human(const nlohmann::json& j) {
                   ? (" (sketch k=" + std::to_string(p["sketch_rank"].get<int64_t>()) + ")").c_str() : "",
               p["input_moments"].get<bool>() ? "yes" : "skipped", p["seconds"].get<double>(),
               format_count(p["tokens_per_s"].get<double>()).c_str(), p["spectrum_seconds"].get<double>(),
-              p["state_bytes"].get<double>() / 1e6, p["peak_rss_bytes"].get<double>() / 1e6);
+              p["state_bytes"].get<double>() / 1e6, p["peak_rss_bytes"].get<double>() / 1e6,
+              gpu_peak_note(p["peak_gpu_bytes"].get<int64_t>()).c_str());
   std::printf("  %-14s %10s %6s %7s %9s %9s %5s %5s %5s %5s %5s\n", "module", "shape", "srank",
               "srank_w", "noise", "|G|", "ev90", "ev95", "ev99", "r99", "r99w");
   auto num = [](const nlohmann::json& o, const char* k) {

@@ -83,6 +83,7 @@ nlohmann::json result_json(const TrainResult& r, const std::string& out) {
           {"n_trainable", r.n_trainable},
           {"seconds", r.seconds},
           {"tokens_per_s", r.tokens_per_s},
+          {"peak_gpu_bytes", r.peak_gpu_bytes},
           {"evals", evals}};
 }
 
@@ -96,8 +97,8 @@ void print_result(const TrainResult& r, const std::string& out) {
   if (std::isfinite(r.test_loss)) std::printf("test loss  %.4f\n", r.test_loss);
   std::printf("adapter    %s (%s trainable parameters)\n", out.c_str(),
               format_count(double(r.n_trainable)).c_str());
-  std::printf("time       %s, %s tok/s\n", format_duration(r.seconds).c_str(),
-              format_count(r.tokens_per_s).c_str());
+  std::printf("time       %s, %s tok/s%s\n", format_duration(r.seconds).c_str(),
+              format_count(r.tokens_per_s).c_str(), gpu_peak_note(r.peak_gpu_bytes).c_str());
 }
 
 int run_train(TrainCliOptions& o) {

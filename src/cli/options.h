@@ -34,6 +34,7 @@ struct CommonOptions {
   std::string device = "auto";
   std::string dtype = "auto";
   int64_t threads = 0;
+  double gpu_memory_gib = 0;  // 0: the whole card
   bool json = false;
   bool quiet = false;
 };

@@ -27,6 +27,9 @@ std::vector<OptionSpec> probe_option_specs(ProbeCliOptions& o, bool for_recommen
       {"--batch-tokens", &o.batch_tokens,
        "padded tokens per forward pass (0: 2048 on CPU; on CUDA up to 16384 as free memory allows)",
        0, 1e9},
+      {"--checkpointing", &o.checkpointing,
+       "recompute decoder blocks in backward: less memory, a third more time (auto: when short)",
+       -1e300, 1e300, {"auto", "on", "off"}},
       {"--max-batch", &o.max_batch, "examples per forward pass (0: 64 on CPU, 1024 on CUDA)", 0,
        1e6},
       {"--spectrum-device", &o.spectrum_device,
@@ -51,9 +54,10 @@ ProbeRun run_probe_cli(Session& s, const ProbeCliOptions& o, bool quiet, bool ga
   po.sketch_rank = o.sketch_rank;
   po.exact_budget_bytes = o.exact_budget_mb << 20;
   po.input_moments = !o.no_moments;
-  const EvalOptions automatic = auto_probe_batching(*s.model, po);
-  po.batching.batch_tokens = o.batch_tokens > 0 ? o.batch_tokens : automatic.batch_tokens;
-  po.batching.max_batch = o.max_batch > 0 ? o.max_batch : automatic.max_batch;
+  const ProbeOptions automatic = auto_probe_batching(*s.model, po);
+  po.batching.batch_tokens = o.batch_tokens > 0 ? o.batch_tokens : automatic.batching.batch_tokens;
+  po.batching.max_batch = o.max_batch > 0 ? o.max_batch : automatic.batching.max_batch;
+  po.checkpointing = o.checkpointing == "auto" ? automatic.checkpointing : o.checkpointing == "on";
   po.batching.pad_id = pad_id_for(s);
   int64_t total = 0;  // a bound for the bar: tokens of the whole set when sampling
   for (const auto& e : s.data.examples) total += int64_t(e.ids.size());

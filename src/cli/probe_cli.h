@@ -27,6 +27,7 @@ struct ProbeCliOptions {
   int64_t splits = 3;
   int64_t batch_tokens = 0;  // 0: auto_probe_batching
   int64_t max_batch = 0;
+  std::string checkpointing = "auto";  // auto: when memory is short (auto_probe_batching)
   std::string spectrum_device = "auto";  // auto: where the probe ran
 };
 

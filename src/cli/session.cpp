@@ -2,7 +2,9 @@
 
 #include <filesystem>
 
+#include "compat.h"
 #include "error.h"
+#include "progress.h"
 
 namespace lorank::cli {
 
@@ -18,6 +20,26 @@ std::vector<OptionSpec> data_option_specs(DataOptions& o) {
   };
 }
 
+namespace {
+
+// Before the model loads, so that its weights count against the limit as on a smaller card.
+void limit_gpu_memory(const torch::Device& device, double gib) {
+  if (gib <= 0) return;
+  if (!device.is_cuda()) {
+    fail("--gpu-memory", "a GPU memory limit needs a CUDA device",
+         "--device cuda (or auto on a GPU)", device.str(), "leave out --gpu-memory on the CPU");
+  }
+  const double total = double(compat::cuda_total_bytes(device)) / double(int64_t(1) << 30);
+  if (gib > total) {
+    fail("--gpu-memory", "the limit is more than the card holds",
+         "<= " + format_number("%.1f", total) + " GiB", format_number("%.1f", gib) + " GiB",
+         "pass a smaller --gpu-memory, or 0 for the whole card");
+  }
+  compat::limit_cuda_memory(device, int64_t(gib * double(int64_t(1) << 30)));
+}
+
+}  // namespace
+
 Session open_session(const CommonOptions& common, const DataOptions& data_opts, bool load_data) {
   Session s;
   s.model_dir = common.model_dir.empty() ? std::string(LORANK_ASSETS_DIR) + "/tiny-llama"
@@ -28,6 +50,7 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
   s.device = resolve_device(common.device);
   s.dtype = resolve_dtype(common.dtype, s.device);
   s.runtime = runtime_info(s.device);
+  limit_gpu_memory(s.device, common.gpu_memory_gib);
   if (!std::filesystem::is_directory(s.model_dir))
     fail(s.model_dir, "model folder not found", "a folder with config.json and *.safetensors",
          "no such folder", "pass --model DIR (a Hugging Face model folder)");
@@ -36,7 +59,14 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
   LoadOptions lo;
   lo.device = s.device;
   lo.dtype = s.dtype;
-  s.model = Model::load(s.model_dir, lo);
+  try {
+    s.model = Model::load(s.model_dir, lo);
+  } catch (const c10::Error& e) {
+    if (!compat::is_out_of_memory(e)) throw;
+    fail(s.model_dir, "the model's weights do not fit in GPU memory",
+         "room for the weights in " + dtype_name(s.dtype), compat::out_of_memory_summary(e),
+         "free the GPU (nvidia-smi shows who holds it), raise --gpu-memory, or use a larger card");
+  }
   if (load_data) {
     DatasetOptions d;
     d.schema = schema_from_name(data_opts.schema);
@@ -55,6 +85,12 @@ int32_t pad_id_for(const Session& s) {
   if (c.pad_id) return *c.pad_id;
   if (c.eos_id) return *c.eos_id;
   return 0;
+}
+
+std::string gpu_peak_note(int64_t peak_bytes) {
+  if (peak_bytes <= 0) return "";
+  return "; peak GPU memory " +
+         format_number("%.1f", double(peak_bytes) / double(int64_t(1) << 30)) + " GiB";
 }
 
 }  // namespace lorank::cli

@@ -35,5 +35,7 @@ struct Session {
 // Empty --model/--data fall back to the embedded demo (assets/tiny-llama, assets/demo.jsonl).
 Session open_session(const CommonOptions& common, const DataOptions& data, bool load_data = true);
 int32_t pad_id_for(const Session& s);  // pad, else eos, else 0: padding is masked out anyway
+// "; peak GPU memory 17.3 GiB" for a status line, or "" on the CPU.
+std::string gpu_peak_note(int64_t peak_bytes);
 
 }  // namespace lorank::cli

@@ -67,7 +67,8 @@ TEST(CudaProbe, AutomaticBatchingSumsTheSameGradients) {
   small.batching.batch_tokens = 128;  // many passes
   small.batching.max_batch = 8;
   ProbeOptions large = small;
-  large.batching = auto_probe_batching(*model, small);
+  large = auto_probe_batching(*model, small);
+  EXPECT_FALSE(large.checkpointing);  // tiny-llama leaves room for the largest passes
   EXPECT_GE(large.batching.batch_tokens, 512);
   EXPECT_EQ(large.batching.max_batch, 1024);
 

@@ -94,6 +94,12 @@ TEST(CliInspect, UnknownModelType) {
                  {"config.json", "gpt_neox", "expected one of llama", "hint:"});
 }
 
+TEST(CliInspect, GpuMemoryLimitNeedsCuda) {
+  expect_failure("inspect --no-loss --device cpu --gpu-memory 8",
+                 {"--gpu-memory", "needs a CUDA device", "hint:"});
+  EXPECT_NE(run_lorank("inspect --gpu-memory -1").exit_code, 0);
+}
+
 TEST(CliInspect, NumbersAreValidated) {
   auto r = run_lorank("inspect --max-len abc");
   EXPECT_NE(r.exit_code, 0);

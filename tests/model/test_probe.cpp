@@ -191,6 +191,44 @@ TEST(Probe, SketchAgreesWithExactOnTopSingularValues) {
   }
 }
 
+// Recomputing blocks in backward (for memory) records the same sums and moments, once each: the
+// first pass, without grad mode, records nothing.
+TEST(Probe, CheckpointingRecordsTheSameSums) {
+  ProbeOptions o = small_options();
+  ProbeResult plain = run_probe(test::tiny_llama(), cmudict(), o);
+  o.checkpointing = true;
+  ProbeResult recomputed = run_probe(test::tiny_llama(), cmudict(), o);
+  EXPECT_TRUE(recomputed.checkpointing);
+  EXPECT_FALSE(test::tiny_llama().checkpointing()) << "the probe left checkpointing on";
+  EXPECT_NEAR(recomputed.base_loss(), plain.base_loss(), 1e-6);
+  for (size_t i = 0; i < plain.modules.size(); ++i) {
+    const auto& a = plain.modules[i];
+    const auto& b = recomputed.modules[i];
+    for (size_t k = 0; k < a.grad.exact.size(); ++k)
+      EXPECT_LT(rel_err(b.grad.exact[k], a.grad.exact[k]), 1e-5) << a.name << " shard " << k;
+    EXPECT_LT(rel_err(b.moment_all, a.moment_all), 1e-5) << a.name;
+    EXPECT_LT(rel_err(b.moment_scored, a.moment_scored), 1e-5) << a.name;
+  }
+}
+
+// Test matrices of one shape are one tensor, whichever modules use them (an 8B model keeps a few
+// sets, not 224): Ω (d_in, k) is shared by q, k and o here, Ψ (d_out, k) by q and o only.
+TEST(Probe, SketchTestMatricesAreSharedByShape) {
+  ProbeOptions o = small_options();
+  o.mode = GradMode::sketch;
+  o.sketch_rank = 16;
+  o.target_kinds = {"q_proj", "o_proj", "k_proj"};
+  ProbeResult r = run_probe(test::tiny_llama(), cmudict(), o);
+  std::set<const void*> omegas, psis;
+  for (const auto& m : r.modules) {
+    omegas.insert(m.grad.omega.data_ptr());
+    psis.insert(m.grad.psi.data_ptr());
+  }
+  EXPECT_EQ(r.modules.size(), 6u);
+  EXPECT_EQ(omegas.size(), 1u);  // every d_in is 256
+  EXPECT_EQ(psis.size(), 2u);    // d_out 256 (q, o) and 128 (k)
+}
+
 TEST(Probe, AutomaticModeFollowsTheBudget) {
   ProbeOptions o = small_options();
   o.target_kinds = {"k_proj"};
