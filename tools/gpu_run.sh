@@ -13,7 +13,9 @@
 # --spectrum-device cpu beside it if COST_CPU_AB=1; COST_CASES, default gsm8k:1000); rectime (recommend
 # alone on RECTIME_TASK, a few variants, wall time and split, no sweep); eigbench (tools/eig_bench.py);
 # rerec (recommend alone on the 18 calibration cases,
-# RERC_TAG names the files, for calibrate_report.py --tag against the sweeps kept in bench/results).
+# RERC_TAG names the files, for calibrate_report.py --tag against the sweeps kept in bench/results);
+# large (Llama-3.1-8B shapes, random weights: parity, recommend's time and memory, train steps; needs
+# .gpu/llama3.tar.xz, LORANK_PACK_LLAMA3=1 tools/pack_gpu.sh).
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
 steps=${*:-golden build test train bench}
@@ -142,4 +144,60 @@ fi
 if has bench; then
   echo "== bench"
   bench/run_forward.sh build-cuda assets/tiny-llama ../shared/models/small-llama 2>&1 | tee "$out/bench_forward.txt"
+fi
+if has large; then
+  # Llama-3.1-8B's shapes with random weights (tools/make_large_model.py, made once per machine):
+  # LARGE_PARTS of parity (CudaModel.Llama8b* against transformers), rec (recommend on LARGE_TASK's
+  # first 1,000 examples, once per --gpu-memory in LARGE_MEMS), sweep (one run of the oracle
+  # protocol) and train (LARGE_STEPS steps of r=16,
+  # batch 16, once per "GiB:options" in LARGE_TRAIN; the step time prices the sweep recommend replaces).
+  echo "== large"
+  need_bench
+  big=/tmp/llama-8b-shape
+  parts=${LARGE_PARTS:-parity rec train}
+  data=../bench/tasks/${LARGE_TASK:-gsm8k}/train.jsonl
+  if [ ! -f "$big/golden_meta.json" ]; then
+    rm -rf "$big"
+    [ -f ../shared/tokenizers/llama3/tokenizer.json ] || tar -C ../shared -xJf .gpu/llama3.tar.xz
+    python3 tools/make_large_model.py --tokenizer ../shared/tokenizers/llama3/tokenizer.json \
+      --out "$big" > "$out/large_make.log" 2>&1 || { tail -20 "$out/large_make.log"; exit 1; }
+    cat "$out/large_make.log"
+  fi
+  if [[ " $parts " == *" parity "* ]]; then
+    LORANK_LARGE_MODEL=$big build-cuda/test_gpu --gtest_filter='CudaModel.Llama8b*' > "$out/large_parity.log" 2>&1
+    grep -E "vs transformers|OK \]|FAILED|Failure" "$out/large_parity.log"
+  fi
+  if [[ " $parts " == *" rec "* ]]; then
+    for mem in ${LARGE_MEMS:-0}; do
+      t=$( { TIMEFORMAT='wall %R s'; time build-cuda/lorank recommend --model "$big" --data "$data" \
+        --max-examples 1000 --gpu-memory "$mem" --json > "$out/large_rec_$mem.json" \
+        2> "$out/large_rec_$mem.err"; } 2>&1 )
+      r=$(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(j['rank'], j['confidence'])" \
+        "$out/large_rec_$mem.json" 2>/dev/null)
+      echo "recommend --gpu-memory $mem: $t; r=$r; $(tr '\r' '\n' < "$out/large_rec_$mem.err" | grep -E "load .* probe|error|hint" | tail -2)"
+    done
+  fi
+  if [[ " $parts " == *" sweep "* ]]; then
+    # One run of the oracle protocol (r=16, lr 3e-3, 5 epochs, 10 validations, test): the sweep
+    # recommend replaces is 24 such runs.
+    tasks=$(dirname "$data")
+    rm -rf /tmp/large_sweep
+    t=$( { TIMEFORMAT='wall %R s'; time build-cuda/lorank sweep --model "$big" --data "$data" \
+      --max-examples 1000 --val "$tasks/val.jsonl" --test "$tasks/test.jsonl" --ranks 16 --lrs 3e-3 \
+      --alpha 8 --rslora --targets all-linear --quiet --out /tmp/large_sweep > "$out/large_sweep.txt" 2>&1; } 2>&1 )
+    cp /tmp/large_sweep/results.jsonl "$out/large_sweep_results.jsonl" 2>/dev/null
+    echo "sweep one run: $t; $(tail -3 "$out/large_sweep.txt" | tr '\n' ' ')"
+  fi
+  if [[ " $parts " == *" train "* ]]; then
+    IFS=';' read -ra runs <<< "${LARGE_TRAIN:-0:}"
+    for run in "${runs[@]}"; do
+      mem=${run%%:*}; tag=$(echo "$run" | tr -c 'a-z0-9' _)
+      # shellcheck disable=SC2086
+      t=$( { TIMEFORMAT='wall %R s'; time build-cuda/lorank train --model "$big" --data "$data" \
+        --max-examples 1000 --rank 16 --rslora --alpha 8 --batch 16 --max-steps "${LARGE_STEPS:-20}" \
+        --val-fraction 0 --n-evals 0 --gpu-memory "$mem" ${run#*:} --out "/tmp/large_train_$tag" \
+        --force --quiet > "$out/large_train_$tag.txt" 2>&1; } 2>&1 )
+      echo "train [$run]: $t; $(grep -E "^time|^steps|error|hint" "$out/large_train_$tag.txt" | tr '\n' ' ')"
+    done
+  fi
 fi
