@@ -208,6 +208,21 @@ TEST(Recommend, CurveRisesToOneAndWarnsWithoutSignal) {
   EXPECT_THROW(recommend({}, facts(1, 1), plain()), Error);
 }
 
+// Warned only beyond the calibration's 1,650 trainable parameters per supervised token.
+TEST(Recommend, TooLittleDataOnlyBeyondTheMeasured) {
+  auto too_little = [](const Recommendation& r) {
+    for (const auto& w : r.warnings) {
+      if (w.find("too little data") != std::string::npos) return true;
+    }
+    return false;
+  };
+  // r=8 on six 64 x 64 modules: 6,144 trainable parameters
+  Recommendation few = recommend(two_layers(3, 5, 12, 12), facts(5000, 3), plain());
+  ASSERT_EQ(few.params, 6144);
+  EXPECT_TRUE(too_little(few));  // 2,048 per token
+  EXPECT_FALSE(too_little(recommend(two_layers(3, 5, 12, 12), facts(5000, 4), plain())));  // 1,536
+}
+
 TEST(Recommend, DefaultsAreTheCalibratedConstants) {
   RecommendOptions o;
   EXPECT_EQ(o.rank_scale, 2.0);
