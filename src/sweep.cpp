@@ -349,12 +349,15 @@ void prepare_sweep_dir(const SweepOutput& out, const std::string& fingerprint) {
   }
 }
 
+// recompute: whether blocks are recomputed, kept for the next run once memory ran out.
 SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts,
-                   const SweepOutput& out, int64_t rank, double lr, bool* interrupted) {
+                   const SweepOutput& out, int64_t rank, double lr, bool* interrupted,
+                   bool* recompute) {
   LoraConfig lora = opts.lora;
   lora.r = rank;
   TrainOptions train = opts.train;
   train.lr = lr;
+  train.checkpointing = *recompute;
   SweepRun run;
   run.rank = rank;
   run.lr = lr;
@@ -368,6 +371,7 @@ SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts
   Trainer trainer(model, lora, data, train);
   TrainResult r = trainer.run(to);
   *interrupted = !r.finished;
+  *recompute = r.checkpointing;
   run.n_trainable = r.n_trainable;
   run.best_val_loss = r.best_val_loss;
   run.test_loss = r.test_loss;
@@ -395,6 +399,7 @@ SweepResult run_sweep(Model& model, const TrainData& data, const SweepOptions& o
   const std::string results_path = (fs::path(out.dir) / kResultsFile).string();
   std::vector<SweepRun> done = read_results(results_path);
   SweepResult result;
+  bool recompute = opts.train.checkpointing;
   for (int64_t rank : opts.ranks) {
     for (double lr : opts.lrs) {
       auto it = std::find_if(done.begin(), done.end(), [&](const SweepRun& r) {
@@ -406,7 +411,7 @@ SweepResult run_sweep(Model& model, const TrainData& data, const SweepOptions& o
         continue;
       }
       bool interrupted = false;
-      SweepRun run = train_one(model, data, opts, out, rank, lr, &interrupted);
+      SweepRun run = train_one(model, data, opts, out, rank, lr, &interrupted, &recompute);
       if (interrupted) return result;  // the run's checkpoint lets --resume continue it
       append_durably(results_path, run_to_json(run).dump() + "\n");
       result.runs.push_back(run);

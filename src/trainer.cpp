@@ -253,10 +253,21 @@ torch::Tensor Trainer::accumulate(const std::vector<size_t>& idx, StepMetrics& m
 void Trainer::shrink_micro_batch(int64_t failed_size, const c10::Error& oom) {
   compat::empty_cuda_cache();  // the failed pass's tensors are gone; hand their blocks back
   const std::string where = "training step " + std::to_string(step_ + 1);
+  // Recomputing blocks keeps the micro-batch and the losses for a third more work: tried first.
+  if (!model_.checkpointing()) {
+    model_.set_checkpointing(true);
+    std::fprintf(stderr,
+                 "\nwarning: CUDA out of memory at micro-batch %lld (%s); recomputing decoder "
+                 "blocks in backward from now on, as --checkpointing does\n",
+                 static_cast<long long>(failed_size), where.c_str());
+    std::fflush(stderr);
+    return;
+  }
   if (failed_size <= 1) {
     const std::string said = compat::out_of_memory_summary(oom);
-    fail(where, "CUDA out of memory with a micro-batch of 1 example (" + said + ")", "", "",
-         "lower --max-len, add --checkpointing, or use a smaller model");
+    fail(where,
+         "CUDA out of memory with a micro-batch of 1 example, blocks recomputed (" + said + ")", "",
+         "", "lower --max-len, or use a smaller model or a card with more memory");
   }
   micro_batch_ = failed_size / 2;
   std::fprintf(stderr,
@@ -632,6 +643,7 @@ TrainResult Trainer::run(const TrainOutput& out) {
   r.steps_done = step_;
   r.tokens_per_s = train_s > 0 ? double(tokens) / train_s : 0.0;
   r.peak_gpu_bytes = compat::cuda_peak_bytes(model_.device());
+  r.checkpointing = model_.checkpointing();
   r.finished = r.diverged || step_ >= total_steps_;
   if (r.finished) finish(out, r);
   r.evals = evals_;

@@ -113,6 +113,7 @@ struct TrainResult {
   double seconds = 0;              // training and evaluation, summed over resumed sessions
   double tokens_per_s = 0;         // training tokens per second, this session only
   int64_t peak_gpu_bytes = 0;      // CUDA allocator's high-water mark so far; 0 on the CPU
+  bool checkpointing = false;      // blocks recomputed at the end (asked, or after out of memory)
   std::vector<StepMetrics> steps;  // this session's steps
   std::vector<EvalPoint> evals;    // all evaluations of the run
 };

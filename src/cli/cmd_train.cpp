@@ -84,6 +84,7 @@ nlohmann::json result_json(const TrainResult& r, const std::string& out) {
           {"seconds", r.seconds},
           {"tokens_per_s", r.tokens_per_s},
           {"peak_gpu_bytes", r.peak_gpu_bytes},
+          {"checkpointing", r.checkpointing},
           {"evals", evals}};
 }
 
@@ -97,8 +98,9 @@ void print_result(const TrainResult& r, const std::string& out) {
   if (std::isfinite(r.test_loss)) std::printf("test loss  %.4f\n", r.test_loss);
   std::printf("adapter    %s (%s trainable parameters)\n", out.c_str(),
               format_count(double(r.n_trainable)).c_str());
-  std::printf("time       %s, %s tok/s%s\n", format_duration(r.seconds).c_str(),
-              format_count(r.tokens_per_s).c_str(), gpu_peak_note(r.peak_gpu_bytes).c_str());
+  std::printf("time       %s, %s tok/s%s%s\n", format_duration(r.seconds).c_str(),
+              format_count(r.tokens_per_s).c_str(), gpu_peak_note(r.peak_gpu_bytes).c_str(),
+              r.checkpointing ? "; blocks recomputed" : "");
 }
 
 int run_train(TrainCliOptions& o) {

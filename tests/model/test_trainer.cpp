@@ -188,6 +188,7 @@ struct OomRun {
   std::vector<double> losses;
   std::map<std::string, torch::Tensor> state;
   int64_t micro_batch = 0;
+  bool checkpointing = false;  // as the trainer left the model before it went
   std::string err;
 };
 
@@ -199,6 +200,7 @@ OomRun run_capturing_stderr(const LoraConfig& lora, const TrainOptions& o, int s
     for (int i = 0; i < steps; ++i) r.losses.push_back(t.step().loss);
     r.state = t.adapters().state_dict();
     r.micro_batch = t.micro_batch();
+    r.checkpointing = tiny_model().checkpointing();
   }
   r.err = testing::internal::GetCapturedStderr();
   return r;
@@ -210,12 +212,42 @@ size_t occurrences(const std::string& text, const std::string& what) {
   return n;
 }
 
+// Out of memory without checkpointing: blocks are recomputed from then on, the micro-batch kept.
+TEST(Trainer, OutOfMemoryFirstRecomputesBlocksAndKeepsTheLosses) {
+  LoraConfig lora = lora_r4();
+  lora.dropout = 0.1;  // the redone step must draw the same dropout masks
+  TrainOptions plain = short_run(4), squeezed = short_run(4);
+  plain.grad_accum = squeezed.grad_accum = 2;
+  int calls = 0;
+  squeezed.before_micro_batch = [&calls](int64_t) {
+    if (++calls == 2) compat::throw_out_of_memory("Tried to allocate 2.00 GiB (test)");
+  };
+  OomRun want = run_capturing_stderr(lora, plain, 4);
+  OomRun got = run_capturing_stderr(lora, squeezed, 4);
+  EXPECT_EQ(got.micro_batch, 2);
+  EXPECT_TRUE(got.checkpointing);
+  EXPECT_FALSE(want.checkpointing);
+  ASSERT_EQ(got.losses.size(), want.losses.size());
+  for (size_t i = 0; i < want.losses.size(); ++i) {
+    EXPECT_NEAR(got.losses[i], want.losses[i], 1e-5 * std::fabs(want.losses[i]))
+        << "step " << i + 1;
+  }
+  EXPECT_LT(max_abs_diff(got.state, want.state), 1e-5);
+  EXPECT_EQ(occurrences(got.err, "CUDA out of memory"), 1u) << got.err;
+  EXPECT_NE(got.err.find("CUDA out of memory at micro-batch 2 (training step 1); recomputing "
+                         "decoder blocks"),
+            std::string::npos)
+      << got.err;
+}
+
+// With blocks already recomputed, out of memory halves the micro-batch.
 TEST(Trainer, OutOfMemoryHalvesTheMicroBatchAndKeepsTheLosses) {
   LoraConfig lora = lora_r4();
   lora.dropout = 0.1;  // the redone step must draw the same dropout masks
   TrainOptions from_start = short_run(4), squeezed = short_run(4);
   from_start.grad_accum = 4;  // micro-batches of 1 from the start
   squeezed.grad_accum = 2;    // micro-batches of 2 until the injected out-of-memory
+  from_start.checkpointing = squeezed.checkpointing = true;
   int calls = 0;
   // The second micro-batch of step 1 runs out after the first one has accumulated gradients and
   // drawn dropout masks: both must be undone.
@@ -254,10 +286,13 @@ TEST(Trainer, OutOfMemoryAtMicroBatchOneIsAClearError) {
     EXPECT_EQ(t.steps_done(), 0);
   }
   const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("micro-batch 4 (training step 1); recomputing decoder blocks"),
+            std::string::npos)
+      << err;
   EXPECT_NE(err.find("micro-batch 4 (training step 1); retrying with 2"), std::string::npos) << err;
   EXPECT_NE(err.find("micro-batch 2 (training step 1); retrying with 1"), std::string::npos) << err;
-  for (const char* needle : {"training step 1", "micro-batch of 1", "Tried to allocate 1 GiB",
-                             "hint:", "--max-len", "--checkpointing", "smaller model"}) {
+  for (const char* needle : {"training step 1", "micro-batch of 1", "blocks recomputed",
+                             "Tried to allocate 1 GiB", "hint:", "--max-len", "smaller model"}) {
     EXPECT_NE(what.find(needle), std::string::npos) << needle << "\n" << what;
   }
   // Other LibTorch errors are not mistaken for running out of memory.
