@@ -134,16 +134,22 @@ RecommendOptions rule_options(const RecommendCliOptions& o) {
   return ro;
 }
 
-// With --evidence the model and data were fixed when it was saved: another --model or --data would
-// be silently ignored, so they are refused.
+// With --evidence the model, data and probe were fixed when it was saved: every option of theirs
+// (the tables' own flags, so none is missed) would be silently ignored, so each is refused.
 void check_evidence_alone(const RecommendCliOptions& o, const CLI::App& app) {
   if (o.evidence.empty()) return;
-  for (const char* flag : {"--model", "--data", "--max-examples", "--max-tokens", "--sample"}) {
-    if (app.count(flag) > 0) {
-      fail(flag, "cannot be combined with --evidence", "", "",
-           "the evidence was measured on one model and data sample; drop " + std::string(flag) +
-               ", or probe again without --evidence");
-    }
+  CommonOptions common;
+  DataOptions data;
+  ProbeCliOptions probe;
+  std::vector<OptionSpec> specs = common_option_specs(common);
+  for (auto table : {data_option_specs(data), probe_option_specs(probe, true)})
+    specs.insert(specs.end(), table.begin(), table.end());
+  for (const auto& s : specs) {
+    const std::string flag = s.flags.substr(0, s.flags.find(','));
+    if (flag == "--json" || flag == "--quiet" || app.count(flag) == 0) continue;
+    fail(flag, "cannot be combined with --evidence", "", "",
+         "the evidence was measured on one model, data sample and probe; drop " + flag +
+             ", or probe again without --evidence");
   }
 }
 

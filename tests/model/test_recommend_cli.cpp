@@ -95,6 +95,12 @@ TEST(RecommendCli, SavedEvidenceGivesTheSameDecisionWithoutAProbe) {
   EXPECT_NE(other.exit_code, 0);
   EXPECT_NE(other.output.find("--data: cannot be combined with --evidence"), std::string::npos)
       << other.output;
+  for (const std::string probe_only : {"--seed 3", "--max-len 64", "--device cpu", "--shards 2"}) {
+    auto ignored = run_lorank("recommend --quiet --evidence " + ev + " " + probe_only);
+    EXPECT_NE(ignored.exit_code, 0) << probe_only;
+    EXPECT_NE(ignored.output.find("cannot be combined with --evidence"), std::string::npos)
+        << ignored.output;
+  }
   // Other options re-decide from the same evidence: a cap lowers the rank and says so.
   auto capped = run_lorank("recommend --quiet --json --max-rank 1 --evidence " + ev);
   ASSERT_EQ(capped.exit_code, 0) << capped.output;
