@@ -265,6 +265,17 @@ void judge_confidence(Recommendation& rec, const std::vector<int64_t>& grid) {
                           "predicted for at most " + format_number("%g", rec.options.max_extrapolation) +
                           "x, so they may be low: probe more with --max-tokens");
   }
+  // Short completions (a label): the calibration's cases with 2.3 and 5.6 supervised tokens per
+  // example (next: 12.4) gave test losses that zigzag between ranks and seeds by 5-60%.
+  const double per_example =
+      double(rec.data.n_supervised) / double(std::max<int64_t>(1, rec.data.n_examples));
+  if (rec.data.n_examples > 0 && per_example < 8) {
+    rec.confidence = rec.confidence == "high" ? "medium" : "low";
+    rec.reasons.push_back(format_number("%.1f", per_example) +
+                          " supervised tokens per example (a label or a few words): sweeps of "
+                          "such data gave noisy loss-vs-rank curves (bench/RESULTS.md); validate "
+                          "the rank on held-out data");
+  }
   if (rec.data.probe_supervised < 2000) {
     rec.confidence = "low";
     rec.reasons.push_back("only " + std::to_string(rec.data.probe_supervised) +

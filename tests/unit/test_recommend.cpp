@@ -29,9 +29,10 @@ ModuleEvidence module(int layer, const std::string& kind, int64_t signal, int64_
   return m;
 }
 
+// 100 examples: completions long enough (train / 100 tokens each) not to lower the confidence.
 DataFacts facts(int64_t probe, int64_t train) {
   DataFacts d;
-  d.n_examples = 1000;
+  d.n_examples = 100;
   d.n_supervised = train;
   d.probe_supervised = probe;
   d.probe_examples = 100;
@@ -206,6 +207,20 @@ TEST(Recommend, CurveRisesToOneAndWarnsWithoutSignal) {
   ASSERT_FALSE(none.warnings.empty());
   EXPECT_NE(none.warnings[0].find("noise floor"), std::string::npos);
   EXPECT_THROW(recommend({}, facts(1, 1), plain()), Error);
+}
+
+// Data whose completions are a label or a few words (under 8 supervised tokens per example) gave
+// noisy sweeps: the confidence drops one level and says why.
+TEST(Recommend, ShortCompletionsLowerTheConfidence) {
+  DataFacts labels = facts(5000, 5000);
+  labels.n_examples = 1000;  // 5 supervised tokens per example
+  Recommendation r = recommend(two_layers(3, 5, 12, 12), labels, plain());
+  EXPECT_EQ(r.confidence, "medium");
+  bool said = false;
+  for (const auto& reason : r.reasons)
+    said = said || reason.find("5.0 supervised tokens per example") != std::string::npos;
+  EXPECT_TRUE(said);
+  EXPECT_EQ(recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), plain()).confidence, "high");
 }
 
 // Warned only beyond the calibration's 1,650 trainable parameters per supervised token.
