@@ -221,21 +221,35 @@ GradMode choose_mode(const std::vector<Linear*>& targets, const ProbeOptions& op
                                                                                   : GradMode::sketch;
 }
 
-// One moment pair per input group, owned by the group's first target; none over the budget.
+std::string moment_key(const Linear& l) {
+  return std::to_string(l.layer) + ":" + input_group(l);
+}
+
+// Bytes of the input moments (two fp32 d_in² sums per input group); 0 when asked for none or
+// over the budget, and then none are made.
+int64_t moment_bytes(const std::vector<Linear*>& targets, const ProbeOptions& opts) {
+  if (!opts.input_moments) return 0;
+  std::set<std::string> groups;
+  int64_t bytes = 0;
+  for (const Linear* l : targets) {
+    if (groups.insert(moment_key(*l)).second) bytes += 2 * l->d_in() * l->d_in() * 4;
+  }
+  return bytes <= opts.moment_budget_bytes ? bytes : 0;
+}
+
+// One moment pair per input group, owned by the group's first target; none over the budget
+// (checked before allocating: an 8B model's would take 65 GB).
 std::map<std::string, MomentPair> make_moments(const std::vector<Linear*>& targets,
                                                const ProbeOptions& opts, const torch::Device& dev) {
   std::map<std::string, MomentPair> out;
-  if (!opts.input_moments) return out;
-  int64_t bytes = 0;
+  if (moment_bytes(targets, opts) == 0) return out;
   for (const Linear* l : targets) {
-    std::string key = std::to_string(l->layer) + ":" + input_group(*l);
+    const std::string key = moment_key(*l);
     if (out.count(key)) continue;
     auto z = torch::zeros({l->d_in(), l->d_in()},
                           torch::TensorOptions().dtype(torch::kFloat32).device(dev));
     out[key] = {z, z.clone()};
-    bytes += 2 * nbytes(z);
   }
-  if (bytes > opts.moment_budget_bytes) out.clear();
   return out;
 }
 
@@ -268,7 +282,7 @@ void finish_moments(ProbeResult& r, const std::vector<Linear*>& targets,
     r.state_bytes += nbytes(kv.second.scored) + nbytes(kv.second.other);
   }
   for (size_t i = 0; i < targets.size(); ++i) {
-    auto it = moments.find(std::to_string(targets[i]->layer) + ":" + input_group(*targets[i]));
+    auto it = moments.find(moment_key(*targets[i]));
     if (it == moments.end()) continue;
     r.modules[i].moment_scored = it->second.scored;
     r.modules[i].moment_all = it->second.other;
@@ -331,7 +345,7 @@ void install_hooks(const std::vector<Linear*>& targets, const ProbeOptions& opts
     Linear* l = targets[i];
     r.modules.push_back(
         {l->name, l->kind, l->layer, make_accumulators(*l, r.mode, opts, device, tests)});
-    std::string key = std::to_string(l->layer) + ":" + input_group(*l);
+    const std::string key = moment_key(*l);
     MomentPair* mp = moments.count(key) && owned.insert(key).second ? &moments[key] : nullptr;
     l->hook = std::make_shared<ProbeHook>(r.modules.back(), ctx, mp);
     guard.linears.push_back(l);
@@ -461,19 +475,17 @@ namespace {
 // (the others wait in CPU memory) and the input moments.
 int64_t probe_state_bytes(const std::vector<Linear*>& targets, const ProbeOptions& opts) {
   const GradMode mode = choose_mode(targets, opts);
-  if (mode == GradMode::exact) return exact_gradient_bytes(targets, 1);
+  if (mode == GradMode::exact)
+    return exact_gradient_bytes(targets, 1) + moment_bytes(targets, opts);
   const int64_t k = opts.sketch_rank, s = 2 * k + 1;
   std::set<std::pair<int64_t, int64_t>> shapes;
-  int64_t bytes = 0, moments = 0;
-  std::set<std::string> groups;
+  int64_t bytes = 0;
   for (const Linear* l : targets) {
     const int64_t d = l->d_in() + l->d_out();
     if (shapes.insert({l->d_in(), l->d_out()}).second) bytes += d * (k + s) * 4;
     bytes += (d * k + s * s) * 4;
-    if (groups.insert(std::to_string(l->layer) + ":" + input_group(*l)).second)
-      moments += 2 * l->d_in() * l->d_in() * 4;
   }
-  return bytes + (opts.input_moments && moments <= opts.moment_budget_bytes ? moments : 0);
+  return bytes + moment_bytes(targets, opts);
 }
 
 }  // namespace

@@ -212,6 +212,17 @@ size_t occurrences(const std::string& text, const std::string& what) {
   return n;
 }
 
+// The run that ran out of memory once trained as the undisturbed one: same losses, same adapter.
+void expect_same_run_after_one_oom(const OomRun& got, const OomRun& want) {
+  ASSERT_EQ(got.losses.size(), want.losses.size());
+  for (size_t i = 0; i < want.losses.size(); ++i) {
+    EXPECT_NEAR(got.losses[i], want.losses[i], 1e-5 * std::fabs(want.losses[i]))
+        << "step " << i + 1;
+  }
+  EXPECT_LT(max_abs_diff(got.state, want.state), 1e-5);
+  EXPECT_EQ(occurrences(got.err, "CUDA out of memory"), 1u) << got.err;
+}
+
 // Out of memory without checkpointing: blocks are recomputed from then on, the micro-batch kept.
 TEST(Trainer, OutOfMemoryFirstRecomputesBlocksAndKeepsTheLosses) {
   LoraConfig lora = lora_r4();
@@ -227,13 +238,7 @@ TEST(Trainer, OutOfMemoryFirstRecomputesBlocksAndKeepsTheLosses) {
   EXPECT_EQ(got.micro_batch, 2);
   EXPECT_TRUE(got.checkpointing);
   EXPECT_FALSE(want.checkpointing);
-  ASSERT_EQ(got.losses.size(), want.losses.size());
-  for (size_t i = 0; i < want.losses.size(); ++i) {
-    EXPECT_NEAR(got.losses[i], want.losses[i], 1e-5 * std::fabs(want.losses[i]))
-        << "step " << i + 1;
-  }
-  EXPECT_LT(max_abs_diff(got.state, want.state), 1e-5);
-  EXPECT_EQ(occurrences(got.err, "CUDA out of memory"), 1u) << got.err;
+  expect_same_run_after_one_oom(got, want);
   EXPECT_NE(got.err.find("CUDA out of memory at micro-batch 2 (training step 1); recomputing "
                          "decoder blocks"),
             std::string::npos)
@@ -258,13 +263,7 @@ TEST(Trainer, OutOfMemoryHalvesTheMicroBatchAndKeepsTheLosses) {
   OomRun got = run_capturing_stderr(lora, squeezed, 4);
   EXPECT_EQ(want.err.find("out of memory"), std::string::npos) << want.err;
   EXPECT_EQ(got.micro_batch, 1);
-  ASSERT_EQ(got.losses.size(), want.losses.size());
-  for (size_t i = 0; i < want.losses.size(); ++i) {
-    EXPECT_NEAR(got.losses[i], want.losses[i], 1e-5 * std::fabs(want.losses[i]))
-        << "step " << i + 1;
-  }
-  EXPECT_LT(max_abs_diff(got.state, want.state), 1e-5);
-  EXPECT_EQ(occurrences(got.err, "CUDA out of memory"), 1u) << got.err;
+  expect_same_run_after_one_oom(got, want);
   EXPECT_NE(got.err.find("CUDA out of memory at micro-batch 2 (training step 1); retrying with 1 "
                          "(effective batch 4 unchanged)"),
             std::string::npos)
