@@ -179,4 +179,14 @@ AutocastGuard::~AutocastGuard() {
 #endif
 }
 
+Tf32Matmuls::Tf32Matmuls(bool enabled, const torch::Device& device) {
+  if (!enabled || !device.is_cuda()) return;
+  active_ = true;
+  at::globalContext().setAllowTF32CuBLAS(true);
+}
+
+Tf32Matmuls::~Tf32Matmuls() {
+  if (active_) at::globalContext().setAllowTF32CuBLAS(false);
+}
+
 }  // namespace lorank::compat

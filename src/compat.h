@@ -78,9 +78,6 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k,
 #endif
 }
 
-// bf16 autocast on CUDA for the guard's lifetime, as `with torch.autocast("cuda", torch.bfloat16)`:
-// leaving the outermost guard clears autocast's cast cache, so updated weights are cast afresh.
-// Does nothing when `enabled` is false or `device` is not CUDA.
 // Whether `e` is a CUDA out-of-memory error: LibTorch >= 1.13 throws c10::OutOfMemoryError from the
 // caching allocator; kernels and older versions throw a c10::Error saying "out of memory".
 bool is_out_of_memory(const c10::Error& e);
@@ -94,6 +91,9 @@ void empty_cuda_cache();
 // Whether CUDA autocast is on in this thread (inside an AutocastGuard).
 bool cuda_autocast_enabled();
 
+// bf16 autocast on CUDA for the guard's lifetime, as `with torch.autocast("cuda", torch.bfloat16)`:
+// leaving the outermost guard clears autocast's cast cache, so updated weights are cast afresh.
+// Does nothing when `enabled` is false or `device` is not CUDA.
 class AutocastGuard {
  public:
   AutocastGuard(bool enabled, const torch::Device& device);
@@ -104,6 +104,21 @@ class AutocastGuard {
  private:
   bool active_ = false, prev_enabled_ = false;
   at::ScalarType prev_dtype_ = at::kHalf;
+};
+
+// TF32 tensor cores for fp32 cuBLAS products on CUDA for the guard's lifetime (10-bit mantissa
+// inputs, fp32 accumulation). lorank keeps TF32 off everywhere else (fp32 parity needs it off), so
+// the guard turns it off again rather than reading the setting, which LibTorch 2.9+ deprecates.
+// Does nothing when `enabled` is false or `device` is not CUDA.
+class Tf32Matmuls {
+ public:
+  Tf32Matmuls(bool enabled, const torch::Device& device);
+  ~Tf32Matmuls();
+  Tf32Matmuls(const Tf32Matmuls&) = delete;
+  Tf32Matmuls& operator=(const Tf32Matmuls&) = delete;
+
+ private:
+  bool active_ = false;
 };
 
 }  // namespace lorank::compat

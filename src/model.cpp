@@ -2,6 +2,7 @@
 
 #include "checkpoint.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -451,15 +452,27 @@ LossResult lm_loss_at(Model& model, const torch::Tensor& hidden, const torch::Te
   const int64_t C = hidden.size(2);
   // Only supervised positions reach lm_head: prompts and padding cost nothing.
   auto h = hidden.reshape({-1, C}).index_select(0, positions);  // (N, C)
-  const int64_t step = chunk > 0 ? chunk : n;
+  // Under checkpointing each chunk's logits are recomputed in backward, not kept: at a 128k
+  // vocabulary they are 1.5 MB a token, more than an 8B model's 32 recomputed blocks keep.
+  const bool recompute = model.checkpointing() && torch::GradMode::is_enabled();
+  int64_t step = chunk > 0 ? chunk : n;
+  if (recompute && chunk <= 0) step = recompute_chunk(model.config().n_vocab);
   for (int64_t s = 0; s < n; s += step) {
     const int64_t k = std::min(step, n - s);
-    auto logits = model.logits(h.narrow(0, s, k));              // (k, V) fp32
-    r.sum = r.sum + torch::nn::functional::cross_entropy(
-                        logits, targets.narrow(0, s, k),
-                        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    torch::Tensor t = targets.narrow(0, s, k);                  // (k)
+    auto chunk_loss = [&model, t](const torch::Tensor& x) {     // x (k, C)
+      auto logits = model.logits(x);                            // (k, V) fp32
+      return torch::nn::functional::cross_entropy(
+          logits, t, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    };
+    auto x = h.narrow(0, s, k);
+    r.sum = r.sum + (recompute ? recompute_in_backward(chunk_loss, x) : chunk_loss(x));
   }
   return r;
+}
+
+int64_t recompute_chunk(int64_t n_vocab) {
+  return std::clamp<int64_t>((int64_t(1) << 25) / std::max<int64_t>(1, n_vocab), 64, 8192);
 }
 
 }  // namespace lorank

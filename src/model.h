@@ -118,10 +118,15 @@ struct LossResult {
   torch::Tensor mean() const;  // sum / n_tokens (0 when no targets)
 };
 // hidden (B, T, C) from Model::hidden_states; `chunk` > 0 evaluates lm_head over that many
-// positions at a time, which bounds the fp32 logits held at once when no graph is kept.
+// positions at a time, which bounds the fp32 logits held at once when no graph is kept. Under
+// Model::checkpointing with grad mode on, chunks (recompute_chunk's unless given) are recomputed in
+// backward, so no chunk's logits outlive it.
 LossResult lm_loss(Model& model, const torch::Tensor& hidden, const torch::Tensor& ids,
                    const torch::Tensor& attention_mask, const torch::Tensor& loss_mask,
                    int64_t chunk = 0);
+// Positions a chunk of the loss covers when its logits are recomputed in backward (under
+// Model::checkpointing): about 2^25 logits, 400 MB of fp32 logits, log-softmax and gradient.
+int64_t recompute_chunk(int64_t n_vocab);
 // The same at given positions: `positions` (N) index the flattened (B, T) hidden states whose next
 // token `targets` (N) is supervised; n = N is known on the host, so nothing waits for the device.
 LossResult lm_loss_at(Model& model, const torch::Tensor& hidden, const torch::Tensor& positions,

@@ -45,17 +45,19 @@ struct MomentPair {
 
 class ProbeHook : public LinearHook {
  public:
-  ProbeHook(ModuleProbe& m, BatchContext& ctx, MomentPair* moments)
-      : m_(m), ctx_(ctx), moments_(moments) {}
+  ProbeHook(ModuleProbe& m, BatchContext& ctx, MomentPair* moments, bool tf32)
+      : m_(m), ctx_(ctx), moments_(moments), tf32_(tf32) {}
 
   torch::Tensor forward(const torch::Tensor& x, torch::Tensor y) override {
     // No backward follows a pass without grad mode: under checkpointing, the block's first pass.
     // Its recomputation in backward, with grad mode on, records instead.
     if (!torch::GradMode::is_enabled()) return y;
     const int64_t d_in = x.size(-1);
-    auto xr = x.detach().reshape({-1, d_in}).index_select(0, ctx_.real).to(torch::kFloat32);  // (N, d_in)
+    // Kept in the model's dtype until backward (half the memory of fp32 for a bf16 model).
+    auto xr = x.detach().reshape({-1, d_in}).index_select(0, ctx_.real);  // (N, d_in)
     if (moments_) {
-      auto xs = xr.index({ctx_.scored}), xo = xr.index({ctx_.scored.logical_not()});  // (Ns|No, d_in)
+      auto xf = xr.to(torch::kFloat32);
+      auto xs = xf.index({ctx_.scored}), xo = xf.index({ctx_.scored.logical_not()});  // (Ns|No, d_in)
       moments_->scored.addmm_(xs.t(), xs);
       moments_->other.addmm_(xo.t(), xo);
       ++ctx_.accumulated;
@@ -65,15 +67,19 @@ class ProbeHook : public LinearHook {
     const size_t shard = ctx_.shard;
     torch::Tensor real = ctx_.real;
     BatchContext* ctx = &ctx_;  // outlives the batch's backward
-    y.register_hook([g, xr, real, shard, ctx](const torch::Tensor& grad) {
+    const bool tf32 = tf32_;
+    y.register_hook([g, xr, real, shard, ctx, tf32](const torch::Tensor& grad) {
       ++ctx->accumulated;
       auto d = grad.reshape({-1, grad.size(-1)}).index_select(0, real).to(torch::kFloat32);  // (N, d_out)
+      auto x = xr.to(torch::kFloat32);  // (N, d_in)
       if (g->is_exact()) {
-        g->exact[shard].addmm_(d.t(), xr);                    // (d_out, d_in) += δᵀ X
+        g->exact[shard].addmm_(d.t(), x);                     // (d_out, d_in) += δᵀ X
       } else {
-        g->range[shard].addmm_(d.t(), xr.mm(g->omega));           // (d_out, k) += δᵀ (X Ω)
-        g->corange[shard].addmm_(d.mm(g->psi).t(), xr);           // (k, d_in) += (δ Ψ)ᵀ X
-        g->core[shard].addmm_(d.mm(g->phi).t(), xr.mm(g->xi));    // (s, s) += (δ Φ)ᵀ (X Ξ)
+        // Random projections whose own error is far above TF32's rounding (2^-11).
+        compat::Tf32Matmuls fast(tf32, d.device());
+        g->range[shard].addmm_(d.t(), x.mm(g->omega));            // (d_out, k) += δᵀ (X Ω)
+        g->corange[shard].addmm_(d.mm(g->psi).t(), x);            // (k, d_in) += (δ Ψ)ᵀ X
+        g->core[shard].addmm_(d.mm(g->phi).t(), x.mm(g->xi));     // (s, s) += (δ Φ)ᵀ (X Ξ)
       }
     });
     return y;
@@ -83,6 +89,7 @@ class ProbeHook : public LinearHook {
   ModuleProbe& m_;
   BatchContext& ctx_;
   MomentPair* moments_;  // null unless this module is its input group's first target
+  bool tf32_;            // sketch products on TF32 tensor cores (CUDA)
 };
 
 // A module's sums gathered where the analysis runs (parked shards come back one module at a time).
@@ -347,7 +354,7 @@ void install_hooks(const std::vector<Linear*>& targets, const ProbeOptions& opts
         {l->name, l->kind, l->layer, make_accumulators(*l, r.mode, opts, device, tests)});
     const std::string key = moment_key(*l);
     MomentPair* mp = moments.count(key) && owned.insert(key).second ? &moments[key] : nullptr;
-    l->hook = std::make_shared<ProbeHook>(r.modules.back(), ctx, mp);
+    l->hook = std::make_shared<ProbeHook>(r.modules.back(), ctx, mp, opts.sketch_tf32);
     guard.linears.push_back(l);
   }
 }
@@ -450,6 +457,7 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
     probe_shard(model, examples, r.shards[s], o, ctx, r);
     if (r.device.is_cuda() && s + 1 < K) park_shard(r, s);
   }
+  r.batch_tokens = o.batching.batch_tokens;
   std::set<const void*> counted;  // test matrices are shared by modules of one shape
   for (auto& m : r.modules) {
     m.grad.n_tokens = r.shard_supervised;
@@ -496,20 +504,24 @@ ProbeOptions auto_probe_batching(Model& model, const ProbeOptions& opts) {
   if (free <= 0) return o;
   const ModelConfig& c = model.config();
   const auto targets = probe_targets(model, opts);
-  const int64_t room = std::max<int64_t>(0, free - probe_state_bytes(targets, opts)) / 4;
+  const int64_t spare = std::max<int64_t>(0, free - probe_state_bytes(targets, opts));
   // Bytes a token keeps until backward: logits, log-softmax and their grad (fp32), every block's
-  // activations (bf16) and the hooks' fp32 copies of each target's input. Recomputing blocks in
-  // backward keeps each block's input and one block's activations and copies instead.
+  // activations (bf16) and the hooks' copies of each target's input. Recomputing blocks in
+  // backward keeps each block's input and one block's activations and copies instead, and the
+  // logits of one loss chunk (recompute_chunk) in place of every token's.
   const int64_t block = (16 * c.n_embd + 6 * c.n_ff) * 2;
   int64_t copies = 0;
-  for (const Linear* l : targets) copies += 4 * l->d_in();
+  for (const Linear* l : targets) copies += int64_t(l->weight.element_size()) * l->d_in();
   const int64_t full = 12 * c.n_vocab + c.n_layer * block + copies;
   const int64_t recompute =
-      12 * c.n_vocab + c.n_layer * 4 * c.n_embd + block + copies / std::max<int64_t>(1, c.n_layer);
+      c.n_layer * 4 * c.n_embd + block + copies / std::max<int64_t>(1, c.n_layer);
+  const int64_t room = spare / 4;
+  const int64_t room_recompute =
+      std::max<int64_t>(0, spare - 12 * c.n_vocab * recompute_chunk(c.n_vocab)) / 4;
   // Below 2,048 tokens a pass, fewer passes pay for the recomputation (about a third more work).
-  o.checkpointing = room / full < 2048 && room / recompute > room / full;
-  const int64_t per_token = o.checkpointing ? recompute : full;
-  o.batching.batch_tokens = std::clamp<int64_t>(room / per_token, 256, 16384);
+  o.checkpointing = room / full < 2048 && room_recompute / recompute > room / full;
+  const int64_t tokens = o.checkpointing ? room_recompute / recompute : room / full;
+  o.batching.batch_tokens = std::clamp<int64_t>(tokens, 256, 16384);
   o.batching.max_batch = 1024;
   return o;
 }

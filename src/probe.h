@@ -40,6 +40,9 @@ struct ProbeOptions {
   GradMode mode = GradMode::automatic;
   int64_t exact_budget_bytes = int64_t(2) << 30;  // automatic: exact when the K·G fit in this
   int64_t sketch_rank = 128;              // k; the core sketch is (2k + 1)²
+  // Sketch products on TF32 tensor cores on CUDA (the exact mode's stay fp32). The CLI turns it
+  // off when LORANK_SKETCH_FP32=1 (for A/B timing).
+  bool sketch_tf32 = true;
   // Recompute each decoder block in backward: activations of one block instead of all, for about
   // a third more time (auto_probe_batching turns it on when memory is short).
   bool checkpointing = false;
@@ -76,6 +79,7 @@ struct ProbeResult {
   int64_t peak_rss_bytes = 0;               // process high-water mark (CPU memory)
   int64_t peak_gpu_bytes = 0;               // CUDA allocator's high-water mark; 0 on the CPU
   bool checkpointing = false;               // decoder blocks recomputed in backward
+  int64_t batch_tokens = 0;                 // padded tokens a pass at the end (after any shrinking)
   // Where analyse_probe works: the model's device, or move_probe's. On CUDA the shards but the
   // last wait in CPU memory until then.
   torch::Device device = torch::kCPU;

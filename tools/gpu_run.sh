@@ -148,7 +148,7 @@ fi
 if has large; then
   # Llama-3.1-8B's shapes with random weights (tools/make_large_model.py, made once per machine):
   # LARGE_PARTS of parity (CudaModel.Llama8b* against transformers), rec (recommend on LARGE_TASK's
-  # first 1,000 examples, once per --gpu-memory in LARGE_MEMS), sweep (one run of the oracle
+  # first 1,000 examples, once per --gpu-memory in LARGE_MEMS or per run in LARGE_RECS), sweep (one run of the oracle
   # protocol) and train (LARGE_STEPS steps of r=16,
   # batch 16, once per "GiB:options" in LARGE_TRAIN; the step time prices the sweep recommend replaces).
   echo "== large"
@@ -168,23 +168,32 @@ if has large; then
     grep -E "vs transformers|OK \]|FAILED|Failure" "$out/large_parity.log"
   fi
   if [[ " $parts " == *" rec "* ]]; then
-    for mem in ${LARGE_MEMS:-0}; do
-      t=$( { TIMEFORMAT='wall %R s'; time build-cuda/lorank recommend --model "$big" --data "$data" \
-        --max-examples 1000 --gpu-memory "$mem" --json > "$out/large_rec_$mem.json" \
-        2> "$out/large_rec_$mem.err"; } 2>&1 )
+    # LARGE_RECS: "GiB:words;..." where words are options or VAR=value settings (A/B timing);
+    # default: one run per --gpu-memory in LARGE_MEMS.
+    recs=${LARGE_RECS:-$(for m in ${LARGE_MEMS:-0}; do printf '%s:;' "$m"; done)}
+    IFS=';' read -ra runs <<< "$recs"
+    for run in "${runs[@]}"; do
+      [ -n "$run" ] || continue
+      mem=${run%%:*}; tag=$(echo "$run" | tr -c 'a-zA-Z0-9' _)
+      envs=(); opts=()
+      for w in ${run#*:}; do if [[ $w == *=* && $w != --* ]]; then envs+=("$w"); else opts+=("$w"); fi; done
+      t=$( { TIMEFORMAT='wall %R s'; time env "${envs[@]}" build-cuda/lorank recommend --model "$big" \
+        --data "$data" --max-examples 1000 --gpu-memory "$mem" "${opts[@]}" --json \
+        > "$out/large_rec_$tag.json" 2> "$out/large_rec_$tag.err"; } 2>&1 )
       r=$(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(j['rank'], j['confidence'])" \
-        "$out/large_rec_$mem.json" 2>/dev/null)
-      echo "recommend --gpu-memory $mem: $t; r=$r; $(tr '\r' '\n' < "$out/large_rec_$mem.err" | grep -E "load .* probe|error|hint" | tail -2)"
+        "$out/large_rec_$tag.json" 2>/dev/null)
+      echo "recommend [$run]: $t; r=$r; $(tr '\r' '\n' < "$out/large_rec_$tag.err" | grep -E "load .* probe|error|hint|Warning" | tail -3)"
     done
   fi
   if [[ " $parts " == *" sweep "* ]]; then
-    # One run of the oracle protocol (r=16, lr 3e-3, 5 epochs, 10 validations, test): the sweep
-    # recommend replaces is 24 such runs.
+    # One run of the oracle protocol (r=16, lr 3e-3, 5 epochs, 10 validations, test; under
+    # --gpu-memory LARGE_SWEEP_MEM): the sweep recommend replaces is 24 such runs.
     tasks=$(dirname "$data")
     rm -rf /tmp/large_sweep
     t=$( { TIMEFORMAT='wall %R s'; time build-cuda/lorank sweep --model "$big" --data "$data" \
       --max-examples 1000 --val "$tasks/val.jsonl" --test "$tasks/test.jsonl" --ranks 16 --lrs 3e-3 \
-      --alpha 8 --rslora --targets all-linear --quiet --out /tmp/large_sweep > "$out/large_sweep.txt" 2>&1; } 2>&1 )
+      --alpha 8 --rslora --targets all-linear --gpu-memory "${LARGE_SWEEP_MEM:-0}" --quiet \
+      --out /tmp/large_sweep > "$out/large_sweep.txt" 2>&1; } 2>&1 )
     cp /tmp/large_sweep/results.jsonl "$out/large_sweep_results.jsonl" 2>/dev/null
     echo "sweep one run: $t; $(tail -3 "$out/large_sweep.txt" | tr '\n' ' ')"
   fi

@@ -103,6 +103,7 @@ nlohmann::json probe_json(const ProbeResult& r, double analyse_s, const ProbeCli
           {"sketch_rank", r.sketch_rank}, {"input_moments", r.input_moments},
           {"state_bytes", r.state_bytes}, {"peak_rss_bytes", r.peak_rss_bytes},
           {"peak_gpu_bytes", r.peak_gpu_bytes}, {"checkpointing", r.checkpointing},
+          {"batch_tokens", r.batch_tokens},
           {"seconds", r.seconds}, {"tokens_per_s", r.seconds > 0 ? r.n_tokens() / r.seconds : 0.0},
           {"spectrum_seconds", analyse_s}, {"seed", o.seed}, {"normalisation",
            "per shard: summed loss gradient / supervised tokens of the shard"}};

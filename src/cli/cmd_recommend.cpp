@@ -101,9 +101,10 @@ Evidence probe_evidence(RecommendCliOptions& o) {
   o.probe.no_moments = !o.whitened;  // the plain rule needs no input moments
   ProbeRun run = run_probe_cli(s, o.probe, o.common.quiet, /*gain_curves=*/false);
   if (!o.common.quiet) {
-    std::fprintf(stderr, "load %.1fs + probe %.1fs%s + spectrum %.1fs%s\n", load_s,
-                 run.probe.seconds, run.probe.checkpointing ? " (blocks recomputed)" : "",
-                 run.spectrum_seconds, gpu_peak_note(compat::cuda_peak_bytes(s.device)).c_str());
+    std::fprintf(stderr, "load %.1fs + probe %.1fs (%lld tokens a pass%s) + spectrum %.1fs%s\n",
+                 load_s, run.probe.seconds, static_cast<long long>(run.probe.batch_tokens),
+                 run.probe.checkpointing ? ", blocks recomputed" : "", run.spectrum_seconds,
+                 gpu_peak_note(compat::cuda_peak_bytes(s.device)).c_str());
   }
   return {{s.model_dir, s.data_path, s.runtime.device, grad_mode_name(run.probe.mode),
            run.probe.sketch_rank},

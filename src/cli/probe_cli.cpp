@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 
 #include "progress.h"
 
@@ -54,6 +55,8 @@ ProbeRun run_probe_cli(Session& s, const ProbeCliOptions& o, bool quiet, bool ga
   po.sketch_rank = o.sketch_rank;
   po.exact_budget_bytes = o.exact_budget_mb << 20;
   po.input_moments = !o.no_moments;
+  const char* fp32 = std::getenv("LORANK_SKETCH_FP32");
+  po.sketch_tf32 = !(fp32 && std::string(fp32) == "1");
   const ProbeOptions automatic = auto_probe_batching(*s.model, po);
   po.batching.batch_tokens = o.batch_tokens > 0 ? o.batch_tokens : automatic.batching.batch_tokens;
   po.batching.max_batch = o.max_batch > 0 ? o.max_batch : automatic.batching.max_batch;

@@ -1,8 +1,11 @@
 // The probe on CUDA, analysed where it ran and again after move_probe to the CPU
 // (recommend --spectrum-device cpu): the same spectra, and moments shared by q/k/v stay shared.
 // The automatic CUDA batching sums the same gradients as small batches, in bf16 attention too.
+// Sketch products on TF32 tensor cores stay within TF32's rounding of the fp32 ones.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <map>
 
 #include "compat.h"
@@ -87,6 +90,43 @@ TEST(CudaProbe, AutomaticBatchingSumsTheSameGradients) {
       EXPECT_LT(rel, 5e-2) << a.modules[i].name << " shard " << s;
     }
   }
+}
+
+TEST(CudaProbe, Tf32SketchesStayWithinRoundingOfFp32) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto [model, examples] = tiny_on_cuda(torch::kFloat32);
+  ProbeOptions o;
+  o.max_examples = 40;
+  o.layers = {0, 1};
+  o.mode = GradMode::sketch;
+  o.sketch_rank = 16;
+  o.sketch_tf32 = false;
+  ProbeResult fp32 = run_probe(*model, examples, o);
+  o.sketch_tf32 = true;
+  ProbeResult tf32 = run_probe(*model, examples, o);
+  EXPECT_FALSE(at::globalContext().allowTF32CuBLAS()) << "the probe left TF32 on";
+  double largest = 0;
+  for (size_t i = 0; i < fp32.modules.size(); ++i) {
+    const auto& a = fp32.modules[i].grad;
+    const auto& b = tf32.modules[i].grad;
+    for (size_t s = 0; s < a.range.size(); ++s) {
+      for (auto part : {&ShardGradients::range, &ShardGradients::corange, &ShardGradients::core}) {
+        auto x = (a.*part)[s].cpu(), y = (b.*part)[s].cpu();
+        const double rel = (x - y).norm().item<double>() / x.norm().item<double>();
+        EXPECT_LT(rel, 5e-3) << fp32.modules[i].name << " shard " << s;
+        largest = std::max(largest, rel);
+      }
+    }
+  }
+  EXPECT_GT(largest, 0.0) << "TF32 was not used: the sums are bit-identical";
+  auto sa = analyse_probe(fp32, SpectrumOptions{}), sb = analyse_probe(tf32, SpectrumOptions{});
+  for (size_t i = 0; i < sa.size(); ++i) {
+    const auto& a = sa[i].singular_values;
+    const auto& b = sb[i].singular_values;
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t j = 0; j < a.size(); ++j) EXPECT_NEAR(a[j], b[j], 1e-2 * a[0]) << fp32.modules[i].name;
+  }
+  std::printf("TF32 sketch sums vs fp32: largest relative difference %.2e\n", largest);
 }
 
 }  // namespace

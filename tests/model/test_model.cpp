@@ -213,12 +213,18 @@ TEST(Model, LossMatchesTransformers) {
   }
 }
 
-TEST(Model, LossIsDifferentiableAndChunkingExact) {
-  REQUIRE_TINY();
-  Model& m = tiny_llama();
+// Two random rows of 16 tokens whose first 6 are prompt: 20 supervised targets.
+std::pair<torch::Tensor, torch::Tensor> ids_and_loss_mask() {
   auto ids = torch::randint(6, 8192, {2, 16}, torch::kInt64);
   auto lm = torch::ones_like(ids);
   lm.narrow(1, 0, 6).zero_();
+  return {ids, lm};
+}
+
+TEST(Model, LossIsDifferentiableAndChunkingExact) {
+  REQUIRE_TINY();
+  Model& m = tiny_llama();
+  auto [ids, lm] = ids_and_loss_mask();
   auto hidden = m.hidden_states(ids).detach().requires_grad_(true);
   auto full = lorank::lm_loss(m, hidden, ids, {}, lm);
   auto chunked = lorank::lm_loss(m, hidden, ids, {}, lm, 3);
@@ -230,6 +236,50 @@ TEST(Model, LossIsDifferentiableAndChunkingExact) {
   EXPECT_EQ(g.narrow(1, 0, 5).abs().max().item<double>(), 0.0);
   EXPECT_EQ(g.narrow(1, 15, 1).abs().max().item<double>(), 0.0);
   EXPECT_GT(g.narrow(1, 5, 10).abs().max().item<double>(), 0.0);
+}
+
+// y + x·A for a leaf A, counting the calls made without grad mode (a recomputed chunk's first).
+struct LeafHook : lorank::LinearHook {
+  torch::Tensor a;
+  int no_grad_calls = 0;
+  torch::Tensor forward(const torch::Tensor& x, torch::Tensor y) override {
+    if (!torch::GradMode::is_enabled()) ++no_grad_calls;
+    return y + x.matmul(a);
+  }
+};
+
+TEST(Model, CheckpointedLossRecomputesChunksWithTheSameGradients) {
+  REQUIRE_TINY();
+  Model& m = tiny_llama();
+  const auto inputs = ids_and_loss_mask();  // not a structured binding: the lambda captures these
+  const torch::Tensor& ids = inputs.first;
+  const torch::Tensor& lm = inputs.second;
+  auto hook = std::make_shared<LeafHook>();
+  hook->a = (0.01 * torch::randn({m.config().n_embd, m.config().n_vocab})).requires_grad_(true);
+  m.lm_head().hook = hook;
+  auto base = m.hidden_states(ids).detach();
+  auto run = [&](bool checkpointing, int64_t chunk) {
+    m.set_checkpointing(checkpointing);
+    hook->a.mutable_grad() = torch::Tensor();
+    auto hidden = base.clone().requires_grad_(true);
+    auto r = lorank::lm_loss(m, hidden, ids, {}, lm, chunk);
+    r.sum.backward();
+    return std::make_tuple(r.sum.item<double>(), hidden.grad(), hook->a.grad().clone());
+  };
+  auto [want, want_h, want_a] = run(false, 0);
+  for (int64_t chunk : {int64_t(0), int64_t(3)}) {
+    hook->no_grad_calls = 0;
+    auto [got, got_h, got_a] = run(true, chunk);
+    // 20 supervised positions: one chunk by default (recompute_chunk), 7 of 3.
+    EXPECT_EQ(hook->no_grad_calls, chunk == 0 ? 1 : 7) << "chunks not recomputed";
+    EXPECT_NEAR(got, want, 1e-5 * std::abs(want)) << "chunk " << chunk;
+    EXPECT_TRUE(torch::allclose(got_h, want_h, 1e-4, 1e-7)) << "chunk " << chunk;
+    EXPECT_TRUE(torch::allclose(got_a, want_a, 1e-4, 1e-7)) << "chunk " << chunk;
+  }
+  m.set_checkpointing(false);
+  m.lm_head().hook.reset();
+  EXPECT_EQ(lorank::recompute_chunk(128256), 261);  // 2^25 logits: 400 MB of fp32 work a chunk
+  EXPECT_EQ(lorank::recompute_chunk(32000), 1048);
 }
 
 TEST(Model, HooksSeeInputAndReplaceOutput) {
