@@ -43,6 +43,11 @@ torch::Tensor least_squares(const torch::Tensor& A, const torch::Tensor& B) {
 torch::Tensor combine_values(const ShardGradients& g, const std::vector<double>& coef,
                              const torch::Tensor& right = {}) {
   check_coef(g, coef);
+  if (!g.is_exact() && !right.defined()) {
+    torch::Tensor s = sketch_values(weighted_sum(g.range, coef), weighted_sum(g.corange, coef),
+                                    weighted_sum(g.core, coef), g.phi, g.xi);
+    if (s.defined()) return s;
+  }
   if (!g.is_exact()) return combine(g, coef, right).S;
   auto m = weighted_sum(g.exact, coef);  // (d_out, d_in)
   if (right.defined()) m = m.mm(right);
@@ -193,6 +198,24 @@ Svd sketch_svd(const torch::Tensor& range, const torch::Tensor& corange, const t
   }
   auto [Uc, S, Vch] = torch::linalg_svd(C, /*full_matrices=*/false);      // (k,k) (k) (k,k)
   return {Q.mm(Uc), S, P.mm(Vch.transpose(0, 1))};
+}
+
+torch::Tensor sketch_values(const torch::Tensor& range, const torch::Tensor& corange,
+                            const torch::Tensor& core, const torch::Tensor& phi,
+                            const torch::Tensor& xi) {
+  auto Y = f64(range), W = f64(corange);                                  // (m, k), (k, n)
+  auto [Ly, info_y] = torch::linalg_cholesky_ex(Y.transpose(0, 1).mm(Y));  // YᵀY = Ly Lyᵀ
+  auto [Lw, info_w] = torch::linalg_cholesky_ex(W.mm(W.transpose(0, 1)));  // W Wᵀ = Lw Lwᵀ
+  // Squaring the condition number is harmless up to cond(Y) ~ 1e4 (relative error ~1e-8 in
+  // float64); a nearly rank-deficient sketch goes the QR way.
+  auto dy = Ly.diagonal(), dw = Lw.diagonal();
+  auto ok = (info_y == 0).logical_and(info_w == 0)
+                .logical_and(dy.min() > 1e-4 * dy.max()).logical_and(dw.min() > 1e-4 * dw.max());
+  if (!ok.item<bool>()) return {};
+  auto M = least_squares(f64(phi).transpose(0, 1).mm(Y), f64(core));      // (k, s): (ΦᵀY)⁺ Z
+  M = least_squares(W.mm(f64(xi)).transpose(0, 1), M.transpose(0, 1)).transpose(0, 1);  // (k, k)
+  // Q = Y Ly⁻ᵀ and P = Wᵀ Lw⁻ᵀ, so C = (ΦᵀQ)⁺ Z (PᵀΞ)⁺ = Lyᵀ M Lw.
+  return torch::linalg_svdvals(Ly.transpose(0, 1).mm(M).mm(Lw));          // (k) descending
 }
 
 torch::Tensor best_rank(const Svd& s, int64_t r) {

@@ -45,6 +45,13 @@ torch::Tensor singular_values(const torch::Tensor& m);  // (k) descending, float
 // multiplies G on the right. Exact when rank(G) <= k.
 Svd sketch_svd(const torch::Tensor& range, const torch::Tensor& corange, const torch::Tensor& core,
                const torch::Tensor& phi, const torch::Tensor& xi, const torch::Tensor& right = {});
+// sketch_svd's singular values without its tall QRs: Q and P come from Cholesky factors of the
+// k × k Gram matrices, so all the (m, k) work is matrix products (an 8B model's sketches are up to
+// 14336 × 128). Undefined when a sketch is nearly rank-deficient (cond > 1e4, e.g. rank(G) < k),
+// where sketch_svd's QRs still work.
+torch::Tensor sketch_values(const torch::Tensor& range, const torch::Tensor& corange,
+                            const torch::Tensor& core, const torch::Tensor& phi,
+                            const torch::Tensor& xi);
 torch::Tensor best_rank(const Svd& s, int64_t r);  // P_r as a dense (m, n) matrix
 
 // Σ_k coef[k] · G_k, times `right` (d_in, d_in) when defined, as an Svd.

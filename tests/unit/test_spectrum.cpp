@@ -213,6 +213,31 @@ TEST(Spectrum, SketchIsExactForLowRankMatrices) {
             1e-4 * best_rank(e, 40).norm().item<double>());
 }
 
+// The Cholesky route to the sketch's singular values gives the QR route's, and declines a
+// rank-deficient sketch (rank 3 < k = 10), whose values then come from the QRs.
+TEST(Spectrum, SketchValuesByCholeskyMatchTheQrRoute) {
+  Planted p = plant({30, 20, 12, 8, 5, 3}, 0.5, 31, 200, 150);
+  ShardGradients s = sketch_of(p.exact, 48, 99);
+  auto sum = [](const std::vector<torch::Tensor>& parts) {
+    torch::Tensor t = parts[0].to(torch::kFloat64);
+    for (size_t i = 1; i < parts.size(); ++i) t = t + parts[i].to(torch::kFloat64);
+    return t;
+  };
+  torch::Tensor fast = sketch_values(sum(s.range), sum(s.corange), sum(s.core), s.phi, s.xi);
+  ASSERT_TRUE(fast.defined()) << "a well-conditioned sketch was declined";
+  Svd qr = sketch_svd(sum(s.range), sum(s.corange), sum(s.core), s.phi, s.xi);
+  ASSERT_EQ(fast.size(0), qr.rank());
+  EXPECT_LT((fast - qr.S).abs().max().item<double>(), 1e-9 * qr.S[0].item<double>());
+
+  Planted low = plant({4, 3, 2}, 0.0, 8, 50, 40);
+  ShardGradients ls = sketch_of(low.exact, 10, 1);
+  EXPECT_FALSE(sketch_values(ls.range[0], ls.corange[0], ls.core[0], ls.phi, ls.xi).defined());
+  // analyse_module still gets the QR route's values there: three above zero.
+  ModuleSpectrum m = analyse_module(ls, {}, SpectrumOptions{});
+  EXPECT_NEAR(m.singular_values[2] / m.singular_values[0], 0.5, 0.01);
+  EXPECT_LT(m.singular_values[3], 1e-4 * m.singular_values[0]);
+}
+
 TEST(Spectrum, WhiteningByIsotropicCovarianceChangesNothing) {
   Planted p = plant({10, 8, 6, 4}, 2.0, 17);
   auto cov = 3.0 * torch::eye(64, torch::kFloat64);
