@@ -166,16 +166,27 @@ CHOSEN = {"lorank": lambda c: c["rec"]["rank"], "r=8": lambda c: 8, "r=16": lamb
           "size rule": lambda c: size_rule(c["n"]), "sweep val": lambda c: c["val_oracle"]}
 
 
+def adequate_share(cases, choose):
+    """Share of cases whose chosen rank is itself adequate: L(r) within the oracle's tolerance."""
+    ok = 0
+    for c in cases:
+        best = min(c["L"].values())
+        ok += loss_at(c["L"], choose(c)) <= best + max(0.005, 0.01 * best)
+    return ok / len(cases)
+
+
 def print_summary(cases):
     for k, f in CHOSEN.items():
         me, w = summary(score(cases, f))
-        print(f"{k:<10} mean excess {100 * me:5.2f}%   within one grid step {100 * w:5.1f}%")
+        print(f"{k:<10} mean excess {100 * me:5.2f}%   within one grid step {100 * w:5.1f}%"
+              f"   adequate {100 * adequate_share(cases, f):5.1f}%")
     # Every fixed rank, to show which one hindsight would pick for these cases (not a baseline a
     # user could know beforehand).
     fixed = {r: summary(score(cases, lambda c, r=r: r)) for r in GRID if r <= 128}
     best = min(fixed, key=lambda r: fixed[r][0])
-    print("any fixed rank (mean excess / within one step): "
-          + "  ".join(f"r={r} {100 * me:.2f}%/{100 * w:.0f}%" for r, (me, w) in fixed.items())
+    print("any fixed rank (mean excess / within one step / adequate): "
+          + "  ".join(f"r={r} {100 * me:.2f}%/{100 * w:.0f}%/{100 * adequate_share(cases, lambda c, r=r: r):.0f}%"
+                      for r, (me, w) in fixed.items())
           + f"; lowest mean excess in hindsight: r={best}")
 
 
