@@ -43,12 +43,12 @@ torch::Tensor least_squares(const torch::Tensor& A, const torch::Tensor& B) {
 torch::Tensor combine_values(const ShardGradients& g, const std::vector<double>& coef,
                              const torch::Tensor& right = {}) {
   check_coef(g, coef);
-  if (!g.is_exact() && !right.defined()) {
-    torch::Tensor s = sketch_values(weighted_sum(g.range, coef), weighted_sum(g.corange, coef),
-                                    weighted_sum(g.core, coef), g.phi, g.xi);
-    if (s.defined()) return s;
+  if (!g.is_exact()) {
+    auto y = weighted_sum(g.range, coef), w = weighted_sum(g.corange, coef);
+    auto z = weighted_sum(g.core, coef);
+    torch::Tensor s = right.defined() ? torch::Tensor() : sketch_values(y, w, z, g.phi, g.xi);
+    return s.defined() ? s : sketch_svd(y, w, z, g.phi, g.xi, right).S;
   }
-  if (!g.is_exact()) return combine(g, coef, right).S;
   auto m = weighted_sum(g.exact, coef);  // (d_out, d_in)
   if (right.defined()) m = m.mm(right);
   return singular_values(m);
