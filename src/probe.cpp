@@ -95,7 +95,7 @@ class ProbeHook : public LinearHook {
 // A module's sums gathered where the analysis runs (parked shards come back one module at a time).
 ShardGradients on_device(const ShardGradients& g, const torch::Device& device) {
   ShardGradients out = g;
-  for (auto* part : {&out.exact, &out.range, &out.corange, &out.core}) {
+  for (auto* part : out.sums()) {
     for (auto& t : *part) {
       if (t.defined() && t.device() != device) t = t.to(device);
     }
@@ -191,7 +191,7 @@ void start_shard(ProbeResult& r, size_t s, const torch::Device& device) {
 // A finished shard's sums wait in CPU memory: a GPU then holds one shard's, not K.
 void park_shard(ProbeResult& r, size_t s) {
   for (auto& m : r.modules) {
-    for (auto* part : {&m.grad.exact, &m.grad.range, &m.grad.corange, &m.grad.core}) {
+    for (auto* part : m.grad.sums()) {
       if (s < part->size() && (*part)[s].defined()) (*part)[s] = (*part)[s].to(torch::kCPU);
     }
   }
@@ -461,7 +461,7 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   std::set<const void*> counted;  // test matrices are shared by modules of one shape
   for (auto& m : r.modules) {
     m.grad.n_tokens = r.shard_supervised;
-    for (const auto* part : {&m.grad.exact, &m.grad.range, &m.grad.corange, &m.grad.core}) {
+    for (const auto* part : m.grad.sums()) {
       for (const auto& t : *part) r.state_bytes += nbytes(t);
     }
     for (const auto* t : {&m.grad.omega, &m.grad.psi, &m.grad.phi, &m.grad.xi}) {
@@ -535,7 +535,7 @@ void move_probe(ProbeResult& probe, const torch::Device& device) {
     t = it->second;
   };
   for (auto& m : probe.modules) {
-    for (auto* part : {&m.grad.exact, &m.grad.range, &m.grad.corange, &m.grad.core}) {
+    for (auto* part : m.grad.sums()) {
       for (auto& t : *part) move(t);
     }
     for (auto* t : {&m.grad.omega, &m.grad.psi, &m.grad.phi, &m.grad.xi}) move(*t);

@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -29,6 +30,8 @@ struct ShardGradients {
   std::vector<int64_t> n_tokens;       // K: supervised tokens, the normaliser of each shard
 
   bool is_exact() const { return !exact.empty(); }
+  // The per-shard sums, for code that moves or counts all of them (the test matrices excluded).
+  std::array<std::vector<torch::Tensor>*, 4> sums() { return {&exact, &range, &corange, &core}; }
   size_t n_shards() const { return n_tokens.size(); }
   int64_t max_rank() const;  // min(d_out, d_in), and the sketch size k in sketch mode
 };
