@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <mutex>
+#include <stdexcept>
 
 #ifdef LORANK_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -24,6 +26,14 @@ std::string cuda_device_name(int index) {
 #endif
 }
 
+namespace {
+// Trainings in several threads nest these guards in any order: the first one in saves the setting,
+// the last one out restores it.
+std::mutex g_attention_mutex;
+int g_attention_depth = 0;
+bool g_attention_saved = true;
+}  // namespace
+
 NoPerShapeAttentionPlans::NoPerShapeAttentionPlans(const torch::Device& device) {
 #if LORANK_TORCH_AT_LEAST(2, 3)
   static const bool keep = [] {
@@ -32,8 +42,11 @@ NoPerShapeAttentionPlans::NoPerShapeAttentionPlans(const torch::Device& device) 
   }();
   if (!device.is_cuda() || keep) return;
   active_ = true;
-  prev_ = at::globalContext().userEnabledCuDNNSDP();
-  at::globalContext().setSDPUseCuDNN(false);
+  std::lock_guard<std::mutex> lock(g_attention_mutex);
+  if (g_attention_depth++ == 0) {
+    g_attention_saved = at::globalContext().userEnabledCuDNNSDP();
+    at::globalContext().setSDPUseCuDNN(false);
+  }
 #else
   (void)device;
 #endif
@@ -41,7 +54,9 @@ NoPerShapeAttentionPlans::NoPerShapeAttentionPlans(const torch::Device& device) 
 
 NoPerShapeAttentionPlans::~NoPerShapeAttentionPlans() {
 #if LORANK_TORCH_AT_LEAST(2, 3)
-  if (active_) at::globalContext().setSDPUseCuDNN(prev_);
+  if (!active_) return;
+  std::lock_guard<std::mutex> lock(g_attention_mutex);
+  if (--g_attention_depth == 0) at::globalContext().setSDPUseCuDNN(g_attention_saved);
 #endif
 }
 
@@ -136,6 +151,36 @@ void throw_out_of_memory(const std::string& what) {
 std::string out_of_memory_summary(const c10::Error& e) {
   return e.msg().substr(0, e.msg().find('\n'));
 }
+
+void cuda_synchronize(const torch::Device& device) {
+#ifdef LORANK_WITH_CUDA
+  if (!device.is_cuda()) return;
+  c10::cuda::CUDAGuard guard(index_of(device));
+  const cudaError_t err = cudaDeviceSynchronize();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA synchronize failed: ") + cudaGetErrorString(err));
+#else
+  (void)device;
+#endif
+}
+
+struct OwnCudaStream::State {
+#ifdef LORANK_WITH_CUDA
+  explicit State(const torch::Device& device)
+      : guard(c10::cuda::getStreamFromPool(false, index_of(device))) {}
+  c10::cuda::CUDAStreamGuard guard;
+#endif
+};
+
+OwnCudaStream::OwnCudaStream(const torch::Device& device) {
+#ifdef LORANK_WITH_CUDA
+  if (device.is_cuda()) state_ = std::make_unique<State>(device);
+#else
+  (void)device;
+#endif
+}
+
+OwnCudaStream::~OwnCudaStream() = default;
 
 void empty_cuda_cache() {
 #ifdef LORANK_WITH_CUDA

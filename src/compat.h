@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -85,6 +86,25 @@ bool is_out_of_memory(const c10::Error& e);
 std::string out_of_memory_summary(const c10::Error& e);
 // Throws what LibTorch throws when the CUDA allocator runs out (tests inject it on the CPU).
 [[noreturn]] void throw_out_of_memory(const std::string& what);
+// Waits for everything queued on `device`; nothing on the CPU. Tensors made on one stream (loading)
+// must be complete before threads on their own streams read them.
+void cuda_synchronize(const torch::Device& device);
+
+// This thread's work on `device` goes to a stream from LibTorch's pool for the guard's lifetime,
+// so that trainings in several threads overlap on one GPU instead of queueing on the default
+// stream. Does nothing on the CPU.
+class OwnCudaStream {
+ public:
+  explicit OwnCudaStream(const torch::Device& device);
+  ~OwnCudaStream();
+  OwnCudaStream(const OwnCudaStream&) = delete;
+  OwnCudaStream& operator=(const OwnCudaStream&) = delete;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 // Returns cached, unused CUDA blocks to the driver; nothing without CUDA.
 void empty_cuda_cache();
 

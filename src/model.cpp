@@ -76,8 +76,9 @@ class SafetensorsSource : public WeightSource {
 
 class MapSource : public WeightSource {
  public:
-  MapSource(const std::map<std::string, torch::Tensor>& w, std::string label)
-      : w_(w), label_(std::move(label)) {}
+  // copy false: a tensor already on the target device and dtype is shared, not copied.
+  MapSource(const std::map<std::string, torch::Tensor>& w, std::string label, bool copy = true)
+      : w_(w), label_(std::move(label)), copy_(copy) {}
   std::string origin() const override { return label_; }
   std::vector<std::string> names() const override {
     std::vector<std::string> out;
@@ -90,12 +91,13 @@ class MapSource : public WeightSource {
   std::string where(const std::string& name) const override { return label_ + " [" + name + "]"; }
   torch::Tensor read(const std::string& name, const LoadOptions& opts) const override {
     return w_.at(name).detach().to(torch::TensorOptions().device(opts.device).dtype(opts.dtype),
-                                   false, true);
+                                   false, copy_);
   }
 
  private:
   const std::map<std::string, torch::Tensor>& w_;
   std::string label_;
+  bool copy_ = true;
 };
 
 // Buffers older checkpoints carry that HF also skips on load.
@@ -146,6 +148,17 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& op
 Model::Model(ModelConfig cfg, const std::map<std::string, torch::Tensor>& weights,
              const LoadOptions& opts, const std::string& where)
     : Model(std::move(cfg), MapSource(weights, where), opts) {}
+
+std::unique_ptr<Model> Model::replica(const torch::Device& device) {
+  std::map<std::string, torch::Tensor> weights;
+  for (const Slot& s : slots()) weights[s.hf_name] = *s.tensor;
+  LoadOptions lo;
+  lo.device = device;
+  lo.dtype = dtype();
+  lo.check_finite = false;  // checked when this model loaded
+  const MapSource src(weights, "a replica of the loaded model", /*copy=*/false);
+  return std::unique_ptr<Model>(new Model(cfg_, src, lo));
+}
 
 Model::Model(ModelConfig cfg, const WeightSource& src, const LoadOptions& opts)
     : cfg_(std::move(cfg)) {

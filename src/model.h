@@ -52,6 +52,9 @@ class Model {
         const LoadOptions& opts, const std::string& where);
   Model(const Model&) = delete;  // Linear* handed out by linears() must stay valid
   Model& operator=(const Model&) = delete;
+  // The same weights without hooks, for another trainer at once: on this model's device they are
+  // shared (frozen, so only read), on another device copied there.
+  std::unique_ptr<Model> replica(const torch::Device& device);
 
   const ModelConfig& config() const { return cfg_; }
   torch::Device device() const { return embed_.device(); }

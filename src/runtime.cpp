@@ -11,16 +11,63 @@
 
 namespace lorank {
 
-torch::Device resolve_device(const std::string& name) {
-  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
-  if (name == "cpu") return torch::kCPU;
-  if (name.rfind("cuda", 0) == 0) {
-    if (!torch::cuda::is_available())
-      fail("--device " + name, "CUDA is not available to this build of lorank", "a CUDA device",
-           "none", "build against a CUDA LibTorch (README: GPU build) or use --device cpu");
-    return torch::Device(name);
+namespace {
+
+int64_t cuda_count() {
+  return torch::cuda::is_available() ? int64_t(torch::cuda::device_count()) : 0;
+}
+
+torch::Device cuda_device(const std::string& option, const std::string& name) {
+  const std::string index = name.size() > 5 ? name.substr(5) : "";
+  const bool digits =
+      name.compare(0, 5, "cuda:") == 0 && !index.empty() && index.size() < 4 &&
+      std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (name != "cuda" && !digits)
+    fail(option, "unknown device '" + name + "'", "auto, cpu, cuda or cuda:N", name);
+  if (cuda_count() == 0)
+    fail(option + " " + name, "CUDA is not available to this build of lorank", "a CUDA device",
+         "none", "build against a CUDA LibTorch (README: GPU build) or use --device cpu");
+  const int64_t n = name == "cuda" ? 0 : std::stoll(index);
+  if (n >= cuda_count()) {
+    fail(option, "no such GPU", "cuda:0 to cuda:" + std::to_string(cuda_count() - 1), name,
+         "nvidia-smi lists the GPUs; CUDA_VISIBLE_DEVICES renumbers them from 0");
   }
-  fail("--device", "unknown device '" + name + "'", "auto, cpu, cuda or cuda:N", name);
+  return torch::Device(torch::kCUDA, c10::DeviceIndex(n));
+}
+
+}  // namespace
+
+torch::Device resolve_device(const std::string& name) {
+  if (name == "auto") return cuda_count() > 0 ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
+  if (name == "cpu") return torch::kCPU;
+  return cuda_device("--device", name);
+}
+
+std::vector<torch::Device> resolve_devices(const std::string& list) {
+  std::vector<torch::Device> out;
+  if (list == "all") {
+    if (cuda_count() == 0) {
+      fail("--devices all", "no CUDA device to use", "at least one GPU", "none",
+           "list the devices (e.g. cpu), or build against a CUDA LibTorch");
+    }
+    for (int64_t i = 0; i < cuda_count(); ++i) out.emplace_back(torch::kCUDA, c10::DeviceIndex(i));
+    return out;
+  }
+  size_t begin = 0;
+  while (begin <= list.size()) {
+    const size_t end = std::min(list.find(',', begin), list.size());
+    const std::string name = list.substr(begin, end - begin);
+    if (name.empty()) fail("--devices", "an empty entry in the list", "cpu, cuda or cuda:N", list);
+    const torch::Device d =
+        name == "cpu" ? torch::Device(torch::kCPU) : cuda_device("--devices", name);
+    if (std::find(out.begin(), out.end(), d) != out.end()) {
+      fail("--devices", "a device is listed twice", "each device once", name,
+           "--jobs runs several trainings on one device");
+    }
+    out.push_back(d);
+    begin = end + 1;
+  }
+  return out;
 }
 
 torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device) {

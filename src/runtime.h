@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <vector>
 
 namespace lorank {
 
@@ -17,6 +18,8 @@ struct RuntimeInfo {
 
 // name: "auto" (CUDA when available), "cpu", "cuda", "cuda:N". Throws when CUDA is asked but absent.
 torch::Device resolve_device(const std::string& name);
+// A comma-separated list of those ("cpu", "cuda", "cuda:N"), or "all": every CUDA device.
+std::vector<torch::Device> resolve_devices(const std::string& list);
 // name: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16".
 torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device);
 void set_threads(int64_t n);  // 0 leaves LibTorch's default; under OpenBLAS, OpenBLAS's threads

@@ -4,18 +4,25 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
+#include <thread>
 
+#include "compat.h"
 #include "error.h"
 #include "files.h"
+#include "model.h"
 #include "progress.h"
 
 namespace lorank {
@@ -351,17 +358,18 @@ void prepare_sweep_dir(const SweepOutput& out, const std::string& fingerprint) {
 
 // recompute: whether blocks are recomputed, kept for the next run once memory ran out.
 SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts,
-                   const SweepOutput& out, int64_t rank, double lr, bool* interrupted,
-                   bool* recompute) {
+                   const SweepOutput& out, int64_t rank, double lr, const std::atomic<bool>& stop,
+                   bool* interrupted, bool* recompute) {
   LoraConfig lora = opts.lora;
   lora.r = rank;
   TrainOptions train = opts.train;
   train.lr = lr;
   train.checkpointing = *recompute;
+  train.interrupt = &stop;
   SweepRun run;
   run.rank = rank;
   run.lr = lr;
-  run.dir = std::string(kRunsDir) + "/" + run_dir_name(rank, lr);
+  run.dir = sweep_run_dir(rank, lr);
   TrainOutput to;
   to.dir = (fs::path(out.dir) / run.dir).string();
   to.base_model_path = out.base_model_path;
@@ -369,9 +377,93 @@ SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts
   to.progress = out.progress;
   to.label = "r=" + std::to_string(rank) + " lr=" + format_number("%g", lr);
   Trainer trainer(model, lora, data, train);
-  TrainResult r = trainer.run(to);
+  const TrainResult r = trainer.run(to);
   *interrupted = !r.finished;
   *recompute = r.checkpointing;
+  return sweep_run_from(r, rank, lr);
+}
+
+struct GridPoint {
+  int64_t rank = 0;
+  double lr = 0;
+};
+
+// What the trainings running at once share: the runs still to do (handed out in grid order), the
+// finished ones by grid position, and the first error. Everything behind `mu` but `stop`.
+struct SweepQueue {
+  std::vector<GridPoint> grid;
+  std::vector<size_t> todo;  // grid positions without a result
+  std::vector<std::optional<SweepRun>> done;
+  std::string results_path;
+  std::mutex mu;
+  size_t next = 0;
+  bool stopped = false;  // a run stopped early (interrupt) or failed
+  std::exception_ptr error;
+  std::atomic<bool> stop{false};  // every training's interrupt: the caller's, or a failed run's
+};
+
+// Slot `slot` trains one run at a time until the queue is empty or the sweep stops.
+void sweep_worker(size_t slot, const SweepTrainer& train, SweepQueue& q,
+                  const std::function<void(const SweepRun&, bool cached)>& on_run) {
+  try {
+    for (;;) {
+      size_t pos = 0;
+      {
+        std::lock_guard<std::mutex> lock(q.mu);
+        if (q.stopped || q.next >= q.todo.size()) return;
+        pos = q.todo[q.next++];
+      }
+      bool interrupted = false;
+      SweepRun run = train(slot, q.grid[pos].rank, q.grid[pos].lr, q.stop, &interrupted);
+      std::lock_guard<std::mutex> lock(q.mu);
+      if (interrupted) {  // the run's checkpoint lets --resume continue it
+        q.stopped = true;
+        q.stop = true;
+        return;
+      }
+      append_durably(q.results_path, run_to_json(run).dump() + "\n");
+      q.done[pos] = run;
+      if (on_run) on_run(run, false);
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(q.mu);
+    if (!q.error) q.error = std::current_exception();
+    q.stopped = true;
+    q.stop = true;  // the other trainings checkpoint and stop
+  }
+}
+
+// Slot 0 in this thread, the others in threads of their own; the caller's interrupt reaches
+// every training through q.stop.
+void run_slots(size_t n_slots, const SweepTrainer& train, const std::atomic<bool>* interrupt,
+               SweepQueue& q, const std::function<void(const SweepRun&, bool cached)>& on_run) {
+  std::atomic<bool> finished{false};
+  std::thread relay([&] {
+    while (!finished.load()) {
+      if (interrupt && interrupt->load()) q.stop = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  std::vector<std::thread> threads;
+  for (size_t slot = 1; slot < n_slots; ++slot)
+    threads.emplace_back([&, slot] { sweep_worker(slot, train, q, on_run); });
+  sweep_worker(0, train, q, on_run);
+  for (std::thread& t : threads) t.join();
+  finished = true;
+  relay.join();
+}
+
+}  // namespace
+
+std::string sweep_run_dir(int64_t rank, double lr) {
+  return std::string(kRunsDir) + "/" + run_dir_name(rank, lr);
+}
+
+SweepRun sweep_run_from(const TrainResult& r, int64_t rank, double lr) {
+  SweepRun run;
+  run.rank = rank;
+  run.lr = lr;
+  run.dir = sweep_run_dir(rank, lr);
   run.n_trainable = r.n_trainable;
   run.best_val_loss = r.best_val_loss;
   run.test_loss = r.test_loss;
@@ -382,11 +474,38 @@ SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts
   return run;
 }
 
-}  // namespace
-
 SweepResult run_sweep(Model& model, const TrainData& data, const SweepOptions& opts,
                       const SweepOutput& out,
                       const std::function<void(const SweepRun&, bool cached)>& on_run) {
+  return run_sweep(std::vector<Model*>{&model}, data, opts, out, on_run);
+}
+
+SweepResult run_sweep(const std::vector<Model*>& models, const TrainData& data,
+                      const SweepOptions& opts, const SweepOutput& out,
+                      const std::function<void(const SweepRun&, bool cached)>& on_run) {
+  if (models.empty()) fail("sweep", "no model to train on", "at least one", "none");
+  SweepOutput each = out;
+  each.progress = out.progress && models.size() == 1;  // bars of trainings at once would interleave
+  if (models.size() > 1) {
+    for (Model* m : models) compat::cuda_synchronize(m->device());  // loads done on every stream
+  }
+  std::vector<char> recompute(models.size(), opts.train.checkpointing);  // one per thread
+  auto train = [&](size_t slot, int64_t rank, double lr, const std::atomic<bool>& stop,
+                   bool* interrupted) {
+    std::optional<compat::OwnCudaStream> stream;
+    if (models.size() > 1) stream.emplace(models[slot]->device());
+    bool again = recompute[slot] != 0;
+    SweepRun run = train_one(*models[slot], data, opts, each, rank, lr, stop, interrupted, &again);
+    recompute[slot] = again;
+    return run;
+  };
+  return run_sweep(models.size(), train, data, opts, out, on_run);
+}
+
+SweepResult run_sweep(size_t n_slots, const SweepTrainer& train, const TrainData& data,
+                      const SweepOptions& opts, const SweepOutput& out,
+                      const std::function<void(const SweepRun&, bool cached)>& on_run) {
+  if (n_slots == 0) fail("sweep", "no training slot", "at least one", "0");
   if (!opts.lora.rank_pattern.empty()) {
     fail("--rank-pattern", "a sweep varies the rank of every module", "no rank_pattern",
          std::to_string(opts.lora.rank_pattern.size()) + " entries",
@@ -396,28 +515,32 @@ SweepResult run_sweep(Model& model, const TrainData& data, const SweepOptions& o
     fail("sweep", "nothing to sweep", "at least one rank and one learning rate", "an empty list");
   }
   prepare_sweep_dir(out, sweep_fingerprint(opts, data));
-  const std::string results_path = (fs::path(out.dir) / kResultsFile).string();
-  std::vector<SweepRun> done = read_results(results_path);
-  SweepResult result;
-  bool recompute = opts.train.checkpointing;
+  SweepQueue q;
+  q.results_path = (fs::path(out.dir) / kResultsFile).string();
+  const std::vector<SweepRun> earlier = read_results(q.results_path);
   for (int64_t rank : opts.ranks) {
-    for (double lr : opts.lrs) {
-      auto it = std::find_if(done.begin(), done.end(), [&](const SweepRun& r) {
-        return r.rank == rank && same_lr(r.lr, lr);
-      });
-      if (it != done.end()) {
-        result.runs.push_back(*it);
-        if (on_run) on_run(*it, true);
-        continue;
-      }
-      bool interrupted = false;
-      SweepRun run = train_one(model, data, opts, out, rank, lr, &interrupted, &recompute);
-      if (interrupted) return result;  // the run's checkpoint lets --resume continue it
-      append_durably(results_path, run_to_json(run).dump() + "\n");
-      result.runs.push_back(run);
-      if (on_run) on_run(run, false);
-    }
+    for (double lr : opts.lrs) q.grid.push_back({rank, lr});
   }
+  q.done.resize(q.grid.size());
+  for (size_t pos = 0; pos < q.grid.size(); ++pos) {
+    auto it = std::find_if(earlier.begin(), earlier.end(), [&](const SweepRun& r) {
+      return r.rank == q.grid[pos].rank && same_lr(r.lr, q.grid[pos].lr);
+    });
+    if (it == earlier.end()) {
+      q.todo.push_back(pos);
+      continue;
+    }
+    q.done[pos] = *it;
+    if (on_run) on_run(*it, true);
+  }
+  run_slots(std::min(n_slots, std::max<size_t>(1, q.todo.size())), train, opts.train.interrupt, q,
+            on_run);
+  if (q.error) std::rethrow_exception(q.error);
+  SweepResult result;
+  for (const auto& run : q.done) {
+    if (run) result.runs.push_back(*run);
+  }
+  if (q.stopped) return result;
   result.complete = true;
   result.summary = summarize_sweep(result.runs);
   const fs::path dir(out.dir);

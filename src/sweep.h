@@ -4,6 +4,7 @@
 // rank, a table, an SVG plot of loss against rank and sweep.json.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -77,5 +78,30 @@ struct SweepResult {
 SweepResult run_sweep(Model& model, const TrainData& data, const SweepOptions& opts,
                       const SweepOutput& out,
                       const std::function<void(const SweepRun&, bool cached)>& on_run = {});
+// The same with one training at a time on each model (Model::replica: on several GPUs, or several
+// on one, each in its own CUDA stream), in a thread per model. On one GPU this gains less than
+// processes do: LibTorch runs every CUDA backward pass of a process in one thread per device.
+// Without dropout every run's result is the one a single model gives; with dropout the masks come
+// from LibTorch's shared generator, so they depend on timing.
+SweepResult run_sweep(const std::vector<Model*>& models, const TrainData& data,
+                      const SweepOptions& opts, const SweepOutput& out,
+                      const std::function<void(const SweepRun&, bool cached)>& on_run = {});
+
+// One training of a sweep, wherever it runs (the CLI runs `lorank train` processes). `slot`
+// (0 .. n_slots - 1) says which of the trainings at once asks. When `stop` is set (the caller's
+// interrupt, or another run failed) it should checkpoint, return and set *interrupted.
+using SweepTrainer = std::function<SweepRun(size_t slot, int64_t rank, double lr,
+                                            const std::atomic<bool>& stop, bool* interrupted)>;
+// Runs are handed out in grid order to n_slots trainings at once (slot 0 in the calling thread);
+// results.jsonl gets them in the order they finish, and `on_run` is called under a lock. A failing
+// run stops the others (each keeps its checkpoint) and its error is rethrown.
+SweepResult run_sweep(size_t n_slots, const SweepTrainer& train, const TrainData& data,
+                      const SweepOptions& opts, const SweepOutput& out,
+                      const std::function<void(const SweepRun&, bool cached)>& on_run = {});
+
+// runs/r<rank>-lr<lr>: where a sweep's training of (rank, lr) keeps its files.
+std::string sweep_run_dir(int64_t rank, double lr);
+// A finished training's result as the sweep's record of it.
+SweepRun sweep_run_from(const TrainResult& r, int64_t rank, double lr);
 
 }  // namespace lorank

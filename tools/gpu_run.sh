@@ -15,7 +15,8 @@
 # rerec (recommend alone on the 18 calibration cases,
 # RERC_TAG names the files, for calibrate_report.py --tag against the sweeps kept in bench/results);
 # large (Llama-3.1-8B shapes, random weights: parity, recommend's time and memory, train steps; needs
-# .gpu/llama3.tar.xz, LORANK_PACK_LLAMA3=1 tools/pack_gpu.sh).
+# .gpu/llama3.tar.xz, LORANK_PACK_LLAMA3=1 tools/pack_gpu.sh); jobs (bench/sweep_jobs.sh: a sweep
+# one training at a time against --jobs and separate processes; JOBS_CONFIGS, JOBS_STEPS).
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
 steps=${*:-golden build test train bench}
@@ -47,6 +48,14 @@ if has test; then
   grep -E "tests passed|FAILED|Failed" "$out/ctest.log" | head -40
   build-cuda/test_gpu 2>&1 | grep -E "vs transformers|OK|FAILED"  # the measured numbers
   tail -3 "$out/ctest.log"
+fi
+if has jobs; then
+  echo "== jobs"  # one sweep: one training at a time, several at once (--jobs), separate processes
+  need_bench
+  MAX_STEPS=${JOBS_STEPS:-40} bench/sweep_jobs.sh build-cuda/lorank ../shared/models/small-llama \
+    ../bench/tasks/gsm8k/train.jsonl /tmp/jobs \
+    ${JOBS_CONFIGS:-jobs:1@cuda:0 jobs:2@cuda:0 jobs:4@cuda:0 jobs:8@cuda:0 mps+jobs:4@cuda:0 jobs:2@all jobs:8@all} \
+    2>&1 | tee "$out/sweep_jobs.txt"
 fi
 if has train; then
   echo "== train"  # lorank sweep beside PEFT on one bench task, then PEFT loads lorank's adapter

@@ -1,4 +1,5 @@
 // lorank sweep: one training per (rank, learning rate), resumable, with the oracle's adequate rank.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -8,6 +9,7 @@
 #include "model.h"
 #include "progress.h"
 #include "sweep.h"
+#include "sweep_jobs.h"
 #include "train_cli.h"
 
 namespace lorank::cli {
@@ -18,6 +20,8 @@ struct SweepCliOptions {
   TrainCliOptions t;
   std::vector<int64_t> ranks = {1, 2, 4, 8, 16, 32, 64, 128};
   std::vector<double> lrs = {1e-3, 3e-3, 1e-2};
+  std::string devices;  // empty: --device
+  int64_t jobs = 0;     // 0: one per device
 };
 
 void check_grid(const SweepCliOptions& o) {
@@ -29,12 +33,47 @@ void check_grid(const SweepCliOptions& o) {
   }
 }
 
-void print_run(const SweepRun& r, bool cached) {
+// Counts finished runs for an ETA: with trainings at once, one bar per run would interleave.
+struct SweepProgress {
+  size_t total = 0, cached = 0, finished = 0;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  std::string note(bool is_cached) {
+    if (is_cached) {
+      ++cached;
+      return "  (done earlier)";
+    }
+    ++finished;
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const size_t left = total - cached - finished;
+    std::string out = "  [" + std::to_string(cached + finished) + "/" + std::to_string(total);
+    if (left > 0) out += ", ETA " + format_duration(elapsed / double(finished) * double(left));
+    return out + "]";
+  }
+};
+
+void print_run(const SweepRun& r, const std::string& note) {
   char test[32] = "-";
   if (std::isfinite(r.test_loss)) std::snprintf(test, sizeof test, "%.4f", r.test_loss);
   std::fprintf(stderr, "r=%-4lld lr=%-7g val %.4f  test %s  %s%s%s\n", (long long)r.rank, r.lr,
                r.best_val_loss, test, format_duration(r.seconds).c_str(),
-               r.diverged ? "  (diverged)" : "", cached ? "  (done earlier)" : "");
+               r.diverged ? "  (diverged)" : "", note.c_str());
+}
+
+// What every `lorank train` of the sweep is given: the sweep's own options, as parsed.
+std::vector<std::string> shared_train_args(SweepCliOptions& o) {
+  std::vector<OptionSpec> specs = common_option_specs(o.t.common);
+  for (const auto& more : {data_option_specs(o.t.data), train_option_specs(o.t, /*sweep=*/true)})
+    specs.insert(specs.end(), more.begin(), more.end());
+  return option_args(specs, {"--device", "--out", "--resume", "--force", "--json", "--quiet"});
+}
+
+std::string devices_note(const std::vector<torch::Device>& devices, int64_t jobs) {
+  if (jobs <= 1) return "";
+  std::string names;
+  for (const torch::Device& d : devices) names += (names.empty() ? "" : ", ") + d.str();
+  return ", " + std::to_string(jobs) + " at a time on " + names;
 }
 
 int run_sweep_cmd(SweepCliOptions& o) {
@@ -51,19 +90,40 @@ int run_sweep_cmd(SweepCliOptions& o) {
   out.force = o.t.force;
   out.progress = !o.t.common.quiet;
   check_sweep_dir(out);  // refuse before the slow part
-  Session s = open_session(o.t.common, o.t.data);
+  std::vector<torch::Device> devices;
+  if (!o.devices.empty()) {
+    devices = resolve_devices(o.devices);
+    o.t.common.device = devices[0].str();
+  }
+  const int64_t jobs = o.jobs > 0 ? o.jobs : std::max<int64_t>(1, int64_t(devices.size()));
+  // With trainings in other processes this one only reads the data (for the settings' fingerprint).
+  Session s = open_session(o.t.common, o.t.data, /*load_data=*/true, /*load_model=*/jobs == 1);
+  if (devices.empty()) devices = {s.device};
   out.base_model_path = s.model_dir;
   so.train.eval.pad_id = pad_id_for(s);
   TrainData data = load_train_data(s, o.t);
   so.train.interrupt = install_interrupt_handler();
   if (!o.t.common.quiet) {
-    std::fprintf(stderr, "%s; %zu ranks x %zu learning rates on %s\n",
+    std::fprintf(stderr, "%s; %zu ranks x %zu learning rates on %s%s\n",
                  describe_data(data, o.t).c_str(), so.ranks.size(), so.lrs.size(),
-                 s.runtime.device.c_str());
+                 s.runtime.device.c_str(), devices_note(devices, jobs).c_str());
   }
-  SweepResult result = run_sweep(*s.model, data, so, out, [&](const SweepRun& r, bool cached) {
-    if (!o.t.common.quiet) print_run(r, cached);
-  });
+  SweepProgress progress;
+  progress.total = so.ranks.size() * so.lrs.size();
+  auto on_run = [&](const SweepRun& r, bool cached) {
+    const std::string note = progress.note(cached);
+    if (!o.t.common.quiet) print_run(r, note);
+  };
+  SweepResult result;
+  if (jobs == 1) {
+    result = run_sweep(*s.model, data, so, out, on_run);
+  } else {
+    SweepJobs j;
+    j.train_args = shared_train_args(o);
+    j.devices = devices;
+    j.sweep_dir = out.dir;
+    result = run_sweep(size_t(jobs), process_trainer(j), data, so, out, on_run);
+  }
   if (!result.complete) {
     std::fprintf(stderr,
                  "sweep stopped with %zu of %zu runs done; run the same command with "
@@ -94,6 +154,14 @@ Subcommand sweep_subcommand() {
                                  {"--ranks", &o->ranks, "ranks to train"},
                                  {"--lrs", &o->lrs,
                                   "learning rates; per rank the best by validation loss counts"},
+                                 {"--devices", &o->devices,
+                                  "train on these at once: cuda:0,cuda:1,... or all (instead of "
+                                  "--device)"},
+                                 {"--jobs", &o->jobs,
+                                  "trainings at once, each a lorank train process, given to "
+                                  "--devices in turn (0: one per device); a small model trains "
+                                  "faster several to a GPU; --gpu-memory applies to each",
+                                  0, 256},
                              });
             add_options(app, train_option_specs(o->t, /*sweep=*/true));
             return [o] { return run_sweep_cmd(*o); };

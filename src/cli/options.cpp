@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <cstdio>
 #include <type_traits>
 
 namespace lorank::cli {
@@ -41,11 +42,78 @@ void add_options(CLI::App& app, const std::vector<OptionSpec>& specs) {
   }
 }
 
+namespace {
+
+// "--rslora,!--no-rslora" -> "--rslora"; "-r,--r,--rank" -> "--r".
+std::string long_flag(const std::string& flags, bool negated) {
+  size_t begin = 0;
+  while (begin < flags.size()) {
+    const size_t end = std::min(flags.find(',', begin), flags.size());
+    const std::string name = flags.substr(begin, end - begin);
+    if (!negated && name.rfind("--", 0) == 0) return name;
+    if (negated && name.rfind("!--", 0) == 0) return name.substr(1);
+    begin = end + 1;
+  }
+  return "";
+}
+
+std::string number_arg(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+template <typename T>
+std::string joined(const std::vector<T>& values) {
+  std::string out;
+  for (const T& v : values) {
+    if (!out.empty()) out += ",";
+    if constexpr (std::is_same_v<T, std::string>) {
+      out += v;
+    } else if constexpr (std::is_same_v<T, double>) {
+      out += number_arg(v);
+    } else {
+      out += std::to_string(v);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> option_args(const std::vector<OptionSpec>& specs,
+                                     const std::set<std::string>& skip) {
+  std::vector<std::string> args;
+  for (const OptionSpec& s : specs) {
+    const std::string flag = long_flag(s.flags, false);
+    if (flag.empty() || skip.count(flag)) continue;
+    std::visit(
+        [&](auto* target) {
+          using T = std::remove_pointer_t<decltype(target)>;
+          if constexpr (std::is_same_v<T, bool>) {
+            const std::string off = long_flag(s.flags, true);
+            if (*target) args.push_back(flag);
+            if (!*target && !off.empty()) args.push_back(off);
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            if (!target->empty()) args.insert(args.end(), {flag, *target});
+          } else if constexpr (std::is_same_v<T, double>) {
+            args.insert(args.end(), {flag, number_arg(*target)});
+          } else if constexpr (std::is_arithmetic_v<T>) {
+            args.insert(args.end(), {flag, std::to_string(*target)});
+          } else {
+            if (!target->empty()) args.insert(args.end(), {flag, joined(*target)});
+          }
+        },
+        s.target);
+  }
+  return args;
+}
+
 std::vector<OptionSpec> common_option_specs(CommonOptions& o) {
   return {
       {"--model,-m", &o.model_dir, "Hugging Face model folder (config.json, *.safetensors, tokenizer)"},
       {"--data,-d", &o.data_path, "dataset: JSONL, JSON array or CSV"},
-      {"--device", &o.device, "where to run", -1e300, 1e300, {"auto", "cpu", "cuda"}},
+      {"--device", &o.device, "where to run: auto, cpu, cuda or cuda:N"},
       {"--dtype", &o.dtype, "compute dtype (auto: bf16 on CUDA, fp32 on CPU)", -1e300, 1e300,
        {"auto", "fp32", "bf16"}},
       {"--gpu-memory", &o.gpu_memory_gib,

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -26,6 +27,12 @@ struct OptionSpec {
 };
 
 void add_options(CLI::App& app, const std::vector<OptionSpec>& specs);
+
+// The options' current values as command-line arguments that set them again (every option, so
+// that another subcommand's defaults do not apply), leaving out the flags in `skip`. A false flag
+// is written as its "!--no-..." form when it has one, else left out.
+std::vector<std::string> option_args(const std::vector<OptionSpec>& specs,
+                                     const std::set<std::string>& skip = {});
 
 // Options every model-reading subcommand shares.
 struct CommonOptions {

@@ -20,9 +20,6 @@ std::vector<OptionSpec> data_option_specs(DataOptions& o) {
   };
 }
 
-namespace {
-
-// Before the model loads, so that its weights count against the limit as on a smaller card.
 void limit_gpu_memory(const torch::Device& device, double gib) {
   if (gib <= 0) return;
   if (!device.is_cuda()) {
@@ -38,29 +35,15 @@ void limit_gpu_memory(const torch::Device& device, double gib) {
   compat::limit_cuda_memory(device, int64_t(gib * double(int64_t(1) << 30)));
 }
 
-}  // namespace
+namespace {
 
-Session open_session(const CommonOptions& common, const DataOptions& data_opts, bool load_data) {
-  Session s;
-  s.model_dir = common.model_dir.empty() ? std::string(LORANK_ASSETS_DIR) + "/tiny-llama"
-                                         : common.model_dir;
-  s.data_path = common.data_path.empty() ? std::string(LORANK_ASSETS_DIR) + "/demo.jsonl"
-                                         : common.data_path;
-  set_threads(common.threads);
-  s.device = resolve_device(common.device);
-  s.dtype = resolve_dtype(common.dtype, s.device);
-  s.runtime = runtime_info(s.device);
-  limit_gpu_memory(s.device, common.gpu_memory_gib);
-  if (!std::filesystem::is_directory(s.model_dir))
-    fail(s.model_dir, "model folder not found", "a folder with config.json and *.safetensors",
-         "no such folder", "pass --model DIR (a Hugging Face model folder)");
-  s.tokenizer = load_tokenizer(s.model_dir);
-  s.tokenizer_config = load_tokenizer_config(s.model_dir, *s.tokenizer);
+std::unique_ptr<Model> load_model_for(const Session& s) {
   LoadOptions lo;
   lo.device = s.device;
   lo.dtype = s.dtype;
+  std::unique_ptr<Model> model;
   try {
-    s.model = Model::load(s.model_dir, lo);
+    model = Model::load(s.model_dir, lo);
   } catch (const c10::Error& e) {
     if (!compat::is_out_of_memory(e)) throw;
     fail(s.model_dir, "the model's weights do not fit in GPU memory",
@@ -70,6 +53,29 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
   // Loading's temporaries stay cached in the allocator; sizing batches counts them as taken (an 8B
   // model under --gpu-memory 22 kept 3.8 GB, and the probe's passes shrank to 500 tokens).
   compat::empty_cuda_cache();
+  return model;
+}
+
+}  // namespace
+
+Session open_session(const CommonOptions& common, const DataOptions& data_opts, bool load_data,
+                     bool load_model) {
+  Session s;
+  s.model_dir = common.model_dir.empty() ? std::string(LORANK_ASSETS_DIR) + "/tiny-llama"
+                                         : common.model_dir;
+  s.data_path = common.data_path.empty() ? std::string(LORANK_ASSETS_DIR) + "/demo.jsonl"
+                                         : common.data_path;
+  set_threads(common.threads);
+  s.device = resolve_device(common.device);
+  s.dtype = resolve_dtype(common.dtype, s.device);
+  s.runtime = runtime_info(s.device);
+  if (load_model) limit_gpu_memory(s.device, common.gpu_memory_gib);
+  if (!std::filesystem::is_directory(s.model_dir))
+    fail(s.model_dir, "model folder not found", "a folder with config.json and *.safetensors",
+         "no such folder", "pass --model DIR (a Hugging Face model folder)");
+  s.tokenizer = load_tokenizer(s.model_dir);
+  s.tokenizer_config = load_tokenizer_config(s.model_dir, *s.tokenizer);
+  if (load_model) s.model = load_model_for(s);
   if (load_data) {
     DatasetOptions d;
     d.schema = schema_from_name(data_opts.schema);

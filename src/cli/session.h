@@ -32,8 +32,14 @@ struct Session {
   Dataset data;
 };
 
+// Caps `device` at --gpu-memory GiB (0: no cap) before a model loads there, so that its weights
+// count against the limit as on a smaller card.
+void limit_gpu_memory(const torch::Device& device, double gib);
+
 // Empty --model/--data fall back to the embedded demo (assets/tiny-llama, assets/demo.jsonl).
-Session open_session(const CommonOptions& common, const DataOptions& data, bool load_data = true);
+// load_model false: tokenizer and data only (a sweep whose trainings run in other processes).
+Session open_session(const CommonOptions& common, const DataOptions& data, bool load_data = true,
+                     bool load_model = true);
 int32_t pad_id_for(const Session& s);  // pad, else eos, else 0: padding is masked out anyway
 // "; peak GPU memory 17.3 GiB" for a status line, or "" on the CPU.
 std::string gpu_peak_note(int64_t peak_bytes);

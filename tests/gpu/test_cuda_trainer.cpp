@@ -1,7 +1,8 @@
 // The trainer on CUDA: fp32 agrees with the CPU run, bf16 weights with bf16 autocast learn,
 // activation checkpointing replays the CUDA generator, and a resumed run matches an uninterrupted
 // one (atomics in the backward of index ops make CUDA runs equal only to rounding), and a real
-// out-of-memory recomputes blocks, then halves the micro-batch.
+// out-of-memory recomputes blocks, then halves the micro-batch. Sweeps with trainings at once, each
+// on its own stream (and on a second GPU when there is one), give the results of one at a time.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +11,8 @@
 #include "compat.h"
 #include "model.h"
 #include "model/trainer_fixtures.h"
+#include "sweep.h"
+#include "test_common.h"
 
 namespace lorank {
 namespace {
@@ -164,6 +167,42 @@ TEST(CudaTrainer, RealOutOfMemoryRecomputesOrHalvesTheMicroBatch) {
   EXPECT_NE(err.find("CUDA out of memory at micro-batch 32"), std::string::npos) << err;
   EXPECT_TRUE(recomputed) << "the first out-of-memory turns recomputation on";
   EXPECT_NEAR(m.loss, free_loss, 1e-4 * free_loss);
+}
+
+TEST(CudaTrainer, SweepRunsOnStreamsAndGpusAtOnceGiveTheResultsOfOneAtATime) {
+  REQUIRE_CUDA();
+  auto gpu = load(torch::Device(torch::kCUDA, 0), torch::kBFloat16);
+  SweepOptions opts;
+  opts.ranks = {1, 2, 4, 8};
+  opts.lrs = {3e-3};
+  opts.lora.rslora = true;
+  opts.train = short_run(6);
+  opts.train.n_evals = 2;
+  TrainData data = cmudict();
+  data.test = cmudict().val;
+  SweepOutput one;
+  one.dir = test::make_temp_dir("cuda-sweep-one");
+  one.progress = false;
+  const SweepResult a = run_sweep(*gpu, data, opts, one);
+  ASSERT_TRUE(a.complete);
+  std::vector<std::unique_ptr<Model>> replicas;
+  std::vector<Model*> models = {gpu.get()};
+  const int64_t n_gpu = int64_t(torch::cuda::device_count());
+  for (int64_t i = 1; i < 4; ++i) {
+    replicas.push_back(gpu->replica(torch::Device(torch::kCUDA, c10::DeviceIndex(i % n_gpu))));
+    models.push_back(replicas.back().get());
+  }
+  SweepOutput four = one;
+  four.dir = test::make_temp_dir("cuda-sweep-four");
+  const SweepResult b = run_sweep(models, data, opts, four);
+  ASSERT_TRUE(b.complete);
+  ASSERT_EQ(b.runs.size(), a.runs.size());
+  for (size_t i = 0; i < a.runs.size(); ++i) {  // bf16 on other streams: equal to rounding
+    EXPECT_EQ(b.runs[i].rank, a.runs[i].rank);
+    EXPECT_NEAR(b.runs[i].best_val_loss, a.runs[i].best_val_loss, 2e-3 * a.runs[i].best_val_loss)
+        << "r=" << a.runs[i].rank << " on " << n_gpu << " GPU(s)";
+    EXPECT_NEAR(b.runs[i].test_loss, a.runs[i].test_loss, 2e-3 * a.runs[i].test_loss);
+  }
 }
 
 }  // namespace

@@ -28,6 +28,7 @@ namespace {
 using test::cmudict;
 using test::lora_r4;
 using test::short_run;
+using test::tiny_sweep;
 
 std::string tiny_dir() {
   return test::trainer_model_dir();
@@ -542,17 +543,6 @@ TEST(Trainer, RefusesToOverwriteResults) {
   EXPECT_THROW(inspect_output_dir(o2), Error);
 }
 
-SweepOptions tiny_sweep(std::vector<int64_t> ranks) {
-  SweepOptions s;
-  s.ranks = std::move(ranks);
-  s.lrs = {3e-3};
-  s.lora.rslora = true;
-  s.lora.alpha = 8;
-  s.train = short_run(3);
-  s.train.n_evals = 1;
-  return s;
-}
-
 TEST(Sweep, WritesResultsAndResumesWithoutRedoingFinishedPairs) {
   SweepOutput out;
   out.dir = test::make_temp_dir("sweep");
@@ -659,7 +649,7 @@ TEST(TrainCli, TrainsRefusesAndResumes) {
 TEST(TrainCli, SweepPrintsTheTableAndMarksTheAdequateRank) {
   const std::string dir = test::make_temp_dir("cli-sweep") + "/out";
   auto r = test::run_lorank("sweep " + cli_model_data() +
-                            " --ranks 1,4 --lrs 3e-3 --batch 4 "
+                            " --ranks 1,4 --lrs 3e-3 --batch 4 --jobs 2 "
                             "--max-steps 2 --n-evals 1 --val-fraction 0.25 --out " +
                             dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -1,9 +1,10 @@
 // Shared by the trainer tests on CPU and CUDA: tiny-llama's folder, the 32 cmudict records and a
-// short deterministic training setup.
+// short deterministic training setup (and sweep).
 #pragma once
 
 #include "dataset.h"
 #include "lora.h"
+#include "sweep.h"
 #include "test_common.h"
 #include "tokenizer.h"
 #include "trainer.h"
@@ -46,6 +47,18 @@ inline TrainOptions short_run(int64_t steps) {
   o.seed = 0;
   o.eval.pad_id = 5;  // <|pad|>
   return o;
+}
+
+// rsLoRA alpha 8 at lr 3e-3, three steps of short_run, one evaluation: a sweep in a second.
+inline SweepOptions tiny_sweep(std::vector<int64_t> ranks) {
+  SweepOptions s;
+  s.ranks = std::move(ranks);
+  s.lrs = {3e-3};
+  s.lora.rslora = true;
+  s.lora.alpha = 8;
+  s.train = short_run(3);
+  s.train.n_evals = 1;
+  return s;
 }
 
 }  // namespace lorank::test

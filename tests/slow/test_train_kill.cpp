@@ -1,5 +1,6 @@
 // Kills a real `lorank train` mid-run (SIGKILL, and SIGINT) and resumes it with --resume: the
-// adapter and the metrics must equal those of an uninterrupted run.
+// adapter and the metrics must equal those of an uninterrupted run. The same for a SIGINT to a
+// `lorank sweep --jobs 2`, which passes it on to its trainings.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -73,6 +74,34 @@ TEST(TrainKill, SigintCheckpointsAndStops) {
   auto r = test::run_lorank(train_args(dir) + " --resume");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_same_run(dir);
+}
+
+TEST(TrainKill, SweepWithJobsPassesSigintOnAndResumes) {
+  const std::string dir = test::make_temp_dir("kill-sweep") + "/out";
+  // The settings of train_args() with r=4 among the ranks: that run must equal uninterrupted().
+  const std::string args = "sweep --model " + test::repo_path("assets/tiny-llama") + " --data " +
+                           test::asset("data/cmudict.jsonl") +
+                           " --val-fraction 0.25 --ranks 2,4 --lrs 1e-3 --no-rslora --dropout 0.1"
+                           " --batch 4 --epochs 100 --max-steps 120 --n-evals 3 --save-every 1"
+                           " --jobs 2 -q --out " +
+                           dir;
+  pid_t pid = test::spawn_lorank(args, dir + ".log");
+  const std::string r2 = dir + "/runs/r2-lr0.001", r4 = dir + "/runs/r4-lr0.001";
+  ASSERT_TRUE(test::wait_while_running(pid, [&] {
+    return test::count_lines_with(r2 + "/metrics.jsonl", "\"train\"") >= 30 &&
+           test::count_lines_with(r4 + "/metrics.jsonl", "\"train\"") >= 30;
+  })) << "the sweep ended before SIGINT";
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130) << test::read_file(dir + ".log");
+  EXPECT_NE(test::read_file(dir + ".log").find("--resume"), std::string::npos);
+  EXPECT_TRUE(fs::exists(r2 + "/checkpoint.safetensors"));
+  EXPECT_TRUE(fs::exists(r4 + "/checkpoint.safetensors"));
+  auto r = test::run_lorank(args + " --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_same_run(r4);
 }
 
 }  // namespace

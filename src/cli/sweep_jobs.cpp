@@ -1,0 +1,127 @@
+#include "sweep_jobs.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "error.h"
+#include "progress.h"
+#include "trainer.h"
+
+namespace lorank::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string self_exe() {
+  std::error_code ec;
+  const fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) fail("/proc/self/exe", "cannot find lorank's own executable", "a link", ec.message());
+  return p.string();
+}
+
+pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) fail(args[0], "cannot start a training process", "", std::strerror(errno));
+  if (pid == 0) {     // only async-signal-safe calls until exec
+    ::setpgid(0, 0);  // a Ctrl-C reaches the sweep, which passes exactly one SIGINT on
+    ::prctl(PR_SET_PDEATHSIG, SIGINT);
+    if (::getppid() != parent) ::_exit(130);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::close(fd);
+    }
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Waits for `pid`; the first time `stop` is seen set, the process gets SIGINT.
+int wait_for(pid_t pid, const std::atomic<bool>& stop) {
+  bool signalled = false;
+  for (;;) {
+    int status = 0;
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) return status;
+    if (done < 0 && errno != EINTR)
+      fail("waitpid", "lost a training process", "", std::strerror(errno));
+    if (stop.load() && !signalled) {
+      ::kill(pid, SIGINT);
+      signalled = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// The training's "error: ..." line (its message spans lines: expected, got, hint), else its last.
+std::string error_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line, last, error;
+  while (std::getline(in, line)) {
+    if (line.rfind("error:", 0) == 0) error = line;
+    if (line.find_first_not_of(" \r\t") != std::string::npos) last = line;
+  }
+  if (!error.empty()) return error;
+  return last.empty() ? "no output" : last;
+}
+
+SweepRun run_process(const SweepJobs& jobs, const std::string& exe, size_t slot, int64_t rank,
+                     double lr, const std::atomic<bool>& stop, bool* interrupted) {
+  const std::string dir = (fs::path(jobs.sweep_dir) / sweep_run_dir(rank, lr)).string();
+  const std::string log = dir + ".log";
+  std::vector<std::string> args = {exe, "train"};
+  args.insert(args.end(), jobs.train_args.begin(), jobs.train_args.end());
+  args.insert(args.end(), {"--r", std::to_string(rank), "--lr", format_number("%.17g", lr),
+                           "--device", jobs.devices[slot % jobs.devices.size()].str(), "--out", dir,
+                           "--resume", "--quiet"});
+  const int status = wait_for(spawn(args, log), stop);
+  const std::string summary = (fs::path(dir) / kSummaryFile).string();
+  if (fs::exists(summary)) {
+    const TrainResult r = read_train_summary(summary);
+    *interrupted = !r.finished;
+    if (r.finished) return sweep_run_from(r, rank, lr);
+  }
+  const bool exited = WIFEXITED(status);
+  const int code = exited ? WEXITSTATUS(status) : 0;
+  if ((exited && (code == 0 || code == 130)) || stop.load()) {
+    *interrupted = true;  // stopped with a checkpoint (interrupt, --stop-after)
+    return sweep_run_from(TrainResult{}, rank, lr);
+  }
+  fail(log,
+       "the training of r=" + std::to_string(rank) + " lr=" + format_number("%g", lr) + " failed",
+       "exit code 0",
+       exited ? "exit code " + std::to_string(code) + ": " + error_line(log)
+              : "killed by signal " + std::to_string(WTERMSIG(status)),
+       "read the log; the other runs stopped with checkpoints: fix the cause, then run the same "
+       "sweep with --resume");
+}
+
+}  // namespace
+
+SweepTrainer process_trainer(const SweepJobs& jobs) {
+  if (jobs.devices.empty()) fail("--devices", "no device to train on", "at least one", "none");
+  const std::string exe = self_exe();
+  return [jobs, exe](size_t slot, int64_t rank, double lr, const std::atomic<bool>& stop,
+                     bool* interrupted) {
+    return run_process(jobs, exe, slot, rank, lr, stop, interrupted);
+  };
+}
+
+}  // namespace lorank::cli
