@@ -185,6 +185,11 @@ std::vector<size_t> batch_indices(size_t n_train, int64_t batch, uint64_t seed, 
   return {perm.begin() + begin, perm.begin() + end};
 }
 
+int64_t total_train_steps(size_t n_train, const TrainOptions& opts) {
+  const int64_t total = (int64_t(n_train) + opts.batch - 1) / opts.batch * opts.epochs;
+  return opts.max_steps > 0 ? std::min(total, opts.max_steps) : total;
+}
+
 Trainer::Trainer(Model& model, const LoraConfig& lora, const TrainData& data, TrainOptions opts)
     : model_(model), lora_cfg_(lora), data_(data), opts_(std::move(opts)) {
   validate(opts_);
@@ -203,8 +208,7 @@ Trainer::Trainer(Model& model, const LoraConfig& lora, const TrainData& data, Tr
   ao.weight_decay = opts_.weight_decay;
   optimizer_ = std::make_unique<AdamW>(adapters_->parameters(), ao);
   micro_batch_ = opts_.batch / opts_.grad_accum;
-  int64_t total = steps_per_epoch() * opts_.epochs;
-  total_steps_ = opts_.max_steps > 0 ? std::min(total, opts_.max_steps) : total;
+  total_steps_ = total_train_steps(data_.train.size(), opts_);
 }
 
 Trainer::~Trainer() {

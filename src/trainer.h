@@ -63,6 +63,9 @@ double lr_factor(const std::string& schedule, int64_t step, int64_t warmup_steps
 int64_t warmup_steps(double fraction, int64_t total);  // ceil(fraction * total), as transformers
 // Steps after which the held-out loss is measured (ascending, the last one is `total`).
 std::vector<int64_t> eval_steps(int64_t total, int64_t n_evals, int64_t eval_every);
+// Optimizer steps of a run over n_train examples: opts.epochs of ceil(n_train / batch), capped at
+// opts.max_steps.
+int64_t total_train_steps(size_t n_train, const TrainOptions& opts);
 // Example indices of optimizer step `step`: epoch e's order is seeded_permutation(n, mix(seed, e)),
 // cut into batches of `batch` (the last one of an epoch may be smaller).
 std::vector<size_t> batch_indices(size_t n_train, int64_t batch, uint64_t seed, int64_t step);

@@ -1,8 +1,11 @@
 // lorank sweep: one training per (rank, learning rate), resumable, with the oracle's adequate rank.
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "error.h"
@@ -36,6 +39,7 @@ void check_grid(const SweepCliOptions& o) {
 // Counts finished runs for an ETA: with trainings at once, one bar per run would interleave.
 struct SweepProgress {
   size_t total = 0, cached = 0, finished = 0;
+  bool eta = true;  // off under --jobs, whose bar has a better one
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 
   std::string note(bool is_cached) {
@@ -48,7 +52,8 @@ struct SweepProgress {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const size_t left = total - cached - finished;
     std::string out = "  [" + std::to_string(cached + finished) + "/" + std::to_string(total);
-    if (left > 0) out += ", ETA " + format_duration(elapsed / double(finished) * double(left));
+    if (left > 0 && eta)
+      out += ", ETA " + format_duration(elapsed / double(finished) * double(left));
     return out + "]";
   }
 };
@@ -56,8 +61,9 @@ struct SweepProgress {
 void print_run(const SweepRun& r, const std::string& note) {
   char test[32] = "-";
   if (std::isfinite(r.test_loss)) std::snprintf(test, sizeof test, "%.4f", r.test_loss);
-  std::fprintf(stderr, "r=%-4lld lr=%-7g val %.4f  test %s  %s%s%s\n", (long long)r.rank, r.lr,
-               r.best_val_loss, test, format_duration(r.seconds).c_str(),
+  const char* clear = ::isatty(STDERR_FILENO) ? "\r\033[K" : "";  // over the jobs' bar
+  std::fprintf(stderr, "%sr=%-4lld lr=%-7g val %.4f  test %s  %s%s%s\n", clear, (long long)r.rank,
+               r.lr, r.best_val_loss, test, format_duration(r.seconds).c_str(),
                r.diverged ? "  (diverged)" : "", note.c_str());
 }
 
@@ -110,6 +116,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   }
   SweepProgress progress;
   progress.total = so.ranks.size() * so.lrs.size();
+  progress.eta = jobs == 1;
   auto on_run = [&](const SweepRun& r, bool cached) {
     const std::string note = progress.note(cached);
     if (!o.t.common.quiet) print_run(r, note);
@@ -118,11 +125,26 @@ int run_sweep_cmd(SweepCliOptions& o) {
   if (jobs == 1) {
     result = run_sweep(*s.model, data, so, out, on_run);
   } else {
+    // Made when the first process starts: by then the runs done earlier are counted.
+    std::unique_ptr<JobsProgress> bar;
+    std::mutex bar_mu;
     SweepJobs j;
     j.train_args = shared_train_args(o);
     j.devices = devices;
     j.sweep_dir = out.dir;
+    j.on_start = [&](const std::string& dir) {
+      {
+        std::lock_guard<std::mutex> lock(bar_mu);
+        const int64_t runs = int64_t(progress.total - progress.cached);
+        if (!bar)
+          bar = std::make_unique<JobsProgress>(
+              runs * total_train_steps(data.train.size(), so.train), !o.t.common.quiet);
+      }
+      bar->started(dir);
+    };
+    j.on_end = [&](const std::string& dir) { bar->ended(dir); };
     result = run_sweep(size_t(jobs), process_trainer(j), data, so, out, on_run);
+    bar.reset();
   }
   if (!result.complete) {
     std::fprintf(stderr,

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "error.h"
@@ -91,7 +92,9 @@ SweepRun run_process(const SweepJobs& jobs, const std::string& exe, size_t slot,
   args.insert(args.end(), {"--r", std::to_string(rank), "--lr", format_number("%.17g", lr),
                            "--device", jobs.devices[slot % jobs.devices.size()].str(), "--out", dir,
                            "--resume", "--quiet"});
+  if (jobs.on_start) jobs.on_start(dir);
   const int status = wait_for(spawn(args, log), stop);
+  if (jobs.on_end) jobs.on_end(dir);
   const std::string summary = (fs::path(dir) / kSummaryFile).string();
   if (fs::exists(summary)) {
     const TrainResult r = read_train_summary(summary);
@@ -114,6 +117,71 @@ SweepRun run_process(const SweepJobs& jobs, const std::string& exe, size_t slot,
 }
 
 }  // namespace
+
+JobsProgress::JobsProgress(int64_t total_steps, bool enabled)
+    : bar_("sweep", total_steps, "step", enabled) {
+  if (!enabled) return;
+  ticker_ = std::thread([this] {
+    while (!stop_.load()) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      std::lock_guard<std::mutex> lock(mu_);
+      tick();
+    }
+  });
+}
+
+JobsProgress::~JobsProgress() {
+  stop_ = true;
+  if (ticker_.joinable()) ticker_.join();
+  bar_.finish();
+}
+
+void JobsProgress::started(const std::string& run_dir) {
+  std::lock_guard<std::mutex> lock(mu_);
+  running_[run_dir] = Watched{};
+}
+
+void JobsProgress::ended(const std::string& run_dir) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = running_.find(run_dir);
+  if (it == running_.end()) return;
+  read_new_lines(run_dir, it->second);
+  running_.erase(it);
+  tick();
+}
+
+// Complete lines only; a resumed run rewrites the file shorter, and is then read again from the
+// start (its steps count once: the highest step seen).
+void JobsProgress::read_new_lines(const std::string& run_dir, Watched& w) {
+  const std::string path = (fs::path(run_dir) / kMetricsFile).string();
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) return;
+  if (std::streamoff(size) < w.offset) w.offset = 0;
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(w.offset);
+  std::string line;
+  while (std::getline(in, line) && !in.eof()) {
+    w.offset += std::streamoff(line.size() + 1);
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || j.value("type", "") != "train") continue;
+    const int64_t step = j.value("step", int64_t(0));
+    if (step > w.step) {
+      steps_ += step - w.step;
+      w.step = step;
+      tokens_ += j.value("tokens", int64_t(0));
+    }
+  }
+}
+
+void JobsProgress::tick() {
+  for (auto& [dir, w] : running_) read_new_lines(dir, w);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const int64_t new_steps = steps_ - shown_;
+  shown_ = steps_;
+  bar_.advance(new_steps, format_count(s > 0 ? double(tokens_) / s : 0.0) + " tok/s, " +
+                                    std::to_string(running_.size()) + " running");
+}
 
 SweepTrainer process_trainer(const SweepJobs& jobs) {
   if (jobs.devices.empty()) fail("--devices", "no device to train on", "at least one", "none");

@@ -170,12 +170,11 @@ TEST(SweepJobs, AnInterruptReachesEveryRunAndEachKeepsItsCheckpoint) {
   for (const SweepRun& r : done.runs) EXPECT_EQ(r.steps, 3);
 }
 
-std::string cli_sweep(const std::string& out) {
+std::string cli_sweep(const std::string& out, bool quiet = true) {
   return "sweep --model " + test::trainer_model_dir() + " --data " +
          test::asset("data/cmudict.jsonl") +
-         " --ranks 1,2,4 --lrs 3e-3 --batch 4 --max-steps 3 --n-evals 1 --val-fraction 0.25 -q"
-         " --out " +
-         out;
+         " --ranks 1,2,4 --lrs 3e-3 --batch 4 --max-steps 3 --n-evals 1 --val-fraction 0.25" +
+         (quiet ? " -q" : "") + " --out " + out;
 }
 
 std::string results_without_times(const std::string& dir) {
@@ -197,9 +196,14 @@ TEST(SweepJobs, CliProcessesGiveTheResultsOfOneAtATime) {
   const std::string three = test::make_temp_dir("cli-jobs-3") + "/out";
   auto r = test::run_lorank(cli_sweep(one));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = test::run_lorank(cli_sweep(three) + " --jobs 3 --devices cpu");
+  r = test::run_lorank(cli_sweep(three, /*quiet=*/false) + " --jobs 3 --devices cpu");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("minimal adequate rank"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("3 at a time on cpu"), std::string::npos) << r.output;
+  // One bar over the processes' steps, read from their metrics: 3 runs of 3 steps.
+  EXPECT_NE(r.output.find("sweep [########################] 100% 9/9 step"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("[3/3]"), std::string::npos) << r.output;
   EXPECT_EQ(results_without_times(three), results_without_times(one));
   EXPECT_NE(test::read_file(three + "/runs/r2-lr0.003.log").find("steps      3 of 3"),
             std::string::npos);  // each training's own report stays beside its run
