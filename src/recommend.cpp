@@ -226,6 +226,14 @@ int grid_steps(const std::vector<int64_t>& grid, int64_t a, int64_t b) {
   return int(ia - ib);
 }
 
+std::vector<int64_t> check_ranks(const Recommendation& rec) {
+  const std::vector<int64_t> grid = offered_grid(rec.options);
+  // Under --max-rank or --budget-params the band is beyond what the user allowed: the rank alone.
+  const auto lo = std::lower_bound(grid.begin(), grid.end(), rec.capped ? rec.rank : rec.rank_lo);
+  const auto hi = std::upper_bound(grid.begin(), grid.end(), rec.capped ? rec.rank : rec.rank_hi);
+  return {lo == grid.begin() ? lo : lo - 1, hi == grid.end() ? hi : hi + 1};
+}
+
 namespace {
 
 void apply_budget(Recommendation& rec, const RecommendOptions& o) {

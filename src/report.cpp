@@ -99,6 +99,7 @@ std::string recommendation_json(const Recommendation& rec, const ReportContext& 
   j["confidence_reasons"] = rec.reasons;
   j["warnings"] = rec.warnings;
   j["explanation"] = rec.explanation;
+  j["check_ranks"] = check_ranks(rec);
   j["curve"] = curve_json(rec);
   j["modules"] = modules_json(rec);
   j["data"] = data_facts_json(rec.data);
@@ -150,6 +151,12 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   }
   for (const auto& w : rec.warnings) s += "\n  warning: " + w + "\n";
   s += "\n  why: " + rec.explanation + "\n";
+  std::string ranks;
+  for (int64_t r : check_ranks(rec)) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
+  s += "\n  check it: lorank sweep --ranks " + ranks + " --jobs " +
+       std::to_string(check_ranks(rec).size()) +
+       " --out DIR, with this command's --model, --data and data options, trains these ranks and "
+       "marks the smallest adequate one (bench/README.md's oracle rule)\n";
   return s;
 }
 

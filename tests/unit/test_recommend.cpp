@@ -64,6 +64,24 @@ TEST(Recommend, GridHelpers) {
   EXPECT_EQ(grid_steps(g, 1, 4), -2);
 }
 
+TEST(Recommend, CheckRanksAreTheBandAndOneStepEitherSide) {
+  Recommendation rec;
+  rec.options.max_rank = 128;
+  rec.rank = rec.rank_lo = rec.rank_hi = 16;
+  EXPECT_EQ(check_ranks(rec), (std::vector<int64_t>{8, 16, 32}));
+  rec.rank = rec.rank_lo = 32;
+  rec.rank_hi = 64;
+  EXPECT_EQ(check_ranks(rec), (std::vector<int64_t>{16, 32, 64, 128}));
+  rec.rank = rec.rank_lo = 1;
+  rec.rank_hi = 2;
+  EXPECT_EQ(check_ranks(rec), (std::vector<int64_t>{1, 2, 4}));  // nothing below the grid
+  rec.rank = rec.rank_lo = rec.rank_hi = 128;
+  EXPECT_EQ(check_ranks(rec), (std::vector<int64_t>{64, 128}));  // nor above --max-rank
+  rec.rank = 4;  // --budget-params lowered it below the band
+  rec.capped = true;
+  EXPECT_EQ(check_ranks(rec), (std::vector<int64_t>{2, 4, 8}));
+}
+
 TEST(Recommend, CountsAboveTheMarginOnly) {
   std::vector<double> sv = {5, 1.2, 1.05, 0.9}, nv(4, 0.0);
   EXPECT_EQ(supported_directions(sv, nv, 1.0, 0.1, 1.0), 2);
