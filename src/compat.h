@@ -35,7 +35,7 @@ class NoPerShapeAttentionPlans {
   NoPerShapeAttentionPlans& operator=(const NoPerShapeAttentionPlans&) = delete;
 
  private:
-  bool active_ = false, prev_ = true;
+  bool active_ = false;
 };
 
 // Whether masked CUDA attention may take cuDNN now (false where LibTorch has no cuDNN attention).

@@ -151,10 +151,10 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   }
   for (const auto& w : rec.warnings) s += "\n  warning: " + w + "\n";
   s += "\n  why: " + rec.explanation + "\n";
+  const std::vector<int64_t> check = check_ranks(rec);
   std::string ranks;
-  for (int64_t r : check_ranks(rec)) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
-  s += "\n  check it: lorank sweep --ranks " + ranks + " --jobs " +
-       std::to_string(check_ranks(rec).size()) +
+  for (int64_t r : check) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
+  s += "\n  check it: lorank sweep --ranks " + ranks + " --jobs " + std::to_string(check.size()) +
        " --out DIR, with this command's --model, --data and data options, trains these ranks and "
        "marks the smallest adequate one (bench/README.md's oracle rule)\n";
   return s;

@@ -35,12 +35,16 @@ torch::Device cuda_device(const std::string& option, const std::string& name) {
   return torch::Device(torch::kCUDA, c10::DeviceIndex(n));
 }
 
+// "cpu", "cuda" or "cuda:N"; `option` names the flag in errors.
+torch::Device named_device(const std::string& option, const std::string& name) {
+  return name == "cpu" ? torch::Device(torch::kCPU) : cuda_device(option, name);
+}
+
 }  // namespace
 
 torch::Device resolve_device(const std::string& name) {
   if (name == "auto") return cuda_count() > 0 ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
-  if (name == "cpu") return torch::kCPU;
-  return cuda_device("--device", name);
+  return named_device("--device", name);
 }
 
 std::vector<torch::Device> resolve_devices(const std::string& list) {
@@ -58,8 +62,7 @@ std::vector<torch::Device> resolve_devices(const std::string& list) {
     const size_t end = std::min(list.find(',', begin), list.size());
     const std::string name = list.substr(begin, end - begin);
     if (name.empty()) fail("--devices", "an empty entry in the list", "cpu, cuda or cuda:N", list);
-    const torch::Device d =
-        name == "cpu" ? torch::Device(torch::kCPU) : cuda_device("--devices", name);
+    const torch::Device d = named_device("--devices", name);
     if (std::find(out.begin(), out.end(), d) != out.end()) {
       fail("--devices", "a device is listed twice", "each device once", name,
            "--jobs runs several trainings on one device");

@@ -366,12 +366,8 @@ SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts
   train.lr = lr;
   train.checkpointing = *recompute;
   train.interrupt = &stop;
-  SweepRun run;
-  run.rank = rank;
-  run.lr = lr;
-  run.dir = sweep_run_dir(rank, lr);
   TrainOutput to;
-  to.dir = (fs::path(out.dir) / run.dir).string();
+  to.dir = (fs::path(out.dir) / sweep_run_dir(rank, lr)).string();
   to.base_model_path = out.base_model_path;
   to.resume = true;  // a half-finished run continues from its checkpoint
   to.progress = out.progress;
