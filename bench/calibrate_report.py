@@ -20,7 +20,11 @@ violators) instead of the raw one-seed losses: a view of how much of the excess 
 
 Several OUT folders are scored as one set of cases.
 
+--curve-loo TAG,TAG,... scores only the predicted curve: per resolved case left out, the tag (a
+redecide.sh run with other curve options) with the lowest mean absolute error on the others.
+
 Usage: bench/calibrate_report.py OUT... [--explore [--within]] [--monotone] [--seed0] [--tag TAG]   (TAG: recommendTAG.json)
+       bench/calibrate_report.py OUT... --curve-loo TAG,TAG,...
 """
 import json
 import math
@@ -261,28 +265,69 @@ def seed_spread(cases):
         print_summary(resolved)
 
 
+def curve_points(c):
+    """Per swept rank above the first: the predicted share, put on the measured share's footing
+    (its own gain over r=1, as a share of its largest over the swept ranks), minus the measured
+    share (L(1) - L(r)) / (L(1) - best), and whether the measured share lies within the band."""
+    L, best = c["L"], min(c["L"].values())
+    base = L[min(L)]
+    pts = {p["rank"]: p for p in c["rec"]["curve"]}
+    p1, top = pts[min(L)]["share"] if min(L) in pts else 0.0, max(pts[r]["share"] for r in L if r in pts)
+    if top <= p1 or base <= best:
+        return []
+    out = []
+    for r in sorted(L)[1:]:
+        if r not in pts:
+            continue
+        meas = (base - L[r]) / (base - best)
+        mid, lo, hi = ((pts[r][k] - p1) / (top - p1) for k in ("share", "share_lo", "share_hi"))
+        out.append((mid - meas, lo - 1e-9 <= meas <= hi + 1e-9))
+    return out
+
+
+def curve_summary(points):
+    n = len(points)
+    return (f"{n} points: mean {sum(e for e, _ in points) / n:+.3f}, mean absolute"
+            f" {sum(abs(e) for e, _ in points) / n:.3f}; measured within the band"
+            f" {100 * sum(b for _, b in points) / n:.0f}%")
+
+
 def curves(cases):
-    """The predicted share of the supported signal beside the measured share of the best gain,
-    (L(1) - L(r)) / (L(1) - best), per swept rank; then the error of the prediction once it is put
-    on the same footing (its own gain over r=1, as a share of its largest), over the resolved cases."""
+    """The predicted share of the gain over r=1 beside the measured share, per swept rank; then the
+    curve's error and its band's coverage over the resolved cases."""
     print("\npredicted share (lorank) vs measured share of the gain over r=1 (sweep), per rank")
-    errors = []
     for c in cases:
         L, best = c["L"], min(c["L"].values())
         base = L[min(L)]
         pred = {p["rank"]: p["share"] for p in c["rec"]["curve"]}
-        p1, top = pred.get(min(L), 0.0), max(pred.get(r, 0.0) for r in L)
         cells = []
         for r in L:
             meas = (base - L[r]) / (base - best) if base > best else float("nan")
             cells.append(f"r{r}: {pred.get(r, float('nan')):.2f}/{meas:.2f}")
-            if r != min(L) and r in pred and top > p1 and not math.isnan(meas) and is_resolved(c):
-                errors.append((pred[r] - p1) / (top - p1) - meas)
         print(f"  {c['name']:<22} " + "  ".join(cells))
-    if errors:
-        print(f"curve error over the resolved cases (predicted minus measured share, {len(errors)} points):"
-              f" mean {sum(errors) / len(errors):+.3f}, mean absolute"
-              f" {sum(abs(e) for e in errors) / len(errors):.3f}")
+    points = [p for c in cases if is_resolved(c) for p in curve_points(c)]
+    if points:
+        print("curve error over the resolved cases (predicted minus measured share), " + curve_summary(points))
+
+
+def curve_loo(outs, tags):
+    """Leave one resolved case out: the tag (recommend options) whose curve has the lowest mean
+    absolute error on the other cases, scored on the case left out."""
+    by_tag = {t: [c for out in outs for c in load_cases(out, t)] for t in tags}
+    names = [c["name"] for c in by_tag[tags[0]] if is_resolved(c)]
+    per = {t: {c["name"]: curve_points(c) for c in cs} for t, cs in by_tag.items()}
+    mae = lambda t, keep: (lambda p: sum(abs(e) for e, _ in p) / len(p))(
+        [p for n in keep for p in per[t][n]])
+    points, picked = [], []
+    for n in names:
+        t = min(tags, key=lambda t: mae(t, [m for m in names if m != n]))
+        picked.append(t)
+        points += per[t][n]
+    print(f"\ncurve, leave one case out over {', '.join(tags)} ({len(names)} resolved cases):")
+    for t in tags:
+        print(f"  {t:<8} in sample: " + curve_summary([p for n in names for p in per[t][n]]))
+    print("  picked " + ", ".join(f"{t} {picked.count(t)}x" for t in tags if t in picked)
+          + "; held out: " + curve_summary(points))
 
 
 def explore(cases, within_first=False):
@@ -389,7 +434,9 @@ def main():
         sys.exit(__doc__)
     tag = sys.argv[sys.argv.index("--tag") + 1] if "--tag" in sys.argv else ""
     outs = [a for i, a in enumerate(sys.argv[1:], 1)
-            if not a.startswith("--") and sys.argv[i - 1] != "--tag"]
+            if not a.startswith("--") and sys.argv[i - 1] not in ("--tag", "--curve-loo")]
+    if "--curve-loo" in sys.argv:
+        return curve_loo(outs, sys.argv[sys.argv.index("--curve-loo") + 1].split(","))
     cases = [c for out in outs
              for c in load_cases(out, tag, "--monotone" in sys.argv, "--seed0" not in sys.argv)]
     if "--monotone" in sys.argv:

@@ -127,12 +127,11 @@ void pattern_keys(Recommendation& rec) {
   }
 }
 
-// Predicted signal energy above the floor captured at each rank, as a share of all the data
-// supports (σ² predicted at the training set's size, as supported_directions counts). It saturates
-// earlier than the sweeps' loss curves (bench/RESULTS.md): an optimistic shape, not a loss.
-std::vector<double> share_curve(const std::vector<ModuleEvidence>& ev, const RecommendOptions& o,
-                                const std::vector<int64_t>& grid, double scale, int which) {
-  std::vector<double> num(grid.size(), 0.0);
+// Share of all the signal energy above the floor (σ² predicted at the training set's size, as
+// supported_directions counts) that modules hold at each rank of `ranks`, which may be fractional.
+std::vector<double> energy_held(const std::vector<ModuleEvidence>& ev, const RecommendOptions& o,
+                                const std::vector<double>& ranks, double scale, int which) {
+  std::vector<double> num(ranks.size(), 0.0);
   double total = 0;
   for (const auto& e : ev) {
     const auto& sv = values_of(e.spectrum, o.whitened);
@@ -151,10 +150,9 @@ std::vector<double> share_curve(const std::vector<ModuleEvidence>& ev, const Rec
     std::sort(energy.rbegin(), energy.rend());
     for (size_t i = 0; i < energy.size(); ++i) {
       total += energy[i];
-      for (size_t j = 0; j < grid.size(); ++j) {
-        // A module needs rank_scale ranks per direction (the rule's calibration): at rank r it
-        // holds its first r / rank_scale directions, the last one in part.
-        const double held = double(grid[j]) / o.rank_scale - double(i);
+      for (size_t j = 0; j < ranks.size(); ++j) {
+        // At rank r a module holds its first r / curve_rank_scale directions, the last in part.
+        const double held = ranks[j] / o.curve_rank_scale - double(i);
         num[j] += energy[i] * std::clamp(held, 0.0, 1.0);
       }
     }
@@ -163,18 +161,37 @@ std::vector<double> share_curve(const std::vector<ModuleEvidence>& ev, const Rec
   return num;
 }
 
+// The gain over the grid's first rank as a share of what all higher ranks add, which is what the
+// sweeps measure: rank 1 alone already takes most of the loss's drop from the base model.
+double gain_share(double held, double held_first) {
+  return held_first >= 1 ? 1.0 : std::clamp((held - held_first) / (1 - held_first), 0.0, 1.0);
+}
+
+// The band: the curve one grid rank either side (its calibrated error is about that, RESULTS.md),
+// widened by the splits' extreme edges.
 void fill_curve(Recommendation& rec, const std::vector<ModuleEvidence>& ev,
                 const RecommendOptions& o) {
   const auto grid = offered_grid(o);
   const double scale = scale_for(rec.data, o);
-  auto mid = share_curve(ev, o, grid, scale, 0);
-  auto a = share_curve(ev, o, grid, scale, -1), b = share_curve(ev, o, grid, scale, 1);
   int64_t widest = 0;  // ranks beyond every module's size add nothing
   for (const auto& m : rec.modules) widest = std::max(widest, std::min(m.d_in, m.d_out));
+  std::vector<double> ranks{double(grid[0])};
+  for (int64_t r : grid) {
+    for (double f : {1.0, 0.5, 2.0}) ranks.push_back(f * double(r));
+  }
+  const auto mid = energy_held(ev, o, ranks, scale, 0);
+  const auto a = energy_held(ev, o, ranks, scale, -1), b = energy_held(ev, o, ranks, scale, 1);
   for (size_t j = 0; j < grid.size(); ++j) {
     if (j > 0 && grid[j - 1] >= widest) break;
-    rec.curve.push_back({grid[j], params_at(rec.modules, grid[j]), mid[j], std::min(a[j], b[j]),
-                         std::max(a[j], b[j])});
+    const size_t at = 1 + 3 * j;  // r, r/2, 2r
+    CurvePoint c{grid[j], params_at(rec.modules, grid[j])};
+    if (j > 0) {
+      c.share = gain_share(mid[at], mid[0]);
+      const double ea = gain_share(a[at], a[0]), eb = gain_share(b[at], b[0]);
+      c.share_lo = std::min({gain_share(mid[at + 1], mid[0]), ea, eb, c.share});
+      c.share_hi = std::max({gain_share(mid[at + 2], mid[0]), ea, eb, c.share});
+    }
+    rec.curve.push_back(c);
   }
 }
 
@@ -345,9 +362,11 @@ std::string explain(const Recommendation& rec) {
        "). ";
   for (const auto& c : rec.curve) {
     if (c.rank != rec.rank) continue;
-    s += "r=" + std::to_string(rec.rank) + " captures " + format_number("%.0f%%", 100 * c.share) + " (" +
-         format_number("%.0f", 100 * c.share_lo) + "-" + format_number("%.0f%%", 100 * c.share_hi) +
-         ") of that signal with " + format_count(double(rec.params)) + " trainable parameters. ";
+    s += "r=" + std::to_string(rec.rank) + " is predicted to add " +
+         format_number("%.0f%%", 100 * c.share) + " (" + format_number("%.0f", 100 * c.share_lo) +
+         "-" + format_number("%.0f%%", 100 * c.share_hi) +
+         ") of what ranks above 1 add over r=1, with " + format_count(double(rec.params)) +
+         " trainable parameters. ";
   }
   s += "Use rsLoRA with alpha " + format_number("%g", rec.alpha) + " (or alpha " +
        format_number("%g", rec.alpha_classic) + " with the classic alpha/r scale).";

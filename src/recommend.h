@@ -56,6 +56,9 @@ struct RecommendOptions {
   // A module gets its own rank_pattern entry when its rank is this many grid steps from the global.
   int pattern_min_steps = 2;
   double max_extrapolation = 4;  // predict counts for at most this many times the probe's tokens
+  // The curve's ranks per direction, fitted to the sweeps' L(r) (bench/RESULTS.md, session 11):
+  // at rank_scale's 2 it ran 0.16 above the measured share of the gain.
+  double curve_rank_scale = 4.0;
 };
 
 struct ModuleRank {
@@ -70,8 +73,10 @@ struct ModuleRank {
 struct CurvePoint {
   int64_t rank = 0;
   int64_t params = 0;            // trainable parameters at this global rank (no pattern)
-  double share = 0;              // predicted share of the supported signal energy captured
-  double share_lo = 0, share_hi = 0;  // over the splits' edges
+  // Predicted gain over r=1 as a share of what all higher ranks add (0 at r=1, 1 when the
+  // supported signal is held), from the signal energy each rank holds.
+  double share = 0;
+  double share_lo = 0, share_hi = 0;  // the curve one grid rank either side, and the splits' edges
 };
 
 struct Recommendation {

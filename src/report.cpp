@@ -38,8 +38,9 @@ nlohmann::json curve_json(const Recommendation& rec) {
 nlohmann::json options_json(const RecommendOptions& o) {
   return {{"grid", o.grid}, {"max_rank", o.max_rank}, {"budget_params", o.budget_params},
           {"noise_margin", o.noise_margin}, {"rank_scale", o.rank_scale},
-          {"module_quantile", o.module_quantile}, {"whitened", o.whitened},
-          {"pattern", o.pattern}, {"pattern_min_steps", o.pattern_min_steps}};
+          {"curve_rank_scale", o.curve_rank_scale}, {"module_quantile", o.module_quantile},
+          {"whitened", o.whitened}, {"pattern", o.pattern},
+          {"pattern_min_steps", o.pattern_min_steps}};
 }
 
 // Medians over layers per module type, in model order.
@@ -131,13 +132,17 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   s += "  rank_pattern " + (pattern.empty() ? std::string("(none: one rank everywhere; --pattern gives far modules their own)") : pattern) + "\n";
   s += "  trainable    " + format_count(double(rec.params)) + " parameters (" +
        format_count(double(rec.params_uniform)) + " at r=" + std::to_string(rec.rank) + " everywhere)\n\n";
-  s += "  predicted quality vs rank: share of the data-supported signal captured\n";
+  s += "  predicted quality vs rank: the gain over r=1, as a share of what all higher ranks add\n";
   s += "       r     params   share   band\n";
   for (const auto& c : rec.curve) {
     char line[160];
     std::snprintf(line, sizeof line, "  %6lld  %9s  %5.0f%%   %3.0f-%3.0f%%%s\n", (long long)c.rank,
                   format_count(double(c.params)).c_str(), 100 * c.share, 100 * c.share_lo,
                   100 * c.share_hi, c.rank == rec.rank ? "  <-" : "");
+    if (&c == &rec.curve.front()) {
+      std::snprintf(line, sizeof line, "  %6lld  %9s  %6s   reference%s\n", (long long)c.rank,
+                    format_count(double(c.params)).c_str(), "0%", c.rank == rec.rank ? "  <-" : "");
+    }
     s += line;
   }
   s += "\n  per module type (median over layers): supported directions\n";

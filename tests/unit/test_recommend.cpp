@@ -214,17 +214,37 @@ TEST(Recommend, CurveRisesToOneAndWarnsWithoutSignal) {
     EXPECT_GE(r.curve[i].share_hi, r.curve[i].share - 1e-12);
   }
   EXPECT_NEAR(r.curve.back().share, 1.0, 1e-12);
-  EXPECT_LT(r.curve.front().share, 0.5);
-  RecommendOptions twice = plain();
-  twice.rank_scale = 2;  // two ranks per direction: each rank holds less of the signal
-  Recommendation r2 = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), twice);
-  EXPECT_NEAR(r2.curve[1].share, r.curve[0].share, 1e-12);  // r=2 at scale 2 is r=1 at scale 1
+  EXPECT_EQ(r.curve.front().share, 0.0);  // the reference: the gain is counted over r=1
+  for (size_t i = 1; i + 1 < r.curve.size(); ++i) {
+    EXPECT_LE(r.curve[i].share_lo, r.curve[i - 1].share + 1e-12);  // one grid rank either side
+    EXPECT_GE(r.curve[i].share_hi, r.curve[i + 1].share - 1e-12);
+  }
+  RecommendOptions wider = plain();
+  wider.curve_rank_scale = 8;  // more ranks per direction: each rank holds less of the signal
+  Recommendation r2 = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), wider);
+  EXPECT_EQ(r2.rank, r.rank);  // the curve's scale is not the rule's
   for (size_t i = 0; i < r.curve.size(); ++i) EXPECT_LE(r2.curve[i].share, r.curve[i].share + 1e-12);
+  EXPECT_LT(r2.curve[3].share, r.curve[3].share);
   Recommendation none = recommend(two_layers(0, 0, 0, 0), facts(5000, 5000), plain());
   EXPECT_EQ(none.rank, 1);
   ASSERT_FALSE(none.warnings.empty());
   EXPECT_NE(none.warnings[0].find("noise floor"), std::string::npos);
   EXPECT_THROW(recommend({}, facts(1, 1), plain()), Error);
+}
+
+// Two directions of energy σ² − (1.1 · edge)² = 98.79 and 98.5901; four ranks per direction: r=1
+// holds a quarter of the first, the reference the shares count from.
+TEST(Recommend, CurveIsTheGainOverRankOneOfTheEnergyHeld) {
+  Recommendation r = recommend({module(0, "q_proj", 2)}, facts(5000, 5000), plain());
+  ASSERT_GE(r.curve.size(), 5u);
+  const double e0 = 98.79, e1 = 98.5901, first = e0 / 4;
+  EXPECT_NEAR(r.curve[1].share, (e0 / 2 - first) / (e0 + e1 - first), 1e-9);  // r=2: 0.1430
+  EXPECT_NEAR(r.curve[2].share, (e0 - first) / (e0 + e1 - first), 1e-9);      // r=4: 0.4291
+  EXPECT_NEAR(r.curve[3].share, 1.0, 1e-12);                                   // r=8: both held
+  EXPECT_NEAR(r.curve[2].share_lo, r.curve[1].share, 1e-9);
+  EXPECT_NEAR(r.curve[2].share_hi, 1.0, 1e-12);
+  EXPECT_EQ(r.curve[0].share_lo, 0.0);
+  EXPECT_EQ(r.curve[0].share_hi, 0.0);
 }
 
 // Data whose completions are a label or a few words (under 8 supervised tokens per example) gave
@@ -260,6 +280,7 @@ TEST(Recommend, DefaultsAreTheCalibratedConstants) {
   RecommendOptions o;
   EXPECT_EQ(o.rank_scale, 2.0);
   EXPECT_EQ(o.module_quantile, 0.25);
+  EXPECT_EQ(o.curve_rank_scale, 4.0);
   // counts {3, 5, 12, 3, 5, 12} x 2 = {6, 10, 24, ...}: the lower quartile (2nd of 6) is 6 -> 8
   EXPECT_EQ(recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), o).rank, 8);
   EXPECT_EQ(recommend(two_layers(5, 5, 12, 12), facts(5000, 5000), o).rank, 16);
