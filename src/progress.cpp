@@ -34,6 +34,17 @@ std::string format_count(double n) {
   return buf;
 }
 
+std::string format_rate(double per_second, const std::string& unit) {
+  char buf[48];
+  if (per_second >= 10 || per_second <= 0) return format_count(per_second) + " " + unit + "/s";
+  if (per_second >= 1) {
+    std::snprintf(buf, sizeof buf, "%.1f %s/s", per_second, unit.c_str());
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f s/%s", 1 / per_second, unit.c_str());
+  }
+  return buf;
+}
+
 Progress::Progress(std::string label, int64_t total, std::string unit, bool enabled)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total), enabled_(enabled),
       tty_(isatty(STDERR_FILENO) != 0), start_(std::chrono::steady_clock::now()),
@@ -85,7 +96,7 @@ void Progress::draw(bool final_line) {
     line += pct;
   }
   line += " " + format_count(double(done_)) + (total_ > 0 ? "/" + format_count(double(total_)) : "") +
-          " " + unit_ + ", " + format_count(r) + " " + unit_ + "/s";
+          " " + unit_ + ", " + format_rate(r, unit_);
   if (final_line) {
     line += ", " + format_duration(elapsed_s());
   } else if (total_ > 0 && r > 0) {

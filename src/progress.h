@@ -28,6 +28,8 @@ class Progress {
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12.3s"
 std::string format_count(double n);           // "1.23M", "45.6k", "789"
+// "45.6k tok/s", "3.4 step/s", or "2.5 s/step" under one a second.
+std::string format_rate(double per_second, const std::string& unit);
 // One number through a printf format (e.g. "%.3f"): the formatting the reports share.
 std::string format_number(const char* printf_format, double v);
 
