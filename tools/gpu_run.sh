@@ -8,7 +8,8 @@
 # gsm8k), peftload, bench (forward pass), calib (bench/calibrate_gpu.sh on small-llama under MPS;
 # CAL_DEADLINE seconds or until CAL_END, results in /tmp/cal, which later calls on a warm machine resume;
 # CAL_FROM=bench/results/X first copies in the finished cases kept there, so that SEEDS=1,2 and the
-# pattern units run for them without training their sweeps again); cost (bench/calibrate.sh: each
+# pattern units run for them without training their sweeps again; CAL_DEVICES="cuda:0 cuda:1" hands the
+# cases to the GPUs in turn, one calibrate_gpu.sh each under one MPS daemon); cost (bench/calibrate.sh: each
 # case's sweep in one process, then recommend, nothing else on the GPU, then recommend again with
 # --spectrum-device cpu beside it if COST_CPU_AB=1; COST_CASES, default gsm8k:1000); rectime (recommend
 # alone on RECTIME_TASK, a few variants, wall time and split, no sweep); eigbench (tools/eig_bench.py);
@@ -84,11 +85,21 @@ if has calib; then
     for c in "$CAL_FROM"/*/; do [ -e "/tmp/cal/$(basename "$c")" ] || cp -r "$c" /tmp/cal/; done
   fi
   [ -n "${CAL_END:-}" ] && CAL_DEADLINE=$(( CAL_END - $(date +%s) - 45 ))
-  # shellcheck disable=SC2086
-  MPS=1 DEADLINE=${CAL_DEADLINE:-300} GRACE=30 JOBS=${CAL_JOBS:-16} BENCH=../bench/tasks \
-    bench/calibrate_gpu.sh build-cuda/lorank ../shared/models/small-llama /tmp/cal $cases \
-    > "$out/calib_progress.log" 2>&1
-  tail -5 "$out/calib_progress.log"
+  read -ra devs <<< "${CAL_DEVICES:-cuda}"
+  mps=1; parts=()
+  if [ ${#devs[@]} -gt 1 ]; then mps=0; nvidia-cuda-mps-control -d; fi
+  i=0
+  for c in $cases; do k=$(( i % ${#devs[@]} )); parts[k]="${parts[k]:-} $c"; i=$(( i + 1 )); done
+  for k in "${!devs[@]}"; do
+    log="$out/calib_progress.log"; [ ${#devs[@]} -gt 1 ] && log="$out/calib_progress$k.log"
+    # shellcheck disable=SC2086
+    MPS=$mps DEVICE=${devs[k]} DEADLINE=${CAL_DEADLINE:-300} GRACE=30 JOBS=${CAL_JOBS:-16} \
+      BENCH=../bench/tasks bench/calibrate_gpu.sh build-cuda/lorank ../shared/models/small-llama \
+      /tmp/cal ${parts[k]:-} > "$log" 2>&1 &
+  done
+  wait
+  [ $mps = 0 ] && { echo quit | nvidia-cuda-mps-control; }
+  tail -n 5 "$out"/calib_progress*.log
   bench/calibrate_collect.sh /tmp/cal "$out/cal.tar.xz" > /dev/null 2>&1
   python3 bench/calibrate_report.py /tmp/cal > "$out/calib_report.txt" 2>&1; head -30 "$out/calib_report.txt"
 fi
