@@ -136,6 +136,7 @@ std::string evidence_json(const Evidence& e) {
             {"device", c.device},
             {"grad_mode", c.grad_mode},
             {"sketch_rank", c.sketch_rank},
+            {"trainings_fit", c.trainings_fit},
             {"data", data_facts_json(e.data)},
             {"modules", modules}};
   return j.dump() + "\n";
@@ -161,6 +162,9 @@ Evidence parse_evidence(const std::string& text_in, const std::string& where) {
   e.context.device = text(root, "device", where);
   e.context.grad_mode = text(root, "grad_mode", where);
   e.context.sketch_rank = number<int64_t>(root, "sketch_rank", where);
+  // Evidence saved before the key existed: one training at a time, as on the CPU.
+  if (root.contains("trainings_fit"))
+    e.context.trainings_fit = std::max<int64_t>(1, number<int64_t>(root, "trainings_fit", where));
   const json& data = field(root, "data", where);
   if (!data.is_object())
     fail(where, "key \"data\" has the wrong type", "an object", json_excerpt(data, 40), kHint);

@@ -26,6 +26,11 @@ nlohmann::json modules_json(const Recommendation& rec) {
   return out;
 }
 
+// The check sweep's trainings at once: one per rank, as many as fit.
+int64_t check_jobs(const std::vector<int64_t>& check, const ReportContext& ctx) {
+  return std::max<int64_t>(1, std::min<int64_t>(int64_t(check.size()), ctx.trainings_fit));
+}
+
 nlohmann::json curve_json(const Recommendation& rec) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& c : rec.curve) {
@@ -101,6 +106,7 @@ std::string recommendation_json(const Recommendation& rec, const ReportContext& 
   j["warnings"] = rec.warnings;
   j["explanation"] = rec.explanation;
   j["check_ranks"] = check_ranks(rec);
+  j["check_jobs"] = check_jobs(check_ranks(rec), ctx);
   j["curve"] = curve_json(rec);
   j["modules"] = modules_json(rec);
   j["data"] = data_facts_json(rec.data);
@@ -159,7 +165,9 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   const std::vector<int64_t> check = check_ranks(rec);
   std::string ranks;
   for (int64_t r : check) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
-  s += "\n  check it: lorank sweep --ranks " + ranks + " --jobs " + std::to_string(check.size()) +
+  const int64_t jobs = check_jobs(check, ctx);
+  s += "\n  check it: lorank sweep --ranks " + ranks +
+       (jobs > 1 ? " --jobs " + std::to_string(jobs) : std::string()) +
        " --out DIR, with this command's --model, --data and data options, trains these ranks and "
        "marks the smallest adequate one (bench/README.md's oracle rule)\n";
   return s;

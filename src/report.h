@@ -13,6 +13,9 @@ struct ReportContext {
   std::string device;
   std::string grad_mode;  // "exact" or "sketch"
   int64_t sketch_rank = 0;
+  // Trainings of this model that fit at once on the probe's device (1 on the CPU, where they
+  // would only share its cores): the check sweep's --jobs.
+  int64_t trainings_fit = 1;
 };
 
 std::string recommendation_json(const Recommendation& rec, const ReportContext& ctx);

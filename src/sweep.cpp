@@ -545,4 +545,21 @@ SweepResult run_sweep(size_t n_slots, const SweepTrainer& train, const TrainData
   return result;
 }
 
+double job_memory_share_gib(double card_gib, int64_t jobs_on_card) {
+  const double n = double(std::max<int64_t>(1, jobs_on_card));
+  return std::max(0.0, card_gib - n * kCudaContextGib) / n;
+}
+
+double training_memory_floor_gib(double weights_gib) {
+  return 1.25 * weights_gib + 1.0;
+}
+
+int64_t trainings_that_fit(double card_gib, double weights_gib) {
+  int64_t n = 1;
+  while (n < 1024 &&
+         job_memory_share_gib(card_gib, n + 1) >= training_memory_floor_gib(weights_gib))
+    ++n;
+  return n;
+}
+
 }  // namespace lorank

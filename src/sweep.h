@@ -104,4 +104,16 @@ std::string sweep_run_dir(int64_t rank, double lr);
 // A finished training's result as the sweep's record of it.
 SweepRun sweep_run_from(const TrainResult& r, int64_t rank, double lr);
 
+// Trainings at once on one GPU, each a process of its own. Every process holds a CUDA context
+// outside its allocator's limit, its own copy of the weights, and needs room for activations; each
+// is given an even share so that it sizes its batches to that, not to memory the others will take.
+constexpr double kCudaContextGib = 1.0;
+double job_memory_share_gib(double card_gib, int64_t jobs_on_card);
+// The least a training's share may be: its weights and a little room (recomputation does the rest;
+// an 8B model trained in 22 GiB, bench/RESULTS.md).
+double training_memory_floor_gib(double weights_gib);
+// How many of these trainings fit on the card at once: at least 1 (which then fails as it would
+// alone).
+int64_t trainings_that_fit(double card_gib, double weights_gib);
+
 }  // namespace lorank

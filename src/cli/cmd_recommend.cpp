@@ -13,6 +13,7 @@
 #include "probe_cli.h"
 #include "recommend.h"
 #include "report.h"
+#include "sweep.h"
 
 namespace lorank::cli {
 
@@ -107,8 +108,12 @@ Evidence probe_evidence(RecommendCliOptions& o) {
                  run.probe.checkpointing ? ", blocks recomputed" : "", run.spectrum_seconds,
                  gpu_peak_note(compat::cuda_peak_bytes(s.device)).c_str());
   }
+  const int64_t fit =
+      s.device.is_cuda()
+          ? trainings_that_fit(card_gib({s.device}, o.common.gpu_memory_gib), weights_gib(s))
+          : 1;
   return {{s.model_dir, s.data_path, s.runtime.device, grad_mode_name(run.probe.mode),
-           run.probe.sketch_rank},
+           run.probe.sketch_rank, fit},
           data_facts(s, run.probe),
           module_evidence(run.probe, run.spectra)};
 }

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "compat.h"
 #include "error.h"
 #include "model.h"
 #include "progress.h"
@@ -82,6 +83,38 @@ std::string devices_note(const std::vector<torch::Device>& devices, int64_t jobs
   return ", " + std::to_string(jobs) + " at a time on " + names;
 }
 
+// Several trainings on one GPU: each process gets an even share of the card as its --gpu-memory
+// (or the user's, checked), and too many for the weights is refused before any starts.
+std::string plan_job_memory(SweepCliOptions& o, const Session& s,
+                            const std::vector<torch::Device>& devices, int64_t jobs) {
+  jobs = std::min<int64_t>(jobs, int64_t(o.ranks.size() * o.lrs.size()));  // no more run at once
+  const int64_t n_devices = int64_t(devices.size());
+  if (jobs <= n_devices || !devices[0].is_cuda()) return "";
+  const int64_t on_card = (jobs + n_devices - 1) / n_devices;
+  const double card = card_gib(devices, 0);
+  const double weights = weights_gib(s);
+  const std::string fit = std::to_string(trainings_that_fit(card, weights));
+  double& share = o.t.common.gpu_memory_gib;
+  if (share > 0 && double(on_card) * (share + kCudaContextGib) > card) {
+    fail("--gpu-memory", "the trainings at once need more than the card holds",
+         "at most " + format_number("%.1f", card) + " GiB on each GPU",
+         std::to_string(on_card) + " x (" + format_number("%.1f", share) + " GiB + " +
+             format_number("%.0f", kCudaContextGib) + " GiB of CUDA context)",
+         "lower --gpu-memory, leave it out to split the card evenly, or pass fewer --jobs");
+  }
+  if (share > 0) return ", each within " + format_number("%.1f", share) + " GiB";
+  share = std::floor(10 * job_memory_share_gib(card, on_card)) / 10;
+  if (share < training_memory_floor_gib(weights)) {
+    fail(s.model_dir, "too many trainings at once for this model on one GPU",
+         format_number("%.1f", training_memory_floor_gib(weights)) + " GiB each (" +
+             format_number("%.1f", weights) + " GiB of weights and room to train)",
+         format_number("%.1f", share) + " GiB each for " + std::to_string(on_card) + " on a " +
+             format_number("%.1f", card) + " GiB card",
+         "pass --jobs " + fit + " per GPU (times the number of --devices), or more --devices");
+  }
+  return ", each within " + format_number("%.1f", share) + " GiB";
+}
+
 int run_sweep_cmd(SweepCliOptions& o) {
   finalize(o.t);
   check_grid(o);
@@ -105,6 +138,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   // With trainings in other processes this one only reads the data (for the settings' fingerprint).
   Session s = open_session(o.t.common, o.t.data, /*load_data=*/true, /*load_model=*/jobs == 1);
   if (devices.empty()) devices = {s.device};
+  const std::string memory_note = plan_job_memory(o, s, devices, jobs);
   out.base_model_path = s.model_dir;
   so.train.eval.pad_id = pad_id_for(s);
   TrainData data = load_train_data(s, o.t);
@@ -112,7 +146,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   if (!o.t.common.quiet) {
     std::fprintf(stderr, "%s; %zu ranks x %zu learning rates on %s%s\n",
                  describe_data(data, o.t).c_str(), so.ranks.size(), so.lrs.size(),
-                 s.runtime.device.c_str(), devices_note(devices, jobs).c_str());
+                 s.runtime.device.c_str(), (devices_note(devices, jobs) + memory_note).c_str());
   }
   SweepProgress progress;
   progress.total = so.ranks.size() * so.lrs.size();
@@ -182,7 +216,8 @@ Subcommand sweep_subcommand() {
                                  {"--jobs", &o->jobs,
                                   "trainings at once, each a lorank train process, given to "
                                   "--devices in turn (0: one per device); a small model trains "
-                                  "faster several to a GPU; --gpu-memory applies to each",
+                                  "faster several to a GPU, each given an even share of its "
+                                  "memory (or --gpu-memory each)",
                                   0, 256},
                              });
             add_options(app, train_option_specs(o->t, /*sweep=*/true));

@@ -1,9 +1,11 @@
 #include "session.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "compat.h"
 #include "error.h"
+#include "hf_config.h"
 #include "progress.h"
 
 namespace lorank::cli {
@@ -33,6 +35,19 @@ void limit_gpu_memory(const torch::Device& device, double gib) {
          "pass a smaller --gpu-memory, or 0 for the whole card");
   }
   compat::limit_cuda_memory(device, int64_t(gib * double(int64_t(1) << 30)));
+}
+
+double weights_gib(const Session& s) {
+  return double(count_parameters(load_model_config(s.model_dir)).total()) *
+         double(torch::elementSize(s.dtype)) / double(int64_t(1) << 30);
+}
+
+double card_gib(const std::vector<torch::Device>& devices, double gpu_memory_gib) {
+  if (gpu_memory_gib > 0) return gpu_memory_gib;
+  double gib = 1e300;
+  for (const torch::Device& d : devices)
+    gib = std::min(gib, double(compat::cuda_total_bytes(d)) / double(int64_t(1) << 30));
+  return gib;
 }
 
 namespace {

@@ -41,6 +41,11 @@ void limit_gpu_memory(const torch::Device& device, double gib);
 Session open_session(const CommonOptions& common, const DataOptions& data, bool load_data = true,
                      bool load_model = true);
 int32_t pad_id_for(const Session& s);  // pad, else eos, else 0: padding is masked out anyway
+// GiB of the model's weights in the session's compute dtype, from config.json alone.
+double weights_gib(const Session& s);
+// GiB a process may use on `device` (a CUDA one): --gpu-memory when given, else the card's total;
+// with several devices the smallest.
+double card_gib(const std::vector<torch::Device>& devices, double gpu_memory_gib);
 // "; peak GPU memory 17.3 GiB" for a status line, or "" on the CPU.
 std::string gpu_peak_note(int64_t peak_bytes);
 

@@ -10,6 +10,7 @@
 namespace {
 
 using lorank::test::expect_failure;
+using lorank::test::make_temp_dir;
 using lorank::test::run_lorank;
 
 #define REQUIRE_CUDA() \
@@ -39,6 +40,30 @@ TEST(CudaCli, WeightsOverTheLimitAreRefusedWithAHint) {
   expect_failure("probe --quiet --device cuda --dtype fp32 --gpu-memory 0.004",
                  {"tiny-llama", "do not fit in GPU memory", "hint:"});
   expect_failure("probe --quiet --device cuda --gpu-memory 100000",
+                 {"--gpu-memory", "more than the card holds", "hint:"});
+}
+
+// Several trainings on one GPU: each process gets an even share of the card (said on the sweep's
+// first line) as its --gpu-memory; more than fit beside the weights, or --gpu-memory shares over
+// the card, are refused before any training starts.
+TEST(CudaCli, SweepJobsOnOneGpuShareItsMemory) {
+  REQUIRE_CUDA();
+  const std::string dir = make_temp_dir("cuda-jobs");
+  const std::string sweep = "sweep --device cuda --data " +
+                            lorank::test::asset("data/cmudict.jsonl") +
+                            " --batch 4 --max-steps 2 --n-evals 1 --val-fraction 0.25 ";
+  auto r = run_lorank(sweep + "--ranks 1,2 --lrs 3e-3 --jobs 2 --out " + dir + "/ok");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("2 at a time on cuda"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(", each within "), std::string::npos) << r.output;
+  // 200 trainings of tiny-llama at once: under its 1.03 GiB each on any card under 400 GiB.
+  std::string lrs;
+  for (int i = 1; i <= 23; ++i) lrs += (lrs.empty() ? "" : ",") + std::to_string(i) + "e-4";
+  expect_failure(sweep + "--ranks 1,2,4,8,16,32,64,128,256 --lrs " + lrs + " --jobs 200 --out " +
+                     dir + "/many",
+                 {"too many trainings at once", "--jobs", "hint:"});
+  expect_failure(sweep + "--ranks 1,2 --lrs 3e-3 --jobs 2 --gpu-memory 100000 --out " + dir +
+                     "/over",
                  {"--gpu-memory", "more than the card holds", "hint:"});
 }
 

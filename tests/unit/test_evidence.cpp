@@ -12,7 +12,7 @@ namespace {
 
 Evidence sample() {
   Evidence e;
-  e.context = {"models/x", "data.jsonl", "cpu", "exact", 0};
+  e.context = {"models/x", "data.jsonl", "cuda:0", "exact", 0, 3};
   e.data.n_examples = 10;
   e.data.n_supervised = 300;
   e.data.n_tokens = 900;
@@ -42,6 +42,7 @@ TEST(Evidence, RoundTripKeepsEveryNumber) {
   const Evidence back = parse_evidence(evidence_json(e), "ev.json");
   EXPECT_EQ(back.context.model_path, "models/x");
   EXPECT_EQ(back.context.grad_mode, "exact");
+  EXPECT_EQ(back.context.trainings_fit, 3);
   EXPECT_EQ(back.data.n_supervised, 300);
   EXPECT_EQ(back.data.probe_tokens, 450);
   EXPECT_EQ(back.data.base_loss, 2.5);
@@ -55,6 +56,10 @@ TEST(Evidence, RoundTripKeepsEveryNumber) {
   EXPECT_EQ(m.spectrum.noise_edges, e.modules[0].spectrum.noise_edges);
   EXPECT_TRUE(m.spectrum.singular_values_whitened.empty());
   EXPECT_EQ(evidence_json(back), evidence_json(e));
+  // Evidence saved before trainings_fit existed reads as one training at a time.
+  auto j = nlohmann::json::parse(evidence_json(e));
+  j.erase("trainings_fit");
+  EXPECT_EQ(parse_evidence(j.dump(), "old.json").context.trainings_fit, 1);
 }
 
 TEST(Evidence, ErrorsNameTheFileModuleAndKey) {

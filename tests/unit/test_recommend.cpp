@@ -301,5 +301,22 @@ TEST(Recommend, JsonIsCompleteAndStable) {
   EXPECT_NE(recommendation_report(r, ctx).find("r=8"), std::string::npos);
 }
 
+// The check sweep's --jobs: one training per rank as far as they fit on the probe's GPU, and
+// none on the CPU, where trainings at once would only share its cores.
+TEST(Recommend, CheckSweepRunsAsManyAtOnceAsFit) {
+  Recommendation r = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), plain());
+  ASSERT_EQ(check_ranks(r).size(), 3u);
+  ReportContext ctx{"model", "data.jsonl", "cpu", "exact", 0};
+  EXPECT_NE(recommendation_report(r, ctx).find("--ranks 4,8,16 --out DIR"), std::string::npos)
+      << recommendation_report(r, ctx);
+  EXPECT_EQ(nlohmann::json::parse(recommendation_json(r, ctx))["check_jobs"], 1);
+  ctx.trainings_fit = 2;
+  EXPECT_NE(recommendation_report(r, ctx).find("--ranks 4,8,16 --jobs 2 --out DIR"),
+            std::string::npos);
+  ctx.trainings_fit = 67;
+  EXPECT_NE(recommendation_report(r, ctx).find("--jobs 3 --out DIR"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(recommendation_json(r, ctx))["check_jobs"], 3);
+}
+
 }  // namespace
 }  // namespace lorank
