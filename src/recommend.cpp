@@ -361,7 +361,7 @@ std::string explain(const Recommendation& rec) {
        std::to_string(quantile_of(dirs, 0.0)) + " to " + std::to_string(quantile_of(dirs, 1.0)) +
        "). ";
   for (const auto& c : rec.curve) {
-    if (c.rank != rec.rank) continue;
+    if (c.rank != rec.rank || &c == &rec.curve.front()) continue;  // r=1: the curve's reference
     s += "r=" + std::to_string(rec.rank) + " is predicted to add " +
          format_number("%.0f%%", 100 * c.share) + " (" + format_number("%.0f", 100 * c.share_lo) +
          "-" + format_number("%.0f%%", 100 * c.share_hi) +

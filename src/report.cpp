@@ -105,8 +105,9 @@ std::string recommendation_json(const Recommendation& rec, const ReportContext& 
   j["confidence_reasons"] = rec.reasons;
   j["warnings"] = rec.warnings;
   j["explanation"] = rec.explanation;
-  j["check_ranks"] = check_ranks(rec);
-  j["check_jobs"] = check_jobs(check_ranks(rec), ctx);
+  const std::vector<int64_t> check = check_ranks(rec);
+  j["check_ranks"] = check;
+  j["check_jobs"] = check_jobs(check, ctx);
   j["curve"] = curve_json(rec);
   j["modules"] = modules_json(rec);
   j["data"] = data_facts_json(rec.data);
@@ -142,12 +143,14 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   s += "       r     params   share   band\n";
   for (const auto& c : rec.curve) {
     char line[160];
-    std::snprintf(line, sizeof line, "  %6lld  %9s  %5.0f%%   %3.0f-%3.0f%%%s\n", (long long)c.rank,
-                  format_count(double(c.params)).c_str(), 100 * c.share, 100 * c.share_lo,
-                  100 * c.share_hi, c.rank == rec.rank ? "  <-" : "");
-    if (&c == &rec.curve.front()) {
-      std::snprintf(line, sizeof line, "  %6lld  %9s  %6s   reference%s\n", (long long)c.rank,
-                    format_count(double(c.params)).c_str(), "0%", c.rank == rec.rank ? "  <-" : "");
+    const char* mark = c.rank == rec.rank ? "  <-" : "";
+    if (&c == &rec.curve.front()) {  // the gains are counted from it
+      std::snprintf(line, sizeof line, "  %6lld  %9s      0%%   reference%s\n", (long long)c.rank,
+                    format_count(double(c.params)).c_str(), mark);
+    } else {
+      std::snprintf(line, sizeof line, "  %6lld  %9s  %5.0f%%   %3.0f-%3.0f%%%s\n",
+                    (long long)c.rank, format_count(double(c.params)).c_str(), 100 * c.share,
+                    100 * c.share_lo, 100 * c.share_hi, mark);
     }
     s += line;
   }
