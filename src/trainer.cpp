@@ -185,8 +185,12 @@ std::vector<size_t> batch_indices(size_t n_train, int64_t batch, uint64_t seed, 
   return {perm.begin() + begin, perm.begin() + end};
 }
 
+int64_t train_steps_per_epoch(size_t n_train, const TrainOptions& opts) {
+  return (int64_t(n_train) + opts.batch - 1) / opts.batch;
+}
+
 int64_t total_train_steps(size_t n_train, const TrainOptions& opts) {
-  const int64_t total = (int64_t(n_train) + opts.batch - 1) / opts.batch * opts.epochs;
+  const int64_t total = train_steps_per_epoch(n_train, opts) * opts.epochs;
   return opts.max_steps > 0 ? std::min(total, opts.max_steps) : total;
 }
 
@@ -216,7 +220,7 @@ Trainer::~Trainer() {
 }
 
 int64_t Trainer::steps_per_epoch() const {
-  return (int64_t(data_.train.size()) + opts_.batch - 1) / opts_.batch;
+  return train_steps_per_epoch(data_.train.size(), opts_);
 }
 
 // Queues one micro-batch's forward and backward; returns its summed loss as a device scalar, so

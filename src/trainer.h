@@ -66,6 +66,7 @@ std::vector<int64_t> eval_steps(int64_t total, int64_t n_evals, int64_t eval_eve
 // Optimizer steps of a run over n_train examples: opts.epochs of ceil(n_train / batch), capped at
 // opts.max_steps.
 int64_t total_train_steps(size_t n_train, const TrainOptions& opts);
+int64_t train_steps_per_epoch(size_t n_train, const TrainOptions& opts);  // ceil(n_train / batch)
 // Example indices of optimizer step `step`: epoch e's order is seeded_permutation(n, mix(seed, e)),
 // cut into batches of `batch` (the last one of an epoch may be smaller).
 std::vector<size_t> batch_indices(size_t n_train, int64_t batch, uint64_t seed, int64_t step);
