@@ -93,7 +93,6 @@ std::string plan_job_memory(SweepCliOptions& o, const Session& s,
   const int64_t on_card = (jobs + n_devices - 1) / n_devices;
   const double card = card_gib(devices, 0);
   const double weights = weights_gib(s);
-  const std::string fit = std::to_string(trainings_that_fit(card, weights));
   double& share = o.t.common.gpu_memory_gib;
   if (share > 0 && double(on_card) * (share + kCudaContextGib) > card) {
     fail("--gpu-memory", "the trainings at once need more than the card holds",
@@ -110,7 +109,8 @@ std::string plan_job_memory(SweepCliOptions& o, const Session& s,
              format_number("%.1f", weights) + " GiB of weights and room to train)",
          format_number("%.1f", share) + " GiB each for " + std::to_string(on_card) + " on a " +
              format_number("%.1f", card) + " GiB card",
-         "pass --jobs " + fit + " per GPU (times the number of --devices), or more --devices");
+         "pass --jobs " + std::to_string(trainings_that_fit(card, weights)) +
+             " per GPU (times the number of --devices), or more --devices");
   }
   return ", each within " + format_number("%.1f", share) + " GiB";
 }

@@ -28,7 +28,7 @@ void limit_gpu_memory(const torch::Device& device, double gib) {
     fail("--gpu-memory", "a GPU memory limit needs a CUDA device",
          "--device cuda (or auto on a GPU)", device.str(), "leave out --gpu-memory on the CPU");
   }
-  const double total = double(compat::cuda_total_bytes(device)) / double(int64_t(1) << 30);
+  const double total = card_gib({device}, 0);
   if (gib > total) {
     fail("--gpu-memory", "the limit is more than the card holds",
          "<= " + format_number("%.1f", total) + " GiB", format_number("%.1f", gib) + " GiB",
