@@ -196,12 +196,13 @@ def print_summary(cases):
 
 def print_table(cases):
     scored = {k: score(cases, f) for k, f in CHOSEN.items()}
-    print(f"{'case':<22} {'oracle':>6} {'lorank':>6} {'excess':>7} {'steps':>5} {'conf':>6}"
+    width = name_width(cases)
+    print(f"{'case':<{width}} {'oracle':>6} {'lorank':>6} {'excess':>7} {'steps':>5} {'conf':>6}"
           f" {'r=8 exc':>8} {'r=16 exc':>8} {'size':>4} {'size exc':>8} {'rec s':>6} {'sweep s':>8}"
           f" {'cost':>6}  swept ranks")
     for i, c in enumerate(cases):
         _, o, r, e, s = scored["lorank"][i]
-        print(f"{c['name']:<22} {o:>6} {r:>6} {100 * e:>6.2f}% {s:>+5} {c['rec']['confidence']:>6}"
+        print(f"{c['name']:<{width}} {o:>6} {r:>6} {100 * e:>6.2f}% {s:>+5} {c['rec']['confidence']:>6}"
               f" {100 * scored['r=8'][i][3]:>7.2f}% {100 * scored['r=16'][i][3]:>7.2f}%"
               f" {scored['size rule'][i][2]:>4} {100 * scored['size rule'][i][3]:>7.2f}%"
               f" {c['rec_s']:>6.1f} {c['sweep_s']:>8.0f} {100 * c['rec_s'] / c['sweep_s']:>5.2f}%"
@@ -216,6 +217,10 @@ def print_table(cases):
                   f"   within one grid step {100 * w:5.1f}%")
     cost = sum(c["rec_s"] for c in cases) / sum(c["sweep_s"] for c in cases)
     print(f"recommend's wall time / the sweep's: {100 * cost:.2f}% over all cases")
+
+
+def name_width(cases):
+    return max([22] + [len(c["name"]) for c in cases])
 
 
 def sample_sd(v):
@@ -250,12 +255,13 @@ def seed_spread(cases):
     multi = [(c, resolution(c)) for c in cases if n_seeds(c) > 1]
     if not multi:
         return
+    width = name_width(c for c, _ in multi)
     print("\nseeds: relative standard deviation of L(r) across seeds, per rank; oracle of seed 0 vs"
           " mean; standard error of L(r) - best vs the oracle's tolerance")
     for c, (se, tol) in multi:
         cells = [f"r{r}: {100 * sample_sd(v) * len(v) / sum(v):.1f}%" for r, v in c["per_seed"].items()]
         o0 = oracle({r: v[0] for r, v in c["per_seed"].items()})[0]
-        print(f"  {c['name']:<22} {n_seeds(c)} seeds  "
+        print(f"  {c['name']:<{width}} {n_seeds(c)} seeds  "
               + "  ".join(cells) + f"   oracle seed0 {o0}, mean {oracle(c['L'])[0]};"
               f" se {se:.4f} vs tol {tol:.4f}{' UNRESOLVED' if se > tol else ''}")
     resolved = [c for c, _ in multi if is_resolved(c)]
@@ -263,6 +269,11 @@ def seed_spread(cases):
         print(f"\nover the {len(resolved)} cases whose seeds resolve the oracle"
               f" ({', '.join(c['name'] for c in resolved)}):")
         print_summary(resolved)
+        models = sorted({c["model"] for c in resolved})
+        for model in models if len(models) > 1 else []:
+            some = [c for c in resolved if c["model"] == model]
+            print(f"\n{model}, {len(some)} of them:")
+            print_summary(some)
 
 
 def curve_points(c):
@@ -296,6 +307,7 @@ def curves(cases):
     """The predicted share of the gain over r=1 beside the measured share, per swept rank; then the
     curve's error and its band's coverage over the resolved cases."""
     print("\npredicted share (lorank) vs measured share of the gain over r=1 (sweep), per rank")
+    width = name_width(cases)
     for c in cases:
         L, best = c["L"], min(c["L"].values())
         base = L[min(L)]
@@ -304,7 +316,7 @@ def curves(cases):
         for r in L:
             meas = (base - L[r]) / (base - best) if base > best else float("nan")
             cells.append(f"r{r}: {pred.get(r, float('nan')):.2f}/{meas:.2f}")
-        print(f"  {c['name']:<22} " + "  ".join(cells))
+        print(f"  {c['name']:<{width}} " + "  ".join(cells))
     points = [p for c in cases if is_resolved(c) for p in curve_points(c)]
     if points:
         print("curve error over the resolved cases (predicted minus measured share), " + curve_summary(points))
@@ -397,7 +409,8 @@ def pattern_vs_uniform(cases):
     print("\nrank_pattern vs uniform at the recommended r: test loss (lr by best validation loss),"
           " trainable parameters; same size: uniform L interpolated in log parameters to the"
           " pattern's (seeds averaged where run)")
-    print(f"{'case':<22} {'r':>4} {'pattern':>8} {'uniform':>8} {'diff':>7} {'params pat':>11}"
+    width = name_width(cases)
+    print(f"{'case':<{width}} {'r':>4} {'pattern':>8} {'uniform':>8} {'diff':>7} {'params pat':>11}"
           f" {'params uni':>11} {'same size':>9} {'diff':>7}")
     diffs, same_diffs, without = [], [], []
     for c in cases:
@@ -417,7 +430,7 @@ def pattern_vs_uniform(cases):
         if same is not None and near == r:
             same_diffs.append((p["test_loss"] - same) / same)
             up = f" {same:>9.4f} {100 * same_diffs[-1]:>+6.2f}%"
-        print(f"{c['name']:<22} {r:>4} {p['test_loss']:>8.4f} {u['test_loss']:>8.4f}"
+        print(f"{c['name']:<{width}} {r:>4} {p['test_loss']:>8.4f} {u['test_loss']:>8.4f}"
               f" {100 * d:>+6.2f}% {p['n_trainable']:>11} {u['n_trainable']:>11}{up}{note}")
     if diffs:
         print(f"mean difference {100 * sum(diffs) / len(diffs):+.2f}% over {len(diffs)} cases"
@@ -427,6 +440,19 @@ def pattern_vs_uniform(cases):
               f" mean, median {100 * sorted(same_diffs)[len(same_diffs) // 2]:+.2f}%")
     if without:
         print("no pattern runs: " + ", ".join(without))
+
+
+def name_by_model(cases):
+    """Cases per model (the folder recommend probed); with several, each case is named model/case."""
+    by_model = {}
+    for c in cases:
+        c["model"] = os.path.basename(c["rec"]["model"]["path"].rstrip("/"))
+        by_model.setdefault(c["model"], []).append(c)
+    if len(by_model) > 1:
+        for model, some in by_model.items():
+            for c in some:
+                c["name"] = f"{model}/{c['name']}"
+    return by_model
 
 
 def main():
@@ -443,7 +469,12 @@ def main():
         print("scored against a non-increasing fit of each sweep's L(r), not the raw losses\n")
     if not cases:
         sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {' '.join(outs)}")
+    by_model = name_by_model(cases)
     print_table(cases)
+    if len(by_model) > 1:
+        for model, some in by_model.items():
+            print(f"\n{model}, {len(some)} cases:")
+            print_summary(some)
     seed_spread(cases)
     curves(cases)
     pattern_vs_uniform(cases)

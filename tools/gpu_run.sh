@@ -8,7 +8,7 @@
 # gsm8k), peftload, bench (forward pass), calib (bench/calibrate_gpu.sh on small-llama under MPS;
 # CAL_DEADLINE seconds or until CAL_END, results in /tmp/cal, which later calls on a warm machine resume;
 # CAL_FROM=bench/results/X first copies in the finished cases kept there, so that SEEDS=1,2 and the
-# pattern units run for them without training their sweeps again; CAL_DEVICES="cuda:0 cuda:1" hands the
+# pattern units run for them without training their sweeps again; CAL_MODEL another model folder; CAL_DEVICES="cuda:0 cuda:1" hands the
 # cases to the GPUs in turn, one calibrate_gpu.sh each under one MPS daemon); cost (bench/calibrate.sh: each
 # case's sweep in one process, then recommend, nothing else on the GPU, then recommend again with
 # --spectrum-device cpu beside it if COST_CPU_AB=1; COST_CASES, default gsm8k:1000); rectime (recommend
@@ -83,6 +83,7 @@ if has calib; then
   cases=${CAL_CASES:-$cal_cases}
   [ "$cases" = held-out-3k ] && cases=$held_out_3k
   # CAL_END (epoch seconds) leaves room for the grace period and the collection after it.
+  # CAL_MODEL: another model folder than small-llama (e.g. assets/tiny-llama, which travels with the checkout).
   if [ -n "${CAL_FROM:-}" ]; then
     mkdir -p /tmp/cal
     for c in "$CAL_FROM"/*/; do [ -e "/tmp/cal/$(basename "$c")" ] || cp -r "$c" /tmp/cal/; done
@@ -97,7 +98,7 @@ if has calib; then
     log="$out/calib_progress.log"; [ ${#devs[@]} -gt 1 ] && log="$out/calib_progress$k.log"
     # shellcheck disable=SC2086
     MPS=$mps DEVICE=${devs[k]} DEADLINE=${CAL_DEADLINE:-300} GRACE=30 JOBS=${CAL_JOBS:-16} \
-      BENCH=../bench/tasks bench/calibrate_gpu.sh build-cuda/lorank ../shared/models/small-llama \
+      BENCH=../bench/tasks bench/calibrate_gpu.sh build-cuda/lorank "${CAL_MODEL:-../shared/models/small-llama}" \
       /tmp/cal ${parts[k]:-} > "$log" 2>&1 &
   done
   wait
