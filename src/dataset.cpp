@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <numeric>
 #include <sstream>
 #include <unordered_set>
 
@@ -547,6 +548,27 @@ std::vector<size_t> seeded_permutation(size_t n, uint64_t seed) {
   uint64_t state = seed;
   for (size_t i = n; i > 1; --i) std::swap(perm[i - 1], perm[bounded(state, i)]);
   return perm;
+}
+
+std::vector<size_t> sample_examples(const std::vector<Example>& examples, int64_t max_examples,
+                                    int64_t max_tokens, uint64_t seed) {
+  const size_t n = examples.size();
+  const bool by_count = max_examples > 0 && size_t(max_examples) < n;
+  std::vector<size_t> pool;
+  if (!by_count && max_tokens <= 0) {
+    pool.resize(n);
+    std::iota(pool.begin(), pool.end(), size_t(0));
+    return pool;
+  }
+  int64_t tokens = 0;
+  for (size_t i : seeded_permutation(n, seed)) {
+    if (by_count && pool.size() >= size_t(max_examples)) break;
+    if (max_tokens > 0 && tokens >= max_tokens) break;
+    pool.push_back(i);
+    tokens += int64_t(examples[i].ids.size());
+  }
+  std::sort(pool.begin(), pool.end());
+  return pool;
 }
 
 Split split_train_val(size_t n, double val_fraction, uint64_t seed) {

@@ -106,6 +106,12 @@ DatasetStats compute_stats(const std::vector<Example>& examples);
 // result is the same with every standard library and platform).
 std::vector<size_t> seeded_permutation(size_t n, uint64_t seed);
 
+// A seeded random sample of the examples, returned in file order: at most max_examples of them
+// and no more once they hold max_tokens tokens (either 0: no limit); all of them when neither
+// binds.
+std::vector<size_t> sample_examples(const std::vector<Example>& examples, int64_t max_examples,
+                                    int64_t max_tokens, uint64_t seed);
+
 // Indices of a deterministic split: a seeded permutation, its first round(n * val_fraction) entries
 // (at least 1 when the fraction is > 0 and n > 1, at most n - 1) are validation; both lists are
 // returned in ascending (file) order.

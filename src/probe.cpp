@@ -200,21 +200,7 @@ void park_shard(ProbeResult& r, size_t s) {
 // Examples to probe (a seeded sample when max_examples or max_tokens asks) dealt into disjoint shards.
 std::vector<std::vector<size_t>> probe_shards(const std::vector<Example>& examples,
                                               const ProbeOptions& opts) {
-  const size_t n = examples.size();
-  std::vector<size_t> pool;
-  const bool by_count = opts.max_examples > 0 && size_t(opts.max_examples) < n;
-  if (by_count || opts.max_tokens > 0) {
-    int64_t tokens = 0;
-    for (size_t i : seeded_permutation(n, opts.seed)) {
-      if (by_count && pool.size() >= size_t(opts.max_examples)) break;
-      if (opts.max_tokens > 0 && tokens >= opts.max_tokens) break;
-      pool.push_back(i);
-      tokens += int64_t(examples[i].ids.size());
-    }
-    std::sort(pool.begin(), pool.end());
-  } else {
-    for (size_t i = 0; i < n; ++i) pool.push_back(i);
-  }
+  const auto pool = sample_examples(examples, opts.max_examples, opts.max_tokens, opts.seed);
   auto shards = make_shards(pool.size(), size_t(opts.n_shards), opts.seed);
   for (auto& s : shards) {
     for (size_t& i : s) i = pool[i];

@@ -1,6 +1,7 @@
 // lorank inspect: what lorank sees in a model and a dataset, and the base model's loss on it.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <numeric>
@@ -18,7 +19,11 @@ struct InspectOptions {
   DataOptions data;
   bool no_loss = false;
   int64_t batch_tokens = 8192;
+  int64_t loss_tokens = 262144;
 };
+
+// A sampled base loss is measured in groups of its examples: their spread gives its standard error.
+constexpr size_t kLossGroups = 8;
 
 nlohmann::json model_json(const Session& s) {
   const ModelConfig& c = s.model->config();
@@ -49,6 +54,28 @@ nlohmann::json data_json(const Session& s) {
       {"truncated", d.n_truncated}, {"skipped_empty", d.n_skipped_empty},
       {"dropped_no_target", d.n_dropped_no_target}, {"duplicates", d.n_duplicates},
   };
+}
+
+void print_base_loss(const nlohmann::json& b, const nlohmann::json& data) {
+  const double loss = b["mean_loss_per_supervised_token"].get<double>();
+  const std::string speed = format_number("%.1f", b["seconds"].get<double>()) + "s, " +
+                            format_count(b["tokens_per_s"].get<double>()) + " tok/s";
+  const std::string supervised = format_count(b["supervised_tokens"].get<double>());
+  if (!b["sampled"].get<bool>()) {
+    std::printf(
+        "loss     %.4f nats per supervised token (perplexity %.1f) over all %s supervised "
+        "tokens, %s\n",
+        loss, std::exp(loss), supervised.c_str(), speed.c_str());
+    return;
+  }
+  const std::string se = b["standard_error"].is_null()
+                             ? ""
+                             : format_number(" ± %.4f", b["standard_error"].get<double>());
+  std::printf(
+      "loss     %.4f%s nats per supervised token (perplexity %.1f) on a random sample of "
+      "%lld of %lld examples, %s supervised tokens (--loss-tokens 0: all), %s\n",
+      loss, se.c_str(), std::exp(loss), (long long)b["examples"], (long long)data["examples"],
+      supervised.c_str(), speed.c_str());
 }
 
 void print_human(const nlohmann::json& j) {
@@ -87,16 +114,60 @@ void print_human(const nlohmann::json& j) {
               (long long)d["length"]["p99"], (long long)d["length"]["max"],
               (long long)d["truncated"], (long long)d["duplicates"],
               (long long)d["dropped_no_target"]);
-  if (j.contains("base_loss")) {
-    const auto& b = j["base_loss"];
-    double loss = b["mean_loss_per_supervised_token"].get<double>();
-    std::printf("loss     %.4f nats per supervised token (perplexity %.1f) over %lld tokens, "
-                "%.1fs, %s tok/s\n",
-                loss, std::exp(loss), (long long)b["supervised_tokens"], b["seconds"].get<double>(),
-                format_count(b["tokens_per_s"].get<double>()).c_str());
-  }
+  if (j.contains("base_loss")) print_base_loss(j["base_loss"], d);
   if (rt["slow_blas"].get<bool>())
     std::printf("\nwarning: the reference BLAS is slow (~6x); install libopenblas0-pthread\n");
+}
+
+// The base model's loss per supervised token: over every example, or over a seeded sample of
+// --loss-tokens tokens, with the standard error of the group means (finite-population corrected).
+nlohmann::json measure_base_loss(Session& s, const InspectOptions& o) {
+  const auto& examples = s.data.examples;
+  const auto sample = sample_examples(examples, 0, o.loss_tokens, 0);
+  const bool sampled = sample.size() < examples.size();
+  const size_t n_groups = sampled ? std::clamp<size_t>(sample.size() / 2, 1, kLossGroups) : 1;
+  auto groups = make_shards(sample.size(), n_groups, 0);
+  int64_t n_tokens = 0;
+  for (auto& g : groups) {
+    for (size_t& i : g) {
+      i = sample[i];
+      n_tokens += int64_t(examples[i].ids.size());
+    }
+  }
+  EvalOptions eo;
+  eo.batch_tokens = o.batch_tokens;
+  eo.pad_id = pad_id_for(s);
+  Progress progress("base loss", n_tokens, "tok", !o.common.quiet);
+  std::vector<double> sums, counts;  // per group: summed loss, supervised tokens
+  EvalResult total;
+  for (const auto& g : groups) {
+    EvalResult r = evaluate_loss(*s.model, examples, g, eo, &progress);
+    eo.batch_tokens = r.batch_tokens;  // an out-of-memory halving holds for the next groups
+    eo.max_batch = r.max_batch;
+    sums.push_back(r.mean_loss * double(r.n_supervised));
+    counts.push_back(double(r.n_supervised));
+    total.n_supervised += r.n_supervised;
+    total.n_tokens += r.n_tokens;
+    total.seconds += r.seconds;
+  }
+  progress.finish();
+  const double mean = std::accumulate(sums.begin(), sums.end(), 0.0) / double(total.n_supervised);
+  nlohmann::json se = sampled ? nlohmann::json() : nlohmann::json(0.0);
+  if (sampled && n_groups > 1) {
+    double v = 0;
+    for (size_t g = 0; g < n_groups; ++g) v += std::pow(sums[g] - mean * counts[g], 2);
+    const double g = double(n_groups), mean_count = double(total.n_supervised) / g;
+    const double fpc = 1.0 - double(sample.size()) / double(examples.size());
+    se = std::sqrt(v / (g * (g - 1)) * fpc) / mean_count;
+  }
+  return {{"mean_loss_per_supervised_token", mean},
+          {"standard_error", se},
+          {"sampled", sampled},
+          {"examples", sample.size()},
+          {"supervised_tokens", total.n_supervised},
+          {"tokens", total.n_tokens},
+          {"seconds", total.seconds},
+          {"tokens_per_s", total.seconds > 0 ? double(total.n_tokens) / total.seconds : 0.0}};
 }
 
 int run_inspect(const InspectOptions& o) {
@@ -107,20 +178,7 @@ int run_inspect(const InspectOptions& o) {
                   {"threads", s.runtime.threads}};
   j["model"] = model_json(s);
   j["data"] = data_json(s);
-  if (!o.no_loss) {
-    std::vector<size_t> all(s.data.examples.size());
-    std::iota(all.begin(), all.end(), size_t(0));
-    EvalOptions eo;
-    eo.batch_tokens = o.batch_tokens;
-    eo.pad_id = pad_id_for(s);
-    Progress progress("base loss", s.data.stats.n_tokens, "tok", !o.common.quiet);
-    EvalResult r = evaluate_loss(*s.model, s.data.examples, all, eo, &progress);
-    progress.finish();
-    j["base_loss"] = {{"mean_loss_per_supervised_token", r.mean_loss},
-                      {"supervised_tokens", r.n_supervised}, {"tokens", r.n_tokens},
-                      {"seconds", r.seconds},
-                      {"tokens_per_s", r.seconds > 0 ? double(r.n_tokens) / r.seconds : 0.0}};
-  }
+  if (!o.no_loss) j["base_loss"] = measure_base_loss(s, o);
   if (o.common.json) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
@@ -137,10 +195,17 @@ Subcommand inspect_subcommand() {
             auto o = std::make_shared<InspectOptions>();
             add_options(app, common_option_specs(o->common));
             add_options(app, data_option_specs(o->data));
-            add_options(app, {
-                {"--no-loss", &o->no_loss, "skip the base-loss pass over the data"},
-                {"--batch-tokens", &o->batch_tokens, "padded tokens per forward pass", 16, 1e9},
-            });
+            add_options(
+                app,
+                {
+                    {"--no-loss", &o->no_loss, "skip the base-loss pass over the data"},
+                    {"--loss-tokens", &o->loss_tokens,
+                     "tokens to measure the base loss on: a random sample of whole examples, with "
+                     "its "
+                     "standard error (0: every example)",
+                     0, 1e15},
+                    {"--batch-tokens", &o->batch_tokens, "padded tokens per forward pass", 16, 1e9},
+                });
             return [o] { return run_inspect(*o); };
           }};
 }

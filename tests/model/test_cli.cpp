@@ -36,6 +36,23 @@ TEST(CliInspect, DemoLossMatchesTransformers) {
   EXPECT_EQ(j["data"]["examples"], 200);
   EXPECT_EQ(j["model"]["params"]["total"], 5245184);  // pretraining.json's count
   EXPECT_NE(j["runtime"]["blas"].get<std::string>(), "");
+  EXPECT_FALSE(j["base_loss"]["sampled"].get<bool>());  // under --loss-tokens: every example
+  EXPECT_EQ(j["base_loss"]["standard_error"].get<double>(), 0.0);
+}
+
+TEST(CliInspect, SampledLossIsWithinItsStandardErrorsOfTheWholeLoss) {
+  auto j = inspect_json("--loss-tokens 8000");
+  auto g = golden_loss("assets/demo.jsonl");
+  const auto& b = j["base_loss"];
+  ASSERT_TRUE(b["sampled"].get<bool>());
+  EXPECT_LT(b["examples"].get<int64_t>(), 200);
+  EXPECT_GE(b["tokens"].get<int64_t>(), 8000);
+  EXPECT_LT(b["supervised_tokens"].get<int64_t>(), g["supervised_tokens"].get<int64_t>());
+  const double se = b["standard_error"].get<double>();
+  EXPECT_GT(se, 0.0);
+  EXPECT_LT(se, 0.2);
+  EXPECT_NEAR(b["mean_loss_per_supervised_token"].get<double>(),
+              g["mean_loss_per_supervised_token"].get<double>(), 3 * se);
 }
 
 TEST(CliInspect, MessagesTaskLossMatchesTransformers) {

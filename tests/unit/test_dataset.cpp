@@ -451,6 +451,18 @@ TEST(DatasetSplit, ShardsDisjointBalancedDeterministic) {
   EXPECT_THROW(make_shards(2, 0, 5), Error);
 }
 
+TEST(DatasetSplit, SampleStopsAtItsTokensAndKeepsFileOrder) {
+  std::vector<Example> ex(10);
+  for (size_t i = 0; i < ex.size(); ++i) ex[i].ids.assign(i + 1, 7);  // example i: i + 1 tokens
+  auto all = sample_examples(ex, 0, 0, 3);
+  EXPECT_EQ(all.size(), 10u);
+  EXPECT_EQ(sample_examples(ex, 0, 1000, 3), all);  // a budget above the 55 tokens takes every one
+  // seed 0's permutation starts 6, 3, 2, 9: 7 + 4 + 3 tokens are still under 15, so 9 is taken too.
+  EXPECT_EQ(sample_examples(ex, 0, 15, 0), (std::vector<size_t>{2, 3, 6, 9}));
+  EXPECT_EQ(sample_examples(ex, 2, 0, 0), (std::vector<size_t>{3, 6}));
+  EXPECT_EQ(sample_examples(ex, 3, 8, 0), (std::vector<size_t>{3, 6}));  // the tokens bind first
+}
+
 TEST(DatasetBatch, PadsRightWithMasks) {
   std::vector<Example> ex(2);
   ex[0].ids = {1, 2, 3};
