@@ -273,8 +273,13 @@ TEST(Model, CheckpointedLossRecomputesChunksWithTheSameGradients) {
     // 20 supervised positions: one chunk by default (recompute_chunk), 7 of 3.
     EXPECT_EQ(hook->no_grad_calls, chunk == 0 ? 1 : 7) << "chunks not recomputed";
     EXPECT_NEAR(got, want, 1e-5 * std::abs(want)) << "chunk " << chunk;
-    EXPECT_TRUE(torch::allclose(got_h, want_h, 1e-4, 1e-7)) << "chunk " << chunk;
-    EXPECT_TRUE(torch::allclose(got_a, want_a, 1e-4, 1e-7)) << "chunk " << chunk;
+    // Against the gradient's largest entry: summing chunks in another order moves fp32 sums by a
+    // few ulps of that scale (5e-7 of it under OpenBLAS on AMD EPYC), a wrong chunk by all of it.
+    for (auto [got_g, want_g] : {std::pair(got_h, want_h), std::pair(got_a, want_a)}) {
+      EXPECT_LT((got_g - want_g).abs().max().item<double>(),
+                1e-5 * want_g.abs().max().item<double>())
+          << "chunk " << chunk;
+    }
   }
   m.set_checkpointing(false);
   m.lm_head().hook.reset();

@@ -151,7 +151,7 @@ TEST(Trainer, GradientAccumulationEqualsOneBigBatch) {
   };
   auto [m1, s1, g1] = run(one);
   auto [m2, s2, g2] = run(two);
-  EXPECT_NEAR(m1.loss, m2.loss, 1e-6);
+  EXPECT_NEAR(m1.loss, m2.loss, 1e-6 * m1.loss);  // fp32 sums of two micro-batches, not one
   EXPECT_NEAR(m1.grad_norm, m2.grad_norm, 1e-6 * m1.grad_norm);
   double g_max = 0;
   for (const auto& [k, v] : g1) g_max = std::max(g_max, v.abs().max().item<double>());
