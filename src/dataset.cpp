@@ -1,14 +1,17 @@
 #include "dataset.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <numeric>
 #include <sstream>
+#include <thread>
 #include <unordered_set>
 
 #include "error.h"
@@ -494,6 +497,71 @@ Dataset load_dataset(const std::string& path, const Tokenizer& tok, const Tokeni
                       config_where);
 }
 
+namespace {
+
+// One record formatted and tokenized: its example, or why it was left out, or what it threw.
+struct TokenizedRecord {
+  Example ex;
+  bool skipped_empty = false;
+  bool dropped_no_target = false;  // the prompt alone filled max_len
+  std::exception_ptr error;
+};
+
+TokenizedRecord tokenize_record(const Record& rec, Schema schema, const ChatFormat& chat,
+                                const Tokenizer& tok, const TokenizerConfig& config,
+                                const DatasetOptions& options, const std::string& path) {
+  TokenizedRecord out;
+  try {
+    FormattedText text = format_record(rec, schema, &chat, config, path);
+    if (completion_is_empty(rec, schema)) {
+      if (options.skip_empty_completions) {
+        out.skipped_empty = true;
+        return out;
+      }
+      fail(where_line(path, rec.line), "empty completion: nothing to train on",
+           "a non-empty completion", "an empty one",
+           "remove the record, or ask to skip empty completions (--skip-empty)");
+    }
+    out.ex = tokenize_example(text, tok, options.max_len);
+    out.ex.source_line = rec.line;
+    const auto& m = out.ex.loss_mask;
+    out.dropped_no_target = std::find(m.begin(), m.end(), 1) == m.end();
+  } catch (...) {
+    out.error = std::current_exception();
+  }
+  return out;
+}
+
+// Every record, in file order, tokenized on up to one thread per core: most of a large file's
+// loading time is its tokenizing (perf, bench/RESULTS.md).
+std::vector<TokenizedRecord> tokenize_records(const std::vector<Record>& records, Schema schema,
+                                              const ChatFormat& chat, const Tokenizer& tok,
+                                              const TokenizerConfig& config,
+                                              const DatasetOptions& options,
+                                              const std::string& path) {
+  constexpr size_t kChunk = 256, kMaxThreads = 32;
+  std::vector<TokenizedRecord> out(records.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t begin; (begin = next.fetch_add(kChunk)) < records.size();) {
+      const size_t end = std::min(records.size(), begin + kChunk);
+      for (size_t i = begin; i < end; ++i) {
+        out[i] = tokenize_record(records[i], schema, chat, tok, config, options, path);
+      }
+    }
+  };
+  const size_t n_chunks = (records.size() + kChunk - 1) / kChunk;
+  const size_t n_threads =
+      std::min({size_t(std::max(1u, std::thread::hardware_concurrency())), kMaxThreads, n_chunks});
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < n_threads; ++t) helpers.emplace_back(work);
+  work();
+  for (auto& h : helpers) h.join();
+  return out;
+}
+
+}  // namespace
+
 Dataset make_dataset(const std::vector<Record>& records, const std::string& path,
                      const Tokenizer& tok, const TokenizerConfig& config,
                      const DatasetOptions& options, const std::string& config_where) {
@@ -509,23 +577,11 @@ Dataset make_dataset(const std::vector<Record>& records, const std::string& path
   }
   Dataset data;
   int64_t n_skipped = 0, n_dropped = 0;
-  for (const Record& rec : records) {
-    FormattedText text = format_record(rec, schema, &chat, config, path);
-    if (completion_is_empty(rec, schema)) {
-      if (options.skip_empty_completions) {
-        ++n_skipped;
-        continue;
-      }
-      fail(where_line(path, rec.line), "empty completion: nothing to train on", "a non-empty completion",
-           "an empty one", "remove the record, or ask to skip empty completions (--skip-empty)");
-    }
-    Example ex = tokenize_example(text, tok, options.max_len);
-    ex.source_line = rec.line;
-    if (std::find(ex.loss_mask.begin(), ex.loss_mask.end(), 1) == ex.loss_mask.end()) {
-      ++n_dropped;  // the prompt alone filled max_len
-      continue;
-    }
-    data.examples.push_back(std::move(ex));
+  for (TokenizedRecord& t : tokenize_records(records, schema, chat, tok, config, options, path)) {
+    if (t.error) std::rethrow_exception(t.error);  // the first bad record in file order
+    n_skipped += t.skipped_empty;
+    n_dropped += t.dropped_no_target;
+    if (!t.skipped_empty && !t.dropped_no_target) data.examples.push_back(std::move(t.ex));
   }
   if (data.examples.empty()) {
     fail(path, "no usable examples", "at least one example with completion tokens",

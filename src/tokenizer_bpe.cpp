@@ -1,6 +1,7 @@
 // tokenizer.json with a BPE model, following Hugging Face `tokenizers`: added tokens are split out
 // of the raw text first, then normalizer, pre-tokenizer, BPE per pre-token, post-processor.
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -243,8 +244,13 @@ class BpeModel {
 
   static constexpr size_t kMaxCachedWord = 256;  // bytes, as HF's cache
   static constexpr size_t kCacheCapacity = 200000;
-  mutable std::mutex cache_mutex_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+  // Cached words in shards by hash, each with its own lock: datasets are tokenized on every core.
+  struct CacheShard {
+    std::mutex mutex;
+    std::unordered_map<std::string, std::vector<int32_t>> words;
+  };
+  static constexpr size_t kCacheShards = 16;
+  mutable std::array<CacheShard, kCacheShards> cache_;
 };
 
 void BpeModel::load(const json& model, const std::string& where) {
@@ -421,11 +427,12 @@ void BpeModel::tokenize(const std::string& word, std::vector<int32_t>& out) cons
       return;
     }
   }
-  bool cacheable = word.size() < kMaxCachedWord;
+  const bool cacheable = word.size() < kMaxCachedWord;
+  CacheShard& shard = cache_[std::hash<std::string>{}(word) % kCacheShards];
   if (cacheable) {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    auto it = cache_.find(word);
-    if (it != cache_.end()) {
+    std::lock_guard<std::mutex> lock(shard.mutex);
+    auto it = shard.words.find(word);
+    if (it != shard.words.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
     }
@@ -436,9 +443,9 @@ void BpeModel::tokenize(const std::string& word, std::vector<int32_t>& out) cons
   for (const Symbol& s : symbols)
     if (s.alive) out.push_back(s.id);
   if (cacheable) {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_.size() >= kCacheCapacity) cache_.clear();
-    cache_.emplace(word, std::vector<int32_t>(out.begin() + first, out.end()));
+    std::lock_guard<std::mutex> lock(shard.mutex);
+    if (shard.words.size() >= kCacheCapacity / kCacheShards) shard.words.clear();
+    shard.words.emplace(word, std::vector<int32_t>(out.begin() + first, out.end()));
   }
 }
 

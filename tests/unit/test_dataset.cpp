@@ -168,6 +168,36 @@ TEST_F(DatasetTest, PromptCompletionIdsAndMask) {
   EXPECT_EQ(d.stats.n_supervised, 3);
 }
 
+TEST_F(DatasetTest, ManyRecordsKeepFileOrderAndTheFirstBadOneIsNamed) {
+  // Thousands of records go to several threads in chunks; results and errors stay in file order.
+  const auto record = [](int i, bool empty) {
+    return "{\"prompt\": \"p" + std::to_string(i) + "\", \"completion\": \"" +
+           (empty ? "" : "c" + std::to_string(i)) + "\"}\n";
+  };
+  std::string good, bad;
+  for (int i = 1; i <= 3000; ++i) {
+    good += record(i, false);
+    bad += record(i, i == 1700 || i == 2600);
+  }
+  Dataset d = load(write("good.jsonl", good));
+  ASSERT_EQ(d.examples.size(), 3000u);
+  for (int i = 1; i <= 3000; i += 7) {
+    const Example& ex = d.examples[size_t(i - 1)];
+    const std::string n = std::to_string(i);
+    EXPECT_EQ(ex.ids, cat({{k_bos}, bytes("p" + n), bytes("c" + n), {k_eos}})) << i;
+    EXPECT_EQ(ex.source_line, i);
+  }
+  const std::string path = write("bad.jsonl", bad);
+  std::string err = error_of([&] { load(path); });
+  EXPECT_NE(err.find("bad.jsonl:1700"), std::string::npos) << err;
+  DatasetOptions skip;
+  skip.skip_empty_completions = true;
+  Dataset s = load(path, skip);
+  EXPECT_EQ(s.stats.n_skipped_empty, 2);
+  ASSERT_EQ(s.examples.size(), 2998u);
+  EXPECT_EQ(s.examples[1699].source_line, 1701);
+}
+
 TEST_F(DatasetTest, TextSchemaSupervisesEverythingAfterBos) {
   Dataset d = load(write("d.jsonl", R"({"text": "abc"})"));
   EXPECT_EQ(d.examples[0].ids, cat({{k_bos}, bytes("abc"), {k_eos}}));
