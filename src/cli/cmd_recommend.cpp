@@ -178,7 +178,12 @@ int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
   } else {
     std::printf("%s", recommendation_report(rec, ctx).c_str());
   }
-  if (!o.common.quiet && !o.out.empty()) std::fprintf(stderr, "configs in %s\n", o.out.c_str());
+  if (!o.common.quiet && !o.out.empty()) {
+    std::fprintf(stderr,
+                 "configs in %s; train it: lorank train --adapter-config %s --out DIR, with this "
+                 "command's --model, --data and data options\n",
+                 o.out.c_str(), o.out.c_str());
+  }
   return 0;
 }
 

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "error.h"
@@ -157,6 +158,9 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
   TrainOptions& t = o.train;
   std::vector<OptionSpec> specs;
   if (!sweep) {
+    specs.push_back({"--adapter-config", &o.adapter_config,
+                     "rank, alpha, rsLoRA, targets, patterns and dropout from a PEFT "
+                     "adapter_config.json, or the folder holding one (recommend --out writes it)"});
     specs.push_back({"-r,--r,--rank", &o.r, "LoRA rank", 1, 1 << 16});
     specs.push_back(
         {"--rank-pattern", &o.rank_pattern, "per-module ranks, PEFT keys: q_proj=16,..."});
@@ -219,6 +223,20 @@ void finalize(TrainCliOptions& o) {
 }
 
 LoraConfig lora_config_from(const TrainCliOptions& o) {
+  if (!o.adapter_config.empty()) {
+    std::string path = o.adapter_config;
+    if (std::filesystem::is_directory(path)) path += "/adapter_config.json";
+    if (!o.lora_flags_given.empty()) {
+      fail(o.lora_flags_given.front(), "conflicts with --adapter-config",
+           "the LoRA settings from one place", "both",
+           "edit " + path + ", or drop --adapter-config and give every LoRA option");
+    }
+    if (!std::filesystem::exists(path)) {
+      fail("--adapter-config", "not found", "a PEFT adapter_config.json or the folder holding one",
+           path, "lorank recommend --out DIR writes DIR/adapter_config.json");
+    }
+    return LoraAdapters::read_peft_config(path);
+  }
   LoraConfig c;
   c.r = o.r;
   c.alpha = o.alpha;
@@ -273,7 +291,13 @@ Subcommand train_subcommand() {
             add_options(app, common_option_specs(o->common));
             add_options(app, data_option_specs(o->data));
             add_options(app, train_option_specs(*o, /*sweep=*/false));
-            return [o] { return run_train(*o); };
+            return [o, &app] {
+              for (const char* flag : {"--rank", "--rank-pattern", "--alpha", "--rslora",
+                                       "--targets", "--alpha-pattern", "--dropout"}) {
+                if (app.count(flag) > 0) o->lora_flags_given.push_back(flag);
+              }
+              return run_train(*o);
+            };
           }};
 }
 

@@ -22,6 +22,8 @@ struct TrainCliOptions {
   std::vector<std::string> targets = {"all-linear"};
   std::vector<std::string> rank_pattern, alpha_pattern;  // "key=value"
   double dropout = 0;
+  std::string adapter_config;  // train only: the LoRA settings above from adapter_config.json
+  std::vector<std::string> lora_flags_given;  // which of those settings the command line also set
   TrainOptions train;
   int64_t seed = 0;
   int64_t eval_batch_tokens = 8192;
@@ -36,6 +38,8 @@ struct TrainCliOptions {
 std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep);
 // Applies the parsed values the tables cannot hold directly (seed, autocast, eval batch).
 void finalize(TrainCliOptions& o);
+// From the LoRA options, or from --adapter-config (a file or the folder holding one), which no
+// LoRA option may also be given with.
 LoraConfig lora_config_from(const TrainCliOptions& o);
 // Train/validation examples from --data (split by --val-fraction unless --val), test from --test.
 TrainData load_train_data(const Session& s, const TrainCliOptions& o);

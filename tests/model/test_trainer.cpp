@@ -646,6 +646,35 @@ TEST(TrainCli, TrainsRefusesAndResumes) {
   EXPECT_NE(r.output.find("key=value"), std::string::npos) << r.output;
 }
 
+TEST(TrainCli, AdapterConfigGivesTheLoraSettingsAndNoFlagMayRepeatThem) {
+  // What `recommend --out DIR` leaves in DIR: PEFT's adapter_config.json with a rank_pattern.
+  const std::string rec = test::make_temp_dir("cli-adapter-config");
+  test::write_file(rec + "/adapter_config.json", R"({"peft_type": "LORA", "r": 4,
+    "lora_alpha": 8, "use_rslora": true, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"],
+    "rank_pattern": {"model.layers.1.self_attn.v_proj": 2}, "alpha_pattern": {"q_proj": 16}})");
+  const std::string args =
+      "train " + cli_model_data() + " --batch 4 --max-steps 2 --val-fraction 0.25";
+  const std::string out = rec + "/out";
+  auto r = test::run_lorank(args + " --adapter-config " + rec + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto got = nlohmann::json::parse(test::read_file(out + "/adapter_config.json"));
+  EXPECT_EQ(got["r"], 4);
+  EXPECT_EQ(got["lora_alpha"], 8);
+  EXPECT_EQ(got["use_rslora"], true);
+  EXPECT_EQ(got["target_modules"], nlohmann::json({"q_proj", "v_proj"}));
+  EXPECT_EQ(got["rank_pattern"], nlohmann::json({{"model.layers.1.self_attn.v_proj", 2}}));
+  EXPECT_EQ(got["alpha_pattern"], nlohmann::json({{"q_proj", 16}}));
+  r = test::run_lorank(args + " --adapter-config " + rec + " --r 8 --force --out " + out);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--rank: conflicts with --adapter-config"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find(rec + "/adapter_config.json"), std::string::npos) << r.output;
+  r = test::run_lorank(args + " --adapter-config " + rec + "/none.json --force --out " + out);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--adapter-config: not found"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("recommend --out DIR"), std::string::npos) << r.output;
+}
+
 TEST(TrainCli, SweepPrintsTheTableAndMarksTheAdequateRank) {
   const std::string dir = test::make_temp_dir("cli-sweep") + "/out";
   auto r = test::run_lorank("sweep " + cli_model_data() +
