@@ -551,8 +551,9 @@ std::vector<TokenizedRecord> tokenize_records(const std::vector<Record>& records
     }
   };
   const size_t n_chunks = (records.size() + kChunk - 1) / kChunk;
-  const size_t n_threads =
-      std::min({size_t(std::max(1u, std::thread::hardware_concurrency())), kMaxThreads, n_chunks});
+  const size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const size_t wanted = options.threads > 0 ? size_t(options.threads) : cores;
+  const size_t n_threads = std::min({wanted, kMaxThreads, n_chunks});
   std::vector<std::thread> helpers;
   for (size_t t = 1; t < n_threads; ++t) helpers.emplace_back(work);
   work();

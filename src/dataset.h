@@ -26,6 +26,7 @@ struct DatasetOptions {
   int64_t max_len = 512;              // longer sequences are cut from the right (and counted)
   int64_t max_examples = 0;           // 0 = all; else the first n records of the file
   bool skip_empty_completions = false;  // default: an empty completion is an error
+  int64_t threads = 0;                  // tokenizing threads; 0 = one per core
 };
 
 // One record as read: an object of fields (CSV cells are strings) and the line it starts on.

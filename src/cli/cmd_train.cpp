@@ -50,12 +50,8 @@ std::map<std::string, T> parse_pattern(const std::vector<std::string>& items, co
 }
 
 Dataset load_extra(const Session& s, const TrainCliOptions& o, const std::string& path) {
-  DatasetOptions d;
-  d.schema = schema_from_name(o.data.schema);
-  d.chat_format = o.data.chat_format;
-  d.max_len = o.data.max_len;
-  d.skip_empty_completions = o.data.skip_empty;
-  return load_dataset(path, *s.tokenizer, s.tokenizer_config, d,
+  return load_dataset(path, *s.tokenizer, s.tokenizer_config,
+                      dataset_options(o.data, o.common.threads),
                       s.model_dir + "/tokenizer_config.json");
 }
 

@@ -119,7 +119,10 @@ std::vector<OptionSpec> common_option_specs(CommonOptions& o) {
       {"--gpu-memory", &o.gpu_memory_gib,
        "GiB of CUDA memory to use (0: the card's); batches fit it and more fails, as on a card that size",
        0, 1e6},
-      {"--threads", &o.threads, "CPU threads (0: the default; under OpenBLAS, its threads)", 0, 1024},
+      {"--threads", &o.threads,
+       "CPU threads for compute and tokenizing (0: the default, under OpenBLAS its threads; "
+       "every core for tokenizing)",
+       0, 1024},
       {"--json", &o.json, "print machine-readable JSON instead of tables"},
       {"--quiet,-q", &o.quiet, "no progress bars"},
   };

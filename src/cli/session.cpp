@@ -92,16 +92,22 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
   s.tokenizer_config = load_tokenizer_config(s.model_dir, *s.tokenizer);
   if (load_model) s.model = load_model_for(s);
   if (load_data) {
-    DatasetOptions d;
-    d.schema = schema_from_name(data_opts.schema);
-    d.chat_format = data_opts.chat_format;
-    d.max_len = data_opts.max_len;
+    DatasetOptions d = dataset_options(data_opts, common.threads);
     d.max_examples = data_opts.max_examples;
-    d.skip_empty_completions = data_opts.skip_empty;
     s.data = load_dataset(s.data_path, *s.tokenizer, s.tokenizer_config, d,
                           s.model_dir + "/tokenizer_config.json");
   }
   return s;
+}
+
+DatasetOptions dataset_options(const DataOptions& data, int64_t threads) {
+  DatasetOptions d;
+  d.schema = schema_from_name(data.schema);
+  d.chat_format = data.chat_format;
+  d.max_len = data.max_len;
+  d.skip_empty_completions = data.skip_empty;
+  d.threads = threads;
+  return d;
 }
 
 int32_t pad_id_for(const Session& s) {

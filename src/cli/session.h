@@ -40,6 +40,8 @@ void limit_gpu_memory(const torch::Device& device, double gib);
 // load_model false: tokenizer and data only (a sweep whose trainings run in other processes).
 Session open_session(const CommonOptions& common, const DataOptions& data, bool load_data = true,
                      bool load_model = true);
+// How --data's options (and --threads) read a data file; max_examples is left to the caller.
+DatasetOptions dataset_options(const DataOptions& data, int64_t threads);
 int32_t pad_id_for(const Session& s);  // pad, else eos, else 0: padding is masked out anyway
 // GiB of the model's weights in the session's compute dtype, from config.json alone.
 double weights_gib(const Session& s);

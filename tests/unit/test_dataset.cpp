@@ -181,6 +181,15 @@ TEST_F(DatasetTest, ManyRecordsKeepFileOrderAndTheFirstBadOneIsNamed) {
   }
   Dataset d = load(write("good.jsonl", good));
   ASSERT_EQ(d.examples.size(), 3000u);
+  DatasetOptions one_thread, five_threads;
+  one_thread.threads = 1;
+  five_threads.threads = 5;
+  Dataset d1 = load(write("good.jsonl", good), one_thread);
+  Dataset d5 = load(write("good.jsonl", good), five_threads);
+  for (size_t i = 0; i < d.examples.size(); ++i) {
+    ASSERT_EQ(d1.examples[i].ids, d.examples[i].ids) << i;
+    ASSERT_EQ(d5.examples[i].ids, d.examples[i].ids) << i;
+  }
   for (int i = 1; i <= 3000; i += 7) {
     const Example& ex = d.examples[size_t(i - 1)];
     const std::string n = std::to_string(i);
