@@ -200,9 +200,8 @@ Subcommand inspect_subcommand() {
                 {
                     {"--no-loss", &o->no_loss, "skip the base-loss pass over the data"},
                     {"--loss-tokens", &o->loss_tokens,
-                     "tokens to measure the base loss on: a random sample of whole examples, with "
-                     "its "
-                     "standard error (0: every example)",
+                     "tokens to measure the base loss on: a random sample of whole examples, "
+                     "with its standard error (0: every example)",
                      0, 1e15},
                     {"--batch-tokens", &o->batch_tokens, "padded tokens per forward pass", 16, 1e9},
                 });
