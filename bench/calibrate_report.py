@@ -269,11 +269,7 @@ def seed_spread(cases):
         print(f"\nover the {len(resolved)} cases whose seeds resolve the oracle"
               f" ({', '.join(c['name'] for c in resolved)}):")
         print_summary(resolved)
-        models = sorted({c["model"] for c in resolved})
-        for model in models if len(models) > 1 else []:
-            some = [c for c in resolved if c["model"] == model]
-            print(f"\n{model}, {len(some)} of them:")
-            print_summary(some)
+        print_per_model(resolved, "of them")
 
 
 def curve_points(c):
@@ -443,16 +439,21 @@ def pattern_vs_uniform(cases):
 
 
 def name_by_model(cases):
-    """Cases per model (the folder recommend probed); with several, each case is named model/case."""
-    by_model = {}
+    """Each case's model (the folder recommend probed); with several, cases are named model/case."""
     for c in cases:
         c["model"] = os.path.basename(c["rec"]["model"]["path"].rstrip("/"))
-        by_model.setdefault(c["model"], []).append(c)
-    if len(by_model) > 1:
-        for model, some in by_model.items():
-            for c in some:
-                c["name"] = f"{model}/{c['name']}"
-    return by_model
+    if len({c["model"] for c in cases}) > 1:
+        for c in cases:
+            c["name"] = f"{c['model']}/{c['name']}"
+
+
+def print_per_model(cases, counted):
+    """print_summary for each model's cases, when there are several models."""
+    models = sorted({c["model"] for c in cases})
+    for model in models if len(models) > 1 else []:
+        some = [c for c in cases if c["model"] == model]
+        print(f"\n{model}, {len(some)} {counted}:")
+        print_summary(some)
 
 
 def main():
@@ -469,12 +470,9 @@ def main():
         print("scored against a non-increasing fit of each sweep's L(r), not the raw losses\n")
     if not cases:
         sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {' '.join(outs)}")
-    by_model = name_by_model(cases)
+    name_by_model(cases)
     print_table(cases)
-    if len(by_model) > 1:
-        for model, some in by_model.items():
-            print(f"\n{model}, {len(some)} cases:")
-            print_summary(some)
+    print_per_model(cases, "cases")
     seed_spread(cases)
     curves(cases)
     pattern_vs_uniform(cases)
