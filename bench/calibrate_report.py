@@ -18,17 +18,20 @@ rank), L(r) is the mean test loss over all seeds, provided every rank has the sa
 --monotone scores against a non-increasing least-squares fit of each L(r) (pool adjacent
 violators) instead of the raw one-seed losses: a view of how much of the excess is sweep noise.
 
-Several OUT folders are scored as one set of cases.
+Several OUT folders are scored as one set of cases. --only REGEX keeps the cases whose folder name
+matches (e.g. '-(1000|8000|6701|4870|4387)$' for the issue's 1k/8k protocol: spam, trec-qc and gsm8k
+have fewer than 8,000 training examples, so their whole training set stands in).
 
 --curve-loo TAG,TAG,... scores only the predicted curve: per resolved case left out, the tag (a
 redecide.sh run with other curve options) with the lowest mean absolute error on the others.
 
-Usage: bench/calibrate_report.py OUT... [--explore [--within]] [--monotone] [--seed0] [--tag TAG]   (TAG: recommendTAG.json)
+Usage: bench/calibrate_report.py OUT... [--explore [--within]] [--monotone] [--seed0] [--tag TAG] [--only REGEX]   (TAG: recommendTAG.json)
        bench/calibrate_report.py OUT... --curve-loo TAG,TAG,...
 """
 import json
 import math
 import os
+import re
 import sys
 
 from calibrate_pattern import settings_diff
@@ -461,11 +464,14 @@ def main():
         sys.exit(__doc__)
     tag = sys.argv[sys.argv.index("--tag") + 1] if "--tag" in sys.argv else ""
     outs = [a for i, a in enumerate(sys.argv[1:], 1)
-            if not a.startswith("--") and sys.argv[i - 1] not in ("--tag", "--curve-loo")]
+            if not a.startswith("--") and sys.argv[i - 1] not in ("--tag", "--curve-loo", "--only")]
     if "--curve-loo" in sys.argv:
         return curve_loo(outs, sys.argv[sys.argv.index("--curve-loo") + 1].split(","))
     cases = [c for out in outs
              for c in load_cases(out, tag, "--monotone" in sys.argv, "--seed0" not in sys.argv)]
+    if "--only" in sys.argv:
+        only = re.compile(sys.argv[sys.argv.index("--only") + 1])
+        cases = [c for c in cases if only.search(c["name"])]
     if "--monotone" in sys.argv:
         print("scored against a non-increasing fit of each sweep's L(r), not the raw losses\n")
     if not cases:
