@@ -1,7 +1,6 @@
 #include "dataset.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +14,7 @@
 #include <unordered_set>
 
 #include "error.h"
+#include "parallel.h"
 #include "tokenizer_unicode.h"
 
 namespace lorank {
@@ -541,23 +541,14 @@ std::vector<TokenizedRecord> tokenize_records(const std::vector<Record>& records
                                               const std::string& path) {
   constexpr size_t kChunk = 256, kMaxThreads = 32;
   std::vector<TokenizedRecord> out(records.size());
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t begin; (begin = next.fetch_add(kChunk)) < records.size();) {
-      const size_t end = std::min(records.size(), begin + kChunk);
-      for (size_t i = begin; i < end; ++i) {
-        out[i] = tokenize_record(records[i], schema, chat, tok, config, options, path);
-      }
-    }
-  };
-  const size_t n_chunks = (records.size() + kChunk - 1) / kChunk;
   const size_t cores = std::max(1u, std::thread::hardware_concurrency());
   const size_t wanted = options.threads > 0 ? size_t(options.threads) : cores;
-  const size_t n_threads = std::min({wanted, kMaxThreads, n_chunks});
-  std::vector<std::thread> helpers;
-  for (size_t t = 1; t < n_threads; ++t) helpers.emplace_back(work);
-  work();
-  for (auto& h : helpers) h.join();
+  parallel_items(
+      records.size(), std::min(wanted, kMaxThreads),
+      [&](size_t i) {
+        out[i] = tokenize_record(records[i], schema, chat, tok, config, options, path);
+      },
+      kChunk);
   return out;
 }
 

@@ -13,7 +13,9 @@
 #include "compat.h"
 #include "error.h"
 #include "model.h"
+#include "parallel.h"
 #include "progress.h"
+#include "runtime.h"
 
 namespace lorank {
 
@@ -532,9 +534,9 @@ void move_probe(ProbeResult& probe, const torch::Device& device) {
 }
 
 std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const SpectrumOptions& opts) {
-  std::vector<ModuleSpectrum> out;
   const double n_real = double(std::max<int64_t>(probe.n_tokens(), 1));
   std::map<const void*, InputSpectrum> inputs;  // one per shared input moment
+  std::vector<const InputSpectrum*> input_of;
   for (const auto& m : probe.modules) {
     const void* key = m.moment_all.defined() ? m.moment_all.data_ptr() : nullptr;
     auto it = inputs.find(key);
@@ -542,8 +544,21 @@ std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const Spectr
       torch::Tensor cov = key ? m.moment_all / n_real : torch::Tensor();  // (d_in, d_in)
       it = inputs.emplace(key, analyse_inputs(cov, m.moment_scored, opts)).first;
     }
-    out.push_back(analyse_module(on_device(m.grad, probe.device), it->second, opts));
+    input_of.push_back(&it->second);
   }
+  std::vector<ModuleSpectrum> out(probe.modules.size());
+  auto analyse = [&](size_t i) {
+    out[i] = analyse_module(on_device(probe.modules[i].grad, probe.device), *input_of[i], opts);
+  };
+  // On a CPU, one module a thread: each module's decompositions are too small to keep many
+  // threads busy, and on a GPU they queue on one device.
+  const int64_t workers = probe.device.is_cpu() ? compute_threads() : 1;
+  if (workers <= 1 || out.size() < 2) {
+    for (size_t i = 0; i < out.size(); ++i) analyse(i);
+    return out;
+  }
+  SingleThreadedOps one_thread_each;
+  parallel_items(out.size(), size_t(workers), analyse);
   return out;
 }
 

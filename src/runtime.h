@@ -24,6 +24,19 @@ std::vector<torch::Device> resolve_devices(const std::string& list);
 torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device);
 void set_threads(int64_t n);  // 0 leaves LibTorch's default; under OpenBLAS, OpenBLAS's threads
 int64_t compute_threads();    // the threads that multiply: OpenBLAS's where it is the BLAS
+
+// One compute thread per operation while it lives, for many small operations run side by side on
+// threads of their own; the count before it comes back after.
+class SingleThreadedOps {
+ public:
+  SingleThreadedOps() : before_(compute_threads()) { set_threads(1); }
+  ~SingleThreadedOps() { set_threads(before_); }
+  SingleThreadedOps(const SingleThreadedOps&) = delete;
+  SingleThreadedOps& operator=(const SingleThreadedOps&) = delete;
+
+ private:
+  int64_t before_;
+};
 RuntimeInfo runtime_info(const torch::Device& device);
 std::string dtype_name(torch::ScalarType t);
 

@@ -34,7 +34,9 @@ std::vector<OptionSpec> probe_option_specs(ProbeCliOptions& o, bool for_recommen
       {"--max-batch", &o.max_batch, "examples per forward pass (0: 64 on CPU, 1024 on CUDA)", 0,
        1e6},
       {"--spectrum-device", &o.spectrum_device,
-       "where the spectra are computed (auto: where the probe ran)", -1e300, 1e300, {"auto", "cpu"}},
+       "where the spectra are computed (auto: where the probe ran; cpu: one module per core, "
+       "faster for small models on many cores)",
+       -1e300, 1e300, {"auto", "cpu"}},
   };
   if (!for_recommend) {  // recommend has its own --max-rank and decides on moments by its rule
     specs.push_back({"--max-rank", &o.max_rank, "largest rank of the grid", 1, 65536});

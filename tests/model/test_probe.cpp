@@ -2,16 +2,16 @@
 // moments against recorded inputs, shards, determinism, sketch vs exact, runtime and the CLI.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "compat.h"
 #include "error.h"
 #include "model_fixtures.h"
 #include "probe.h"
+#include "runtime.h"
 #include "tokenizer.h"
 
 namespace lorank {
@@ -164,6 +164,32 @@ TEST(Probe, SameSeedSameResult) {
   for (size_t i = 0; i < sa.size(); ++i) EXPECT_EQ(sa[i].gain, sb[i].gain);
   o.seed = 6;
   EXPECT_NE(run_probe(test::tiny_llama(), cmudict(), o).shards, a.shards);
+}
+
+// On a CPU the modules are analysed one a thread; each must come out as it does alone.
+TEST(Probe, ModulesAnalysedSideBySideMatchOneAtATime) {
+  ProbeOptions o = small_options();
+  o.target_kinds = {"q_proj", "k_proj", "up_proj", "down_proj"};
+  ProbeResult r = run_probe(test::tiny_llama(), cmudict(), o);
+  const int64_t before = compute_threads();
+  set_threads(1);
+  auto alone = analyse_probe(r, SpectrumOptions{});
+  set_threads(3);
+  auto side_by_side = analyse_probe(r, SpectrumOptions{});
+  EXPECT_EQ(compute_threads(), 3) << "the thread count must come back after the analysis";
+  set_threads(before);
+  ASSERT_EQ(alone.size(), side_by_side.size());
+  ASSERT_EQ(alone.size(), 8u);
+  for (size_t i = 0; i < alone.size(); ++i) {
+    ASSERT_EQ(alone[i].singular_values.size(), side_by_side[i].singular_values.size());
+    for (size_t k = 0; k < alone[i].singular_values.size(); ++k) {
+      EXPECT_NEAR(alone[i].singular_values[k], side_by_side[i].singular_values[k],
+                  1e-9 * alone[i].singular_values[0])
+          << "module " << i << " value " << k;
+    }
+    EXPECT_EQ(alone[i].signal_rank, side_by_side[i].signal_rank) << "module " << i;
+    EXPECT_EQ(alone[i].grid, side_by_side[i].grid);
+  }
 }
 
 TEST(Probe, SketchAgreesWithExactOnTopSingularValues) {
