@@ -65,16 +65,22 @@ std::string parser_message(const std::exception& e) {
   return msg;
 }
 
-std::vector<Record> read_jsonl(const std::string& path, const std::string& bytes, int64_t max_records) {
-  std::vector<Record> records;
-  int64_t line_no = 0;
+// Where reading a JSONL file's bytes has got to.
+struct JsonlCursor {
   size_t pos = 0;
-  while (pos < bytes.size()) {
-    size_t end = bytes.find('\n', pos);
+  int64_t line_no = 0;
+};
+
+// Up to max_records (0: all) more records from `at`.
+std::vector<Record> read_jsonl(const std::string& path, const std::string& bytes,
+                               int64_t max_records, JsonlCursor& at) {
+  std::vector<Record> records;
+  while (at.pos < bytes.size()) {
+    size_t end = bytes.find('\n', at.pos);
     if (end == std::string::npos) end = bytes.size();
-    std::string line = bytes.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_no;
+    std::string line = bytes.substr(at.pos, end - at.pos);
+    at.pos = end + 1;
+    const int64_t line_no = ++at.line_no;
     if (is_blank(line)) continue;
     Record rec;
     rec.line = line_no;
@@ -401,14 +407,32 @@ std::vector<Record> read_records(const std::string& path, int64_t max_records) {
   return parse_records(read_all(path), path, max_records);
 }
 
-std::vector<Record> parse_records(const std::string& file_bytes, const std::string& path,
-                                  int64_t max_records) {
-  std::string bytes = file_bytes;
-  if (bytes.compare(0, 3, "\xEF\xBB\xBF") == 0) bytes.erase(0, 3);  // UTF-8 byte-order mark
-  if (ends_with(path, ".csv")) return read_csv(path, bytes, max_records);
+namespace {
+
+enum class FileFormat { jsonl, json_array, csv };
+
+// Told by the .csv extension, else by the first character; strips a UTF-8 byte-order mark.
+FileFormat strip_and_tell_format(std::string& bytes, const std::string& path) {
+  if (bytes.compare(0, 3, "\xEF\xBB\xBF") == 0) bytes.erase(0, 3);
+  if (ends_with(path, ".csv")) return FileFormat::csv;
   size_t first = bytes.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && bytes[first] == '[') return read_json_array(path, bytes, max_records);
-  return read_jsonl(path, bytes, max_records);
+  if (first != std::string::npos && bytes[first] == '[') return FileFormat::json_array;
+  return FileFormat::jsonl;
+}
+
+}  // namespace
+
+std::vector<Record> parse_records(std::string bytes, const std::string& path, int64_t max_records) {
+  switch (strip_and_tell_format(bytes, path)) {
+    case FileFormat::csv:
+      return read_csv(path, bytes, max_records);
+    case FileFormat::json_array:
+      return read_json_array(path, bytes, max_records);
+    case FileFormat::jsonl:
+      break;
+  }
+  JsonlCursor at;
+  return read_jsonl(path, bytes, max_records, at);
 }
 
 Schema detect_schema(const Record& rec, const std::string& path) {
@@ -491,12 +515,6 @@ DatasetStats compute_stats(const std::vector<Example>& examples) {
   return s;
 }
 
-Dataset load_dataset(const std::string& path, const Tokenizer& tok, const TokenizerConfig& config,
-                     const DatasetOptions& options, const std::string& config_where) {
-  return make_dataset(read_records(path, options.max_examples), path, tok, config, options,
-                      config_where);
-}
-
 namespace {
 
 // One record formatted and tokenized: its example, or why it was left out, or what it threw.
@@ -552,42 +570,98 @@ std::vector<TokenizedRecord> tokenize_records(const std::vector<Record>& records
   return out;
 }
 
+void fail_empty(const std::string& path) {
+  fail(path, "the dataset is empty", "at least one record", "none",
+       "JSONL needs one JSON object per line; CSV a header row and data rows");
+}
+
+// Formats and tokenizes records a part of the file at a time, so that a large file's parsed JSON
+// is never held whole (nlohmann's objects take several times the text's size).
+class DatasetBuilder {
+ public:
+  DatasetBuilder(const std::string& path, const Tokenizer& tok, const TokenizerConfig& config,
+                 const DatasetOptions& options, const std::string& config_where)
+      : path_(path), tok_(tok), config_(config), options_(options), config_where_(config_where) {}
+
+  void add(const std::vector<Record>& records) {
+    if (records.empty()) return;
+    if (n_records_ == 0) start(records[0]);
+    n_records_ += int64_t(records.size());
+    for (TokenizedRecord& t :
+         tokenize_records(records, schema_, chat_, tok_, config_, options_, path_)) {
+      if (t.error) std::rethrow_exception(t.error);  // the first bad record in file order
+      n_skipped_ += t.skipped_empty;
+      n_dropped_ += t.dropped_no_target;
+      if (!t.skipped_empty && !t.dropped_no_target) data_.examples.push_back(std::move(t.ex));
+    }
+  }
+
+  Dataset finish() {
+    if (n_records_ == 0) fail_empty(path_);
+    if (data_.examples.empty()) {
+      fail(path_, "no usable examples", "at least one example with completion tokens",
+           std::to_string(n_skipped_) + " empty completions skipped, " +
+               std::to_string(n_dropped_) + " prompts longer than max_len " +
+               std::to_string(options_.max_len),
+           "raise --max-len or check the completions");
+    }
+    data_.stats = compute_stats(data_.examples);
+    data_.stats.n_records = n_records_;
+    data_.stats.n_skipped_empty = n_skipped_;
+    data_.stats.n_dropped_no_target = n_dropped_;
+    data_.stats.schema = schema_name(schema_);
+    if (schema_ == Schema::messages) data_.stats.chat_format = chat_.name;
+    return std::move(data_);
+  }
+
+ private:
+  void start(const Record& first) {
+    schema_ = options_.schema == Schema::automatic ? detect_schema(first, path_) : options_.schema;
+    if (schema_ == Schema::messages) {
+      chat_ = options_.chat_format.empty()
+                  ? detect_chat_format(config_.chat_template, config_where_)
+                  : chat_format_by_name(options_.chat_format);
+    }
+  }
+
+  const std::string& path_;
+  const Tokenizer& tok_;
+  const TokenizerConfig& config_;
+  const DatasetOptions& options_;
+  const std::string& config_where_;
+  Schema schema_ = Schema::automatic;
+  ChatFormat chat_;
+  Dataset data_;
+  int64_t n_records_ = 0, n_skipped_ = 0, n_dropped_ = 0;
+};
+
 }  // namespace
 
 Dataset make_dataset(const std::vector<Record>& records, const std::string& path,
                      const Tokenizer& tok, const TokenizerConfig& config,
                      const DatasetOptions& options, const std::string& config_where) {
-  if (records.empty()) {
-    fail(path, "the dataset is empty", "at least one record", "none",
-         "JSONL needs one JSON object per line; CSV a header row and data rows");
+  DatasetBuilder builder(path, tok, config, options, config_where);
+  builder.add(records);
+  return builder.finish();
+}
+
+Dataset load_dataset(const std::string& path, const Tokenizer& tok, const TokenizerConfig& config,
+                     const DatasetOptions& options, const std::string& config_where) {
+  constexpr int64_t kRecordsAtOnce = 16384;
+  std::string bytes = read_all(path);
+  if (strip_and_tell_format(bytes, path) != FileFormat::jsonl) {
+    return make_dataset(parse_records(std::move(bytes), path, options.max_examples), path, tok,
+                        config, options, config_where);
   }
-  Schema schema = options.schema == Schema::automatic ? detect_schema(records[0], path) : options.schema;
-  ChatFormat chat;
-  if (schema == Schema::messages) {
-    chat = options.chat_format.empty() ? detect_chat_format(config.chat_template, config_where)
-                                       : chat_format_by_name(options.chat_format);
+  DatasetBuilder builder(path, tok, config, options, config_where);
+  JsonlCursor at;
+  for (int64_t left = options.max_examples > 0 ? options.max_examples : INT64_MAX; left > 0;) {
+    std::vector<Record> part = read_jsonl(path, bytes, std::min(left, kRecordsAtOnce), at);
+    if (part.empty()) break;
+    left -= int64_t(part.size());
+    builder.add(part);
   }
-  Dataset data;
-  int64_t n_skipped = 0, n_dropped = 0;
-  for (TokenizedRecord& t : tokenize_records(records, schema, chat, tok, config, options, path)) {
-    if (t.error) std::rethrow_exception(t.error);  // the first bad record in file order
-    n_skipped += t.skipped_empty;
-    n_dropped += t.dropped_no_target;
-    if (!t.skipped_empty && !t.dropped_no_target) data.examples.push_back(std::move(t.ex));
-  }
-  if (data.examples.empty()) {
-    fail(path, "no usable examples", "at least one example with completion tokens",
-         std::to_string(n_skipped) + " empty completions skipped, " + std::to_string(n_dropped) +
-             " prompts longer than max_len " + std::to_string(options.max_len),
-         "raise --max-len or check the completions");
-  }
-  data.stats = compute_stats(data.examples);
-  data.stats.n_records = static_cast<int64_t>(records.size());
-  data.stats.n_skipped_empty = n_skipped;
-  data.stats.n_dropped_no_target = n_dropped;
-  data.stats.schema = schema_name(schema);
-  if (schema == Schema::messages) data.stats.chat_format = chat.name;
-  return data;
+  return builder.finish();
 }
 
 std::vector<size_t> seeded_permutation(size_t n, uint64_t seed) {

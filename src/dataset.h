@@ -39,7 +39,7 @@ struct Record {
 // extension). JSON and JSONL are told apart by the first character. At most max_records when > 0.
 std::vector<Record> read_records(const std::string& path, int64_t max_records = 0);
 // The same for bytes already in memory; `path` picks the format and names the source in errors.
-std::vector<Record> parse_records(const std::string& bytes, const std::string& path,
+std::vector<Record> parse_records(std::string bytes, const std::string& path,
                                   int64_t max_records = 0);
 
 // The schema the record's keys announce; throws "path:line" naming the keys when none fits.
@@ -88,7 +88,8 @@ struct Dataset {
   DatasetStats stats;
 };
 
-// Reads, formats and tokenizes `path`. `config_where` names the file chat_template came from
+// Reads, formats and tokenizes `path`; JSONL 16,384 records at a time, so that its parsed JSON is
+// never held whole. `config_where` names the file chat_template came from
 // (tokenizer_config.json) for errors. Throws on an empty dataset.
 Dataset load_dataset(const std::string& path, const Tokenizer& tok, const TokenizerConfig& config,
                      const DatasetOptions& options,

@@ -207,6 +207,29 @@ TEST_F(DatasetTest, ManyRecordsKeepFileOrderAndTheFirstBadOneIsNamed) {
   EXPECT_EQ(s.examples[1699].source_line, 1701);
 }
 
+// JSONL is read 16,384 records at a time: the parts must join without a seam.
+TEST_F(DatasetTest, RecordsAcrossThePartsOfALargeFileJoinWithoutASeam) {
+  const int n = 16384 + 40;
+  std::string text = "\xEF\xBB\xBF";  // a byte-order mark, stripped once
+  for (int i = 1; i <= n; ++i) {
+    text += "{\"prompt\": \"p\", \"completion\": \"" + std::to_string(i % 10) + "\"}\n";
+    if (i == 16384) text += "\n";  // a blank line at the seam still counts as a line
+  }
+  const std::string path = write("large.jsonl", text);
+  Dataset d = load(path);
+  ASSERT_EQ(d.examples.size(), size_t(n));
+  EXPECT_EQ(d.stats.n_records, n);
+  EXPECT_EQ(d.examples[16383].source_line, 16384);
+  EXPECT_EQ(d.examples[16384].source_line, 16386);
+  EXPECT_EQ(d.examples[16384].ids, cat({{k_bos}, bytes("p"), bytes("5"), {k_eos}}));
+  DatasetOptions first;
+  first.max_examples = 16390;
+  EXPECT_EQ(load(path, first).examples.size(), 16390u);
+  text += "{\"prompt\": \"p\"}\n";
+  std::string err = error_of([&] { load(write("large.jsonl", text)); });
+  EXPECT_NE(err.find("large.jsonl:" + std::to_string(n + 2)), std::string::npos) << err;
+}
+
 TEST_F(DatasetTest, TextSchemaSupervisesEverythingAfterBos) {
   Dataset d = load(write("d.jsonl", R"({"text": "abc"})"));
   EXPECT_EQ(d.examples[0].ids, cat({{k_bos}, bytes("abc"), {k_eos}}));
