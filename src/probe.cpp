@@ -533,6 +533,17 @@ void move_probe(ProbeResult& probe, const torch::Device& device) {
   probe.device = device;
 }
 
+torch::Device spectrum_device(const std::string& choice, const torch::Device& probed,
+                              int64_t threads) {
+  if (choice == "cpu") return torch::kCPU;
+  if (choice == "gpu") return probed;
+  if (choice != "auto") {
+    fail("--spectrum-device", "unknown device", "auto, cpu or gpu", choice,
+         "leave it out: auto picks by the threads");
+  }
+  return probed.is_cuda() && threads >= kCpuSpectraMinThreads ? torch::Device(torch::kCPU) : probed;
+}
+
 std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const SpectrumOptions& opts) {
   const double n_real = double(std::max<int64_t>(probe.n_tokens(), 1));
   std::map<const void*, InputSpectrum> inputs;  // one per shared input moment

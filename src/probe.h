@@ -109,6 +109,15 @@ ProbeOptions auto_probe_batching(Model& model, const ProbeOptions& opts);
 // shared input moments shared.
 void move_probe(ProbeResult& probe, const torch::Device& device);
 
+// Threads from which analyse_probe on the CPU, one module per thread, beats the GPU the probe ran
+// on: measured faster at every size from 5M to 8B parameters with 16 (bench/RESULTS.md); with
+// fewer it was not measured, so the GPU keeps them.
+constexpr int64_t kCpuSpectraMinThreads = 16;
+// Where analyse_probe should work. choice: "cpu", "gpu" (where the probe ran) or "auto" (the CPU
+// when the probe ran on a GPU and `threads` >= kCpuSpectraMinThreads).
+torch::Device spectrum_device(const std::string& choice, const torch::Device& probed,
+                              int64_t threads);
+
 // analyse_module over every probed module: whitening by Σ_x = moment_all / real tokens, explained
 // variance from moment_scored.
 std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const SpectrumOptions& opts);

@@ -12,7 +12,8 @@
 # cases to the GPUs in turn, one calibrate_gpu.sh each under one MPS daemon); cost (bench/calibrate.sh: each
 # case's sweep in one process, then recommend, nothing else on the GPU, then recommend again with
 # --spectrum-device cpu beside it if COST_CPU_AB=1; COST_CASES, default gsm8k:1000); rectime (recommend
-# alone on RECTIME_TASK, a few variants, wall time and split, no sweep); eigbench (tools/eig_bench.py);
+# alone on RECTIME_TASK, a few variants, wall time and split, no sweep); specdev (spectra on the GPU
+# or the CPU, per model size from 5M to 8B: SPECDEV_SHAPES, SPECDEV_DEVS, SPECDEV_REPS); eigbench (tools/eig_bench.py);
 # rerec (recommend alone on the 18 calibration cases,
 # RERC_TAG names the files, for calibrate_report.py --tag against the sweeps kept in bench/results);
 # large (Llama-3.1-8B shapes, random weights: parity, recommend's time and memory, train steps; needs
@@ -149,6 +150,37 @@ if has rectime; then
     r=$(python3 -c "import json; print(json.load(open('/tmp/rectime.json'))['rank'])" 2>/dev/null)
     echo "[$args] $t; r=$r; $(grep -h "load .* probe" /tmp/rectime.log)" | tee -a "$out/rectime.txt"
   done
+fi
+if has specdev; then
+  # Spectra on the GPU against the CPU's cores, per model size: recommend on SPECDEV_TASK's first
+  # 1,000 examples with each --spectrum-device of SPECDEV_DEVS in turn, SPECDEV_REPS times, for small-llama,
+  # tiny-llama and random-weight models of public shapes (tools/make_large_model.py --shape), until
+  # SPECDEV_END (epoch seconds). Needs .gpu/llama3.tar.xz (LORANK_PACK_LLAMA3=1 tools/pack_gpu.sh).
+  echo "== specdev"
+  need_bench
+  data=../bench/tasks/${SPECDEV_TASK:-gsm8k}/train.jsonl
+  [ -f ../shared/tokenizers/llama3/tokenizer.json ] || tar -C ../shared -xJf .gpu/llama3.tar.xz
+  echo "nproc $(nproc), torch threads $(python3 -c 'import torch; print(torch.get_num_threads())')" | tee -a "$out/specdev.txt"
+  for shape in ${SPECDEV_SHAPES:-tiny small smollm-135m smollm-360m qwen25-05b llama32-1b llama32-3b llama31-8b}; do
+    [ "$(date +%s)" -lt "${SPECDEV_END:-9999999999}" ] || { echo "deadline: $shape and after not run"; break; }
+    case $shape in
+      tiny) model=assets/tiny-llama ;;
+      small) model=../shared/models/small-llama ;;
+      *) model=/tmp/shape-$shape; rm -rf /tmp/shape-*
+         t=$( { TIMEFORMAT='%R s'; time python3 tools/make_large_model.py --shape "$shape" --no-golden \
+           --tokenizer ../shared/tokenizers/llama3/tokenizer.json --out "$model" > "$out/specdev_make_$shape.log" 2>&1; } 2>&1 )
+         echo "$shape made in $t" ;;
+    esac
+    for rep in $(seq "${SPECDEV_REPS:-2}"); do
+      for dev in ${SPECDEV_DEVS:-gpu cpu}; do
+        t=$( { TIMEFORMAT='wall %R s'; time build-cuda/lorank recommend --model "$model" --data "$data" \
+          --max-examples 1000 --spectrum-device "$dev" --json > "$out/specdev_${shape}_${dev}_$rep.json" \
+          2> /tmp/specdev.err; } 2>&1 )
+        echo "$shape $dev #$rep: $t; $(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('r', j['rank'], 'mode', j['probe']['grad_mode'] if 'probe' in j else '?')" "$out/specdev_${shape}_${dev}_$rep.json" 2>&1 | tail -1); $(tr '\r' '\n' < /tmp/specdev.err | grep -E "load .* probe|error|hint" | tail -2)" | tee -a "$out/specdev.txt"
+      done
+    done
+  done
+  rm -rf /tmp/shape-*
 fi
 if has rerec; then
   echo "== rerec"  # recommend again, alone, on every calibration case; files recommend$RERC_TAG.*

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A Llama-3.1-8B-shaped model with random weights, and transformers' logits for it, so that lorank
+"""A Llama-3.1-8B-shaped model (or a smaller public shape, --shape) with random weights, and transformers' logits for it, so that lorank
 can be checked where its users are (8B parameters, 128k vocabulary, GQA 4:1, llama3 RoPE scaling)
 without downloading one. Runs on the GPU machine:
 
@@ -9,6 +9,8 @@ DIR gets config.json, tokenizer.json, tokenizer_config.json, sharded bf16 *.safe
 index (as Hugging Face publishes them), golden_logits.safetensors (transformers fp32, eager) and
 golden_meta.json (transformers' own bf16-on-CUDA error, the bound lorank's bf16 is held to).
 Random weights: the spectra mean nothing; memory, time and numerical parity are what it measures.
+--shape picks the widths and depth of another public model (every one untied, on Llama 3's
+vocabulary, so the same tokenizer serves); --no-golden skips transformers' logits (timing only).
 """
 import argparse, json, os, shutil, time
 import torch
@@ -27,6 +29,20 @@ LLAMA31_8B = {
                      "original_max_position_embeddings": 8192, "rope_type": "llama3"},
     "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
     "use_cache": True, "vocab_size": 128256,
+}
+# The widths, heads and depths of smaller public models, for timing across sizes.
+SHAPES = {
+    "llama31-8b": {},
+    "llama32-3b": {"hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28,
+                   "num_attention_heads": 24, "num_key_value_heads": 8},
+    "llama32-1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+                   "num_attention_heads": 32, "num_key_value_heads": 8},
+    "qwen25-05b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+                   "num_attention_heads": 14, "num_key_value_heads": 2},
+    "smollm-360m": {"hidden_size": 960, "intermediate_size": 2560, "num_hidden_layers": 32,
+                    "num_attention_heads": 15, "num_key_value_heads": 5},
+    "smollm-135m": {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                    "num_attention_heads": 9, "num_key_value_heads": 3},
 }
 # Llama 3 has no pad token: lorank pads with eos, as trainers do.
 TOKENIZER_CONFIG = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>",
@@ -129,12 +145,14 @@ def main():
     ap.add_argument("--tokenizer", required=True, help="Llama 3 tokenizer.json")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--layers", type=int, default=0, help="fewer layers (0: the config's 32)")
+    ap.add_argument("--layers", type=int, default=0, help="fewer layers (0: the shape's)")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="llama31-8b")
+    ap.add_argument("--no-golden", action="store_true", help="weights only (timing, not parity)")
     a = ap.parse_args()
     if os.path.exists(a.out):
         raise SystemExit(f"{a.out} exists; remove it or pass another --out")
     os.makedirs(a.out)
-    c = dict(LLAMA31_8B)
+    c = dict(LLAMA31_8B, **SHAPES[a.shape])
     if a.layers:
         c["num_hidden_layers"] = a.layers
     json.dump(c, open(os.path.join(a.out, "config.json"), "w"), indent=1)
@@ -143,6 +161,8 @@ def main():
     t0 = time.time()
     total = write_weights(c, a.out, a.seed)
     print(f"weights {total / 2**30:.1f} GiB written in {time.time() - t0:.0f} s", flush=True)
+    if a.no_golden:
+        return
     meta = golden(a.out, c)
     print("golden", json.dumps(meta), flush=True)
 

@@ -105,7 +105,8 @@ nlohmann::json probe_json(const ProbeResult& r, double analyse_s, const ProbeCli
           {"peak_gpu_bytes", r.peak_gpu_bytes}, {"checkpointing", r.checkpointing},
           {"batch_tokens", r.batch_tokens},
           {"seconds", r.seconds}, {"tokens_per_s", r.seconds > 0 ? r.n_tokens() / r.seconds : 0.0},
-          {"spectrum_seconds", analyse_s}, {"seed", o.seed}, {"normalisation",
+          {"spectrum_seconds", analyse_s}, {"spectrum_device", r.device.str()},
+          {"seed", o.seed}, {"normalisation",
            "per shard: summed loss gradient / supervised tokens of the shard"}};
 }
 

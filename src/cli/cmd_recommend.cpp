@@ -103,10 +103,14 @@ Evidence probe_evidence(RecommendCliOptions& o) {
   o.probe.no_moments = !o.whitened;  // the plain rule needs no input moments
   ProbeRun run = run_probe_cli(s, o.probe, o.common.quiet, /*gain_curves=*/false);
   if (!o.common.quiet) {
-    std::fprintf(stderr, "load %.1fs + probe %.1fs (%lld tokens a pass%s) + spectrum %.1fs%s\n",
+    const std::string where = run.probe.device.is_cpu()
+                                  ? "cpu, " + std::to_string(compute_threads()) + " threads"
+                                  : run.probe.device.str();
+    std::fprintf(stderr,
+                 "load %.1fs + probe %.1fs (%lld tokens a pass%s) + spectrum %.1fs (%s)%s\n",
                  load_s, run.probe.seconds, static_cast<long long>(run.probe.batch_tokens),
                  run.probe.checkpointing ? ", blocks recomputed" : "", run.spectrum_seconds,
-                 gpu_peak_note(compat::cuda_peak_bytes(s.device)).c_str());
+                 where.c_str(), gpu_peak_note(compat::cuda_peak_bytes(s.device)).c_str());
   }
   const int64_t fit =
       s.device.is_cuda()

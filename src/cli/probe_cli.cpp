@@ -34,9 +34,9 @@ std::vector<OptionSpec> probe_option_specs(ProbeCliOptions& o, bool for_recommen
       {"--max-batch", &o.max_batch, "examples per forward pass (0: 64 on CPU, 1024 on CUDA)", 0,
        1e6},
       {"--spectrum-device", &o.spectrum_device,
-       "where the spectra are computed (auto: where the probe ran; cpu: one module per core, "
-       "faster for small models on many cores)",
-       -1e300, 1e300, {"auto", "cpu"}},
+       "where the spectra are computed (cpu: one module per thread; gpu: where the probe ran; "
+       "auto: the CPU when the probe ran on a GPU and 16 or more threads compute)",
+       -1e300, 1e300, {"auto", "cpu", "gpu"}},
   };
   if (!for_recommend) {  // recommend has its own --max-rank and decides on moments by its rule
     specs.push_back({"--max-rank", &o.max_rank, "largest rank of the grid", 1, 65536});
@@ -79,7 +79,8 @@ ProbeRun run_probe_cli(Session& s, const ProbeCliOptions& o, bool quiet, bool ga
   run.spectrum_options.max_splits = int(o.splits);
   run.spectrum_options.gain_curves = gain_curves;
   auto t0 = std::chrono::steady_clock::now();
-  if (o.spectrum_device == "cpu") move_probe(run.probe, torch::kCPU);  // counted as spectrum time
+  const torch::Device where = spectrum_device(o.spectrum_device, run.probe.device, compute_threads());
+  if (where != run.probe.device) move_probe(run.probe, where);  // counted as spectrum time
   run.spectra = analyse_probe(run.probe, run.spectrum_options);
   run.spectrum_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return run;

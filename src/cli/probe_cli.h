@@ -28,7 +28,7 @@ struct ProbeCliOptions {
   int64_t batch_tokens = 0;  // 0: auto_probe_batching
   int64_t max_batch = 0;
   std::string checkpointing = "auto";  // auto: when memory is short (auto_probe_batching)
-  std::string spectrum_device = "auto";  // auto: where the probe ran
+  std::string spectrum_device = "auto";  // auto, cpu or gpu (spectrum_device in probe.h)
 };
 
 // `recommend` leaves out --max-rank (it has its own) and describes --max-tokens' default.

@@ -192,6 +192,24 @@ TEST(Probe, ModulesAnalysedSideBySideMatchOneAtATime) {
   }
 }
 
+// auto moves the spectra off a GPU only where enough threads were measured to beat it.
+TEST(Probe, SpectrumDeviceAutoTakesTheCpuFromSixteenThreads) {
+  const torch::Device gpu("cuda:1"), cpu(torch::kCPU);
+  EXPECT_EQ(spectrum_device("auto", gpu, kCpuSpectraMinThreads), cpu);
+  EXPECT_EQ(spectrum_device("auto", gpu, kCpuSpectraMinThreads - 1), gpu);
+  EXPECT_EQ(spectrum_device("auto", cpu, 1), cpu);
+  EXPECT_EQ(spectrum_device("gpu", gpu, 64), gpu);
+  EXPECT_EQ(spectrum_device("gpu", cpu, 64), cpu) << "gpu means where the probe ran";
+  EXPECT_EQ(spectrum_device("cpu", gpu, 1), cpu);
+  try {
+    spectrum_device("tpu", gpu, 16);
+    FAIL() << "an unknown device must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--spectrum-device"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tpu"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Probe, SketchAgreesWithExactOnTopSingularValues) {
   ProbeOptions o = small_options();
   o.max_examples = 40;
