@@ -15,6 +15,7 @@
 
 #include "error.h"
 #include "parallel.h"
+#include "records.h"
 #include "tokenizer_unicode.h"
 
 namespace lorank {
@@ -33,240 +34,6 @@ const char* const k_alpaca_with_input =
 const char* const k_alpaca_no_input =
     "Below is an instruction that describes a task. Write a response that appropriately completes "
     "the request.\n\n### Instruction:\n";
-
-std::string where_line(const std::string& path, int64_t line) {
-  return path + ":" + std::to_string(line);
-}
-
-std::string read_all(const std::string& path) {
-  if (std::filesystem::is_directory(path)) {
-    fail(path, "the dataset path is a folder", "a .jsonl, .json or .csv file", "a folder",
-         "name the data file itself");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    fail(path, "cannot open the dataset file", "a readable file", "no such file or no permission",
-         "check the path");
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool is_blank(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
-}
-
-// nlohmann's message without its "[json.exception.parse_error.101] " tag.
-std::string parser_message(const std::exception& e) {
-  std::string msg = e.what();
-  size_t tag_end = msg.find("] ");
-  if (!msg.empty() && msg[0] == '[' && tag_end != std::string::npos) msg.erase(0, tag_end + 2);
-  return msg;
-}
-
-// Where reading a JSONL file's bytes has got to.
-struct JsonlCursor {
-  size_t pos = 0;
-  int64_t line_no = 0;
-};
-
-// Up to max_records (0: all) more records from `at`.
-std::vector<Record> read_jsonl(const std::string& path, const std::string& bytes,
-                               int64_t max_records, JsonlCursor& at) {
-  std::vector<Record> records;
-  while (at.pos < bytes.size()) {
-    size_t end = bytes.find('\n', at.pos);
-    if (end == std::string::npos) end = bytes.size();
-    std::string line = bytes.substr(at.pos, end - at.pos);
-    at.pos = end + 1;
-    const int64_t line_no = ++at.line_no;
-    if (is_blank(line)) continue;
-    Record rec;
-    rec.line = line_no;
-    try {
-      rec.fields = json::parse(line);
-    } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
-      const std::string msg = parser_message(e);
-      if (msg.find("UTF-8") != std::string::npos) {
-        fail(where_line(path, line_no), "text is not valid UTF-8", "UTF-8 encoded JSON", msg,
-             "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 in.jsonl > out.jsonl");
-      }
-      fail(where_line(path, line_no), "malformed JSON", "one JSON object per line", msg,
-           "JSONL holds one complete object per line; a pretty-printed file must be a JSON array");
-    }
-    if (!rec.fields.is_object()) {
-      fail(where_line(path, line_no), "a record must be a JSON object", "an object {...}",
-           std::string("a JSON ") + rec.fields.type_name());
-    }
-    records.push_back(std::move(rec));
-    if (max_records > 0 && static_cast<int64_t>(records.size()) == max_records) break;
-  }
-  return records;
-}
-
-// The line each top-level element of a JSON array starts on (nlohmann keeps no positions).
-std::vector<int64_t> array_element_lines(const std::string& bytes) {
-  std::vector<int64_t> lines;
-  int64_t line = 1;
-  int depth = 0;
-  bool in_string = false, escaped = false, expect_element = false;
-  for (char c : bytes) {
-    if (c == '\n') ++line;
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    bool space = c == ' ' || c == '\t' || c == '\r' || c == '\n';
-    if (expect_element && !space && c != ']') {
-      lines.push_back(line);
-      expect_element = false;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth == 1 && c == '[') expect_element = true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    } else if (c == ',' && depth == 1) {
-      expect_element = true;
-    }
-  }
-  return lines;
-}
-
-std::vector<Record> read_json_array(const std::string& path, const std::string& bytes,
-                                    int64_t max_records) {
-  json root;
-  try {
-    root = json::parse(bytes);
-  } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
-    fail(path, "malformed JSON", "a JSON array of records", parser_message(e));
-  }
-  std::vector<int64_t> lines = array_element_lines(bytes);
-  std::vector<Record> records;
-  for (size_t i = 0; i < root.size(); ++i) {
-    int64_t line = i < lines.size() ? lines[i] : 0;
-    if (!root[i].is_object()) {
-      fail(where_line(path, line), "a record must be a JSON object", "an object {...}",
-           std::string("a JSON ") + root[i].type_name());
-    }
-    records.push_back({std::move(root[i]), line});
-    if (max_records > 0 && static_cast<int64_t>(records.size()) == max_records) break;
-  }
-  return records;
-}
-
-struct CsvRow {
-  std::vector<std::string> cells;
-  int64_t line = 0;
-};
-
-// RFC 4180: comma-separated, "quoted" cells may hold commas, newlines and "" for a quote; CRLF or LF.
-std::vector<CsvRow> parse_csv(const std::string& path, const std::string& bytes) {
-  std::vector<CsvRow> rows;
-  CsvRow row{{}, 1};
-  std::string cell;
-  int64_t line = 1, quote_line = 0;
-  bool in_quotes = false, was_quoted = false;
-  auto end_row = [&]() {
-    row.cells.push_back(std::move(cell));
-    cell.clear();
-    bool blank = row.cells.size() == 1 && row.cells[0].empty() && !was_quoted;
-    if (!blank) rows.push_back(std::move(row));
-    row = CsvRow{{}, line};
-    was_quoted = false;
-  };
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    char c = bytes[i];
-    if (in_quotes) {
-      if (c == '\n') ++line;
-      if (c != '"') cell += c;
-      else if (i + 1 < bytes.size() && bytes[i + 1] == '"') cell += bytes[++i];
-      else in_quotes = false;
-      continue;
-    }
-    if (c == '"' && cell.empty() && !was_quoted) {
-      in_quotes = was_quoted = true;
-      quote_line = line;
-    } else if (c == ',') {
-      row.cells.push_back(std::move(cell));
-      cell.clear();
-      was_quoted = false;
-    } else if (c == '\n' || (c == '\r' && i + 1 < bytes.size() && bytes[i + 1] == '\n')) {
-      if (c == '\r') ++i;
-      ++line;
-      end_row();
-    } else if (was_quoted) {
-      fail(where_line(path, line), "unexpected text after a closing quote in a CSV cell",
-           "a comma or the end of the line", std::string("'") + c + "'",
-           "write a quote inside a quoted cell as \"\" (RFC 4180)");
-    } else {
-      cell += c;
-    }
-  }
-  if (in_quotes) {
-    fail(where_line(path, quote_line), "a quoted CSV cell is never closed", "a closing quote",
-         "the end of the file");
-  }
-  if (!cell.empty() || !row.cells.empty() || was_quoted) end_row();
-  return rows;
-}
-
-// A CSV cell is raw bytes, unlike JSON text, which the parser checks; `column` names it.
-void require_utf8(const std::string& cell, const std::string& column, const std::string& where) {
-  const size_t pos = tok::first_invalid_utf8(cell);
-  if (pos == std::string::npos) return;
-  char byte[8];
-  std::snprintf(byte, sizeof byte, "0x%02X", unsigned(static_cast<unsigned char>(cell[pos])));
-  fail(where, "text is not valid UTF-8", "UTF-8 encoded CSV",
-       std::string("byte ") + byte + " at offset " + std::to_string(pos) + " of " + column,
-       "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv");
-}
-
-std::vector<Record> read_csv(const std::string& path, const std::string& bytes, int64_t max_records) {
-  std::vector<CsvRow> rows = parse_csv(path, bytes);
-  if (rows.empty()) return {};
-  const std::vector<std::string>& header = rows[0].cells;
-  for (const std::string& name : header) {
-    require_utf8(name, "the header", where_line(path, rows[0].line));
-  }
-  std::vector<Record> records;
-  for (size_t r = 1; r < rows.size(); ++r) {
-    const CsvRow& row = rows[r];
-    std::string where = where_line(path, row.line);
-    if (row.cells.size() != header.size()) {
-      fail(where, "wrong number of CSV cells", std::to_string(header.size()) + " (the header's)",
-           std::to_string(row.cells.size()), "quote cells that contain commas or newlines");
-    }
-    Record rec{json::object(), row.line};
-    for (size_t c = 0; c < header.size(); ++c) {
-      require_utf8(row.cells[c], "the \"" + header[c] + "\" cell", where);
-      if (header[c] == "messages") {  // a conversation is stored as JSON text in its cell
-        try {
-          rec.fields[header[c]] = json::parse(row.cells[c]);
-        } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
-          fail(where, "the messages cell is not valid JSON", "a JSON list of {role, content}",
-               parser_message(e));
-        }
-      } else {
-        rec.fields[header[c]] = row.cells[c];
-      }
-    }
-    records.push_back(std::move(rec));
-    if (max_records > 0 && static_cast<int64_t>(records.size()) == max_records) break;
-  }
-  return records;
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  if (s.size() < suffix.size()) return false;
-  std::string tail = s.substr(s.size() - suffix.size());
-  std::transform(tail.begin(), tail.end(), tail.begin(), [](unsigned char c) { return std::tolower(c); });
-  return tail == suffix;
-}
 
 std::string key_list(const json& fields) {
   std::string out;
@@ -401,38 +168,6 @@ Schema schema_from_name(const std::string& name) {
   if (name == "messages") return Schema::messages;
   fail("--schema", "unknown schema \"" + name + "\"", "auto, text, prompt-completion, alpaca, messages",
        name);
-}
-
-std::vector<Record> read_records(const std::string& path, int64_t max_records) {
-  return parse_records(read_all(path), path, max_records);
-}
-
-namespace {
-
-enum class FileFormat { jsonl, json_array, csv };
-
-// Told by the .csv extension, else by the first character; strips a UTF-8 byte-order mark.
-FileFormat strip_and_tell_format(std::string& bytes, const std::string& path) {
-  if (bytes.compare(0, 3, "\xEF\xBB\xBF") == 0) bytes.erase(0, 3);
-  if (ends_with(path, ".csv")) return FileFormat::csv;
-  size_t first = bytes.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && bytes[first] == '[') return FileFormat::json_array;
-  return FileFormat::jsonl;
-}
-
-}  // namespace
-
-std::vector<Record> parse_records(std::string bytes, const std::string& path, int64_t max_records) {
-  switch (strip_and_tell_format(bytes, path)) {
-    case FileFormat::csv:
-      return read_csv(path, bytes, max_records);
-    case FileFormat::json_array:
-      return read_json_array(path, bytes, max_records);
-    case FileFormat::jsonl:
-      break;
-  }
-  JsonlCursor at;
-  return read_jsonl(path, bytes, max_records, at);
 }
 
 Schema detect_schema(const Record& rec, const std::string& path) {
@@ -647,20 +382,11 @@ Dataset make_dataset(const std::vector<Record>& records, const std::string& path
 
 Dataset load_dataset(const std::string& path, const Tokenizer& tok, const TokenizerConfig& config,
                      const DatasetOptions& options, const std::string& config_where) {
-  constexpr int64_t kRecordsAtOnce = 16384;
-  std::string bytes = read_all(path);
-  if (strip_and_tell_format(bytes, path) != FileFormat::jsonl) {
-    return make_dataset(parse_records(std::move(bytes), path, options.max_examples), path, tok,
-                        config, options, config_where);
-  }
+  constexpr size_t kRecordsAtOnce = 16384;
+  const std::string bytes = read_data_file(path);
   DatasetBuilder builder(path, tok, config, options, config_where);
-  JsonlCursor at;
-  for (int64_t left = options.max_examples > 0 ? options.max_examples : INT64_MAX; left > 0;) {
-    std::vector<Record> part = read_jsonl(path, bytes, std::min(left, kRecordsAtOnce), at);
-    if (part.empty()) break;
-    left -= int64_t(part.size());
-    builder.add(part);
-  }
+  read_records_in_parts(bytes, path, options.max_examples, kRecordsAtOnce,
+                        [&](std::vector<Record>& part) { builder.add(part); });
   return builder.finish();
 }
 

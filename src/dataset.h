@@ -1,5 +1,5 @@
-// Training data: JSONL / JSON array / CSV records, schema detection, formatting into token ids and a
-// loss mask exactly as bench/README.md ("How a record becomes tokens"), statistics, a deterministic
+// Training data: records (records.h) formatted into token ids and a loss mask exactly as
+// bench/README.md ("How a record becomes tokens"), schema detection, statistics, a deterministic
 // train/validation split, disjoint shards and padded batches. Torch-free.
 #pragma once
 
@@ -7,9 +7,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "chat_template.h"
+#include "records.h"
 #include "tokenizer.h"
 
 namespace lorank {
@@ -28,19 +27,6 @@ struct DatasetOptions {
   bool skip_empty_completions = false;  // default: an empty completion is an error
   int64_t threads = 0;                  // tokenizing threads; 0 = one per core
 };
-
-// One record as read: an object of fields (CSV cells are strings) and the line it starts on.
-struct Record {
-  nlohmann::json fields;
-  int64_t line = 0;
-};
-
-// Reads JSONL (blank lines skipped), a JSON array file, or CSV (RFC 4180, header row; by the .csv
-// extension). JSON and JSONL are told apart by the first character. At most max_records when > 0.
-std::vector<Record> read_records(const std::string& path, int64_t max_records = 0);
-// The same for bytes already in memory; `path` picks the format and names the source in errors.
-std::vector<Record> parse_records(std::string bytes, const std::string& path,
-                                  int64_t max_records = 0);
 
 // The schema the record's keys announce; throws "path:line" naming the keys when none fits.
 Schema detect_schema(const Record& record, const std::string& path);
@@ -88,8 +74,8 @@ struct Dataset {
   DatasetStats stats;
 };
 
-// Reads, formats and tokenizes `path`; JSONL 16,384 records at a time, so that its parsed JSON is
-// never held whole. `config_where` names the file chat_template came from
+// Reads, formats and tokenizes `path` 16,384 records at a time (read_records_in_parts), so that its
+// parsed JSON is never held whole. `config_where` names the file chat_template came from
 // (tokenizer_config.json) for errors. Throws on an empty dataset.
 Dataset load_dataset(const std::string& path, const Tokenizer& tok, const TokenizerConfig& config,
                      const DatasetOptions& options,

@@ -15,6 +15,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "error.h"
+
 namespace fs = std::filesystem;
 
 namespace lorank::test {
@@ -100,6 +102,19 @@ int count_lines_with(const std::string& path, const std::string& what) {
   int n = 0;
   while (std::getline(in, line)) n += line.find(what) != std::string::npos;
   return n;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a lorank::Error: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "no error";
+  return "";
 }
 
 }  // namespace lorank::test

@@ -31,4 +31,7 @@ bool wait_while_running(pid_t pid, const std::function<bool()>& ready);
 // Lines of `path` containing `what` (0 when the file is missing).
 int count_lines_with(const std::string& path, const std::string& what);
 
+// The lorank::Error message `fn` throws; a test failure when it throws anything else or nothing.
+std::string error_of(const std::function<void()>& fn);
+
 }  // namespace lorank::test

@@ -8,6 +8,7 @@
 
 #include "chat_template.h"
 #include "error.h"
+#include "test_common.h"
 
 namespace lorank {
 namespace {
@@ -176,14 +177,7 @@ ChatTexts render(const char* tmpl, const std::vector<ChatMessage>& m, const std:
   return render_chat(detect_chat_format(tmpl, "tokenizer_config.json"), m, bos, eos, "data.jsonl:1");
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(ChatTemplate, RecognisesFamiliesAndVariants) {
   const std::vector<std::pair<const char*, std::string>> cases = {

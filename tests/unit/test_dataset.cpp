@@ -14,6 +14,8 @@
 namespace lorank {
 namespace {
 
+using test::error_of;
+
 // One id per byte; the Llama 3 special tokens written in the text become ids 1000..1005.
 class ByteTokenizer : public Tokenizer {
  public:
@@ -111,14 +113,6 @@ class DatasetTest : public ::testing::Test {
   }
   Dataset load(const std::string& path, DatasetOptions opts = {}) {
     return load_dataset(path, tok, config, opts);
-  }
-  std::string error_of(const std::function<void()>& fn) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
   }
 };
 

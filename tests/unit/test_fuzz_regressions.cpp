@@ -21,19 +21,7 @@ namespace {
 
 using nlohmann::json;
 
-// The lorank::Error message `fn` throws; a test failure when it throws anything else or nothing.
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "not a lorank::Error: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+using test::error_of;
 
 bool has(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;

@@ -42,14 +42,7 @@ std::string st_bytes(const std::string& header, const std::string& data = "",
   return le64(length < 0 ? header.size() : static_cast<uint64_t>(length)) + header + data;
 }
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const lorank::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using lorank::test::error_of;
 
 // Opens `bytes` written to `dir/name`; the error must name the file and contain every needle.
 void expect_file_error(const TempDir& dir, const std::string& name, const std::string& bytes,

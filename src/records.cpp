@@ -1,0 +1,422 @@
+#include "records.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "error.h"
+#include "tokenizer_unicode.h"
+
+namespace lorank {
+namespace {
+
+using json = nlohmann::json;
+
+bool is_blank(const std::string& s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
+}
+
+// nlohmann's message without its "[json.exception.parse_error.101] " tag.
+std::string parser_message(const std::exception& e) {
+  std::string msg = e.what();
+  size_t tag_end = msg.find("] ");
+  if (!msg.empty() && msg[0] == '[' && tag_end != std::string::npos) msg.erase(0, tag_end + 2);
+  return msg;
+}
+
+bool ends_with_ci(const std::string& s, const std::string& suffix) {
+  if (s.size() < suffix.size()) return false;
+  std::string tail = s.substr(s.size() - suffix.size());
+  std::transform(tail.begin(), tail.end(), tail.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return tail == suffix;
+}
+
+void require_object(const json& value, const std::string& where) {
+  if (!value.is_object()) {
+    fail(where, "a record must be a JSON object", "an object {...}",
+         std::string("a JSON ") + value.type_name());
+  }
+}
+
+// Pulls JSONL records a part at a time from a cursor into the bytes.
+class JsonlReader {
+ public:
+  JsonlReader(const std::string& path, const std::string& bytes, size_t start)
+      : path_(path), bytes_(bytes), pos_(start) {}
+
+  std::vector<Record> next(int64_t max_records) {
+    std::vector<Record> records;
+    while (pos_ < bytes_.size() && int64_t(records.size()) < max_records) {
+      size_t end = bytes_.find('\n', pos_);
+      if (end == std::string::npos) end = bytes_.size();
+      std::string line = bytes_.substr(pos_, end - pos_);
+      pos_ = end + 1;
+      ++line_no_;
+      if (!is_blank(line)) records.push_back(parse_line(line));
+    }
+    return records;
+  }
+
+ private:
+  Record parse_line(const std::string& line) const {
+    const std::string where = where_line(path_, line_no_);
+    Record rec;
+    rec.line = line_no_;
+    try {
+      rec.fields = json::parse(line);
+    } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
+      const std::string msg = parser_message(e);
+      if (msg.find("UTF-8") != std::string::npos) {
+        fail(where, "text is not valid UTF-8", "UTF-8 encoded JSON", msg,
+             "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 in.jsonl > out.jsonl");
+      }
+      fail(where, "malformed JSON", "one JSON object per line", msg,
+           "JSONL holds one complete object per line; a pretty-printed file must be a JSON array");
+    }
+    require_object(rec.fields, where);
+    return rec;
+  }
+
+  const std::string& path_;
+  const std::string& bytes_;
+  size_t pos_;
+  int64_t line_no_ = 0;
+};
+
+// The line each top-level element of a JSON array starts on (nlohmann's SAX gives no positions).
+std::vector<int64_t> array_element_lines(const std::string& bytes, size_t start) {
+  std::vector<int64_t> lines;
+  int64_t line = 1;
+  int depth = 0;
+  bool in_string = false, escaped = false, expect_element = false;
+  for (size_t i = start; i < bytes.size(); ++i) {
+    const char c = bytes[i];
+    if (c == '\n') ++line;
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    bool space = c == ' ' || c == '\t' || c == '\r' || c == '\n';
+    if (expect_element && !space && c != ']') {
+      lines.push_back(line);
+      expect_element = false;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth == 1 && c == '[') expect_element = true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    } else if (c == ',' && depth == 1) {
+      expect_element = true;
+    }
+  }
+  return lines;
+}
+
+// Builds each element of a top-level JSON array from nlohmann's SAX events and hands the records
+// over a part at a time, so that the array is never held whole as JSON objects.
+class ArrayReader : public nlohmann::json_sax<json> {
+ public:
+  ArrayReader(const std::string& path, std::vector<int64_t> lines, int64_t max_records,
+              size_t part_size, const TakeRecords& take)
+      : path_(path),
+        lines_(std::move(lines)),
+        max_records_(max_records),
+        part_size_(part_size),
+        take_(take) {}
+
+  bool null() override { return value(json(nullptr)); }
+  bool boolean(bool v) override { return value(json(v)); }
+  bool number_integer(number_integer_t v) override { return value(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return value(json(v)); }
+  bool number_float(number_float_t v, const string_t&) override { return value(json(v)); }
+  bool string(string_t& v) override { return value(json(std::move(v))); }
+  bool binary(binary_t& v) override { return value(json::binary(std::move(v))); }
+  bool start_object(std::size_t) override { return open(json::object()); }
+  bool key(string_t& k) override {
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override {
+    if (stack_.empty() && !in_root_) return in_root_ = true;  // the file's own array
+    return open(json::array());
+  }
+  bool end_array() override { return stack_.empty() ? true : close(); }
+  bool parse_error(std::size_t, const std::string&, const json::exception& e) override {
+    error_ = parser_message(e);
+    return false;
+  }
+
+  // The records not yet taken, then the parser's error if it stopped on one.
+  void finish() {
+    take_part();
+    if (!error_.empty()) fail(path_, "malformed JSON", "a JSON array of records", error_);
+  }
+
+ private:
+  json* insert(json v) {
+    json* parent = stack_.back();
+    if (parent->is_object()) return &((*parent)[key_] = std::move(v));
+    parent->push_back(std::move(v));
+    return &parent->back();
+  }
+  bool open(json v) {
+    if (stack_.empty()) {
+      element_ = std::move(v);
+      stack_.push_back(&element_);
+    } else {
+      stack_.push_back(insert(std::move(v)));
+    }
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    return stack_.empty() ? element_done(std::move(element_)) : true;
+  }
+  bool value(json v) {
+    if (stack_.empty()) return element_done(std::move(v));
+    insert(std::move(v));
+    return true;
+  }
+  // false stops the parser: max_records are read.
+  bool element_done(json v) {
+    const size_t index = n_elements_++;
+    const int64_t line = index < lines_.size() ? lines_[index] : 0;
+    require_object(v, where_line(path_, line));
+    part_.push_back({std::move(v), line});
+    if (part_.size() >= part_size_) take_part();
+    return max_records_ <= 0 || int64_t(n_elements_) < max_records_;
+  }
+  void take_part() {
+    if (part_.empty()) return;
+    take_(part_);
+    part_.clear();
+  }
+
+  const std::string& path_;
+  std::vector<int64_t> lines_;
+  int64_t max_records_;
+  size_t part_size_;
+  const TakeRecords& take_;
+  bool in_root_ = false;
+  std::vector<json*> stack_;  // the open containers of the current element, outermost first
+  json element_;
+  std::string key_;
+  size_t n_elements_ = 0;
+  std::vector<Record> part_;
+  std::string error_;
+};
+
+struct CsvRow {
+  std::vector<std::string> cells;
+  int64_t line = 0;
+};
+
+// A CSV cell is raw bytes, unlike JSON text, which the parser checks; `column` names it.
+void require_utf8(const std::string& cell, const std::string& column, const std::string& where) {
+  const size_t pos = tok::first_invalid_utf8(cell);
+  if (pos == std::string::npos) return;
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02X", unsigned(static_cast<unsigned char>(cell[pos])));
+  fail(where, "text is not valid UTF-8", "UTF-8 encoded CSV",
+       std::string("byte ") + byte + " at offset " + std::to_string(pos) + " of " + column,
+       "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv");
+}
+
+// RFC 4180: comma-separated, "quoted" cells may hold commas, newlines and "" for a quote; CRLF or
+// LF. The header row first, then records a part at a time.
+class CsvReader {
+ public:
+  CsvReader(const std::string& path, const std::string& bytes, size_t start)
+      : path_(path), bytes_(bytes), pos_(start) {
+    CsvRow header;
+    if (!read_row(header)) return;
+    for (const std::string& name : header.cells) {
+      require_utf8(name, "the header", where_line(path_, header.line));
+    }
+    header_ = std::move(header.cells);
+  }
+
+  std::vector<Record> next(int64_t max_records) {
+    std::vector<Record> records;
+    CsvRow row;
+    while (int64_t(records.size()) < max_records && read_row(row)) {
+      records.push_back(to_record(row));
+    }
+    return records;
+  }
+
+ private:
+  // The next row that is not blank; false at the end of the bytes.
+  bool read_row(CsvRow& row) {
+    while (pos_ < bytes_.size()) {
+      row = CsvRow{{}, line_};
+      std::string cell;
+      bool was_quoted = false;
+      while (pos_ < bytes_.size()) {
+        const char c = bytes_[pos_++];
+        if (c == '"' && cell.empty() && !was_quoted) {
+          read_quoted(cell);
+          was_quoted = true;
+        } else if (c == ',') {
+          row.cells.push_back(std::move(cell));
+          cell.clear();
+          was_quoted = false;
+        } else if (c == '\n' || (c == '\r' && pos_ < bytes_.size() && bytes_[pos_] == '\n')) {
+          if (c == '\r') ++pos_;
+          ++line_;
+          break;
+        } else if (was_quoted) {
+          fail(where_line(path_, line_), "unexpected text after a closing quote in a CSV cell",
+               "a comma or the end of the line", std::string("'") + c + "'",
+               "write a quote inside a quoted cell as \"\" (RFC 4180)");
+        } else {
+          cell += c;
+        }
+      }
+      const bool blank = row.cells.empty() && cell.empty() && !was_quoted;
+      row.cells.push_back(std::move(cell));
+      if (!blank) return true;
+    }
+    return false;
+  }
+
+  // A quoted cell's text after its opening quote, up to and past the closing one.
+  void read_quoted(std::string& cell) {
+    const int64_t quote_line = line_;
+    while (pos_ < bytes_.size()) {
+      const char c = bytes_[pos_++];
+      if (c == '\n') ++line_;
+      if (c != '"')
+        cell += c;
+      else if (pos_ < bytes_.size() && bytes_[pos_] == '"')
+        cell += bytes_[pos_++];
+      else
+        return;
+    }
+    fail(where_line(path_, quote_line), "a quoted CSV cell is never closed", "a closing quote",
+         "the end of the file");
+  }
+
+  Record to_record(const CsvRow& row) const {
+    const std::string where = where_line(path_, row.line);
+    if (row.cells.size() != header_.size()) {
+      fail(where, "wrong number of CSV cells", std::to_string(header_.size()) + " (the header's)",
+           std::to_string(row.cells.size()), "quote cells that contain commas or newlines");
+    }
+    Record rec{json::object(), row.line};
+    for (size_t c = 0; c < header_.size(); ++c) {
+      require_utf8(row.cells[c], "the \"" + header_[c] + "\" cell", where);
+      if (header_[c] == "messages") {  // a conversation is stored as JSON text in its cell
+        try {
+          rec.fields[header_[c]] = json::parse(row.cells[c]);
+        } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
+          fail(where, "the messages cell is not valid JSON", "a JSON list of {role, content}",
+               parser_message(e));
+        }
+      } else {
+        rec.fields[header_[c]] = row.cells[c];
+      }
+    }
+    return rec;
+  }
+
+  const std::string& path_;
+  const std::string& bytes_;
+  size_t pos_;
+  int64_t line_ = 1;
+  std::vector<std::string> header_;
+};
+
+// Calls next(n) for parts of at most part_size records until max_records or an empty part.
+template <typename Next>
+void pull_in_parts(Next&& next, int64_t max_records, size_t part_size, const TakeRecords& take) {
+  int64_t left = max_records > 0 ? max_records : std::numeric_limits<int64_t>::max();
+  while (left > 0) {
+    std::vector<Record> part = next(std::min<int64_t>(left, int64_t(part_size)));
+    if (part.empty()) return;
+    left -= int64_t(part.size());
+    take(part);
+  }
+}
+
+}  // namespace
+
+std::string where_line(const std::string& path, int64_t line) {
+  return path + ":" + std::to_string(line);
+}
+
+std::string read_data_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    fail(path, "the dataset path is a folder", "a .jsonl, .json or .csv file", "a folder",
+         "name the data file itself");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    fail(path, "cannot open the dataset file", "a readable file", "no such file or no permission",
+         "check the path");
+  }
+  std::string bytes;
+  const auto size = std::filesystem::is_regular_file(path, ec)
+                        ? std::filesystem::file_size(path, ec)
+                        : std::uintmax_t(0);
+  if (!ec && size > 0) {  // read in place: a stream's copy would double the peak for a large file
+    bytes.resize(size_t(size));
+    in.read(&bytes[0], std::streamsize(size));
+    bytes.resize(size_t(in.gcount()));
+  } else {  // a pipe or other special file has no size
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    bytes = ss.str();
+  }
+  return bytes;
+}
+
+void read_records_in_parts(const std::string& bytes, const std::string& path, int64_t max_records,
+                           size_t part_size, const TakeRecords& take) {
+  part_size = std::max<size_t>(1, part_size);
+  const size_t start = bytes.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;  // a byte-order mark
+  if (ends_with_ci(path, ".csv")) {
+    CsvReader csv(path, bytes, start);
+    pull_in_parts([&](int64_t n) { return csv.next(n); }, max_records, part_size, take);
+    return;
+  }
+  const size_t first = bytes.find_first_not_of(" \t\r\n", start);
+  if (first != std::string::npos && bytes[first] == '[') {
+    ArrayReader array(path, array_element_lines(bytes, start), max_records, part_size, take);
+    json::sax_parse(bytes.begin() + std::ptrdiff_t(start), bytes.end(), &array);
+    array.finish();
+    return;
+  }
+  JsonlReader jsonl(path, bytes, start);
+  pull_in_parts([&](int64_t n) { return jsonl.next(n); }, max_records, part_size, take);
+}
+
+std::vector<Record> parse_records(const std::string& bytes, const std::string& path,
+                                  int64_t max_records) {
+  std::vector<Record> records;
+  read_records_in_parts(bytes, path, max_records, 16384, [&](std::vector<Record>& part) {
+    std::move(part.begin(), part.end(), std::back_inserter(records));
+  });
+  return records;
+}
+
+std::vector<Record> read_records(const std::string& path, int64_t max_records) {
+  return parse_records(read_data_file(path), path, max_records);
+}
+
+}  // namespace lorank

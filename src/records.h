@@ -1,0 +1,41 @@
+// How a data file becomes records: JSONL (blank lines skipped), a JSON array, or CSV (RFC 4180,
+// header row), read a part at a time so that a large file's parsed JSON is never held whole.
+// Torch-free.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace lorank {
+
+// One record as read: an object of fields (CSV cells are strings) and the line it starts on.
+struct Record {
+  nlohmann::json fields;
+  int64_t line = 0;
+};
+
+// "path:line", how errors name a record.
+std::string where_line(const std::string& path, int64_t line);
+
+// The file's bytes; throws naming the path when it is a folder or cannot be read.
+std::string read_data_file(const std::string& path);
+
+// Hands the records of `bytes` (the file `path`'s) to `take`, at most `part_size` at a time and in
+// file order, until max_records (0: all) are read or the file ends. The format is CSV by the .csv
+// extension, else a JSON array when the first character is '[', else JSONL; a UTF-8 byte-order mark
+// is skipped. A malformed record is reported when the reading reaches it, after the parts before it
+// were taken.
+using TakeRecords = std::function<void(std::vector<Record>&)>;
+void read_records_in_parts(const std::string& bytes, const std::string& path, int64_t max_records,
+                           size_t part_size, const TakeRecords& take);
+
+// Every record at once (at most max_records when > 0).
+std::vector<Record> read_records(const std::string& path, int64_t max_records = 0);
+// The same for bytes already in memory; `path` picks the format and names the source in errors.
+std::vector<Record> parse_records(const std::string& bytes, const std::string& path,
+                                  int64_t max_records = 0);
+
+}  // namespace lorank
