@@ -13,7 +13,8 @@
 # case's sweep in one process, then recommend, nothing else on the GPU, then recommend again with
 # --spectrum-device cpu beside it if COST_CPU_AB=1; COST_CASES, default gsm8k:1000); rectime (recommend
 # alone on RECTIME_TASK, a few variants, wall time and split, no sweep); specdev (spectra on the GPU
-# or the CPU, per model size from 5M to 8B: SPECDEV_SHAPES, SPECDEV_DEVS, SPECDEV_REPS); eigbench (tools/eig_bench.py);
+# or the CPU, per model size from 5M to 8B: SPECDEV_SHAPES, SPECDEV_DEVS (gpu, cpu, auto, cpu@8: 8
+# threads), SPECDEV_REPS); eigbench (tools/eig_bench.py);
 # rerec (recommend alone on the 18 calibration cases,
 # RERC_TAG names the files, for calibrate_report.py --tag against the sweeps kept in bench/results);
 # large (Llama-3.1-8B shapes, random weights: parity, recommend's time and memory, train steps; needs
@@ -172,10 +173,11 @@ if has specdev; then
          echo "$shape made in $t" ;;
     esac
     for rep in $(seq "${SPECDEV_REPS:-2}"); do
-      for dev in ${SPECDEV_DEVS:-gpu cpu}; do
+      for dev in ${SPECDEV_DEVS:-gpu cpu}; do  # DEV or DEV@N: N threads (--threads)
+        threads=(); [[ $dev == *@* ]] && threads=(--threads "${dev#*@}")
         t=$( { TIMEFORMAT='wall %R s'; time build-cuda/lorank recommend --model "$model" --data "$data" \
-          --max-examples 1000 --spectrum-device "$dev" --json > "$out/specdev_${shape}_${dev}_$rep.json" \
-          2> /tmp/specdev.err; } 2>&1 )
+          --max-examples 1000 --spectrum-device "${dev%@*}" "${threads[@]}" --json \
+          > "$out/specdev_${shape}_${dev}_$rep.json" 2> /tmp/specdev.err; } 2>&1 )
         echo "$shape $dev #$rep: $t; $(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('r', j['rank'], 'mode', j['probe']['grad_mode'] if 'probe' in j else '?')" "$out/specdev_${shape}_${dev}_$rep.json" 2>&1 | tail -1); $(tr '\r' '\n' < /tmp/specdev.err | grep -E "load .* probe|error|hint" | tail -2)" | tee -a "$out/specdev.txt"
       done
     done
