@@ -1,22 +1,16 @@
 #include "dataset.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
-#include <cstdio>
 #include <exception>
-#include <filesystem>
-#include <fstream>
 #include <limits>
 #include <numeric>
-#include <sstream>
 #include <thread>
 #include <unordered_set>
 
 #include "error.h"
 #include "parallel.h"
 #include "records.h"
-#include "tokenizer_unicode.h"
 
 namespace lorank {
 namespace {
