@@ -341,6 +341,48 @@ class CsvReader {
   std::vector<std::string> header_;
 };
 
+// Compressed and columnar files are not read: say what the file is and how to make text of it,
+// rather than report its first byte as malformed JSON.
+void refuse_binary_formats(const std::string& bytes, const std::string& path) {
+  struct Format {
+    const char* magic;
+    size_t magic_size;
+    bool magic_at_end_too;  // Parquet's: a CSV header may begin with PAR1, a file will not end so
+    const char* extension;
+    const char* what;
+    const char* hint;
+  };
+  static const Format formats[] = {
+      {"\x1f\x8b", 2, false, ".gz", "a gzip-compressed file",
+       "decompress it first: gunzip -k FILE"},
+      {"\x28\xb5\x2f\xfd", 4, false, ".zst", "a zstd-compressed file",
+       "decompress it first: zstd -d FILE"},
+      {"\xfd\x37zXZ\0", 6, false, ".xz", "an xz-compressed file",
+       "decompress it first: xz -dk FILE"},
+      {"", 0, false, ".bz2", "a bzip2-compressed file", "decompress it first: bunzip2 -k FILE"},
+      {"PK\x03\x04", 4, false, ".zip", "a zip archive", "extract the data file: unzip FILE"},
+      {"PAR1", 4, true, ".parquet", "a Parquet file",
+       "convert it: python3 -c \"import pandas as pd; "
+       "pd.read_parquet('FILE').to_json('FILE.jsonl', "
+       "orient='records', lines=True, force_ascii=False)\""},
+      {"", 0, false, ".arrow", "an Arrow file (datasets' cache)",
+       "convert it: python3 -c \"from datasets import Dataset; "
+       "Dataset.from_file('FILE').to_json('FILE.jsonl', force_ascii=False)\""},
+  };
+  for (const Format& f : formats) {
+    const size_t n = f.magic_size;
+    const bool magic = n > 0 && bytes.size() >= n && bytes.compare(0, n, f.magic, n) == 0 &&
+                       (!f.magic_at_end_too || bytes.compare(bytes.size() - n, n, f.magic, n) == 0);
+    if (!magic && !ends_with_ci(path, f.extension)) continue;
+    std::string hint = f.hint;
+    for (size_t at = 0; (at = hint.find("FILE", at)) != std::string::npos; at += path.size()) {
+      hint.replace(at, 4, path);
+    }
+    fail(path, "lorank does not read this kind of file", "JSONL, a JSON array or CSV text", f.what,
+         hint + ", and give lorank the text");
+  }
+}
+
 // Calls next(n) for parts of at most part_size records until max_records or an empty part.
 template <typename Next>
 void pull_in_parts(Next&& next, int64_t max_records, size_t part_size, const TakeRecords& take) {
@@ -389,6 +431,7 @@ std::string read_data_file(const std::string& path) {
 void read_records_in_parts(const std::string& bytes, const std::string& path, int64_t max_records,
                            size_t part_size, const TakeRecords& take) {
   part_size = std::max<size_t>(1, part_size);
+  refuse_binary_formats(bytes, path);
   const size_t start = bytes.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;  // a byte-order mark
   if (ends_with_ci(path, ".csv")) {
     CsvReader csv(path, bytes, start);

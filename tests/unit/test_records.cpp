@@ -135,6 +135,38 @@ TEST(Records, JsonlInPartsStopsAtTheLimit) {
   EXPECT_EQ(parts[1][0].line, 5);
 }
 
+// Compressed and columnar files are named for what they are, with the command that makes text.
+TEST(Records, CompressedAndColumnarFilesAreRefusedWithTheWayToText) {
+  const std::string jsonl = "{\"text\": \"a\"}\n";
+  struct Case {
+    std::string bytes, path, what, hint;
+  };
+  const std::vector<Case> cases = {
+      {std::string("\x1f\x8b\x08\0", 4) + "rest", "d.jsonl", "gzip", "gunzip -k d.jsonl"},
+      {"\x28\xb5\x2f\xfd....", "data.jsonl", "zstd", "zstd -d data.jsonl"},
+      {std::string("\xfd"
+                   "7zXZ\0rest",
+                   10),
+       "d.json", "xz", "xz -dk d.json"},
+      {"PK\x03\x04....", "train.csv", "zip", "unzip train.csv"},
+      {"PAR1 columns ... PAR1", "train", "Parquet",
+       "pd.read_parquet('train').to_json('train.jsonl'"},
+      {jsonl, "train.jsonl.gz", "gzip", "gunzip -k train.jsonl.gz"},
+      {jsonl, "d.bz2", "bzip2", "bunzip2 -k d.bz2"},
+      {jsonl, "cache-0001.arrow", "Arrow", "Dataset.from_file('cache-0001.arrow')"},
+      {jsonl, "FILE.parquet", "Parquet", "pd.read_parquet('FILE.parquet')"},
+  };
+  for (const Case& c : cases) {
+    const std::string err = error_of([&] { parse_records(c.bytes, c.path); });
+    EXPECT_TRUE(has(err, c.path + ": lorank does not read this kind of file") && has(err, c.what) &&
+                has(err, c.hint))
+        << c.path << ": " << err;
+  }
+  auto records = parse_records("PAR1,completion\nx,y\n", "d.csv");  // PAR1 at the start only
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].fields["PAR1"], "x");
+}
+
 TEST(Records, DataFileIsReadWholeAndAFolderIsRefused) {
   const std::string dir = test::make_temp_dir("records");
   std::string bytes(3 << 20, '\0');
