@@ -341,6 +341,28 @@ class CsvReader {
   std::vector<std::string> header_;
 };
 
+// `hint` with FILE replaced by the path and UTF8 by the path with .utf8 before its extension
+// (the extension tells CSV from JSON).
+std::string fill_hint(const std::string& hint, const std::string& path) {
+  const size_t dot = path.rfind('.'), slash = path.rfind('/');
+  const bool has_ext = dot != std::string::npos && (slash == std::string::npos || dot > slash);
+  const std::string utf8 =
+      has_ext ? path.substr(0, dot) + ".utf8" + path.substr(dot) : path + ".utf8";
+  std::string out;
+  for (size_t i = 0; i < hint.size();) {
+    if (hint.compare(i, 4, "FILE") == 0) {
+      out += path;
+      i += 4;
+    } else if (hint.compare(i, 4, "UTF8") == 0) {
+      out += utf8;
+      i += 4;
+    } else {
+      out += hint[i++];
+    }
+  }
+  return out;
+}
+
 // Compressed and columnar files are not read: say what the file is and how to make text of it,
 // rather than report its first byte as malformed JSON.
 void refuse_binary_formats(const std::string& bytes, const std::string& path) {
@@ -359,6 +381,10 @@ void refuse_binary_formats(const std::string& bytes, const std::string& path) {
        "decompress it first: zstd -d FILE"},
       {"\xfd\x37zXZ\0", 6, false, ".xz", "an xz-compressed file",
        "decompress it first: xz -dk FILE"},
+      {"\xff\xfe", 2, false, "", "UTF-16 text (little-endian)",
+       "convert it: iconv -f utf-16 -t utf-8 FILE > UTF8"},
+      {"\xfe\xff", 2, false, "", "UTF-16 text (big-endian)",
+       "convert it: iconv -f utf-16 -t utf-8 FILE > UTF8"},
       {"", 0, false, ".bz2", "a bzip2-compressed file", "decompress it first: bunzip2 -k FILE"},
       {"PK\x03\x04", 4, false, ".zip", "a zip archive", "extract the data file: unzip FILE"},
       {"PAR1", 4, true, ".parquet", "a Parquet file",
@@ -373,11 +399,8 @@ void refuse_binary_formats(const std::string& bytes, const std::string& path) {
     const size_t n = f.magic_size;
     const bool magic = n > 0 && bytes.size() >= n && bytes.compare(0, n, f.magic, n) == 0 &&
                        (!f.magic_at_end_too || bytes.compare(bytes.size() - n, n, f.magic, n) == 0);
-    if (!magic && !ends_with_ci(path, f.extension)) continue;
-    std::string hint = f.hint;
-    for (size_t at = 0; (at = hint.find("FILE", at)) != std::string::npos; at += path.size()) {
-      hint.replace(at, 4, path);
-    }
+    if (!magic && !(*f.extension && ends_with_ci(path, f.extension))) continue;
+    const std::string hint = fill_hint(f.hint, path);
     fail(path, "lorank does not read this kind of file", "JSONL, a JSON array or CSV text", f.what,
          hint + ", and give lorank the text");
   }

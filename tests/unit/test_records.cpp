@@ -151,10 +151,14 @@ TEST(Records, CompressedAndColumnarFilesAreRefusedWithTheWayToText) {
       {"PK\x03\x04....", "train.csv", "zip", "unzip train.csv"},
       {"PAR1 columns ... PAR1", "train", "Parquet",
        "pd.read_parquet('train').to_json('train.jsonl'"},
+      {std::string("\xff\xfe{\0\"\0", 6), "u.jsonl", "UTF-16",
+       "iconv -f utf-16 -t utf-8 u.jsonl > u.utf8.jsonl"},
+      {"\xfe\xff\0p", "dir.v2/d", "UTF-16", "utf-8 dir.v2/d > dir.v2/d.utf8"},
       {jsonl, "train.jsonl.gz", "gzip", "gunzip -k train.jsonl.gz"},
       {jsonl, "d.bz2", "bzip2", "bunzip2 -k d.bz2"},
       {jsonl, "cache-0001.arrow", "Arrow", "Dataset.from_file('cache-0001.arrow')"},
       {jsonl, "FILE.parquet", "Parquet", "pd.read_parquet('FILE.parquet')"},
+      {"\xff\xfe", "UTF8.csv", "UTF-16", "utf-8 UTF8.csv > UTF8.utf8.csv"},
   };
   for (const Case& c : cases) {
     const std::string err = error_of([&] { parse_records(c.bytes, c.path); });
