@@ -376,7 +376,6 @@ Dataset make_dataset(const std::vector<Record>& records, const std::string& path
 
 Dataset load_dataset(const std::string& path, const Tokenizer& tok, const TokenizerConfig& config,
                      const DatasetOptions& options, const std::string& config_where) {
-  constexpr size_t kRecordsAtOnce = 16384;
   const std::string bytes = read_data_file(path);
   DatasetBuilder builder(path, tok, config, options, config_where);
   read_records_in_parts(bytes, path, options.max_examples, kRecordsAtOnce,

@@ -475,7 +475,7 @@ void read_records_in_parts(const std::string& bytes, const std::string& path, in
 std::vector<Record> parse_records(const std::string& bytes, const std::string& path,
                                   int64_t max_records) {
   std::vector<Record> records;
-  read_records_in_parts(bytes, path, max_records, 16384, [&](std::vector<Record>& part) {
+  read_records_in_parts(bytes, path, max_records, kRecordsAtOnce, [&](std::vector<Record>& part) {
     std::move(part.begin(), part.end(), std::back_inserter(records));
   });
   return records;

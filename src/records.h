@@ -3,6 +3,7 @@
 // Torch-free.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -29,6 +30,9 @@ std::string read_data_file(const std::string& path);
 // is skipped. A malformed record is reported when the reading reaches it, after the parts before it
 // were taken.
 using TakeRecords = std::function<void(std::vector<Record>&)>;
+// The part size lorank reads with: enough records to keep every tokenizing thread busy, few enough
+// that their parsed JSON stays small beside the file.
+constexpr size_t kRecordsAtOnce = 16384;
 void read_records_in_parts(const std::string& bytes, const std::string& path, int64_t max_records,
                            size_t part_size, const TakeRecords& take);
 
