@@ -152,7 +152,8 @@ EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,
   auto start = std::chrono::steady_clock::now();
   EvalOptions o = opts;  // limits shrink on out of memory
   EvalResult r;
-  torch::Tensor sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(model.device()));
+  torch::Tensor sum =
+      torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(model.output_device()));
   std::vector<size_t> pending = indices;
   while (!pending.empty()) {
     const std::vector<std::vector<size_t>> batches = length_sorted_batches(examples, pending, o);

@@ -150,6 +150,11 @@ Model::Model(ModelConfig cfg, const std::map<std::string, torch::Tensor>& weight
     : Model(std::move(cfg), MapSource(weights, where), opts) {}
 
 std::unique_ptr<Model> Model::replica(const torch::Device& device) {
+  if (is_split()) {
+    fail("a replica of the model",
+         "the model is split over " + std::to_string(devices_.size()) + " devices",
+         "a model on one device", "a split model", "train on one device");
+  }
   std::map<std::string, torch::Tensor> weights;
   for (const Slot& s : slots()) weights[s.hf_name] = *s.tensor;
   LoadOptions lo;
@@ -187,10 +192,13 @@ Model::Model(ModelConfig cfg, const WeightSource& src, const LoadOptions& opts)
     b.down = linear(p + "mlp.down_proj", "down_proj", i);
   }
   lm_head_ = linear("lm_head", "lm_head", -1);
+  place(opts);
   std::vector<Slot> table = slots();
   check_names_and_shapes(table, src);
   for (Slot& s : table) {
-    *s.tensor = src.read(s.hf_name, opts);
+    LoadOptions on = opts;
+    on.device = slot_device(s);
+    *s.tensor = src.read(s.hf_name, on);
     if (opts.check_finite && !torch::isfinite(*s.tensor).all().item<bool>()) {
       int64_t bad = (~torch::isfinite(*s.tensor)).sum().item<int64_t>();
       fail(src.where(s.hf_name),
@@ -201,7 +209,41 @@ Model::Model(ModelConfig cfg, const WeightSource& src, const LoadOptions& opts)
                                                dtype_str(opts.dtype) + ": load it as float32");
     }
   }
-  if (cfg_.tie_word_embeddings) lm_head_.weight = embed_;
+  // Split, the last device reads its own copy of a tied embedding (frozen, so never out of step).
+  if (cfg_.tie_word_embeddings) lm_head_.weight = embed_.to(devices_.back());
+}
+
+void Model::place(const LoadOptions& opts) {
+  devices_ = opts.devices.empty() ? std::vector<torch::Device>{opts.device} : opts.devices;
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (devices_[i] == devices_[j])
+        fail("model placement", "a device is listed twice", "each device once", devices_[i].str());
+    }
+  }
+  layer_slot_ = split_layers(cfg_, devices_.size());
+}
+
+torch::Device Model::slot_device(const Slot& s) const {
+  if (s.layer < 0) return devices_.front();
+  if (s.layer >= cfg_.n_layer) return devices_.back();
+  return devices_[layer_slot_[size_t(s.layer)]];
+}
+
+std::vector<size_t> split_layers(const ModelConfig& cfg, size_t n_devices) {
+  std::vector<size_t> out(size_t(cfg.n_layer), 0);
+  if (n_devices <= 1 || cfg.n_layer == 0) return out;
+  const ParamCounts p = count_parameters(cfg);
+  const double embed = double(p.embed);
+  const double head = double(p.lm_head > 0 ? p.lm_head : p.embed) + double(cfg.n_embd);
+  const double layer = double(p.total() - p.embed - p.lm_head - cfg.n_embd) / double(cfg.n_layer);
+  const double total = embed + layer * double(cfg.n_layer) + head;
+  for (int64_t i = 0; i < cfg.n_layer; ++i) {
+    // The device whose equal share of the bytes holds this layer's middle byte.
+    const double middle = embed + layer * (double(i) + 0.5);
+    out[size_t(i)] = std::min(n_devices - 1, size_t(middle / total * double(n_devices)));
+  }
+  return out;
 }
 
 // The one table from HF tensor names to module slots, in HF order, with the shapes config.json
@@ -213,29 +255,29 @@ std::vector<Model::Slot> Model::slots() {
   for (int64_t i = 0; i < c.n_layer; ++i) {
     Block& b = blocks_[i];
     std::string p = "model.layers." + std::to_string(i) + ".";
-    s.push_back({p + "input_layernorm.weight", {C}, &b.input_norm});
-    s.push_back({p + "self_attn.q_proj.weight", {Q, C}, &b.q.weight});
-    if (c.qkv_bias) s.push_back({p + "self_attn.q_proj.bias", {Q}, &b.q.bias});
-    s.push_back({p + "self_attn.k_proj.weight", {KV, C}, &b.k.weight});
-    if (c.qkv_bias) s.push_back({p + "self_attn.k_proj.bias", {KV}, &b.k.bias});
-    s.push_back({p + "self_attn.v_proj.weight", {KV, C}, &b.v.weight});
-    if (c.qkv_bias) s.push_back({p + "self_attn.v_proj.bias", {KV}, &b.v.bias});
-    s.push_back({p + "self_attn.o_proj.weight", {C, Q}, &b.o.weight});
-    if (c.o_bias) s.push_back({p + "self_attn.o_proj.bias", {C}, &b.o.bias});
+    s.push_back({p + "input_layernorm.weight", {C}, &b.input_norm, i});
+    s.push_back({p + "self_attn.q_proj.weight", {Q, C}, &b.q.weight, i});
+    if (c.qkv_bias) s.push_back({p + "self_attn.q_proj.bias", {Q}, &b.q.bias, i});
+    s.push_back({p + "self_attn.k_proj.weight", {KV, C}, &b.k.weight, i});
+    if (c.qkv_bias) s.push_back({p + "self_attn.k_proj.bias", {KV}, &b.k.bias, i});
+    s.push_back({p + "self_attn.v_proj.weight", {KV, C}, &b.v.weight, i});
+    if (c.qkv_bias) s.push_back({p + "self_attn.v_proj.bias", {KV}, &b.v.bias, i});
+    s.push_back({p + "self_attn.o_proj.weight", {C, Q}, &b.o.weight, i});
+    if (c.o_bias) s.push_back({p + "self_attn.o_proj.bias", {C}, &b.o.bias, i});
     if (c.qk_norm) {
-      s.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, &b.q_norm});
-      s.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, &b.k_norm});
+      s.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, &b.q_norm, i});
+      s.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, &b.k_norm, i});
     }
-    s.push_back({p + "post_attention_layernorm.weight", {C}, &b.post_norm});
-    s.push_back({p + "mlp.gate_proj.weight", {F, C}, &b.gate.weight});
-    if (c.mlp_bias) s.push_back({p + "mlp.gate_proj.bias", {F}, &b.gate.bias});
-    s.push_back({p + "mlp.up_proj.weight", {F, C}, &b.up.weight});
-    if (c.mlp_bias) s.push_back({p + "mlp.up_proj.bias", {F}, &b.up.bias});
-    s.push_back({p + "mlp.down_proj.weight", {C, F}, &b.down.weight});
-    if (c.mlp_bias) s.push_back({p + "mlp.down_proj.bias", {C}, &b.down.bias});
+    s.push_back({p + "post_attention_layernorm.weight", {C}, &b.post_norm, i});
+    s.push_back({p + "mlp.gate_proj.weight", {F, C}, &b.gate.weight, i});
+    if (c.mlp_bias) s.push_back({p + "mlp.gate_proj.bias", {F}, &b.gate.bias, i});
+    s.push_back({p + "mlp.up_proj.weight", {F, C}, &b.up.weight, i});
+    if (c.mlp_bias) s.push_back({p + "mlp.up_proj.bias", {F}, &b.up.bias, i});
+    s.push_back({p + "mlp.down_proj.weight", {C, F}, &b.down.weight, i});
+    if (c.mlp_bias) s.push_back({p + "mlp.down_proj.bias", {C}, &b.down.bias, i});
   }
-  s.push_back({"model.norm.weight", {C}, &final_norm_});
-  if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {V, C}, &lm_head_.weight});
+  s.push_back({"model.norm.weight", {C}, &final_norm_, c.n_layer});
+  if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {V, C}, &lm_head_.weight, c.n_layer});
   return s;
 }
 
@@ -415,6 +457,13 @@ torch::Tensor Model::hidden_states(const torch::Tensor& ids_in, const torch::Ten
   auto cos = emb.cos().to(dtype()), sin = emb.sin().to(dtype());  // (T, D)
   auto mask = attention_mask_for(attention_mask, T, host_checked);  // (B, 1, T, T) or causal
   for (Block& b : blocks_) {
+    const torch::Device dev = b.input_norm.device();
+    if (x.device() != dev) {  // the next run of layers of a split model; backward copies back
+      x = x.to(dev);
+      cos = cos.to(dev);
+      sin = sin.to(dev);
+      if (mask.defined()) mask = mask.to(dev);
+    }
     if (checkpointing_ && torch::GradMode::is_enabled()) {
       auto block = [this, &b, cos, sin, mask](const torch::Tensor& h) {
         return block_forward(b, h, cos, sin, mask);
@@ -424,7 +473,7 @@ torch::Tensor Model::hidden_states(const torch::Tensor& ids_in, const torch::Ten
       x = block_forward(b, x, cos, sin, mask);  // (B, T, C)
     }
   }
-  return rms_norm(x, final_norm_, cfg_.norm_eps);                // (B, T, C)
+  return rms_norm(x.to(output_device()), final_norm_, cfg_.norm_eps);  // (B, T, C)
 }
 
 torch::Tensor Model::logits(const torch::Tensor& hidden) {
@@ -464,7 +513,7 @@ LossResult lm_loss_at(Model& model, const torch::Tensor& hidden, const torch::Te
   if (n == 0) return r;
   const int64_t C = hidden.size(2);
   // Only supervised positions reach lm_head: prompts and padding cost nothing.
-  auto h = hidden.reshape({-1, C}).index_select(0, positions);  // (N, C)
+  auto h = hidden.reshape({-1, C}).index_select(0, positions.to(hidden.device()));  // (N, C)
   // Under checkpointing each chunk's logits are recomputed in backward, not kept: at a 128k
   // vocabulary they are 1.5 MB a token, more than an 8B model's 32 recomputed blocks keep.
   const bool recompute = model.checkpointing() && torch::GradMode::is_enabled();
@@ -472,7 +521,7 @@ LossResult lm_loss_at(Model& model, const torch::Tensor& hidden, const torch::Te
   if (recompute && chunk <= 0) step = recompute_chunk(model.config().n_vocab);
   for (int64_t s = 0; s < n; s += step) {
     const int64_t k = std::min(step, n - s);
-    torch::Tensor t = targets.narrow(0, s, k);                  // (k)
+    torch::Tensor t = targets.narrow(0, s, k).to(hidden.device());  // (k)
     auto chunk_loss = [&model, t](const torch::Tensor& x) {     // x (k, C)
       auto logits = model.logits(x);                            // (k, V) fp32
       return torch::nn::functional::cross_entropy(

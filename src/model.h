@@ -39,6 +39,10 @@ struct Linear {
 
 struct LoadOptions {
   torch::Device device = torch::kCPU;
+  // Two or more: the decoder layers are split into contiguous runs over these devices, balanced
+  // by bytes (the embedding on the first, the final norm and lm_head on the last), for a model
+  // larger than one card. `device` is then ignored.
+  std::vector<torch::Device> devices;
   torch::ScalarType dtype = torch::kFloat32;  // kFloat32 or kBFloat16 (kHalf also accepted)
   bool check_finite = true;                   // scan every weight for NaN/Inf
 };
@@ -53,11 +57,17 @@ class Model {
   Model(const Model&) = delete;  // Linear* handed out by linears() must stay valid
   Model& operator=(const Model&) = delete;
   // The same weights without hooks, for another trainer at once: on this model's device they are
-  // shared (frozen, so only read), on another device copied there.
+  // shared (frozen, so only read), on another device copied there. Not for a split model.
   std::unique_ptr<Model> replica(const torch::Device& device);
 
   const ModelConfig& config() const { return cfg_; }
-  torch::Device device() const { return embed_.device(); }
+  torch::Device device() const { return embed_.device(); }  // the first: ids and embedding
+  torch::Device output_device() const { return final_norm_.device(); }    // hidden states, logits
+  const std::vector<torch::Device>& devices() const { return devices_; }  // in layer order
+  bool is_split() const { return devices_.size() > 1; }
+  torch::Device layer_device(int64_t layer) const {
+    return blocks_.at(size_t(layer)).input_norm.device();
+  }
   torch::ScalarType dtype() const { return embed_.scalar_type(); }
 
   // ids (B, T) int64; attention_mask (B, T), 1 = token, 0 = pad, undefined = all tokens.
@@ -86,6 +96,7 @@ class Model {
     std::string hf_name;
     std::vector<int64_t> shape;
     torch::Tensor* tensor;
+    int64_t layer = -1;  // -1: the embedding (first device); n_layer: norm and lm_head (last)
   };
   struct Block {
     torch::Tensor input_norm, post_norm;  // (C)
@@ -101,13 +112,23 @@ class Model {
   torch::Tensor attention_mask_for(const torch::Tensor& attention_mask, int64_t T,
                                    bool known_padded) const;
 
+  void place(const LoadOptions& opts);  // devices_ and layer_slot_
+  torch::Device slot_device(const Slot& s) const;
+
   ModelConfig cfg_;
+  std::vector<torch::Device> devices_;  // distinct, in layer order
+  std::vector<size_t> layer_slot_;      // index into devices_ per decoder layer
   torch::Tensor embed_;       // (V, C)
   torch::Tensor final_norm_;  // (C)
   std::vector<Block> blocks_;
   Linear lm_head_;
   bool checkpointing_ = false;
 };
+
+// Which of `n_devices` devices each of the config's decoder layers goes to: contiguous runs, each
+// device's share of the weights as equal as whole layers allow (the embedding counts on the first,
+// the final norm and lm_head on the last).
+std::vector<size_t> split_layers(const ModelConfig& cfg, size_t n_devices);
 
 // RoPE inverse frequencies (head_dim / 2) in fp32 as transformers computes them (incl. linear,
 // dynamic-NTK at seq_len and llama3 scaling).

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -38,6 +39,22 @@ struct BatchContext {
   size_t shard = 0;
   // Additions to the probe's sums during this batch: while none, the batch may be redone.
   int64_t accumulated = 0;
+  // real and scored on the further devices of a split model, copied once a batch.
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> elsewhere;
+
+  void set(torch::Tensor r, torch::Tensor s) {
+    real = std::move(r);
+    scored = std::move(s);
+    elsewhere.clear();
+  }
+  std::pair<torch::Tensor, torch::Tensor> on(const torch::Device& d) {
+    if (real.device() == d) return {real, scored};
+    for (const auto& p : elsewhere) {
+      if (p.first.device() == d) return p;
+    }
+    elsewhere.emplace_back(real.to(d), scored.to(d));
+    return elsewhere.back();
+  }
 };
 
 // Accumulators of one input group: split by scored / other so both moments cost one pass.
@@ -55,11 +72,13 @@ class ProbeHook : public LinearHook {
     // Its recomputation in backward, with grad mode on, records instead.
     if (!torch::GradMode::is_enabled()) return y;
     const int64_t d_in = x.size(-1);
+    const auto here = ctx_.on(x.device());
+    const torch::Tensor real = here.first, scored = here.second;  // (N) on x's device
     // Kept in the model's dtype until backward (half the memory of fp32 for a bf16 model).
-    auto xr = x.detach().reshape({-1, d_in}).index_select(0, ctx_.real);  // (N, d_in)
+    auto xr = x.detach().reshape({-1, d_in}).index_select(0, real);  // (N, d_in)
     if (moments_) {
       auto xf = xr.to(torch::kFloat32);
-      auto xs = xf.index({ctx_.scored}), xo = xf.index({ctx_.scored.logical_not()});  // (Ns|No, d_in)
+      auto xs = xf.index({scored}), xo = xf.index({scored.logical_not()});  // (Ns|No, d_in)
       moments_->scored.addmm_(xs.t(), xs);
       moments_->other.addmm_(xo.t(), xo);
       ++ctx_.accumulated;
@@ -67,7 +86,6 @@ class ProbeHook : public LinearHook {
     if (!y.requires_grad()) y.requires_grad_(true);  // the first layer's y is a leaf
     ShardGradients* g = &m_.grad;
     const size_t shard = ctx_.shard;
-    torch::Tensor real = ctx_.real;
     BatchContext* ctx = &ctx_;  // outlives the batch's backward
     const bool tf32 = tf32_;
     y.register_hook([g, xr, real, shard, ctx, tf32](const torch::Tensor& grad) {
@@ -123,6 +141,13 @@ struct HookGuard {
   }
 };
 
+bool any_cuda(const Model& model) {
+  for (const torch::Device& d : model.devices()) {
+    if (d.is_cuda()) return true;
+  }
+  return false;
+}
+
 uint64_t mix_seed(uint64_t seed, uint64_t i) {  // splitmix64 step: distinct streams per module
   uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -140,11 +165,23 @@ int64_t nbytes(const torch::Tensor& t) { return t.defined() ? int64_t(t.nbytes()
 // Gaussian test matrices by (rows, cols, role): modules of one shape share them. Each module's
 // sketch needs test matrices independent of its own gradient, not of the other modules', and an
 // 8B model's 224 modules then keep 4 sets (70 MB) instead of 224 (4 GB).
+// On a split model each device keeps its own copies (the same values).
 using TestMatrices = std::map<std::array<int64_t, 3>, torch::Tensor>;
+using DeviceTestMatrices = std::vector<std::pair<torch::Device, TestMatrices>>;
 
-// One module's accumulators: the shards' sums stay undefined until start_shard.
+TestMatrices& tests_on(DeviceTestMatrices& all, const torch::Device& device) {
+  for (auto& [d, t] : all) {
+    if (d == device) return t;
+  }
+  return all.emplace_back(device, TestMatrices{}).second;
+}
+
+// One module's accumulators, on its weight's device: the shards' sums stay undefined until
+// start_shard.
 ShardGradients make_accumulators(const Linear& l, GradMode mode, const ProbeOptions& opts,
-                                 const torch::Device& device, TestMatrices& tests) {
+                                 DeviceTestMatrices& all_tests) {
+  const torch::Device device = l.weight.device();
+  TestMatrices& tests = tests_on(all_tests, device);
   ShardGradients g;
   g.d_out = l.d_out();
   g.d_in = l.d_in();
@@ -172,13 +209,14 @@ ShardGradients make_accumulators(const Linear& l, GradMode mode, const ProbeOpti
   return g;
 }
 
-// Zeroed sums of shard s for every module, on the model's device.
-void start_shard(ProbeResult& r, size_t s, const torch::Device& device) {
-  auto zeros = [&](int64_t rows, int64_t cols) {
-    return torch::zeros({rows, cols}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
-  };
-  for (auto& m : r.modules) {
-    ShardGradients& g = m.grad;
+// Zeroed sums of shard s for every module, on its target's device.
+void start_shard(ProbeResult& r, size_t s, const std::vector<Linear*>& targets) {
+  for (size_t i = 0; i < r.modules.size(); ++i) {
+    auto zeros = [device = targets[i]->weight.device()](int64_t rows, int64_t cols) {
+      return torch::zeros({rows, cols},
+                          torch::TensorOptions().dtype(torch::kFloat32).device(device));
+    };
+    ShardGradients& g = r.modules[i].grad;
     if (g.is_exact()) {
       g.exact[s] = zeros(g.d_out, g.d_in);
     } else {
@@ -235,14 +273,14 @@ int64_t moment_bytes(const std::vector<Linear*>& targets, const ProbeOptions& op
 // One moment pair per input group, owned by the group's first target; none over the budget
 // (checked before allocating: an 8B model's would take 65 GB).
 std::map<std::string, MomentPair> make_moments(const std::vector<Linear*>& targets,
-                                               const ProbeOptions& opts, const torch::Device& dev) {
+                                               const ProbeOptions& opts) {
   std::map<std::string, MomentPair> out;
   if (moment_bytes(targets, opts) == 0) return out;
   for (const Linear* l : targets) {
     const std::string key = moment_key(*l);
     if (out.count(key)) continue;
     auto z = torch::zeros({l->d_in(), l->d_in()},
-                          torch::TensorOptions().dtype(torch::kFloat32).device(dev));
+                          torch::TensorOptions().dtype(torch::kFloat32).device(l->weight.device()));
     out[key] = {z, z.clone()};
   }
   return out;
@@ -255,11 +293,11 @@ void probe_batch(Model& model, const Batch& batch, const ProbeOptions& opts, Bat
   if (opts.batching.before_batch) opts.batching.before_batch(batch.batch_size);
   BatchTensors t = to_tensors(batch, model);
   const int64_t B = batch.batch_size, T = batch.seq_len;
-  ctx.real = t.attention_mask.reshape({-1}).nonzero().squeeze(1);          // (N)
+  auto real = t.attention_mask.reshape({-1}).nonzero().squeeze(1);  // (N)
   // Position p is scored when its target p+1 is supervised and real.
   auto next = (t.loss_mask * t.attention_mask).narrow(1, 1, T - 1);        // (B, T-1)
   auto scored = torch::cat({next, torch::zeros({B, 1}, next.options())}, 1);  // (B, T)
-  ctx.scored = scored.reshape({-1}).index_select(0, ctx.real).to(torch::kBool);  // (N)
+  ctx.set(real, scored.reshape({-1}).index_select(0, real).to(torch::kBool));  // (N), (N)
   auto hidden = model.hidden_states(t.ids, t.attention_mask);              // (B, T, C)
   LossResult loss = lm_loss(model, hidden, t.ids, t.attention_mask, t.loss_mask);
   if (opts.before_backward) opts.before_backward();
@@ -330,16 +368,14 @@ void probe_shard(Model& model, const std::vector<Example>& examples,
 }
 
 // One accumulator set and hook per target; the first target of each input group owns its moments.
-void install_hooks(const std::vector<Linear*>& targets, const ProbeOptions& opts,
-                   const torch::Device& device, BatchContext& ctx,
+void install_hooks(const std::vector<Linear*>& targets, const ProbeOptions& opts, BatchContext& ctx,
                    std::map<std::string, MomentPair>& moments, ProbeResult& r, HookGuard& guard) {
   std::set<std::string> owned;
-  TestMatrices tests;
+  DeviceTestMatrices tests;
   r.modules.reserve(targets.size());  // hooks hold references into r.modules
   for (size_t i = 0; i < targets.size(); ++i) {
     Linear* l = targets[i];
-    r.modules.push_back(
-        {l->name, l->kind, l->layer, make_accumulators(*l, r.mode, opts, device, tests)});
+    r.modules.push_back({l->name, l->kind, l->layer, make_accumulators(*l, r.mode, opts, tests)});
     const std::string key = moment_key(*l);
     MomentPair* mp = moments.count(key) && owned.insert(key).second ? &moments[key] : nullptr;
     l->hook = std::make_shared<ProbeHook>(r.modules.back(), ctx, mp, opts.sketch_tf32);
@@ -431,19 +467,19 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   r.shard_tokens.assign(K, 0);
   r.shard_supervised.assign(K, 0);
   r.shard_loss_sum.assign(K, 0.0);
-  auto moments = make_moments(targets, opts, model.device());
+  auto moments = make_moments(targets, opts);
   BatchContext ctx;
   HookGuard guard;
-  install_hooks(targets, opts, model.device(), ctx, moments, r, guard);
+  install_hooks(targets, opts, ctx, moments, r, guard);
   ProbeOptions o = opts;  // batches shrink on out of memory
   r.device = model.device();
   r.checkpointing = opts.checkpointing;
   CheckpointingGuard recompute(model, opts.checkpointing);
   for (size_t s = 0; s < K; ++s) {
     ctx.shard = s;
-    start_shard(r, s, r.device);
+    start_shard(r, s, targets);
     probe_shard(model, examples, r.shards[s], o, ctx, r);
-    if (r.device.is_cuda() && s + 1 < K) park_shard(r, s);
+    if (any_cuda(model) && s + 1 < K) park_shard(r, s);
   }
   r.batch_tokens = o.batching.batch_tokens;
   std::set<const void*> counted;  // test matrices are shared by modules of one shape
@@ -460,7 +496,8 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   r.peak_rss_bytes = int64_t(ru.ru_maxrss) * 1024;
-  r.peak_gpu_bytes = compat::cuda_peak_bytes(model.device());
+  for (const torch::Device& d : model.devices())
+    r.peak_gpu_bytes = std::max(r.peak_gpu_bytes, compat::cuda_peak_bytes(d));
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }
@@ -468,11 +505,11 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
 namespace {
 
 // Bytes the probe holds besides activations: test matrices (one set per shape), one shard's sums
-// (the others wait in CPU memory) and the input moments.
-int64_t probe_state_bytes(const std::vector<Linear*>& targets, const ProbeOptions& opts) {
-  const GradMode mode = choose_mode(targets, opts);
-  if (mode == GradMode::exact)
-    return exact_gradient_bytes(targets, 1) + moment_bytes(targets, opts);
+// (the others wait in CPU memory) and the input moments, for `targets` (those on one device).
+int64_t probe_state_bytes(const std::vector<Linear*>& targets, const ProbeOptions& opts,
+                          GradMode mode, bool moments) {
+  const int64_t moment = moments ? moment_bytes(targets, opts) : 0;
+  if (mode == GradMode::exact) return exact_gradient_bytes(targets, 1) + moment;
   const int64_t k = opts.sketch_rank, s = 2 * k + 1;
   std::set<std::pair<int64_t, int64_t>> shapes;
   int64_t bytes = 0;
@@ -481,34 +518,61 @@ int64_t probe_state_bytes(const std::vector<Linear*>& targets, const ProbeOption
     if (shapes.insert({l->d_in(), l->d_out()}).second) bytes += d * (k + s) * 4;
     bytes += (d * k + s * s) * 4;
   }
-  return bytes + moment_bytes(targets, opts);
+  return bytes + moment;
+}
+
+// Tokens a pass fits on one device, with and without recomputing blocks in backward.
+struct PassRoom {
+  int64_t full = INT64_MAX, recompute = INT64_MAX;
+};
+
+// Bytes a token keeps until backward: logits, log-softmax and their grad (fp32, on the last
+// device), every block's activations (bf16) and the hooks' copies of each target's input.
+// Recomputing blocks in backward keeps each block's input and one block's activations and copies
+// instead, and the logits of one loss chunk (recompute_chunk) in place of every token's.
+PassRoom room_on(Model& model, const torch::Device& device, const std::vector<Linear*>& targets,
+                 const ProbeOptions& opts, GradMode mode, bool moments) {
+  PassRoom out;
+  const int64_t free = compat::cuda_free_bytes(device);
+  if (free <= 0) return out;
+  const ModelConfig& c = model.config();
+  std::vector<Linear*> here;
+  for (Linear* l : targets) {
+    if (l->weight.device() == device) here.push_back(l);
+  }
+  int64_t n_layer = 0;
+  for (int64_t i = 0; i < c.n_layer; ++i) n_layer += model.layer_device(i) == device;
+  const bool last = device == model.output_device();
+  const int64_t spare = std::max<int64_t>(0, free - probe_state_bytes(here, opts, mode, moments));
+  const int64_t block = (16 * c.n_embd + 6 * c.n_ff) * 2;
+  int64_t copies = 0;
+  for (const Linear* l : here) copies += int64_t(l->weight.element_size()) * l->d_in();
+  const int64_t logits = last ? 12 * c.n_vocab : 0;
+  const int64_t full = logits + n_layer * block + copies;
+  const int64_t recompute = n_layer * 4 * c.n_embd + (n_layer > 0 ? block + copies / n_layer : 0);
+  if (full > 0) out.full = spare / 4 / full;
+  const int64_t chunk_logits = logits * recompute_chunk(c.n_vocab);
+  if (recompute > 0) out.recompute = std::max<int64_t>(0, spare - chunk_logits) / 4 / recompute;
+  return out;
 }
 
 }  // namespace
 
 ProbeOptions auto_probe_batching(Model& model, const ProbeOptions& opts) {
   ProbeOptions o = opts;
-  const int64_t free = compat::cuda_free_bytes(model.device());
-  if (free <= 0) return o;
-  const ModelConfig& c = model.config();
   const auto targets = probe_targets(model, opts);
-  const int64_t spare = std::max<int64_t>(0, free - probe_state_bytes(targets, opts));
-  // Bytes a token keeps until backward: logits, log-softmax and their grad (fp32), every block's
-  // activations (bf16) and the hooks' copies of each target's input. Recomputing blocks in
-  // backward keeps each block's input and one block's activations and copies instead, and the
-  // logits of one loss chunk (recompute_chunk) in place of every token's.
-  const int64_t block = (16 * c.n_embd + 6 * c.n_ff) * 2;
-  int64_t copies = 0;
-  for (const Linear* l : targets) copies += int64_t(l->weight.element_size()) * l->d_in();
-  const int64_t full = 12 * c.n_vocab + c.n_layer * block + copies;
-  const int64_t recompute =
-      c.n_layer * 4 * c.n_embd + block + copies / std::max<int64_t>(1, c.n_layer);
-  const int64_t room = spare / 4;
-  const int64_t room_recompute =
-      std::max<int64_t>(0, spare - 12 * c.n_vocab * recompute_chunk(c.n_vocab)) / 4;
+  const GradMode mode = choose_mode(targets, opts);
+  const bool moments = moment_bytes(targets, opts) > 0;
+  PassRoom room;  // the fullest device decides
+  for (const torch::Device& d : model.devices()) {
+    const PassRoom r = room_on(model, d, targets, opts, mode, moments);
+    room.full = std::min(room.full, r.full);
+    room.recompute = std::min(room.recompute, r.recompute);
+  }
+  if (room.full == INT64_MAX) return o;  // no CUDA device: the CPU's defaults
   // Below 2,048 tokens a pass, fewer passes pay for the recomputation (about a third more work).
-  o.checkpointing = room / full < 2048 && room_recompute / recompute > room / full;
-  const int64_t tokens = o.checkpointing ? room_recompute / recompute : room / full;
+  o.checkpointing = room.full < 2048 && room.recompute > room.full;
+  const int64_t tokens = o.checkpointing ? room.recompute : room.full;
   o.batching.batch_tokens = std::clamp<int64_t>(tokens, 256, 16384);
   o.batching.max_batch = 1024;
   return o;
@@ -552,8 +616,10 @@ std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const Spectr
     const void* key = m.moment_all.defined() ? m.moment_all.data_ptr() : nullptr;
     auto it = inputs.find(key);
     if (it == inputs.end()) {
-      torch::Tensor cov = key ? m.moment_all / n_real : torch::Tensor();  // (d_in, d_in)
-      it = inputs.emplace(key, analyse_inputs(cov, m.moment_scored, opts)).first;
+      // A split model's moments wait on their module's device until analysed here.
+      auto here = [&](const torch::Tensor& t) { return t.defined() ? t.to(probe.device) : t; };
+      torch::Tensor cov = key ? here(m.moment_all) / n_real : torch::Tensor();  // (d_in, d_in)
+      it = inputs.emplace(key, analyse_inputs(cov, here(m.moment_scored), opts)).first;
     }
     input_of.push_back(&it->second);
   }

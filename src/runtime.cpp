@@ -47,11 +47,11 @@ torch::Device resolve_device(const std::string& name) {
   return named_device("--device", name);
 }
 
-std::vector<torch::Device> resolve_devices(const std::string& list) {
+std::vector<torch::Device> resolve_devices(const std::string& list, const std::string& option) {
   std::vector<torch::Device> out;
   if (list == "all") {
     if (cuda_count() == 0) {
-      fail("--devices all", "no CUDA device to use", "at least one GPU", "none",
+      fail(option + " all", "no CUDA device to use", "at least one GPU", "none",
            "list the devices (e.g. cpu), or build against a CUDA LibTorch");
     }
     for (int64_t i = 0; i < cuda_count(); ++i) out.emplace_back(torch::kCUDA, c10::DeviceIndex(i));
@@ -61,16 +61,29 @@ std::vector<torch::Device> resolve_devices(const std::string& list) {
   while (begin <= list.size()) {
     const size_t end = std::min(list.find(',', begin), list.size());
     const std::string name = list.substr(begin, end - begin);
-    if (name.empty()) fail("--devices", "an empty entry in the list", "cpu, cuda or cuda:N", list);
-    const torch::Device d = named_device("--devices", name);
+    if (name.empty()) fail(option, "an empty entry in the list", "cpu, cuda or cuda:N", list);
+    const torch::Device d = named_device(option, name);
     if (std::find(out.begin(), out.end(), d) != out.end()) {
-      fail("--devices", "a device is listed twice", "each device once", name,
-           "--jobs runs several trainings on one device");
+      fail(option, "a device is listed twice", "each device once", name,
+           option == "--devices" ? "--jobs runs several trainings on one device"
+                                 : "name each device once; its layers are already together");
     }
     out.push_back(d);
     begin = end + 1;
   }
   return out;
+}
+
+std::vector<torch::Device> resolve_model_devices(const std::string& name) {
+  if (name == "all" || name.find(',') != std::string::npos)
+    return resolve_devices(name, "--device");
+  return {resolve_device(name)};
+}
+
+size_t gpus_for_weights(double weights_gib, double first_card_gib, size_t n_gpus) {
+  if (n_gpus <= 1 || weights_gib <= kOneCardShare * first_card_gib)
+    return std::min<size_t>(n_gpus, 1);
+  return n_gpus;
 }
 
 torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device) {

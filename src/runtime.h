@@ -19,7 +19,16 @@ struct RuntimeInfo {
 // name: "auto" (CUDA when available), "cpu", "cuda", "cuda:N". Throws when CUDA is asked but absent.
 torch::Device resolve_device(const std::string& name);
 // A comma-separated list of those ("cpu", "cuda", "cuda:N"), or "all": every CUDA device.
-std::vector<torch::Device> resolve_devices(const std::string& list);
+// `option` names the flag in errors.
+std::vector<torch::Device> resolve_devices(const std::string& list,
+                                           const std::string& option = "--devices");
+// --device of a subcommand that loads the model: one device as resolve_device, or a list (or
+// "all") whose devices the model's layers are split over.
+std::vector<torch::Device> resolve_model_devices(const std::string& name);
+// GPUs `--device auto` splits a model over: 1 while its weights take at most kOneCardShare of the
+// first card (the rest holds activations and the probe's sums), else every one of n_gpus.
+constexpr double kOneCardShare = 0.8;
+size_t gpus_for_weights(double weights_gib, double first_card_gib, size_t n_gpus);
 // name: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16".
 torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device);
 void set_threads(int64_t n);  // 0 leaves LibTorch's default; under OpenBLAS, OpenBLAS's threads

@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "compat.h"
@@ -55,6 +56,7 @@ namespace {
 std::unique_ptr<Model> load_model_for(const Session& s) {
   LoadOptions lo;
   lo.device = s.device;
+  if (s.devices.size() > 1) lo.devices = s.devices;
   lo.dtype = s.dtype;
   std::unique_ptr<Model> model;
   try {
@@ -63,7 +65,8 @@ std::unique_ptr<Model> load_model_for(const Session& s) {
     if (!compat::is_out_of_memory(e)) throw;
     fail(s.model_dir, "the model's weights do not fit in GPU memory",
          "room for the weights in " + dtype_name(s.dtype), compat::out_of_memory_summary(e),
-         "free the GPU (nvidia-smi shows who holds it), raise --gpu-memory, or use a larger card");
+         "free the GPU (nvidia-smi shows who holds it), raise --gpu-memory, use a larger card, "
+         "or split the layers over several GPUs with --device cuda:0,cuda:1 (or all)");
   }
   // Loading's temporaries stay cached in the allocator; sizing batches counts them as taken (an 8B
   // model under --gpu-memory 22 kept 3.8 GB, and the probe's passes shrank to 500 tokens).
@@ -71,7 +74,34 @@ std::unique_ptr<Model> load_model_for(const Session& s) {
   return model;
 }
 
+// --device auto on several GPUs: a model too large for the first card goes over all of them.
+void split_when_too_large(Session& s, const CommonOptions& common) {
+  const size_t n_gpus = torch::cuda::is_available() ? size_t(torch::cuda::device_count()) : 0;
+  if (n_gpus < 2 || !std::filesystem::is_regular_file(s.model_dir + "/config.json")) return;
+  const double weights = weights_gib(s), card = card_gib({s.device}, common.gpu_memory_gib);
+  if (gpus_for_weights(weights, card, n_gpus) < 2) return;
+  s.devices = resolve_devices("all", "--device");
+  if (!common.quiet) {
+    std::fprintf(stderr,
+                 "note: the weights (%.1f GiB) take more than %.0f%% of %s (%.1f GiB): the layers "
+                 "are split over all %zu GPUs (--device cuda:0 keeps one)\n",
+                 weights, 100 * kOneCardShare, s.device.str().c_str(), card, n_gpus);
+  }
+}
+
 }  // namespace
+
+void refuse_split_model(const Session& s, const std::string& doing) {
+  if (s.devices.size() <= 1) return;
+  std::string list;
+  for (const auto& d : s.devices) list += (list.empty() ? "" : ",") + d.str();
+  fail(doing,
+       "training keeps the model on one device, and it is split over " +
+           std::to_string(s.devices.size()),
+       "--device with one device", list,
+       "recommend, probe and inspect split a model over GPUs; to train, use one card that holds "
+       "it (--gpu-memory, a larger card)");
+}
 
 Session open_session(const CommonOptions& common, const DataOptions& data_opts, bool load_data,
                      bool load_model) {
@@ -81,10 +111,18 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
   s.data_path = common.data_path.empty() ? std::string(LORANK_ASSETS_DIR) + "/demo.jsonl"
                                          : common.data_path;
   set_threads(common.threads);
-  s.device = resolve_device(common.device);
+  s.devices = resolve_model_devices(common.device);
+  s.device = s.devices.front();
   s.dtype = resolve_dtype(common.dtype, s.device);
+  if (load_model && common.device == "auto") split_when_too_large(s, common);
   s.runtime = runtime_info(s.device);
-  if (load_model) limit_gpu_memory(s.device, common.gpu_memory_gib);
+  for (size_t i = 1; i < s.devices.size(); ++i)
+    s.runtime.device += " + " + runtime_info(s.devices[i]).device;  // the layers' devices in order
+  if (load_model) {
+    for (const torch::Device& d : s.devices) {
+      if (d.is_cuda() || s.devices.size() == 1) limit_gpu_memory(d, common.gpu_memory_gib);
+    }
+  }
   if (!std::filesystem::is_directory(s.model_dir))
     fail(s.model_dir, "model folder not found", "a folder with config.json and *.safetensors",
          "no such folder", "pass --model DIR (a Hugging Face model folder)");

@@ -5,8 +5,11 @@
 #include <stdexcept>
 #include <vector>
 
+#include "hf_config.h"
+#include "model.h"
 #include "parallel.h"
 #include "runtime.h"
+#include "test_common.h"
 
 using namespace lorank;
 
@@ -65,4 +68,73 @@ TEST(Parallel, AnItemsErrorReachesTheCallerAndStopsTheRest) {
     EXPECT_STREQ(e.what(), "item 3");
   }
   EXPECT_LT(calls.load(), 10000);
+}
+
+namespace {
+
+ModelConfig llama_shape(int64_t n_layer, int64_t n_embd, int64_t n_ff, int64_t n_vocab, bool tied) {
+  ModelConfig c;
+  c.model_type = "llama";
+  c.n_layer = n_layer;
+  c.n_embd = n_embd;
+  c.n_ff = n_ff;
+  c.n_vocab = n_vocab;
+  c.n_head = n_embd / 128;
+  c.n_head_kv = c.n_head / 8;
+  c.head_dim = 128;
+  c.tie_word_embeddings = tied;
+  return c;
+}
+
+}  // namespace
+
+// A model too large for one card goes over several in contiguous runs of layers: each device's
+// share of the bytes (embedding on the first, lm_head on the last) within one layer of an even
+// share.
+TEST(Placement, LayersSplitInContiguousRunsOfEvenBytes) {
+  for (bool tied : {false, true}) {
+    const ModelConfig c = llama_shape(80, 8192, 28672, 128256, tied);  // Llama-3-70B's shapes
+    EXPECT_EQ(split_layers(c, 1), std::vector<size_t>(80, 0));
+    for (size_t n : {2u, 3u, 4u, 8u}) {
+      const auto at = split_layers(c, n);
+      ASSERT_EQ(at.size(), 80u);
+      EXPECT_EQ(at.front(), 0u);
+      EXPECT_EQ(at.back(), n - 1);
+      for (size_t i = 1; i < at.size(); ++i) {
+        EXPECT_TRUE(at[i] == at[i - 1] || at[i] == at[i - 1] + 1) << "layer " << i << " of " << n;
+      }
+      const ParamCounts p = count_parameters(c);
+      const double layer = double(p.total() - p.embed - p.lm_head - c.n_embd) / 80.0;
+      std::vector<double> bytes(n, 0.0);
+      bytes.front() += double(p.embed);
+      bytes.back() += double(tied ? p.embed : p.lm_head) + double(c.n_embd);
+      for (size_t d : at) bytes[d] += layer;
+      double sum = 0;
+      for (double b : bytes) sum += b;
+      for (size_t d = 0; d < n; ++d)
+        EXPECT_NEAR(bytes[d], sum / double(n), layer) << "device " << d << " of " << n;
+    }
+  }
+  // More devices than layers: every layer still has one, in order.
+  const auto few = split_layers(llama_shape(2, 1024, 4096, 32000, false), 4);
+  EXPECT_LE(few[0], few[1]);
+}
+
+TEST(Placement, AutoSplitsOnlyWhatOneCardCannotHold) {
+  EXPECT_EQ(gpus_for_weights(15.0, 80.0, 4), 1u);   // an 8B model on an 80 GB card
+  EXPECT_EQ(gpus_for_weights(64.0, 80.0, 1), 1u);   // one card: nothing to split over
+  EXPECT_EQ(gpus_for_weights(131.0, 80.0, 2), 2u);  // a 70B model
+  EXPECT_EQ(gpus_for_weights(20.0, 24.0, 4), 4u);   // over 80% of a 24 GB card
+  EXPECT_EQ(gpus_for_weights(1.0, 24.0, 0), 0u);    // no GPU
+}
+
+TEST(Placement, ModelDeviceListsAreCheckedNamingTheOption) {
+  EXPECT_EQ(resolve_model_devices("cpu"), std::vector<torch::Device>{torch::kCPU});
+  const std::string twice = test::error_of([] { resolve_model_devices("cpu,cpu"); });
+  EXPECT_NE(twice.find("--device"), std::string::npos) << twice;
+  EXPECT_NE(twice.find("listed twice"), std::string::npos) << twice;
+  if (!torch::cuda::is_available()) {
+    const std::string all = test::error_of([] { resolve_model_devices("all"); });
+    EXPECT_NE(all.find("--device all"), std::string::npos) << all;
+  }
 }
