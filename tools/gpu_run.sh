@@ -18,7 +18,8 @@
 # rerec (recommend alone on the 18 calibration cases,
 # RERC_TAG names the files, for calibrate_report.py --tag against the sweeps kept in bench/results);
 # large (Llama-3.1-8B shapes, random weights: parity, recommend's time and memory, train steps; needs
-# .gpu/llama3.tar.xz, LORANK_PACK_LLAMA3=1 tools/pack_gpu.sh); jobs (bench/sweep_jobs.sh: a sweep
+# .gpu/llama3.tar.xz, LORANK_PACK_LLAMA3=1 tools/pack_gpu.sh); split (recommend on one GPU against
+# the model split over two devices: SPLIT_SECOND, SPLIT_TOKENS); jobs (bench/sweep_jobs.sh: a sweep
 # one training at a time against --jobs and separate processes; JOBS_CONFIGS, JOBS_STEPS).
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
@@ -151,6 +152,33 @@ if has rectime; then
     r=$(python3 -c "import json; print(json.load(open('/tmp/rectime.json'))['rank'])" 2>/dev/null)
     echo "[$args] $t; r=$r; $(grep -h "load .* probe" /tmp/rectime.log)" | tee -a "$out/rectime.txt"
   done
+fi
+if has split; then
+  # recommend with small-llama on cuda:0, then split over cuda:0 and SPLIT_SECOND (default cuda:1
+  # where there are two GPUs, else the CPU): wall time and split, and whether the JSON is the same
+  # but for the device line. SPLIT_TOKENS caps the probe (the CPU half is slow).
+  echo "== split"
+  need_bench
+  second=${SPLIT_SECOND:-$(python3 -c 'import torch;print("cuda:1" if torch.cuda.device_count()>1 else "cpu")')}
+  for v in "one cuda:0" "two cuda:0,$second"; do
+    read -r tag dev <<< "$v"
+    t=$( { TIMEFORMAT='wall %R s'; time build-cuda/lorank recommend --model ../shared/models/small-llama \
+      --data ../bench/tasks/gsm8k/train.jsonl --max-examples 1000 --max-tokens "${SPLIT_TOKENS:-32768}" \
+      --json --device "$dev" > "/tmp/split-$tag.json" 2> "/tmp/split-$tag.log"; } 2>&1 )
+    echo "[$dev] $t; $(grep -h "load .* probe" "/tmp/split-$tag.log")" | tee -a "$out/split.txt"
+  done
+  python3 - <<'PY' | tee -a "$out/split.txt"
+import json
+a, b = (json.load(open(f"/tmp/split-{t}.json")) for t in ("one", "two"))
+print("devices:", a["model"]["device"], "|", b["model"]["device"])
+for j in (a, b): j["model"].pop("device")
+print("rank", a["rank"], b["rank"], "; same JSON but the device:", a == b)
+dirs = sum(x["directions"] != y["directions"] for x, y in zip(a["modules"], b["modules"]))
+print("modules whose direction count differs:", dirs, "of", len(a["modules"]))
+if a != b:
+    for k in a:
+        if a[k] != b.get(k): print("  differs:", k, str(a[k])[:200], "|", str(b.get(k))[:200])
+PY
 fi
 if has specdev; then
   # Spectra on the GPU against the CPU's cores, per model size: recommend on SPECDEV_TASK's first
