@@ -380,7 +380,6 @@ std::unique_ptr<LoraAdapters> LoraAdapters::attach(Model& model, const LoraConfi
   std::vector<Linear*> targets = lora_targets(model, cfg);
   std::unique_ptr<LoraAdapters> ad(new LoraAdapters(model, cfg));
   at::Generator gen = at::detail::createCPUGenerator(seed);
-  const auto on_device = torch::TensorOptions().dtype(torch::kFloat32).device(model.device());
   const double a = std::sqrt(5.0);  // nn.Linear's default, which PEFT keeps for A
   for (Linear* lin : targets) {
     LoraModule m;
@@ -393,6 +392,9 @@ std::unique_ptr<LoraAdapters> LoraAdapters::attach(Model& model, const LoraConfi
     const double bound = std::sqrt(3.0) * (gain / std::sqrt(static_cast<double>(lin->d_in())));
     torch::Tensor A = torch::empty({m.r, lin->d_in()}, torch::kFloat32);
     A.uniform_(-bound, bound, gen);
+    // On the linear's own device: a split model's adapters are split with it.
+    const auto on_device =
+        torch::TensorOptions().dtype(torch::kFloat32).device(lin->weight.device());
     m.A = A.to(on_device).detach().requires_grad_(true);
     m.B = torch::zeros({lin->d_out(), m.r}, on_device).requires_grad_(true);
     ad->modules_.push_back(std::move(m));

@@ -31,8 +31,11 @@ std::vector<torch::Tensor> AdamW::grads() {
 torch::Tensor AdamW::grad_norm() {
   torch::NoGradGuard no_grad;
   if (params_.empty()) return torch::zeros({});
-  // Norm of the per-tensor norms, as torch::nn::utils::clip_grad_norm_ computes it.
-  return torch::stack(at::_foreach_norm(grads())).norm();
+  // Norm of the per-tensor norms, as torch::nn::utils::clip_grad_norm_ computes it; a split
+  // model's norms meet on the first parameter's device.
+  std::vector<torch::Tensor> norms = at::_foreach_norm(grads());
+  for (auto& n : norms) n = n.to(params_.front().device());
+  return torch::stack(norms).norm();
 }
 
 void AdamW::scale_grads(double factor) {

@@ -105,6 +105,30 @@ void set_generator_state(const torch::Device& device, const torch::Tensor& state
   gen.set_state(state);
 }
 
+// The CUDA generators a step draws from (dropout), with the names checkpoints keep them under: the
+// model's first GPU "rng.cuda", the further GPUs of a split model "rng.cuda:N".
+std::vector<std::pair<std::string, torch::Device>> cuda_generators(const Model& model) {
+  std::vector<std::pair<std::string, torch::Device>> out;
+  for (const torch::Device& d : model.devices()) {
+    if (d.is_cuda()) out.emplace_back(out.empty() ? kRngCudaKey : "rng." + d.str(), d);
+  }
+  return out;
+}
+
+std::map<std::string, torch::Tensor> generator_states(const Model& model) {
+  std::map<std::string, torch::Tensor> out = {{kRngCpuKey, generator_state(torch::kCPU)}};
+  for (const auto& [key, d] : cuda_generators(model)) out[key] = generator_state(d);
+  return out;
+}
+
+void set_generator_states(const Model& model, const std::map<std::string, torch::Tensor>& states) {
+  set_generator_state(torch::kCPU, states.at(kRngCpuKey));
+  for (const auto& [key, d] : cuda_generators(model)) {
+    auto it = states.find(key);
+    if (it != states.end()) set_generator_state(d, it->second);
+  }
+}
+
 // A temp file that a killed writer left behind: ".name.tmp-..." or "name.tmp...".
 bool is_leftover_of(const std::string& file, const std::string& name) {
   const std::string base = file.rfind('.', 0) == 0 ? file.substr(1) : file;
@@ -294,9 +318,7 @@ StepMetrics Trainer::step() {
     for (uint8_t v : data_.train[i].loss_mask) supervised += v;
   }
   // A redone step draws the same dropout masks as a first attempt would have.
-  const torch::Tensor rng_cpu = generator_state(torch::kCPU);
-  const torch::Tensor rng_dev =
-      model_.device().is_cuda() ? generator_state(model_.device()) : torch::Tensor();
+  const auto rng = generator_states(model_);
   StepMetrics m;
   torch::Tensor loss_sum;
   for (;;) {
@@ -310,15 +332,15 @@ StepMetrics Trainer::step() {
     } catch (const c10::Error& e) {
       if (!compat::is_out_of_memory(e)) throw;
       shrink_micro_batch(micro_size, e);
-      set_generator_state(torch::kCPU, rng_cpu);
-      if (rng_dev.defined()) set_generator_state(model_.device(), rng_dev);
+      set_generator_states(model_, rng);
     }
   }
   const int64_t warm = warmup_steps(opts_.warmup, total_steps_);
   m.lr = opts_.lr * lr_factor(opts_.schedule, step_, warm, total_steps_);
   // The step's one wait for the device: loss and gradient norm come back together.
   torch::Tensor host =
-      torch::stack({loss_sum.to(torch::kFloat32), optimizer_->grad_norm().to(torch::kFloat32)})
+      torch::stack({loss_sum.to(torch::kFloat32),
+                    optimizer_->grad_norm().to(loss_sum.device(), torch::kFloat32)})
           .to(torch::kCPU, torch::kFloat64);
   m.loss = host[0].item<double>() / double(std::max<int64_t>(1, supervised));
   m.grad_norm = host[1].item<double>();
@@ -398,8 +420,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   for (auto& [k, t] : adapters_->state_dict()) keep[kAdapterPrefix + k] = t;
   for (auto& [k, t] : best_state_) keep[kBestPrefix + k] = t;
   for (auto& [k, t] : optimizer_->state()) keep[kOptimizerPrefix + k] = t;
-  keep[kRngCpuKey] = generator_state(torch::kCPU);
-  if (model_.device().is_cuda()) keep[kRngCudaKey] = generator_state(model_.device());
+  for (auto& [k, t] : generator_states(model_)) keep[k] = t;
   json evals = json::array();
   for (const auto& e : evals_) evals.push_back({e.step, number_or_null(e.val_loss)});
   json state = {{"step", step_},
@@ -448,10 +469,11 @@ void Trainer::load_checkpoint(const std::string& path) {
   adapters_->load_state_dict(adapter, path);
   best_state_ = std::move(best);
   optimizer_->load_state(opt_state, path);
-  set_generator_state(torch::kCPU, tensor_from_view(f.tensor(kRngCpuKey)));
-  if (model_.device().is_cuda() && f.contains(kRngCudaKey)) {
-    set_generator_state(model_.device(), tensor_from_view(f.tensor(kRngCudaKey)));
+  std::map<std::string, torch::Tensor> rng = {{kRngCpuKey, tensor_from_view(f.tensor(kRngCpuKey))}};
+  for (const auto& [key, d] : cuda_generators(model_)) {
+    if (f.contains(key)) rng[key] = tensor_from_view(f.tensor(key));
   }
+  set_generator_states(model_, rng);
   step_ = state["step"].get<int64_t>();
   best_step_ = state["best_step"].get<int64_t>();
   best_val_ = number_or_nan(state["best_val_loss"]);
@@ -650,7 +672,8 @@ TrainResult Trainer::run(const TrainOutput& out) {
   progress.finish();
   r.steps_done = step_;
   r.tokens_per_s = train_s > 0 ? double(tokens) / train_s : 0.0;
-  r.peak_gpu_bytes = compat::cuda_peak_bytes(model_.device());
+  for (const torch::Device& d : model_.devices())
+    r.peak_gpu_bytes = std::max(r.peak_gpu_bytes, compat::cuda_peak_bytes(d));
   r.checkpointing = model_.checkpointing();
   r.finished = r.diverged || step_ >= total_steps_;
   if (r.finished) finish(out, r);

@@ -110,7 +110,6 @@ int run_train(TrainCliOptions& o) {
   out.progress = !o.common.quiet;
   inspect_output_dir(out);  // refuse before the slow part
   Session s = open_session(o.common, o.data);
-  refuse_split_model(s, "lorank train");
   out.base_model_path = s.model_dir;
   o.train.eval.pad_id = pad_id_for(s);
   TrainData data = load_train_data(s, o);

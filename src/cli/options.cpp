@@ -115,7 +115,7 @@ std::vector<OptionSpec> common_option_specs(CommonOptions& o) {
       {"--data,-d", &o.data_path, "dataset: JSONL, JSON array or CSV"},
       {"--device", &o.device,
        "where to run: auto, cpu, cuda, cuda:N, or a list (cuda:0,cuda:1; all) to split the model's "
-       "layers over (recommend, probe, inspect; auto splits a model too large for one GPU)"},
+       "layers over (auto splits a model too large for one GPU)"},
       {"--dtype", &o.dtype, "compute dtype (auto: bf16 on CUDA, fp32 on CPU)", -1e300, 1e300,
        {"auto", "fp32", "bf16"}},
       {"--gpu-memory", &o.gpu_memory_gib,

@@ -96,11 +96,10 @@ void refuse_split_model(const Session& s, const std::string& doing) {
   std::string list;
   for (const auto& d : s.devices) list += (list.empty() ? "" : ",") + d.str();
   fail(doing,
-       "training keeps the model on one device, and it is split over " +
-           std::to_string(s.devices.size()),
-       "--device with one device", list,
-       "recommend, probe and inspect split a model over GPUs; to train, use one card that holds "
-       "it (--gpu-memory, a larger card)");
+       "trainings at once (--jobs, --devices) each hold the whole model, and it is split over " +
+           std::to_string(s.devices.size()) + " devices",
+       "one device per training", list,
+       "leave out --jobs and --devices: a split model trains one run after another");
 }
 
 Session open_session(const CommonOptions& common, const DataOptions& data_opts, bool load_data,

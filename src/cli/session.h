@@ -49,7 +49,8 @@ double weights_gib(const Session& s);
 // GiB a process may use on `device` (a CUDA one): --gpu-memory when given, else the card's total;
 // with several devices the smallest.
 double card_gib(const std::vector<torch::Device>& devices, double gpu_memory_gib);
-// Training and sweeps keep the model on one device: a split session is refused, naming `doing`.
+// A sweep's trainings at once each hold the whole model: with a split session they are refused,
+// naming `doing`.
 void refuse_split_model(const Session& s, const std::string& doing);
 // "; peak GPU memory 17.3 GiB" for a status line, or "" on the CPU.
 std::string gpu_peak_note(int64_t peak_bytes);

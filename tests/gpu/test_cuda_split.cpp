@@ -1,11 +1,12 @@
 // A model split over two devices (two GPUs where there are, else cuda:0 and the CPU) computes what
 // the same model on one GPU does: hidden states, loss, every probed gradient sum, and recommend's
-// answer; training refuses a split model.
+// answer; training on it follows the one-device run, and a sweep's trainings at once refuse it.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
 #include "model/model_fixtures.h"
+#include "model/trainer_fixtures.h"
 #include "probe.h"
 #include "tokenizer.h"
 
@@ -91,9 +92,40 @@ TEST(CudaSplit, RecommendOnASplitModelGivesTheOneDeviceAnswer) {
   EXPECT_EQ(split["rank"], one["rank"]);
   EXPECT_EQ(split["alpha"], one["alpha"]);
   EXPECT_NE(split.dump().find(" + "), std::string::npos) << "the split's devices are not reported";
-  test::expect_failure("train --quiet --r 2 --max-steps 1 --device " + list + " --out " +
-                           test::make_temp_dir("split-train") + "/a",
-                       {"lorank train", "split over 2", "hint:"});
+  test::expect_failure("sweep --quiet --max-steps 1 --jobs 2 --ranks 1,2 --device " + list +
+                           " --out " + test::make_temp_dir("split-sweep") + "/a",
+                       {"lorank sweep", "split over 2", "hint:"});
+}
+
+// LoRA on a split model: each module's adapter on its linear's device, and the same losses (fp32,
+// same data order and initial adapter) as on one GPU; the gradient norm gathers across devices.
+TEST(CudaSplit, TrainingOnASplitModelFollowsTheOneDeviceRun) {
+  REQUIRE_CUDA();
+  const torch::Device gpu(torch::kCUDA, 0), other = second_device();
+  auto load = [](const std::vector<torch::Device>& devices) {
+    LoadOptions lo;
+    lo.device = devices.front();
+    if (devices.size() > 1) lo.devices = devices;
+    lo.dtype = torch::kFloat32;
+    return Model::load(test::trainer_model_dir(), lo);
+  };
+  auto one = load({gpu}), split = load({gpu, other});
+  TrainOptions o = test::short_run(4);
+  o.autocast = false;
+  Trainer a(*one, test::lora_r4(), test::cmudict(), o),
+      b(*split, test::lora_r4(), test::cmudict(), o);
+  bool elsewhere = false;
+  for (const auto& m : b.adapters().modules()) elsewhere = elsewhere || m.A.device() == other;
+  EXPECT_TRUE(elsewhere) << "no adapter on the second device";
+  for (int i = 0; i < 4; ++i) {
+    const StepMetrics ma = a.step(), mb = b.step();
+    EXPECT_NEAR(mb.loss, ma.loss, 1e-3) << "step " << i;
+    EXPECT_NEAR(mb.grad_norm, ma.grad_norm, 1e-3 * ma.grad_norm) << "step " << i;
+  }
+  const auto r =
+      test::run_lorank("train --quiet --r 2 --max-steps 2 --n-evals 1 --device cuda:0," +
+                       other.str() + " --out " + test::make_temp_dir("split-train") + "/a");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 }  // namespace
