@@ -179,6 +179,14 @@ if a != b:
     for k in a:
         if a[k] != b.get(k): print("  differs:", k, str(a[k])[:200], "|", str(b.get(k))[:200])
 PY
+  # train on the same data (r=16, SPLIT_STEPS steps), one GPU against the split: speed and losses
+  for v in "one cuda:0" "two cuda:0,$second"; do
+    read -r tag dev <<< "$v"
+    build-cuda/lorank train --model ../shared/models/small-llama --data ../bench/tasks/gsm8k/train.jsonl \
+      --max-examples 1000 --r 16 --max-steps "${SPLIT_STEPS:-40}" --n-evals 2 --device "$dev" \
+      --out "/tmp/split-train-$tag" --force > "/tmp/split-train-$tag.log" 2>&1
+    echo "[train $dev] rc=$? $(grep -hE "^(time|best|val)" "/tmp/split-train-$tag.log" | tr '\n' ' ')" | tee -a "$out/split.txt"
+  done
 fi
 if has specdev; then
   # Spectra on the GPU against the CPU's cores, per model size: recommend on SPECDEV_TASK's first
