@@ -230,6 +230,24 @@ torch::Device Model::slot_device(const Slot& s) const {
   return devices_[layer_slot_[size_t(s.layer)]];
 }
 
+std::string Model::placement() const {
+  return describe_placement(layer_slot_, devices_);
+}
+
+std::string describe_placement(const std::vector<size_t>& layer_device,
+                               const std::vector<torch::Device>& devices) {
+  std::string out;
+  for (size_t begin = 0; begin < layer_device.size();) {
+    size_t end = begin;
+    while (end + 1 < layer_device.size() && layer_device[end + 1] == layer_device[begin]) ++end;
+    out += out.empty() ? (begin == end ? "layer " : "layers ") : ", ";
+    out += std::to_string(begin) + (begin == end ? "" : "-" + std::to_string(end)) + " on " +
+           devices.at(layer_device[begin]).str();
+    begin = end + 1;
+  }
+  return out;
+}
+
 std::vector<size_t> split_layers(const ModelConfig& cfg, size_t n_devices) {
   std::vector<size_t> out(size_t(cfg.n_layer), 0);
   if (n_devices <= 1 || cfg.n_layer == 0) return out;

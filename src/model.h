@@ -65,6 +65,7 @@ class Model {
   torch::Device output_device() const { return final_norm_.device(); }    // hidden states, logits
   const std::vector<torch::Device>& devices() const { return devices_; }  // in layer order
   bool is_split() const { return devices_.size() > 1; }
+  std::string placement() const;  // describe_placement of this model's layers
   torch::Device layer_device(int64_t layer) const {
     return blocks_.at(size_t(layer)).input_norm.device();
   }
@@ -129,6 +130,10 @@ class Model {
 // device's share of the weights as equal as whole layers allow (the embedding counts on the first,
 // the final norm and lm_head on the last).
 std::vector<size_t> split_layers(const ModelConfig& cfg, size_t n_devices);
+
+// "layers 0-39 on cuda:0, 40-79 on cuda:1": `layer_device` indexes `devices` per layer.
+std::string describe_placement(const std::vector<size_t>& layer_device,
+                               const std::vector<torch::Device>& devices);
 
 // RoPE inverse frequencies (head_dim / 2) in fp32 as transformers computes them (incl. linear,
 // dynamic-NTK at seq_len and llama3 scaling).

@@ -140,6 +140,7 @@ namespace {
 
 // The BLAS actually mapped into this process after a matmul ran: /proc/self/maps shows the real
 // file behind Debian's libblas.so.3 alternative.
+// The first mapped library that does the CPU's products (a CUDA build also maps cuBLAS).
 std::string mapped_blas() {
   auto a = torch::ones({64, 64});
   (void)torch::mm(a, a);
@@ -149,12 +150,20 @@ std::string mapped_blas() {
     auto pos = line.find('/');
     if (pos == std::string::npos) continue;
     std::string path = line.substr(pos);
-    if (path.find("blas") != std::string::npos || path.find("mkl") != std::string::npos) return path;
+    if (is_cpu_blas_library(path)) return path;
   }
   return "";
 }
 
 }  // namespace
+
+bool is_cpu_blas_library(const std::string& path) {
+  const std::string name = path.substr(path.rfind('/') + 1);
+  if (name.find("cublas") != std::string::npos || name.find("hipblas") != std::string::npos ||
+      name.find("rocblas") != std::string::npos)
+    return false;  // GPU libraries
+  return path.find("blas") != std::string::npos || path.find("mkl") != std::string::npos;
+}
 
 RuntimeInfo runtime_info(const torch::Device& device) {
   RuntimeInfo info;

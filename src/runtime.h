@@ -8,6 +8,9 @@
 
 namespace lorank {
 
+// Whether a mapped library's path is a CPU BLAS (OpenBLAS, MKL, the reference BLAS), not cuBLAS.
+bool is_cpu_blas_library(const std::string& path);
+
 struct RuntimeInfo {
   std::string torch_version;
   std::string device;  // "cpu" or "cuda:0 (NVIDIA H200)"

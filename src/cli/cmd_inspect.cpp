@@ -93,6 +93,8 @@ void print_human(const nlohmann::json& j) {
               (long long)m["n_head_kv"], (long long)m["head_dim"], (long long)m["n_ff"],
               (long long)m["n_vocab"], m["tie_word_embeddings"].get<bool>() ? "tied" : "untied",
               m["weights_dtype"].get<std::string>().c_str(), m["tokenizer"].get<std::string>().c_str());
+  if (m.contains("placement"))
+    std::printf("         split: %s\n", m["placement"].get<std::string>().c_str());
   std::printf("\n  %-10s %12s %7s\n", "module", "params", "share");
   double total = m["params"]["total"].get<double>();
   for (const char* k : {"embed", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
@@ -177,6 +179,7 @@ int run_inspect(const InspectOptions& o) {
                   {"blas", s.runtime.blas}, {"slow_blas", s.runtime.slow_blas},
                   {"threads", s.runtime.threads}};
   j["model"] = model_json(s);
+  if (s.model->is_split()) j["model"]["placement"] = s.model->placement();
   j["data"] = data_json(s);
   if (!o.no_loss) j["base_loss"] = measure_base_loss(s, o);
   if (o.common.json) {

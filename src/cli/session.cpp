@@ -128,6 +128,8 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
   s.tokenizer = load_tokenizer(s.model_dir);
   s.tokenizer_config = load_tokenizer_config(s.model_dir, *s.tokenizer);
   if (load_model) s.model = load_model_for(s);
+  if (load_model && s.model->is_split() && !common.quiet)
+    std::fprintf(stderr, "model split: %s\n", s.model->placement().c_str());
   if (load_data) {
     DatasetOptions d = dataset_options(data_opts, common.threads);
     d.max_examples = data_opts.max_examples;

@@ -50,6 +50,7 @@ TEST(CudaSplit, LayersOnTwoDevicesComputeWhatOneDeviceDoes) {
   EXPECT_EQ(split->layer_device(n_layer - 1), other);
   EXPECT_EQ(split->output_device(), other);
   EXPECT_EQ(split->lm_head().weight.device(), other);  // tiny-llama ties it to the embedding
+  EXPECT_EQ(split->placement().rfind("layers 0-", 0), 0u) << split->placement();
 
   auto ids = torch::randint(0, split->config().n_vocab, {3, 24}, torch::kInt64);
   auto mask = torch::ones({3, 24}, torch::kInt64);
@@ -92,6 +93,9 @@ TEST(CudaSplit, RecommendOnASplitModelGivesTheOneDeviceAnswer) {
   EXPECT_EQ(split["rank"], one["rank"]);
   EXPECT_EQ(split["alpha"], one["alpha"]);
   EXPECT_NE(split.dump().find(" + "), std::string::npos) << "the split's devices are not reported";
+  auto inspect = test::run_lorank("inspect --no-loss --device " + list);
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_NE(inspect.output.find("split: layers 0-"), std::string::npos) << inspect.output;
   test::expect_failure("sweep --quiet --max-steps 1 --jobs 2 --ranks 1,2 --device " + list +
                            " --out " + test::make_temp_dir("split-sweep") + "/a",
                        {"lorank sweep", "split over 2", "hint:"});

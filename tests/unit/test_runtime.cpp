@@ -138,3 +138,20 @@ TEST(Placement, ModelDeviceListsAreCheckedNamingTheOption) {
     EXPECT_NE(all.find("--device all"), std::string::npos) << all;
   }
 }
+
+TEST(Placement, DescribedAsRunsOfLayers) {
+  const std::vector<torch::Device> two = {torch::Device(torch::kCUDA, 0), torch::kCPU};
+  EXPECT_EQ(describe_placement({0, 0, 0, 1, 1, 1}, two), "layers 0-2 on cuda:0, 3-5 on cpu");
+  EXPECT_EQ(describe_placement({0, 1, 1}, two), "layer 0 on cuda:0, 1-2 on cpu");
+  EXPECT_EQ(describe_placement({0, 0}, {torch::kCPU}), "layers 0-1 on cpu");
+}
+
+// A CUDA build maps cuBLAS too: it was reported as the "reference BLAS" on the GPU machine.
+TEST(Runtime, CublasIsNotTakenForTheCpuBlas) {
+  EXPECT_FALSE(is_cpu_blas_library(
+      "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib/libcublasLt.so.13"));
+  EXPECT_FALSE(is_cpu_blas_library("/usr/local/cuda/lib64/libcublas.so.12"));
+  EXPECT_TRUE(is_cpu_blas_library("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"));
+  EXPECT_TRUE(is_cpu_blas_library("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3"));
+  EXPECT_TRUE(is_cpu_blas_library("/opt/intel/lib/libmkl_rt.so.2"));
+}
