@@ -1,6 +1,7 @@
 // A model split over two devices (two GPUs where there are, else cuda:0 and the CPU) computes what
-// the same model on one GPU does: hidden states, loss, every probed gradient sum, and recommend's
-// answer; training on it follows the one-device run, and a sweep's trainings at once refuse it.
+// the same model on one GPU does: hidden states, loss, every probed gradient sum (exact and
+// sketched), and recommend's answer; training on it follows the one-device run, and a sweep's
+// trainings at once refuse it.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -79,6 +80,19 @@ TEST(CudaSplit, LayersOnTwoDevicesComputeWhatOneDeviceDoes) {
   auto sa = analyse_probe(pa, SpectrumOptions{}), sb = analyse_probe(pb, SpectrumOptions{});
   for (size_t i = 0; i < sa.size(); ++i)
     EXPECT_EQ(sa[i].signal_rank, sb[i].signal_rank) << pa.modules[i].name;
+
+  // Sketches: each device draws the same test matrices, so the sketched sums agree too.
+  o.mode = GradMode::sketch;
+  o.sketch_rank = 8;
+  o.sketch_tf32 = false;
+  ProbeResult ka = run_probe(*one, examples, o), kb = run_probe(*split, examples, o);
+  for (size_t i = 0; i < ka.modules.size(); ++i) {
+    for (auto part : {&ShardGradients::range, &ShardGradients::corange, &ShardGradients::core}) {
+      const torch::Tensor& x = (ka.modules[i].grad.*part).back();
+      const torch::Tensor& y = (kb.modules[i].grad.*part).back();
+      EXPECT_LE(max_abs(x.cpu() - y.cpu()), 1e-4 * max_abs(x) + 1e-9) << ka.modules[i].name;
+    }
+  }
 }
 
 TEST(CudaSplit, RecommendOnASplitModelGivesTheOneDeviceAnswer) {
