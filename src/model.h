@@ -67,7 +67,7 @@ class Model {
   bool is_split() const { return devices_.size() > 1; }
   std::string placement() const;  // describe_placement of this model's layers
   torch::Device layer_device(int64_t layer) const {
-    return blocks_.at(size_t(layer)).input_norm.device();
+    return devices_.at(layer_slot_.at(size_t(layer)));
   }
   torch::ScalarType dtype() const { return embed_.scalar_type(); }
 

@@ -157,6 +157,11 @@ std::string mapped_blas() {
 
 }  // namespace
 
+std::string describe_device(const torch::Device& device) {
+  if (!device.is_cuda()) return device.str();
+  return device.str() + " (" + compat::cuda_device_name(device.index()) + ")";
+}
+
 bool is_cpu_blas_library(const std::string& path) {
   const std::string name = path.substr(path.rfind('/') + 1);
   if (name.find("cublas") != std::string::npos || name.find("hipblas") != std::string::npos ||
@@ -169,8 +174,7 @@ RuntimeInfo runtime_info(const torch::Device& device) {
   RuntimeInfo info;
   info.torch_version = compat::torch_version();
   info.threads = compute_threads();
-  info.device = device.str();
-  if (device.is_cuda()) info.device += " (" + compat::cuda_device_name(device.index()) + ")";
+  info.device = describe_device(device);
   std::string path = mapped_blas();
   if (path.find("openblas") != std::string::npos) {
     info.blas = "OpenBLAS (" + path + ")";

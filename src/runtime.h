@@ -8,6 +8,8 @@
 
 namespace lorank {
 
+// "cpu", or "cuda:0 (NVIDIA H200)".
+std::string describe_device(const torch::Device& device);
 // Whether a mapped library's path is a CPU BLAS (OpenBLAS, MKL, the reference BLAS), not cuBLAS.
 bool is_cpu_blas_library(const std::string& path);
 

@@ -116,8 +116,9 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
   if (load_model && common.device == "auto") split_when_too_large(s, common);
   s.runtime = runtime_info(s.device);
   for (size_t i = 1; i < s.devices.size(); ++i)
-    s.runtime.device += " + " + runtime_info(s.devices[i]).device;  // the layers' devices in order
+    s.runtime.device += " + " + describe_device(s.devices[i]);  // the layers' devices in order
   if (load_model) {
+    // Each GPU of a split; a lone CPU device is passed too, so that --gpu-memory is refused there.
     for (const torch::Device& d : s.devices) {
       if (d.is_cuda() || s.devices.size() == 1) limit_gpu_memory(d, common.gpu_memory_gib);
     }
