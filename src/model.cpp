@@ -234,6 +234,12 @@ std::string Model::placement() const {
   return describe_placement(layer_slot_, devices_);
 }
 
+int64_t Model::peak_gpu_bytes() const {
+  int64_t peak = 0;
+  for (const torch::Device& d : devices_) peak = std::max(peak, compat::cuda_peak_bytes(d));
+  return peak;
+}
+
 std::string describe_placement(const std::vector<size_t>& layer_device,
                                const std::vector<torch::Device>& devices) {
   std::string out;

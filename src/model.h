@@ -66,6 +66,7 @@ class Model {
   const std::vector<torch::Device>& devices() const { return devices_; }  // in layer order
   bool is_split() const { return devices_.size() > 1; }
   std::string placement() const;  // describe_placement of this model's layers
+  int64_t peak_gpu_bytes() const;  // the fullest of its GPUs' allocator high-water marks; 0 on CPU
   torch::Device layer_device(int64_t layer) const {
     return devices_.at(layer_slot_.at(size_t(layer)));
   }

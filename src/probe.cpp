@@ -496,8 +496,7 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   r.peak_rss_bytes = int64_t(ru.ru_maxrss) * 1024;
-  for (const torch::Device& d : model.devices())
-    r.peak_gpu_bytes = std::max(r.peak_gpu_bytes, compat::cuda_peak_bytes(d));
+  r.peak_gpu_bytes = model.peak_gpu_bytes();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

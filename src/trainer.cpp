@@ -672,8 +672,7 @@ TrainResult Trainer::run(const TrainOutput& out) {
   progress.finish();
   r.steps_done = step_;
   r.tokens_per_s = train_s > 0 ? double(tokens) / train_s : 0.0;
-  for (const torch::Device& d : model_.devices())
-    r.peak_gpu_bytes = std::max(r.peak_gpu_bytes, compat::cuda_peak_bytes(d));
+  r.peak_gpu_bytes = model_.peak_gpu_bytes();
   r.checkpointing = model_.checkpointing();
   r.finished = r.diverged || step_ >= total_steps_;
   if (r.finished) finish(out, r);

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdio>
 
-#include "compat.h"
 #include "error.h"
 #include "evidence.h"
 #include "export.h"
@@ -110,7 +109,7 @@ Evidence probe_evidence(RecommendCliOptions& o) {
                  "load %.1fs + probe %.1fs (%lld tokens a pass%s) + spectrum %.1fs (%s)%s\n",
                  load_s, run.probe.seconds, static_cast<long long>(run.probe.batch_tokens),
                  run.probe.checkpointing ? ", blocks recomputed" : "", run.spectrum_seconds,
-                 where.c_str(), gpu_peak_note(compat::cuda_peak_bytes(s.device)).c_str());
+                 where.c_str(), gpu_peak_note(s.model->peak_gpu_bytes()).c_str());
   }
   const int64_t fit =
       s.device.is_cuda()
