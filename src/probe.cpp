@@ -287,6 +287,15 @@ std::map<std::string, MomentPair> make_moments(const std::vector<Linear*>& targe
 }
 
 // Loss and gradients of one batch; the hooks do the accumulating.
+// A trace point after the GPU's queued work, so that each span holds its own kernels.
+void trace_synced(const Model& model, const std::string& what) {
+  if (!tracing()) return;
+  for (const torch::Device& d : model.devices()) {
+    if (d.is_cuda()) compat::cuda_synchronize(d);
+  }
+  trace(what);
+}
+
 void probe_batch(Model& model, const Batch& batch, const ProbeOptions& opts, BatchContext& ctx,
                  ProbeResult& r) {
   ctx.accumulated = 0;
@@ -298,10 +307,14 @@ void probe_batch(Model& model, const Batch& batch, const ProbeOptions& opts, Bat
   auto next = (t.loss_mask * t.attention_mask).narrow(1, 1, T - 1);        // (B, T-1)
   auto scored = torch::cat({next, torch::zeros({B, 1}, next.options())}, 1);  // (B, T)
   ctx.set(real, scored.reshape({-1}).index_select(0, real).to(torch::kBool));  // (N), (N)
+  trace_synced(model, "  batch on the device");
   auto hidden = model.hidden_states(t.ids, t.attention_mask);              // (B, T, C)
+  trace_synced(model, "  forward");
   LossResult loss = lm_loss(model, hidden, t.ids, t.attention_mask, t.loss_mask);
+  trace_synced(model, "  loss");
   if (opts.before_backward) opts.before_backward();
   if (loss.n_tokens > 0 && loss.sum.requires_grad()) loss.sum.backward();
+  trace_synced(model, "  backward and sums");
   r.shard_tokens[ctx.shard] += ctx.real.size(0);
   r.shard_supervised[ctx.shard] += loss.n_tokens;
   r.shard_loss_sum[ctx.shard] += loss.sum.item<double>();
@@ -356,6 +369,8 @@ void probe_shard(Model& model, const std::vector<Example>& examples,
       for (; done < batches.size(); ++done) {
         probe_batch(model, make_batch(examples, batches[done], o.batching.pad_id), o, ctx, r);
         if (o.progress) o.progress->advance(ctx.real.size(0), loss_status(r.base_loss()));
+        trace("probe shard " + std::to_string(ctx.shard) + " batch " + std::to_string(done) + ", " +
+              std::to_string(ctx.real.size(0)) + " tokens");
       }
       pending.clear();
     } catch (const c10::Error& e) {
@@ -478,8 +493,10 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   for (size_t s = 0; s < K; ++s) {
     ctx.shard = s;
     start_shard(r, s, targets);
+    trace_synced(model, "shard " + std::to_string(s) + " sums allocated");
     probe_shard(model, examples, r.shards[s], o, ctx, r);
     if (any_cuda(model) && s + 1 < K) park_shard(r, s);
+    trace_synced(model, "shard " + std::to_string(s) + " parked");
   }
   r.batch_tokens = o.batching.batch_tokens;
   std::set<const void*> counted;  // test matrices are shared by modules of one shape

@@ -1,8 +1,13 @@
 #include "progress.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <sstream>
 
 namespace lorank {
 
@@ -17,6 +22,42 @@ std::string format_duration(double s) {
     std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
   }
   return buf;
+}
+
+double seconds_since_start() {
+  // Field 22 of /proc/self/stat: the start, in clock ticks since boot (CLOCK_BOOTTIME's clock).
+  static const double start = [] {
+    std::ifstream f("/proc/self/stat");
+    std::string line;
+    std::getline(f, line);
+    std::istringstream rest(line.substr(line.rfind(')') + 2));  // the name may hold spaces
+    std::string field;
+    for (int i = 3; i <= 22 && rest >> field; ++i) {
+    }
+    const double ticks = field.empty() ? 0 : std::strtod(field.c_str(), nullptr);
+    return ticks / double(sysconf(_SC_CLK_TCK));
+  }();
+  timespec now{};
+  clock_gettime(CLOCK_BOOTTIME, &now);
+  return double(now.tv_sec) + 1e-9 * double(now.tv_nsec) - start;
+}
+
+bool tracing() {
+  static const bool on = [] {
+    const char* v = std::getenv("LORANK_TRACE");
+    return v && std::string(v) == "1";
+  }();
+  return on;
+}
+
+void trace(const std::string& what) {
+  if (!tracing()) return;
+  static std::mutex mutex;
+  static double last = 0;
+  std::lock_guard<std::mutex> lock(mutex);
+  const double t = seconds_since_start();
+  std::fprintf(stderr, "trace %.3fs (+%.3fs) %s\n", t, t - last, what.c_str());
+  last = t;
 }
 
 std::string format_number(const char* printf_format, double v) {

@@ -12,7 +12,8 @@
 # cases to the GPUs in turn, one calibrate_gpu.sh each under one MPS daemon); cost (bench/calibrate.sh: each
 # case's sweep in one process, then recommend, nothing else on the GPU, then recommend again with
 # --spectrum-device cpu beside it if COST_CPU_AB=1; COST_CASES, default gsm8k:1000); rectime (recommend
-# alone on RECTIME_TASK, a few variants, wall time and split, no sweep); specdev (spectra on the GPU
+# alone on RECTIME_TASK, a few variants, wall time and split, no sweep; a variant with LORANK_TRACE=1
+# leaves its trace in rectime-trace.txt); specdev (spectra on the GPU
 # or the CPU, per model size from 5M to 8B: SPECDEV_SHAPES, SPECDEV_DEVS (gpu, cpu, auto, cpu@8: 8
 # threads), SPECDEV_REPS); eigbench (tools/eig_bench.py);
 # rerec (recommend alone on the 18 calibration cases,
@@ -151,6 +152,7 @@ if has rectime; then
       --max-examples "${RECTIME_N:-1000}" --json "${flags[@]}" > /tmp/rectime.json 2> /tmp/rectime.log; } 2>&1 )
     r=$(python3 -c "import json; print(json.load(open('/tmp/rectime.json'))['rank'])" 2>/dev/null)
     echo "[$args] $t; r=$r; $(grep -h "load .* probe" /tmp/rectime.log)" | tee -a "$out/rectime.txt"
+    { echo "[$args] ${RECTIME_TASK:-gsm8k}"; grep -h "^trace " /tmp/rectime.log; } >> "$out/rectime-trace.txt"
   done
 fi
 if has split; then

@@ -10,6 +10,7 @@
 #include "export.h"
 #include "files.h"
 #include "probe_cli.h"
+#include "progress.h"
 #include "recommend.h"
 #include "report.h"
 #include "sweep.h"
@@ -172,6 +173,7 @@ int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
   check_outputs(o);  // again: files may have appeared during the probe
   if (!o.save_evidence.empty()) write_file_atomic(o.save_evidence, evidence_json(e), o.force);
   Recommendation rec = recommend(e.modules, e.data, rule_options(o));
+  trace("decided");
   const ReportContext& ctx = e.context;
   if (!o.out.empty()) write_outputs(o, rec, ctx);
   if (!o.format.empty()) {
@@ -181,6 +183,7 @@ int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
   } else {
     std::printf("%s", recommendation_report(rec, ctx).c_str());
   }
+  trace("printed");
   if (!o.common.quiet && !o.out.empty()) {
     std::fprintf(stderr,
                  "configs in %s; train it: lorank train --adapter-config %s --out DIR, with this "

@@ -2,12 +2,15 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "error.h"
 #include "options.h"
+#include "progress.h"
 
 int main(int argc, char** argv) {
+  lorank::trace("main");
   CLI::App app{"lorank: which LoRA rank does this model and this data need?"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "lorank 0.1.0");
@@ -17,17 +20,21 @@ int main(int argc, char** argv) {
     auto runner = sub.setup(*cmd);
     cmd->callback([&run, runner] { run = runner; });
   }
+  int rc = 1;
   try {
     app.parse(argc, argv);
+    rc = run ? run() : 0;
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  try {
-    return run ? run() : 0;
+    rc = app.exit(e);
   } catch (const lorank::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
   }
-  return 1;
+  // Every file is closed and every thread joined by now. Returning would run LibTorch's static
+  // destructors and the CUDA context's teardown: 0.35-0.45 s of a 2.5 s recommend on an H200.
+  lorank::trace("exit");
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(rc);
 }

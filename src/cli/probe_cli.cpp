@@ -72,7 +72,9 @@ ProbeRun run_probe_cli(Session& s, const ProbeCliOptions& o, bool quiet, bool ga
   Progress progress("probe", total, "tok", !quiet);
   po.progress = &progress;
   ProbeRun run;
+  trace("probe starts");
   run.probe = run_probe(*s.model, s.data.examples, po);
+  trace("probe done");
   progress.finish();
   run.spectrum_options.damping = o.damping;
   run.spectrum_options.max_rank = o.max_rank;
@@ -81,8 +83,10 @@ ProbeRun run_probe_cli(Session& s, const ProbeCliOptions& o, bool quiet, bool ga
   auto t0 = std::chrono::steady_clock::now();
   const torch::Device where = spectrum_device(o.spectrum_device, run.probe.device, compute_threads());
   if (where != run.probe.device) move_probe(run.probe, where);  // counted as spectrum time
+  trace("sums on the spectra's device");
   run.spectra = analyse_probe(run.probe, run.spectrum_options);
   run.spectrum_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  trace("spectra done");
   return run;
 }
 

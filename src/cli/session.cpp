@@ -114,7 +114,9 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
   s.device = s.devices.front();
   s.dtype = resolve_dtype(common.dtype, s.device);
   if (load_model && common.device == "auto") split_when_too_large(s, common);
+  trace("devices resolved");
   s.runtime = runtime_info(s.device);
+  trace("runtime info");
   for (size_t i = 1; i < s.devices.size(); ++i)
     s.runtime.device += " + " + describe_device(s.devices[i]);  // the layers' devices in order
   if (load_model) {
@@ -128,7 +130,9 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
          "no such folder", "pass --model DIR (a Hugging Face model folder)");
   s.tokenizer = load_tokenizer(s.model_dir);
   s.tokenizer_config = load_tokenizer_config(s.model_dir, *s.tokenizer);
+  trace("tokenizer loaded");
   if (load_model) s.model = load_model_for(s);
+  trace("model loaded");
   if (load_model && s.model->is_split() && !common.quiet)
     std::fprintf(stderr, "model split: %s\n", s.model->placement().c_str());
   if (load_data) {
@@ -136,6 +140,7 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
     d.max_examples = data_opts.max_examples;
     s.data = load_dataset(s.data_path, *s.tokenizer, s.tokenizer_config, d,
                           s.model_dir + "/tokenizer_config.json");
+    trace("data loaded");
   }
   return s;
 }

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
+#include <string>
+
 #include "model/model_fixtures.h"
 
 namespace {
@@ -124,6 +127,37 @@ TEST(CliInspect, NumbersAreValidated) {
   EXPECT_NE(r.exit_code, 0);
   r = run_lorank("inspect --device tpu");
   EXPECT_NE(r.exit_code, 0);
+}
+
+// LORANK_TRACE=1: where a run's time goes, in order, in seconds since the process started; nothing
+// without it. lorank ends with _Exit (no LibTorch teardown): what it printed still arrives whole.
+TEST(CliTrace, TracePointsComeInOrderAndTheOutputArrivesWhole) {
+  const std::string args = "inspect --quiet --json --device cpu --dtype fp32 --max-examples 8";
+  ::setenv("LORANK_TRACE", "1", 1);
+  auto traced = run_lorank(args);
+  ::unsetenv("LORANK_TRACE");
+  ASSERT_EQ(traced.exit_code, 0) << traced.output;
+  double last = 0;
+  size_t at = 0;
+  const std::vector<std::string> order = {"main", "tokenizer loaded", "model loaded",
+                                          "data loaded", "exit"};
+  for (const std::string& what : order) {
+    const size_t line = traced.output.find(") " + what + "\n", at);
+    ASSERT_NE(line, std::string::npos) << what << " missing or out of order:\n" << traced.output;
+    const size_t start = traced.output.rfind("trace ", line);
+    const double t = std::stod(traced.output.substr(start + 6));
+    EXPECT_GE(t, last) << what;
+    EXPECT_LT(t, 600.0) << what << ": not seconds since the process started";
+    last = t;
+    at = line + 1;
+  }
+  EXPECT_GT(last, 0.0);
+  const std::string json = traced.output.substr(traced.output.find('{'));
+  EXPECT_TRUE(nlohmann::json::parse(json).contains("base_loss")) << json;
+
+  auto plain = run_lorank(args);
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  EXPECT_EQ(plain.output.find("trace "), std::string::npos) << plain.output;
 }
 
 }  // namespace
