@@ -6,10 +6,14 @@
 #include <array>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
+#include <exception>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "compat.h"
 #include "error.h"
@@ -112,7 +116,19 @@ class ProbeHook : public LinearHook {
   bool tf32_;            // sketch products on TF32 tensor cores (CUDA)
 };
 
-// A module's sums gathered where the analysis runs (parked shards come back one module at a time).
+bool any_sums_on_cuda(const ProbeResult& probe) {
+  for (const auto& m : probe.modules) {
+    for (const auto* part : m.grad.sums()) {
+      for (const auto& t : *part) {
+        if (t.defined() && t.is_cuda()) return true;
+      }
+    }
+  }
+  return false;
+}
+
+// A module's sums gathered where the analysis runs, one module at a time (in parallel with the
+// other modules' work when analysed on the CPU).
 ShardGradients on_device(const ShardGradients& g, const torch::Device& device) {
   ShardGradients out = g;
   for (auto* part : out.sums()) {
@@ -227,6 +243,10 @@ void start_shard(ProbeResult& r, size_t s, const std::vector<Linear*>& targets) 
     }
   }
 }
+
+// Whether every shard's sums can stay on its GPU, not parked: see the definition.
+bool keep_shards_on_gpus(Model& model, const std::vector<Linear*>& targets,
+                         const ProbeOptions& opts, GradMode mode);
 
 // A finished shard's sums wait in CPU memory: a GPU then holds one shard's, not K.
 void park_shard(ProbeResult& r, size_t s) {
@@ -490,12 +510,13 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
   r.device = model.device();
   r.checkpointing = opts.checkpointing;
   CheckpointingGuard recompute(model, opts.checkpointing);
+  const bool park = any_cuda(model) && !keep_shards_on_gpus(model, targets, opts, r.mode);
   for (size_t s = 0; s < K; ++s) {
     ctx.shard = s;
     start_shard(r, s, targets);
     trace_synced(model, "shard " + std::to_string(s) + " sums allocated");
     probe_shard(model, examples, r.shards[s], o, ctx, r);
-    if (any_cuda(model) && s + 1 < K) park_shard(r, s);
+    if (park && s + 1 < K) park_shard(r, s);
     trace_synced(model, "shard " + std::to_string(s) + " parked");
   }
   r.batch_tokens = o.batching.batch_tokens;
@@ -535,6 +556,22 @@ int64_t probe_state_bytes(const std::vector<Linear*>& targets, const ProbeOption
     bytes += (d * k + s * s) * 4;
   }
   return bytes + moment;
+}
+
+// Parking a shard costs a copy into fresh CPU memory (55 ms a shard for small-llama's 75 MB on an
+// H200 host, page faults included); batch sizing counts one shard and leaves 3/4 of free memory.
+bool keep_shards_on_gpus(Model& model, const std::vector<Linear*>& targets,
+                         const ProbeOptions& opts, GradMode mode) {
+  for (const torch::Device& d : model.devices()) {
+    if (!d.is_cuda()) continue;
+    std::vector<Linear*> here;
+    for (Linear* l : targets) {
+      if (l->weight.device() == d) here.push_back(l);
+    }
+    const int64_t others = (opts.n_shards - 1) * probe_state_bytes(here, opts, mode, false);
+    if (double(others) > opts.keep_shards_share * double(compat::cuda_free_bytes(d))) return false;
+  }
+  return true;
 }
 
 // Tokens a pass fits on one device, with and without recomputing blocks in backward.
@@ -603,9 +640,6 @@ void move_probe(ProbeResult& probe, const torch::Device& device) {
     t = it->second;
   };
   for (auto& m : probe.modules) {
-    for (auto* part : m.grad.sums()) {
-      for (auto& t : *part) move(t);
-    }
     for (auto* t : {&m.grad.omega, &m.grad.psi, &m.grad.phi, &m.grad.xi}) move(*t);
     move(m.moment_all);
     move(m.moment_scored);
@@ -624,6 +658,82 @@ torch::Device spectrum_device(const std::string& choice, const torch::Device& pr
   return probed.is_cuda() && threads >= kCpuSpectraMinThreads ? torch::Device(torch::kCPU) : probed;
 }
 
+namespace {
+
+// The CPU analysing sums still on a GPU: one thread copies the modules over in order, a few ahead
+// of the workers, so that the copies overlap their work and a finished module's memory serves a
+// later copy (fresh pages cost more than the copy: 55 ms for 75 MB on an H200 host).
+void analyse_fetching(const ProbeResult& probe, const std::vector<const InputSpectrum*>& input_of,
+                      const SpectrumOptions& opts, size_t workers,
+                      std::vector<ModuleSpectrum>& out) {
+  const size_t n = out.size(), ahead = 2 * workers;
+  std::vector<ShardGradients> fetched(n);
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t n_fetched = 0, n_done = 0;
+  bool stop = false;
+  std::exception_ptr copy_error;
+  auto finish = [&](std::exception_ptr e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (e && !copy_error) copy_error = e;
+    stop = true;
+    cv.notify_all();
+  };
+  std::thread copier([&] {
+    try {
+      for (size_t i = 0; i < n; ++i) {
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] { return stop || i < n_done + ahead; });
+          if (stop) return;
+        }
+        ShardGradients g = on_device(probe.modules[i].grad, probe.device);
+        std::lock_guard<std::mutex> lock(mu);
+        fetched[i] = std::move(g);
+        ++n_fetched;
+        cv.notify_all();
+      }
+    } catch (...) {
+      finish(std::current_exception());
+    }
+  });
+  auto analyse = [&](size_t i) {
+    ShardGradients g;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return stop || n_fetched > i; });
+      if (n_fetched <= i) {  // stopped: a copy failed (its error), or another module's analysis
+        if (copy_error) std::rethrow_exception(copy_error);
+        return;
+      }
+      g = std::move(fetched[i]);
+    }
+    out[i] = analyse_module(g, *input_of[i], opts);
+    std::lock_guard<std::mutex> lock(mu);
+    ++n_done;
+    cv.notify_all();
+  };
+  try {
+    SingleThreadedOps one_thread_each;
+    parallel_items(n, workers, [&](size_t i) {
+      try {
+        analyse(i);
+      } catch (...) {
+        finish(nullptr);  // the copier stops too
+        throw;
+      }
+    });
+  } catch (...) {
+    finish(nullptr);
+    copier.join();
+    if (copy_error) std::rethrow_exception(copy_error);
+    throw;
+  }
+  copier.join();
+}
+
+}  // namespace
+
 std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const SpectrumOptions& opts) {
   const double n_real = double(std::max<int64_t>(probe.n_tokens(), 1));
   std::map<const void*, InputSpectrum> inputs;  // one per shared input moment
@@ -640,12 +750,16 @@ std::vector<ModuleSpectrum> analyse_probe(const ProbeResult& probe, const Spectr
     input_of.push_back(&it->second);
   }
   std::vector<ModuleSpectrum> out(probe.modules.size());
-  auto analyse = [&](size_t i) {
-    out[i] = analyse_module(on_device(probe.modules[i].grad, probe.device), *input_of[i], opts);
-  };
   // On a CPU, one module a thread: each module's decompositions are too small to keep many
   // threads busy, and on a GPU they queue on one device.
   const int64_t workers = probe.device.is_cpu() ? compute_threads() : 1;
+  if (workers > 1 && out.size() > 1 && any_sums_on_cuda(probe)) {
+    analyse_fetching(probe, input_of, opts, size_t(workers), out);
+    return out;
+  }
+  auto analyse = [&](size_t i) {
+    out[i] = analyse_module(on_device(probe.modules[i].grad, probe.device), *input_of[i], opts);
+  };
   if (workers <= 1 || out.size() < 2) {
     for (size_t i = 0; i < out.size(); ++i) analyse(i);
     return out;

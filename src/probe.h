@@ -48,6 +48,9 @@ struct ProbeOptions {
   bool checkpointing = false;
   bool input_moments = true;
   int64_t moment_budget_bytes = int64_t(1) << 30;  // input moments skipped above this
+  // On CUDA every shard's sums stay on the GPU when the K - 1 besides the one being summed take at
+  // most this share of its free memory; else the finished ones wait in CPU memory (0: always).
+  double keep_shards_share = 1.0 / 16;
   // Padded tokens per pass: activations kept for backward grow with it (2048: ~0.6 GB on tiny).
   EvalOptions batching = {2048, 64, 0};
   Progress* progress = nullptr;           // advanced by real tokens
@@ -80,8 +83,8 @@ struct ProbeResult {
   int64_t peak_gpu_bytes = 0;               // CUDA allocator's high-water mark; 0 on the CPU
   bool checkpointing = false;               // decoder blocks recomputed in backward
   int64_t batch_tokens = 0;                 // padded tokens a pass at the end (after any shrinking)
-  // Where analyse_probe works: the model's device, or move_probe's. On CUDA the shards but the
-  // last wait in CPU memory until then.
+  // Where analyse_probe works: the model's device, or move_probe's. On CUDA all but the last
+  // shard's sums may wait in CPU memory (ProbeOptions::keep_shards_share).
   torch::Device device = torch::kCPU;
   double seconds = 0;
 
@@ -105,8 +108,10 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
 // the same launches whatever its size.
 ProbeOptions auto_probe_batching(Model& model, const ProbeOptions& opts);
 
-// Moves every accumulator to `device` (e.g. the CPU, to analyse there what a GPU probed), keeping
-// shared input moments shared.
+// Where analyse_probe works from now on (e.g. the CPU, for what a GPU probed): the test matrices
+// and input moments (kept shared) move now; each module's sums when analyse_probe reaches it, so
+// the copies overlap other modules' work, and exact sums on a GPU stay there (their float64
+// products run there and only the Gram matrices come over).
 void move_probe(ProbeResult& probe, const torch::Device& device);
 
 // Threads from which analyse_probe on the CPU, one module per thread, beats the GPU the probe ran

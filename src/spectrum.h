@@ -32,6 +32,9 @@ struct ShardGradients {
   bool is_exact() const { return !exact.empty(); }
   // The per-shard sums, for code that moves or counts all of them (the test matrices excluded).
   std::array<std::vector<torch::Tensor>*, 4> sums() { return {&exact, &range, &corange, &core}; }
+  std::array<const std::vector<torch::Tensor>*, 4> sums() const {
+    return {&exact, &range, &corange, &core};
+  }
   size_t n_shards() const { return n_tokens.size(); }
   int64_t max_rank() const;  // min(d_out, d_in), and the sketch size k in sketch mode
 };

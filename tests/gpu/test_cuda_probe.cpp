@@ -1,12 +1,15 @@
-// The probe on CUDA, analysed where it ran and again after move_probe to the CPU
-// (recommend --spectrum-device cpu): the same spectra, and moments shared by q/k/v stay shared.
+// The probe on CUDA, analysed where it ran and again after move_probe to the CPU (recommend's
+// default with 16 threads; the sums come over while the workers analyse): the same spectra, and
+// moments shared by q/k/v stay shared. Parked shards sum the same as shards kept on the GPU.
 // The automatic CUDA batching sums the same gradients as small batches, in bf16 attention too.
 // Sketch products on TF32 tensor cores stay within TF32's rounding of the fp32 ones.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
+#include <string>
 
 #include "compat.h"
 #include "model/model_fixtures.h"
@@ -31,6 +34,27 @@ TinyOnCuda tiny_on_cuda(torch::ScalarType dtype) {
           load_dataset(test::asset("data/cmudict.jsonl"), *tok, cfg, DatasetOptions{}).examples};
 }
 
+void expect_same_spectra(const std::vector<ModuleSpectrum>& got,
+                         const std::vector<ModuleSpectrum>& want, const ProbeResult& probe,
+                         const char* what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  using Values = std::vector<double>;
+  auto near = [&](const Values& a, const Values& b, const std::string& m) {
+    ASSERT_EQ(a.size(), b.size()) << what << " " << m;
+    const double top = b.empty() ? 0.0 : std::abs(b[0]);
+    for (size_t j = 0; j < a.size(); ++j) {
+      EXPECT_NEAR(a[j], b[j], 1e-9 + 1e-6 * top) << what << " " << m;
+    }
+  };
+  for (size_t i = 0; i < got.size(); ++i) {
+    const std::string& m = probe.modules[i].name;
+    near(got[i].singular_values, want[i].singular_values, m);
+    near(got[i].noise_spectrum, want[i].noise_spectrum, m);
+    near(got[i].noise_edges, want[i].noise_edges, m);
+    EXPECT_EQ(got[i].signal_rank, want[i].signal_rank) << what << " " << m;
+  }
+}
+
 TEST(CudaProbe, SpectraOnTheCpuMatchThoseOnTheGpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   auto [model, examples] = tiny_on_cuda(torch::kFloat32);
@@ -38,26 +62,53 @@ TEST(CudaProbe, SpectraOnTheCpuMatchThoseOnTheGpu) {
   o.max_examples = 40;
   o.layers = {0, 1};
   ProbeResult probe = run_probe(*model, examples, o);
-  auto on_gpu = analyse_probe(probe, SpectrumOptions{});
+  for (const auto& m : probe.modules) {
+    for (const auto& t : m.grad.exact) {
+      ASSERT_TRUE(t.is_cuda()) << m.name << ": parked, though all fit";
+    }
+  }
+  SpectrumOptions curves, values;  // probe's analysis, and recommend's (singular values only)
+  values.gain_curves = false;
+  auto gpu_curves = analyse_probe(probe, curves);
+  auto gpu_values = analyse_probe(probe, values);
 
   std::map<const void*, int> shared_before;
   for (const auto& m : probe.modules) ++shared_before[m.moment_all.data_ptr()];
   move_probe(probe, torch::kCPU);
   std::map<const void*, int> shared_after;
   for (const auto& m : probe.modules) {
-    ASSERT_TRUE(m.grad.exact.front().device().is_cpu()) << m.name;
+    ASSERT_TRUE(m.moment_all.device().is_cpu()) << m.name;
     ++shared_after[m.moment_all.data_ptr()];
   }
   EXPECT_EQ(shared_after.size(), shared_before.size()) << "a shared input moment was copied twice";
 
-  auto on_cpu = analyse_probe(probe, SpectrumOptions{});
-  ASSERT_EQ(on_cpu.size(), on_gpu.size());
-  for (size_t i = 0; i < on_cpu.size(); ++i) {
-    const auto& a = on_cpu[i].singular_values;
-    const auto& b = on_gpu[i].singular_values;
-    ASSERT_EQ(a.size(), b.size()) << probe.modules[i].name;
-    for (size_t j = 0; j < a.size(); ++j) EXPECT_NEAR(a[j], b[j], 1e-9 + 1e-6 * b[0]) << probe.modules[i].name;
-    EXPECT_EQ(on_cpu[i].signal_rank, on_gpu[i].signal_rank) << probe.modules[i].name;
+  // The sums come over module by module, on a thread ahead of the workers.
+  for (const auto& m : probe.modules) ASSERT_TRUE(m.grad.exact.front().is_cuda()) << m.name;
+  expect_same_spectra(analyse_probe(probe, curves), gpu_curves, probe, "with curves");
+  expect_same_spectra(analyse_probe(probe, values), gpu_values, probe, "singular values only");
+}
+
+TEST(CudaProbe, ParkedShardsSumTheSame) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto [model, examples] = tiny_on_cuda(torch::kFloat32);
+  ProbeOptions kept;
+  kept.max_examples = 40;
+  kept.layers = {1};
+  ProbeOptions parked = kept;
+  parked.keep_shards_share = 0;
+  ProbeResult a = run_probe(*model, examples, kept);
+  ProbeResult b = run_probe(*model, examples, parked);
+  ASSERT_EQ(a.modules.size(), b.modules.size());
+  for (size_t i = 0; i < a.modules.size(); ++i) {
+    const auto& ga = a.modules[i].grad.exact;
+    const auto& gb = b.modules[i].grad.exact;
+    ASSERT_EQ(ga.size(), gb.size());
+    for (size_t k = 0; k < ga.size(); ++k) {
+      EXPECT_EQ(gb[k].is_cpu(), k + 1 < gb.size()) << "shard " << k << " parked or not";
+      const double top = ga[k].abs().max().item<double>();
+      EXPECT_LE((ga[k].cpu() - gb[k].cpu()).abs().max().item<double>(), 1e-5 * top)
+          << a.modules[i].name << " shard " << k;
+    }
   }
 }
 
