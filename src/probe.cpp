@@ -541,6 +541,14 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
 
 namespace {
 
+std::vector<Linear*> targets_on(const std::vector<Linear*>& targets, const torch::Device& device) {
+  std::vector<Linear*> out;
+  for (Linear* l : targets) {
+    if (l->weight.device() == device) out.push_back(l);
+  }
+  return out;
+}
+
 // Bytes the probe holds besides activations: test matrices (one set per shape), one shard's sums
 // (the others wait in CPU memory) and the input moments, for `targets` (those on one device).
 int64_t probe_state_bytes(const std::vector<Linear*>& targets, const ProbeOptions& opts,
@@ -564,11 +572,8 @@ bool keep_shards_on_gpus(Model& model, const std::vector<Linear*>& targets,
                          const ProbeOptions& opts, GradMode mode) {
   for (const torch::Device& d : model.devices()) {
     if (!d.is_cuda()) continue;
-    std::vector<Linear*> here;
-    for (Linear* l : targets) {
-      if (l->weight.device() == d) here.push_back(l);
-    }
-    const int64_t others = (opts.n_shards - 1) * probe_state_bytes(here, opts, mode, false);
+    const int64_t others =
+        (opts.n_shards - 1) * probe_state_bytes(targets_on(targets, d), opts, mode, false);
     if (double(others) > opts.keep_shards_share * double(compat::cuda_free_bytes(d))) return false;
   }
   return true;
@@ -589,10 +594,7 @@ PassRoom room_on(Model& model, const torch::Device& device, const std::vector<Li
   const int64_t free = compat::cuda_free_bytes(device);
   if (free <= 0) return out;
   const ModelConfig& c = model.config();
-  std::vector<Linear*> here;
-  for (Linear* l : targets) {
-    if (l->weight.device() == device) here.push_back(l);
-  }
+  const std::vector<Linear*> here = targets_on(targets, device);
   int64_t n_layer = 0;
   for (int64_t i = 0; i < c.n_layer; ++i) n_layer += model.layer_device(i) == device;
   const bool last = device == model.output_device();
@@ -713,16 +715,11 @@ void analyse_fetching(const ProbeResult& probe, const std::vector<const InputSpe
     ++n_done;
     cv.notify_all();
   };
+  // A failed analysis leaves the copier able to reach every item still held (ahead > workers);
+  // it stops here.
   try {
     SingleThreadedOps one_thread_each;
-    parallel_items(n, workers, [&](size_t i) {
-      try {
-        analyse(i);
-      } catch (...) {
-        finish(nullptr);  // the copier stops too
-        throw;
-      }
-    });
+    parallel_items(n, workers, analyse);
   } catch (...) {
     finish(nullptr);
     copier.join();
