@@ -306,7 +306,6 @@ std::map<std::string, MomentPair> make_moments(const std::vector<Linear*>& targe
   return out;
 }
 
-// Loss and gradients of one batch; the hooks do the accumulating.
 // A trace point after the GPU's queued work, so that each span holds its own kernels.
 void trace_synced(const Model& model, const std::string& what) {
   if (!tracing()) return;
@@ -316,6 +315,7 @@ void trace_synced(const Model& model, const std::string& what) {
   trace(what);
 }
 
+// Loss and gradients of one batch; the hooks do the accumulating.
 void probe_batch(Model& model, const Batch& batch, const ProbeOptions& opts, BatchContext& ctx,
                  ProbeResult& r) {
   ctx.accumulated = 0;
@@ -389,8 +389,10 @@ void probe_shard(Model& model, const std::vector<Example>& examples,
       for (; done < batches.size(); ++done) {
         probe_batch(model, make_batch(examples, batches[done], o.batching.pad_id), o, ctx, r);
         if (o.progress) o.progress->advance(ctx.real.size(0), loss_status(r.base_loss()));
-        trace("probe shard " + std::to_string(ctx.shard) + " batch " + std::to_string(done) + ", " +
-              std::to_string(ctx.real.size(0)) + " tokens");
+        if (tracing()) {
+          trace("probe shard " + std::to_string(ctx.shard) + " batch " + std::to_string(done) +
+                ", " + std::to_string(ctx.real.size(0)) + " tokens");
+        }
       }
       pending.clear();
     } catch (const c10::Error& e) {
@@ -517,7 +519,7 @@ ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const 
     trace_synced(model, "shard " + std::to_string(s) + " sums allocated");
     probe_shard(model, examples, r.shards[s], o, ctx, r);
     if (park && s + 1 < K) park_shard(r, s);
-    trace_synced(model, "shard " + std::to_string(s) + " parked");
+    trace_synced(model, "shard " + std::to_string(s) + (park && s + 1 < K ? " parked" : " done"));
   }
   r.batch_tokens = o.batching.batch_tokens;
   std::set<const void*> counted;  // test matrices are shared by modules of one shape
@@ -550,7 +552,7 @@ std::vector<Linear*> targets_on(const std::vector<Linear*>& targets, const torch
 }
 
 // Bytes the probe holds besides activations: test matrices (one set per shape), one shard's sums
-// (the others wait in CPU memory) and the input moments, for `targets` (those on one device).
+// (the others wait in CPU memory, or take at most keep_shards_share) and the input moments, for `targets` (those on one device).
 int64_t probe_state_bytes(const std::vector<Linear*>& targets, const ProbeOptions& opts,
                           GradMode mode, bool moments) {
   const int64_t moment = moments ? moment_bytes(targets, opts) : 0;

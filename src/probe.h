@@ -110,8 +110,7 @@ ProbeOptions auto_probe_batching(Model& model, const ProbeOptions& opts);
 
 // Where analyse_probe works from now on (e.g. the CPU, for what a GPU probed): the test matrices
 // and input moments (kept shared) move now; each module's sums when analyse_probe reaches it, so
-// the copies overlap other modules' work, and exact sums on a GPU stay there (their float64
-// products run there and only the Gram matrices come over).
+// that the copies overlap other modules' work.
 void move_probe(ProbeResult& probe, const torch::Device& device);
 
 // Threads from which analyse_probe on the CPU, one module per thread, beats the GPU the probe ran
