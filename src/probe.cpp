@@ -552,7 +552,8 @@ std::vector<Linear*> targets_on(const std::vector<Linear*>& targets, const torch
 }
 
 // Bytes the probe holds besides activations: test matrices (one set per shape), one shard's sums
-// (the others wait in CPU memory, or take at most keep_shards_share) and the input moments, for `targets` (those on one device).
+// (the others wait in CPU memory, or take at most keep_shards_share) and the input moments, for
+// `targets` (those on one device).
 int64_t probe_state_bytes(const std::vector<Linear*>& targets, const ProbeOptions& opts,
                           GradMode mode, bool moments) {
   const int64_t moment = moments ? moment_bytes(targets, opts) : 0;
