@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 
@@ -78,6 +79,16 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k,
   return torch::matmul(probs, v);  // (B, H, T, D)
 #endif
 }
+
+// LibTorch 1.13's Allocator::allocate is const; 2.x's is not, and 2.x adds a pure copy_data. An
+// allocator derives from this and implements allocate_bytes: whichever allocate the version
+// declares virtual leads there.
+struct AllocatorAdapter : c10::Allocator {
+  virtual c10::DataPtr allocate_bytes(size_t n) const = 0;
+  c10::DataPtr allocate(size_t n) const { return allocate_bytes(n); }
+  c10::DataPtr allocate(size_t n) { return allocate_bytes(n); }
+  void copy_data(void* dest, const void* src, size_t count) const { std::memcpy(dest, src, count); }
+};
 
 // Whether `e` is a CUDA out-of-memory error: LibTorch >= 1.13 throws c10::OutOfMemoryError from the
 // caching allocator; kernels and older versions throw a c10::Error saying "out of memory".

@@ -15,13 +15,19 @@
 #include <stdexcept>
 #include <thread>
 
+#include "cpu_memory.h"
 #include "error.h"
 
 namespace fs = std::filesystem;
 
 namespace lorank::test {
 
-std::string asset(const std::string& rel) { return std::string(LORANK_TEST_ASSETS) + "/" + rel; }
+// In-process tests allocate CPU tensors as the lorank binary does.
+const bool g_block_cache = (use_cpu_block_cache(), true);
+
+std::string asset(const std::string& rel) {
+  return std::string(LORANK_TEST_ASSETS) + "/" + rel;
+}
 
 std::string repo_path(const std::string& rel) {
   return std::string(LORANK_SOURCE_DIR) + "/" + rel;

@@ -1,16 +1,18 @@
-// lorank's only catch site: library code throws lorank::Error; here it becomes a message and exit 1.
+// lorank's only catch site: library code throws lorank::Error; here it becomes a message and
+// exit 1.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 
+#include "cpu_memory.h"
 #include "error.h"
 #include "options.h"
 #include "progress.h"
 
 int main(int argc, char** argv) {
   lorank::trace("main");
+  lorank::use_cpu_block_cache();
   CLI::App app{"lorank: which LoRA rank does this model and this data need?"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "lorank 0.1.0");
@@ -33,6 +35,12 @@ int main(int argc, char** argv) {
   }
   // Every file is closed and every thread joined by now. Returning would run LibTorch's static
   // destructors and the CUDA context's teardown: 0.35-0.45 s of a 2.5 s recommend on an H200.
+  if (lorank::tracing()) {
+    const auto c = lorank::cpu_block_cache_stats();
+    lorank::trace("CPU blocks of 32 MiB and more: " + std::to_string(c.hits) + " reused, " +
+                  std::to_string(c.misses) + " mapped, " + std::to_string(c.cached_bytes >> 20) +
+                  " MiB kept");
+  }
   lorank::trace("exit");
   std::fflush(stdout);
   std::fflush(stderr);

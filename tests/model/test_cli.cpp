@@ -160,4 +160,21 @@ TEST(CliTrace, TracePointsComeInOrderAndTheOutputArrivesWhole) {
   EXPECT_EQ(plain.output.find("trace "), std::string::npos) << plain.output;
 }
 
+// Memory handed back by lorank's CPU allocator is reused uninitialised: nothing may depend on it.
+TEST(CliCpuMemory, TheAnswerIsTheSameWithoutLoranksAllocator) {
+  ::setenv("LORANK_TRACE", "1", 1);
+  auto installed = run_lorank("--version");
+  ::unsetenv("LORANK_TRACE");
+  EXPECT_NE(installed.output.find(") CPU blocks of 32 MiB and more: "), std::string::npos)
+      << installed.output;
+  const std::string args = "recommend --json --quiet --device cpu --max-examples 48";
+  auto with = run_lorank(args);
+  ASSERT_EQ(with.exit_code, 0) << with.output;
+  ::setenv("LORANK_CPU_BLOCK_CACHE", "0", 1);
+  auto without = run_lorank(args);
+  ::unsetenv("LORANK_CPU_BLOCK_CACHE");
+  ASSERT_EQ(without.exit_code, 0) << without.output;
+  EXPECT_EQ(with.output, without.output);
+}
+
 }  // namespace

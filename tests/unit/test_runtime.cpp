@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "hf_config.h"
@@ -60,6 +62,9 @@ TEST(Parallel, AnItemsErrorReachesTheCallerAndStopsTheRest) {
   auto bad = [&](size_t i) {
     ++calls;
     if (i == 3) throw std::runtime_error("item 3");
+    // Without a little work per item, the other thread ran all 10,000 while the throwing one was
+    // descheduled (seen under ctest -j2 on 2 cores); this way that takes it 0.2 s.
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
   };
   try {
     parallel_items(10000, 2, bad);
