@@ -24,9 +24,12 @@ have fewer than 8,000 training examples, so their whole training set stands in).
 
 --curve-loo TAG,TAG,... scores only the predicted curve: per resolved case left out, the tag (a
 redecide.sh run with other curve options) with the lowest mean absolute error on the others.
+--band-loo TAG,TAG,... (tags with ever wider bands, e.g. --curve-band-factor 2, 2.83, 4): per
+resolved case left out, the narrowest band that holds 80% of the others' measured shares.
 
 Usage: bench/calibrate_report.py OUT... [--explore [--within]] [--monotone] [--seed0] [--tag TAG] [--only REGEX]   (TAG: recommendTAG.json)
        bench/calibrate_report.py OUT... --curve-loo TAG,TAG,...
+       bench/calibrate_report.py OUT... --band-loo TAG,TAG,...   (narrowest band first)
 """
 import json
 import math
@@ -321,22 +324,30 @@ def curves(cases):
         print("curve error over the resolved cases (predicted minus measured share), " + curve_summary(points))
 
 
-def curve_loo(outs, tags):
+def curve_loo(outs, tags, band_target=None):
     """Leave one resolved case out: the tag (recommend options) whose curve has the lowest mean
-    absolute error on the other cases, scored on the case left out."""
+    absolute error on the other cases, scored on the case left out. With band_target (--band-loo,
+    tags narrowest band first): the first tag whose band holds that share of the other cases'
+    measured points."""
     by_tag = {t: [c for out in outs for c in load_cases(out, t)] for t in tags}
-    names = [c["name"] for c in by_tag[tags[0]] if is_resolved(c)]
-    per = {t: {c["name"]: curve_points(c) for c in cs} for t, cs in by_tag.items()}
-    mae = lambda t, keep: (lambda p: sum(abs(e) for e, _ in p) / len(p))(
-        [p for n in keep for p in per[t][n]])
+    names = [c["dir"] for c in by_tag[tags[0]] if is_resolved(c)]  # names repeat across models
+    per = {t: {c["dir"]: curve_points(c) for c in cs} for t, cs in by_tag.items()}
+    pooled = lambda t, keep: [p for n in keep for p in per[t][n]]
+    mae = lambda t, keep: (lambda p: sum(abs(e) for e, _ in p) / len(p))(pooled(t, keep))
+    held = lambda t, keep: (lambda p: sum(b for _, b in p) / len(p))(pooled(t, keep))
     points, picked = [], []
     for n in names:
-        t = min(tags, key=lambda t: mae(t, [m for m in names if m != n]))
+        others = [m for m in names if m != n]
+        if band_target is None:
+            t = min(tags, key=lambda t: mae(t, others))
+        else:
+            t = next((t for t in tags if held(t, others) >= band_target), tags[-1])
         picked.append(t)
         points += per[t][n]
-    print(f"\ncurve, leave one case out over {', '.join(tags)} ({len(names)} resolved cases):")
+    print(f"\ncurve, leave one case out over {', '.join(tags)} ({len(names)} resolved cases"
+          + (f", band holding {100 * band_target:.0f}%" if band_target else "") + "):")
     for t in tags:
-        print(f"  {t:<8} in sample: " + curve_summary([p for n in names for p in per[t][n]]))
+        print(f"  {t:<8} in sample: " + curve_summary(pooled(t, names)))
     print("  picked " + ", ".join(f"{t} {picked.count(t)}x" for t in tags if t in picked)
           + "; held out: " + curve_summary(points))
 
@@ -463,10 +474,13 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     tag = sys.argv[sys.argv.index("--tag") + 1] if "--tag" in sys.argv else ""
+    valued = ("--tag", "--curve-loo", "--band-loo", "--only")
     outs = [a for i, a in enumerate(sys.argv[1:], 1)
-            if not a.startswith("--") and sys.argv[i - 1] not in ("--tag", "--curve-loo", "--only")]
+            if not a.startswith("--") and sys.argv[i - 1] not in valued]
     if "--curve-loo" in sys.argv:
         return curve_loo(outs, sys.argv[sys.argv.index("--curve-loo") + 1].split(","))
+    if "--band-loo" in sys.argv:
+        return curve_loo(outs, sys.argv[sys.argv.index("--band-loo") + 1].split(","), 0.8)
     cases = [c for out in outs
              for c in load_cases(out, tag, "--monotone" in sys.argv, "--seed0" not in sys.argv)]
     if "--only" in sys.argv:

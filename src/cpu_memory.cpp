@@ -88,8 +88,8 @@ class BlockCache final : public compat::AllocatorAdapter {
     return p;
   }
 
-  // The main heap's new pages since the last look, advised before anything but glibc's chunk
-  // headers touched them (brk keeps them in one mapping of their own, so this stays cheap).
+  // The main heap's growth since the last look, advised before the tensor in it is written (only
+  // glibc's chunk headers are); advised stretches merge into one kernel mapping.
   void advise_heap_growth() {
     const uintptr_t top = uintptr_t(sbrk(0));  // glibc's cached break: no system call
     if (top <= heap_top_.load(std::memory_order_relaxed)) return;

@@ -167,8 +167,8 @@ double gain_share(double held, double held_first) {
   return held_first >= 1 ? 1.0 : std::clamp((held - held_first) / (1 - held_first), 0.0, 1.0);
 }
 
-// The band: the curve one grid rank either side (its calibrated error is about that, RESULTS.md),
-// widened by the splits' extreme edges.
+// The band: the curve at r / band_factor and r × band_factor (RESULTS.md), widened by the
+// splits' extreme edges.
 void fill_curve(Recommendation& rec, const std::vector<ModuleEvidence>& ev,
                 const RecommendOptions& o) {
   const auto grid = offered_grid(o);
@@ -177,13 +177,13 @@ void fill_curve(Recommendation& rec, const std::vector<ModuleEvidence>& ev,
   for (const auto& m : rec.modules) widest = std::max(widest, std::min(m.d_in, m.d_out));
   std::vector<double> ranks{double(grid[0])};
   for (int64_t r : grid) {
-    for (double f : {1.0, 0.5, 2.0}) ranks.push_back(f * double(r));
+    for (double f : {1.0, 1.0 / o.band_factor, o.band_factor}) ranks.push_back(f * double(r));
   }
   const auto mid = energy_held(ev, o, ranks, scale, 0);
   const auto a = energy_held(ev, o, ranks, scale, -1), b = energy_held(ev, o, ranks, scale, 1);
   for (size_t j = 0; j < grid.size(); ++j) {
     if (j > 0 && grid[j - 1] >= widest) break;
-    const size_t at = 1 + 3 * j;  // r, r/2, 2r
+    const size_t at = 1 + 3 * j;  // r, r / band_factor, r × band_factor
     CurvePoint c{grid[j], params_at(rec.modules, grid[j])};
     if (j > 0) {
       c.share = gain_share(mid[at], mid[0]);
@@ -363,8 +363,8 @@ std::string explain(const Recommendation& rec) {
   for (const auto& c : rec.curve) {
     if (c.rank != rec.rank || &c == &rec.curve.front()) continue;  // r=1: the curve's reference
     s += "r=" + std::to_string(rec.rank) + " is predicted to add " +
-         format_number("%.0f%%", 100 * c.share) + " (" + format_number("%.0f", 100 * c.share_lo) +
-         "-" + format_number("%.0f%%", 100 * c.share_hi) +
+         format_number("%.0f%%", 100 * c.share) + " (80% band " +
+         format_number("%.0f", 100 * c.share_lo) + "-" + format_number("%.0f%%", 100 * c.share_hi) +
          ") of what ranks above 1 add over r=1, with " + format_count(double(rec.params)) +
          " trainable parameters. ";
   }

@@ -59,6 +59,9 @@ struct RecommendOptions {
   // The curve's ranks per direction, fitted to the sweeps' L(r) (bench/RESULTS.md, session 11):
   // at rank_scale's 2 it ran 0.16 above the measured share of the gain.
   double curve_rank_scale = 4.0;
+  // The curve's band: the curve at r / band_factor and r × band_factor (and the splits' extremes).
+  // An 80% band: leaving one case out, 4 held 82% of the sweeps' measured shares (2 held 66%).
+  double band_factor = 4.0;
 };
 
 struct ModuleRank {
@@ -76,7 +79,7 @@ struct CurvePoint {
   // Predicted gain over r=1 as a share of what all higher ranks add (0 at r=1, 1 when the
   // supported signal is held), from the signal energy each rank holds.
   double share = 0;
-  double share_lo = 0, share_hi = 0;  // the curve one grid rank either side, and the splits' edges
+  double share_lo = 0, share_hi = 0;  // the band: band_factor either side, the splits' edges
 };
 
 struct Recommendation {

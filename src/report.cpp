@@ -43,8 +43,8 @@ nlohmann::json curve_json(const Recommendation& rec) {
 nlohmann::json options_json(const RecommendOptions& o) {
   return {{"grid", o.grid}, {"max_rank", o.max_rank}, {"budget_params", o.budget_params},
           {"noise_margin", o.noise_margin}, {"rank_scale", o.rank_scale},
-          {"curve_rank_scale", o.curve_rank_scale}, {"module_quantile", o.module_quantile},
-          {"whitened", o.whitened}, {"pattern", o.pattern},
+          {"curve_rank_scale", o.curve_rank_scale}, {"band_factor", o.band_factor},
+          {"module_quantile", o.module_quantile}, {"whitened", o.whitened}, {"pattern", o.pattern},
           {"pattern_min_steps", o.pattern_min_steps}};
 }
 
@@ -140,7 +140,7 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   s += "  trainable    " + format_count(double(rec.params)) + " parameters (" +
        format_count(double(rec.params_uniform)) + " at r=" + std::to_string(rec.rank) + " everywhere)\n\n";
   s += "  predicted quality vs rank: the gain over r=1, as a share of what all higher ranks add\n";
-  s += "       r     params   share   band\n";
+  s += "       r     params   share   80% band\n";
   for (const auto& c : rec.curve) {
     char line[160];
     const char* mark = c.rank == rec.rank ? "  <-" : "";
@@ -148,7 +148,7 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
       std::snprintf(line, sizeof line, "  %6lld  %9s      0%%   reference%s\n", (long long)c.rank,
                     format_count(double(c.params)).c_str(), mark);
     } else {
-      std::snprintf(line, sizeof line, "  %6lld  %9s  %5.0f%%   %3.0f-%3.0f%%%s\n",
+      std::snprintf(line, sizeof line, "  %6lld  %9s  %5.0f%%    %3.0f-%3.0f%%%s\n",
                     (long long)c.rank, format_count(double(c.params)).c_str(), 100 * c.share,
                     100 * c.share_lo, 100 * c.share_hi, mark);
     }

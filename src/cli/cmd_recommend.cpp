@@ -36,6 +36,7 @@ struct RecommendCliOptions {
   // The rule's calibrated constants (RecommendOptions), for re-calibration from saved evidence.
   double rank_scale = RecommendOptions().rank_scale;
   double curve_rank_scale = RecommendOptions().curve_rank_scale;
+  double band_factor = RecommendOptions().band_factor;
   double module_quantile = RecommendOptions().module_quantile;
   double noise_margin = RecommendOptions().noise_margin;
   double max_extrapolation = RecommendOptions().max_extrapolation;
@@ -140,6 +141,7 @@ RecommendOptions rule_options(const RecommendCliOptions& o) {
   ro.pattern = o.pattern;
   ro.rank_scale = o.rank_scale;
   ro.curve_rank_scale = o.curve_rank_scale;
+  ro.band_factor = o.band_factor;
   ro.module_quantile = o.module_quantile;
   ro.noise_margin = o.noise_margin;
   ro.max_extrapolation = o.max_extrapolation;
@@ -225,6 +227,8 @@ Subcommand recommend_subcommand() {
                  "ranks per supported direction (calibrated; for re-calibration)", 0.01, 1e3},
                 {"--curve-rank-scale", &o->curve_rank_scale,
                  "ranks per direction in the predicted curve (calibrated)", 0.01, 1e3},
+                {"--curve-band-factor", &o->band_factor,
+                 "the curve's band: the curve at r / this and r x this (calibrated)", 1, 1e3},
                 {"--module-quantile", &o->module_quantile,
                  "share of modules the global rank may leave short (calibrated)", 0, 1},
                 {"--noise-margin", &o->noise_margin,

@@ -215,9 +215,19 @@ TEST(Recommend, CurveRisesToOneAndWarnsWithoutSignal) {
   }
   EXPECT_NEAR(r.curve.back().share, 1.0, 1e-12);
   EXPECT_EQ(r.curve.front().share, 0.0);  // the reference: the gain is counted over r=1
-  for (size_t i = 1; i + 1 < r.curve.size(); ++i) {
-    EXPECT_LE(r.curve[i].share_lo, r.curve[i - 1].share + 1e-12);  // one grid rank either side
-    EXPECT_GE(r.curve[i].share_hi, r.curve[i + 1].share - 1e-12);
+  for (size_t i = 2; i + 2 < r.curve.size(); ++i) {
+    EXPECT_LE(r.curve[i].share_lo, r.curve[i - 2].share + 1e-12);  // two grid ranks either side
+    EXPECT_GE(r.curve[i].share_hi, r.curve[i + 2].share - 1e-12);
+  }
+  RecommendOptions narrow = plain();
+  narrow.band_factor = 2;
+  Recommendation r1 = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), narrow);
+  for (size_t i = 1; i + 1 < r1.curve.size(); ++i) {
+    EXPECT_EQ(r1.curve[i].share, r.curve[i].share);  // the band moves, the curve does not
+    EXPECT_LE(r1.curve[i].share_lo, r1.curve[i - 1].share + 1e-12);  // one grid rank either side
+    EXPECT_GE(r1.curve[i].share_hi, r1.curve[i + 1].share - 1e-12);
+    EXPECT_GE(r1.curve[i].share_lo, r.curve[i].share_lo - 1e-12);
+    EXPECT_LE(r1.curve[i].share_hi, r.curve[i].share_hi + 1e-12);
   }
   RecommendOptions wider = plain();
   wider.curve_rank_scale = 8;  // more ranks per direction: each rank holds less of the signal
@@ -241,8 +251,13 @@ TEST(Recommend, CurveIsTheGainOverRankOneOfTheEnergyHeld) {
   EXPECT_NEAR(r.curve[1].share, (e0 / 2 - first) / (e0 + e1 - first), 1e-9);  // r=2: 0.1430
   EXPECT_NEAR(r.curve[2].share, (e0 - first) / (e0 + e1 - first), 1e-9);      // r=4: 0.4291
   EXPECT_NEAR(r.curve[3].share, 1.0, 1e-12);                                   // r=8: both held
-  EXPECT_NEAR(r.curve[2].share_lo, r.curve[1].share, 1e-9);
+  EXPECT_NEAR(r.curve[2].share_lo, 0.0, 1e-12);  // band_factor 4: r=1 below, r=16 above
   EXPECT_NEAR(r.curve[2].share_hi, 1.0, 1e-12);
+  RecommendOptions narrow = plain();
+  narrow.band_factor = 2;
+  Recommendation r2 = recommend({module(0, "q_proj", 2)}, facts(5000, 5000), narrow);
+  EXPECT_NEAR(r2.curve[2].share_lo, r.curve[1].share, 1e-9);  // r=2 below, r=8 above
+  EXPECT_NEAR(r2.curve[2].share_hi, 1.0, 1e-12);
   EXPECT_EQ(r.curve[0].share_lo, 0.0);
   EXPECT_EQ(r.curve[0].share_hi, 0.0);
 }
@@ -281,6 +296,7 @@ TEST(Recommend, DefaultsAreTheCalibratedConstants) {
   EXPECT_EQ(o.rank_scale, 2.0);
   EXPECT_EQ(o.module_quantile, 0.25);
   EXPECT_EQ(o.curve_rank_scale, 4.0);
+  EXPECT_EQ(o.band_factor, 4.0);
   // counts {3, 5, 12, 3, 5, 12} x 2 = {6, 10, 24, ...}: the lower quartile (2nd of 6) is 6 -> 8
   EXPECT_EQ(recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), o).rank, 8);
   EXPECT_EQ(recommend(two_layers(5, 5, 12, 12), facts(5000, 5000), o).rank, 16);
