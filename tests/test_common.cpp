@@ -25,9 +25,7 @@ namespace lorank::test {
 // In-process tests allocate CPU tensors as the lorank binary does.
 const bool g_block_cache = (use_cpu_block_cache(), true);
 
-std::string asset(const std::string& rel) {
-  return std::string(LORANK_TEST_ASSETS) + "/" + rel;
-}
+std::string asset(const std::string& rel) { return std::string(LORANK_TEST_ASSETS) + "/" + rel; }
 
 std::string repo_path(const std::string& rel) {
   return std::string(LORANK_SOURCE_DIR) + "/" + rel;

@@ -1,6 +1,6 @@
-// lorank's only catch site: library code throws lorank::Error; here it becomes a message and
-// exit 1.
+// lorank's only catch site: library code throws lorank::Error; here it becomes a message and exit 1.
 #include <CLI/CLI.hpp>
+
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
