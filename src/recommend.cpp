@@ -251,6 +251,11 @@ std::vector<int64_t> check_ranks(const Recommendation& rec) {
   return {lo == grid.begin() ? lo : lo - 1, hi == grid.end() ? hi : hi + 1};
 }
 
+std::string band_label(double band_factor) {
+  if (band_factor == RecommendOptions().band_factor) return "80% band";
+  return "band r/" + format_number("%g", band_factor) + "..r*" + format_number("%g", band_factor);
+}
+
 namespace {
 
 void apply_budget(Recommendation& rec, const RecommendOptions& o) {
@@ -363,7 +368,7 @@ std::string explain(const Recommendation& rec) {
   for (const auto& c : rec.curve) {
     if (c.rank != rec.rank || &c == &rec.curve.front()) continue;  // r=1: the curve's reference
     s += "r=" + std::to_string(rec.rank) + " is predicted to add " +
-         format_number("%.0f%%", 100 * c.share) + " (80% band " +
+         format_number("%.0f%%", 100 * c.share) + " (" + band_label(rec.options.band_factor) + " " +
          format_number("%.0f", 100 * c.share_lo) + "-" + format_number("%.0f%%", 100 * c.share_hi) +
          ") of what ranks above 1 add over r=1, with " + format_count(double(rec.params)) +
          " trainable parameters. ";

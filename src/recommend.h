@@ -121,6 +121,8 @@ double noise_scale(int64_t probe, int64_t train, double max_factor);
 // Smallest grid value >= x (the grid's last when none), and the number of grid steps between two.
 int64_t grid_ceil(const std::vector<int64_t>& grid, double x);
 int grid_steps(const std::vector<int64_t>& grid, int64_t a, int64_t b);
+// The curve's band as the report names it: "80% band" at the calibrated factor, else what it spans.
+std::string band_label(double band_factor);
 // The ranks a sweep would train to check `rec`: its band (the rank alone when capped) and one
 // grid step either side, within --max-rank.
 std::vector<int64_t> check_ranks(const Recommendation& rec);

@@ -140,7 +140,7 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   s += "  trainable    " + format_count(double(rec.params)) + " parameters (" +
        format_count(double(rec.params_uniform)) + " at r=" + std::to_string(rec.rank) + " everywhere)\n\n";
   s += "  predicted quality vs rank: the gain over r=1, as a share of what all higher ranks add\n";
-  s += "       r     params   share   80% band\n";
+  s += "       r     params   share   " + band_label(rec.options.band_factor) + "\n";
   for (const auto& c : rec.curve) {
     char line[160];
     const char* mark = c.rank == rec.rank ? "  <-" : "";

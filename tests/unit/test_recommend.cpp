@@ -258,6 +258,11 @@ TEST(Recommend, CurveIsTheGainOverRankOneOfTheEnergyHeld) {
   Recommendation r2 = recommend({module(0, "q_proj", 2)}, facts(5000, 5000), narrow);
   EXPECT_NEAR(r2.curve[2].share_lo, r.curve[1].share, 1e-9);  // r=2 below, r=8 above
   EXPECT_NEAR(r2.curve[2].share_hi, 1.0, 1e-12);
+  // Only the calibrated factor's band is an 80% band; another is named by what it spans.
+  EXPECT_NE(r.explanation.find("(80% band "), std::string::npos) << r.explanation;
+  EXPECT_EQ(r2.explanation.find("80%"), std::string::npos) << r2.explanation;
+  EXPECT_NE(r2.explanation.find("(band r/2..r*2 "), std::string::npos) << r2.explanation;
+  EXPECT_EQ(band_label(2.83), "band r/2.83..r*2.83");
   EXPECT_EQ(r.curve[0].share_lo, 0.0);
   EXPECT_EQ(r.curve[0].share_hi, 0.0);
 }
