@@ -5,7 +5,7 @@
 # shares the GPU); bench/calibrate_report.py scores them. Resumable: run it again to continue.
 # recommend.log ends with its time split into load, probe and spectrum.
 # Usage: bench/calibrate.sh LORANK MODEL_DIR OUT_DIR CASE...   (CASE = task:n, e.g. cmudict:1000)
-# SKIP_SWEEP=1 runs only recommend (e.g. after changing the rule); RECOMMEND_ARGS adds options and
+# SKIP_SWEEP=1 runs only recommend (e.g. after changing the rule), SKIP_RECOMMEND=1 only the sweep; RECOMMEND_ARGS adds options and
 # TAG names that variant's files (recommend$TAG.json), scored by calibrate_report.py --tag TAG.
 # evidence$TAG.json keeps what recommend decided from, for bench/redecide.sh.
 # Knobs (env): RANKS (1,2,4,8,16,32,64,128), LRS (0.001,0.003,0.01), VAL_LINES (500),
@@ -31,6 +31,7 @@ for c in "$@"; do
       --alpha 8 --rslora --targets all-linear --quiet --out "$dir/sweep" "${resume[@]}" \
       > "$dir/sweep.log" 2>&1 || { tail -5 "$dir/sweep.log"; exit 1; }
   fi
+  [ -n "${SKIP_RECOMMEND:-}" ] && continue
   echo "== $task n=$n: recommend"
   start=$(date +%s.%N)
   # shellcheck disable=SC2086

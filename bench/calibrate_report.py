@@ -27,7 +27,11 @@ redecide.sh run with other curve options) with the lowest mean absolute error on
 --band-loo TAG,TAG,... (tags with ever wider bands, e.g. --curve-band-factor 2, 2.83, 4): per
 resolved case left out, the narrowest band that holds 80% of the others' measured shares.
 
-Usage: bench/calibrate_report.py OUT... [--explore [--within]] [--monotone] [--seed0] [--tag TAG] [--only REGEX]   (TAG: recommendTAG.json)
+--clean-runs ROOT: where ROOT/MODEL/CASE/sweep/results.jsonl holds some of a case's runs timed
+alone on the GPU (tools/gpu_run.sh units), its sweep time is scaled by their clean / stored time,
+since calibrate_gpu.sh ran 16 trainings at once (marked * in the table).
+
+Usage: bench/calibrate_report.py OUT... [--explore [--within]] [--monotone] [--seed0] [--tag TAG] [--only REGEX] [--clean-runs ROOT]   (TAG: recommendTAG.json)
        bench/calibrate_report.py OUT... --curve-loo TAG,TAG,...
        bench/calibrate_report.py OUT... --band-loo TAG,TAG,...   (narrowest band first)
 """
@@ -200,6 +204,23 @@ def print_summary(cases):
           + f"; lowest mean excess in hindsight: r={best}")
 
 
+def apply_clean_runs(cases, root):
+    """The stored sweeps ran 16 at once under MPS, which slows each run: where ROOT/MODEL/CASE
+    (tools/gpu_run.sh units) holds some of a case's runs timed alone on the GPU, its sweep time is
+    scaled by clean / stored over the (rank, lr) runs both hold."""
+    for c in cases:
+        model = os.path.basename(c["rec"]["model"]["path"].rstrip("/"))
+        f = os.path.join(root, model, os.path.basename(c["dir"]), "sweep", "results.jsonl")
+        if not os.path.isfile(f):
+            continue
+        timed = lambda path: {(r["rank"], r["lr"]): r["seconds"] for r in map(json.loads, open(path))}
+        clean, stored = timed(f), timed(os.path.join(c["dir"], "sweep", "results.jsonl"))
+        both = [k for k in clean if k in stored]
+        if both:
+            c["sweep_s"] *= sum(clean[k] for k in both) / sum(stored[k] for k in both)
+            c["clean"] = True
+
+
 def print_table(cases):
     scored = {k: score(cases, f) for k, f in CHOSEN.items()}
     width = name_width(cases)
@@ -211,7 +232,8 @@ def print_table(cases):
         print(f"{c['name']:<{width}} {o:>6} {r:>6} {100 * e:>6.2f}% {s:>+5} {c['rec']['confidence']:>6}"
               f" {100 * scored['r=8'][i][3]:>7.2f}% {100 * scored['r=16'][i][3]:>7.2f}%"
               f" {scored['size rule'][i][2]:>4} {100 * scored['size rule'][i][3]:>7.2f}%"
-              f" {c['rec_s']:>6.1f} {c['sweep_s']:>8.0f} {100 * c['rec_s'] / c['sweep_s']:>5.2f}%"
+              f" {c['rec_s']:>6.1f} {c['sweep_s']:>7.0f}{'*' if c.get('clean') else ' '}"
+              f" {100 * c['rec_s'] / c['sweep_s']:>5.2f}%"
               f"  {','.join(str(k) for k in c['L'])}")
     print()
     print_summary(cases)
@@ -223,6 +245,12 @@ def print_table(cases):
                   f"   within one grid step {100 * w:5.1f}%")
     cost = sum(c["rec_s"] for c in cases) / sum(c["sweep_s"] for c in cases)
     print(f"recommend's wall time / the sweep's: {100 * cost:.2f}% over all cases")
+    clean = [c for c in cases if c.get("clean")]
+    if clean:
+        ratios = sorted(c["rec_s"] / c["sweep_s"] for c in clean)
+        print(f"  over the {len(clean)} cases whose sweep time (*) is scaled to runs timed alone: "
+              f"{100 * sum(c['rec_s'] for c in clean) / sum(c['sweep_s'] for c in clean):.2f}%, "
+              f"each {100 * ratios[0]:.2f}-{100 * ratios[-1]:.2f}%")
 
 
 def name_width(cases):
@@ -474,7 +502,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     tag = sys.argv[sys.argv.index("--tag") + 1] if "--tag" in sys.argv else ""
-    valued = ("--tag", "--curve-loo", "--band-loo", "--only")
+    valued = ("--tag", "--curve-loo", "--band-loo", "--only", "--clean-runs")
     outs = [a for i, a in enumerate(sys.argv[1:], 1)
             if not a.startswith("--") and sys.argv[i - 1] not in valued]
     if "--curve-loo" in sys.argv:
@@ -491,6 +519,8 @@ def main():
     if not cases:
         sys.exit(f"no finished case (sweep/results.jsonl + recommend.json) under {' '.join(outs)}")
     name_by_model(cases)
+    if "--clean-runs" in sys.argv:
+        apply_clean_runs(cases, sys.argv[sys.argv.index("--clean-runs") + 1])
     print_table(cases)
     print_per_model(cases, "cases")
     seed_spread(cases)

@@ -16,12 +16,13 @@
 # leaves its trace in rectime-trace.txt); specdev (spectra on the GPU
 # or the CPU, per model size from 5M to 8B: SPECDEV_SHAPES, SPECDEV_DEVS (gpu, cpu, auto, cpu@8: 8
 # threads), SPECDEV_REPS); eigbench (tools/eig_bench.py);
-# rerec (recommend alone on the 18 calibration cases,
+# rerec (recommend alone on the 18 calibration cases, or CAL_CASES, for each model folder in RERC_MODELS;
 # RERC_TAG names the files, for calibrate_report.py --tag against the sweeps kept in bench/results);
 # large (Llama-3.1-8B shapes, random weights: parity, recommend's time and memory, train steps; needs
 # .gpu/llama3.tar.xz, LORANK_PACK_LLAMA3=1 tools/pack_gpu.sh); split (recommend on one GPU against
 # the model split over two devices: SPLIT_SECOND, SPLIT_TOKENS); jobs (bench/sweep_jobs.sh: a sweep
-# one training at a time against --jobs and separate processes; JOBS_CONFIGS, JOBS_STEPS).
+# one training at a time against --jobs and separate processes; JOBS_CONFIGS, JOBS_STEPS); units
+# (a few runs of each case's sweep alone on the GPU, for the cost of sweeps that ran 16 at once).
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT_DIR [steps]}; shift
 steps=${*:-golden build test train bench}
@@ -55,6 +56,29 @@ if has test; then
   grep -E "tests passed|FAILED|Failed" "$out/ctest.log" | head -40
   build-cuda/test_gpu 2>&1 | grep -E "vs transformers|OK|FAILED"  # the measured numbers
   tail -3 "$out/ctest.log"
+fi
+if has units; then
+  # A few of each case's sweep runs, one at a time on the idle GPU (the stored sweeps ran 16 at once
+  # under MPS, which slows each run): UNITS_PLAN "ranks@case case ...;ranks@...", per model in
+  # RERC_MODELS, until UNITS_DEADLINE seconds; bench/calibrate_report.py --clean-runs units scales them.
+  echo "== units"
+  need_bench
+  end=$(( $(date +%s) + ${UNITS_DEADLINE:-500} ))
+  IFS=';' read -ra groups <<< "${UNITS_PLAN:-1,128@cmudict:1000 trec-qc:1000}"
+  for g in "${groups[@]}"; do
+    for model in ${RERC_MODELS:-../shared/models/small-llama}; do
+      for c in ${g#*@}; do
+        left=$(( end - $(date +%s) ))
+        [ "$left" -gt 5 ] || break 3
+        # shellcheck disable=SC2086
+        RANKS=${g%@*} LRS=0.003 SKIP_RECOMMEND=1 BENCH=../bench/tasks timeout "$left" bench/calibrate.sh \
+          build-cuda/lorank "$model" "/tmp/units-$(basename "$model")" $c >> "$out/units.log" 2>&1
+      done
+    done
+  done
+  for d in /tmp/units-*; do  # the runs' results only: their adapters do not travel back
+    (cd "$d" && find . -name results.jsonl -o -name sweep.json | tar -cJf "$out/$(basename "$d").tar.xz" -T -)
+  done
 fi
 if has jobs; then
   echo "== jobs"  # one sweep: one training at a time, several at once (--jobs), separate processes
@@ -226,12 +250,15 @@ if has rerec; then
   echo "== rerec"  # recommend again, alone, on every calibration case; files recommend$RERC_TAG.*
   need_bench
   cases=${CAL_CASES:-$cal_cases $held_out_cases}
-  rm -rf /tmp/rerec
-  # shellcheck disable=SC2086
-  SKIP_SWEEP=1 TAG=${RERC_TAG:-_rerec} BENCH=../bench/tasks bench/calibrate.sh build-cuda/lorank \
-    ../shared/models/small-llama /tmp/rerec $cases > "$out/rerec.log" 2>&1 || tail -5 "$out/rerec.log"
-  tar -C /tmp/rerec -cJf "$out/rerec.tar.xz" --exclude=data .
-  grep -h "load .* probe" /tmp/rerec/*/recommend*.log | tail -3
+  for model in ${RERC_MODELS:-../shared/models/small-llama}; do
+    name=$(basename "$model")
+    rm -rf "/tmp/rerec-$name"
+    # shellcheck disable=SC2086
+    SKIP_SWEEP=1 TAG=${RERC_TAG:-_rerec} BENCH=../bench/tasks bench/calibrate.sh build-cuda/lorank \
+      "$model" "/tmp/rerec-$name" $cases > "$out/rerec-$name.log" 2>&1 || tail -5 "$out/rerec-$name.log"
+    tar -C "/tmp/rerec-$name" -cJf "$out/rerec-$name.tar.xz" --exclude=data .
+    grep -h "load .* probe" "/tmp/rerec-$name"/*/recommend*.log | tail -3
+  done
 fi
 if has eigbench; then
   echo "== eigbench"  # the spectra's eigenvalue work by strategy (one call per matrix, module, shape)
