@@ -11,7 +11,8 @@
 # pattern units run for them without training their sweeps again; CAL_MODEL another model folder; CAL_DEVICES="cuda:0 cuda:1" hands the
 # cases to the GPUs in turn, one calibrate_gpu.sh each under one MPS daemon); cost (bench/calibrate.sh: each
 # case's sweep in one process, then recommend, nothing else on the GPU, then recommend again with
-# --spectrum-device cpu beside it if COST_CPU_AB=1; COST_CASES, default gsm8k:1000); rectime (recommend
+# --spectrum-device cpu beside it if COST_CPU_AB=1; COST_CASES, default gsm8k:1000; COST_MODEL;
+# COST_DEADLINE seconds); rectime (recommend
 # alone on RECTIME_TASK, a few variants, wall time and split, no sweep; a variant with LORANK_TRACE=1
 # leaves its trace in rectime-trace.txt); specdev (spectra on the GPU
 # or the CPU, per model size from 5M to 8B: SPECDEV_SHAPES, SPECDEV_DEVS (gpu, cpu, auto, cpu@8: 8
@@ -150,8 +151,9 @@ if has cost; then
   need_bench
   rm -rf /tmp/cost
   # shellcheck disable=SC2086
-  BENCH=../bench/tasks bench/calibrate.sh build-cuda/lorank ../shared/models/small-llama /tmp/cost \
-    ${COST_CASES:-gsm8k:1000} > "$out/cost.log" 2>&1 || { tail -20 "$out/cost.log"; exit 1; }
+  BENCH=../bench/tasks timeout "${COST_DEADLINE:-3600}" bench/calibrate.sh build-cuda/lorank \
+    "${COST_MODEL:-../shared/models/small-llama}" /tmp/cost ${COST_CASES:-gsm8k:1000} > "$out/cost.log" 2>&1 \
+    || tail -20 "$out/cost.log"  # what finished is still collected
   python3 bench/calibrate_report.py /tmp/cost 2>&1 | head -8 | tee "$out/cost_report.txt"
   grep -h "load .* probe .* spectrum" /tmp/cost/*/recommend.log | tee -a "$out/cost_report.txt"
   if [ -n "${COST_CPU_AB:-}" ]; then  # A/B: the same recommend with its spectra on the CPU
