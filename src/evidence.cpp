@@ -62,6 +62,20 @@ std::vector<double> numbers(const json& obj, const std::string& key, const std::
   return out;
 }
 
+std::vector<std::string> texts(const json& obj, const std::string& key, const std::string& where) {
+  const json& v = field(obj, key, where);
+  if (!v.is_array())
+    fail(where, "key \"" + key + "\" has the wrong type", "an array of strings",
+         json_excerpt(v, 40), kHint);
+  std::vector<std::string> out;
+  for (const auto& x : v) {
+    if (!x.is_string())
+      fail(where + " [" + key + "]", "not a string", "a string", json_excerpt(x, 40), kHint);
+    out.push_back(x.get<std::string>());
+  }
+  return out;
+}
+
 ModuleEvidence parse_module(const json& m, const std::string& where) {
   if (!m.is_object())
     fail(where, "a module must be a JSON object", "object", json_excerpt(m, 40), kHint);
@@ -138,6 +152,8 @@ std::string evidence_json(const Evidence& e) {
             {"sketch_rank", c.sketch_rank},
             {"trainings_fit", c.trainings_fit},
             {"data", data_facts_json(e.data)},
+            {"data_args", c.data_args},
+            {"targets", c.targets},
             {"modules", modules}};
   return j.dump() + "\n";
 }
@@ -165,6 +181,12 @@ Evidence parse_evidence(const std::string& text_in, const std::string& where) {
   // Evidence saved before the key existed: one training at a time, as on the CPU.
   if (root.contains("trainings_fit"))
     e.context.trainings_fit = std::max<int64_t>(1, number<int64_t>(root, "trainings_fit", where));
+  // Evidence saved before the key existed: the check command asks for the data options.
+  e.context.data_args_known = root.contains("data_args");
+  if (e.context.data_args_known) {
+    e.context.data_args = texts(root, "data_args", where);
+    e.context.targets = texts(root, "targets", where);
+  }
   const json& data = field(root, "data", where);
   if (!data.is_object())
     fail(where, "key \"data\" has the wrong type", "an object", json_excerpt(data, 40), kHint);

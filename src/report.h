@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "recommend.h"
 
@@ -16,7 +17,19 @@ struct ReportContext {
   // Trainings of this model that fit at once on the probe's device (1 on the CPU, where they
   // would only share its cores): the check sweep's --jobs.
   int64_t trainings_fit = 1;
+  // The options the probe read --data with, as arguments ("--max-examples", "1000"), and the
+  // module types it probed when not all (--targets), so that a check trains what was probed;
+  // unknown in evidence saved before they were kept.
+  std::vector<std::string> data_args;
+  std::vector<std::string> targets;
+  bool data_args_known = false;
 };
+
+// "lorank sweep --model M --data D ... --ranks ... --out lorank-check": the sweep that checks
+// `rec`, quoted for a POSIX shell.
+std::string check_command(const Recommendation& rec, const ReportContext& ctx);
+// "--model M --data D [data options]" as the check command passes them.
+std::string model_and_data_args(const ReportContext& ctx);
 
 std::string recommendation_json(const Recommendation& rec, const ReportContext& ctx);
 std::string recommendation_report(const Recommendation& rec, const ReportContext& ctx);

@@ -117,10 +117,14 @@ Evidence probe_evidence(RecommendCliOptions& o) {
       s.device.is_cuda()
           ? trainings_that_fit(card_gib({s.device}, o.common.gpu_memory_gib), weights_gib(s))
           : 1;
-  return {{s.model_dir, s.data_path, s.runtime.device, grad_mode_name(run.probe.mode),
-           run.probe.sketch_rank, fit},
-          data_facts(s, run.probe),
-          module_evidence(run.probe, run.spectra)};
+  ReportContext ctx{s.model_dir,           s.data_path,
+                    s.runtime.device,      grad_mode_name(run.probe.mode),
+                    run.probe.sketch_rank, fit};
+  DataOptions plain;
+  ctx.data_args = changed_option_args(data_option_specs(o.data), data_option_specs(plain));
+  ctx.targets = o.probe.targets;
+  ctx.data_args_known = true;
+  return {ctx, data_facts(s, run.probe), module_evidence(run.probe, run.spectra)};
 }
 
 Evidence saved_evidence(const RecommendCliOptions& o) {
@@ -187,10 +191,11 @@ int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
   }
   trace("printed");
   if (!o.common.quiet && !o.out.empty()) {
-    std::fprintf(stderr,
-                 "configs in %s; train it: lorank train --adapter-config %s --out DIR, with this "
-                 "command's --model, --data and data options\n",
-                 o.out.c_str(), o.out.c_str());
+    std::fprintf(
+        stderr,
+        "configs in %s; train it: lorank train %s --adapter-config %s --out lorank-adapter%s\n",
+        o.out.c_str(), model_and_data_args(ctx).c_str(), o.out.c_str(),
+        ctx.data_args_known ? "" : ", with the data options the evidence was probed with");
   }
   return 0;
 }

@@ -109,6 +109,16 @@ std::vector<std::string> option_args(const std::vector<OptionSpec>& specs,
   return args;
 }
 
+std::vector<std::string> changed_option_args(const std::vector<OptionSpec>& specs,
+                                             const std::vector<OptionSpec>& defaults) {
+  std::vector<std::string> args;
+  for (size_t i = 0; i < specs.size() && i < defaults.size(); ++i) {
+    std::vector<std::string> now = option_args({specs[i]});
+    if (now != option_args({defaults[i]})) args.insert(args.end(), now.begin(), now.end());
+  }
+  return args;
+}
+
 std::vector<OptionSpec> common_option_specs(CommonOptions& o) {
   return {
       {"--model,-m", &o.model_dir, "Hugging Face model folder (config.json, *.safetensors, tokenizer)"},

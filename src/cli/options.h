@@ -34,6 +34,10 @@ void add_options(CLI::App& app, const std::vector<OptionSpec>& specs);
 std::vector<std::string> option_args(const std::vector<OptionSpec>& specs,
                                      const std::set<std::string>& skip = {});
 
+// Arguments for the options in `specs` whose value differs from the same table's in `defaults`.
+std::vector<std::string> changed_option_args(const std::vector<OptionSpec>& specs,
+                                             const std::vector<OptionSpec>& defaults);
+
 // Options every model-reading subcommand shares.
 struct CommonOptions {
   std::string model_dir;

@@ -2,6 +2,7 @@
 // reader, byte-identical JSON for the same inputs, refusals that keep earlier results.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -124,6 +125,34 @@ TEST(RecommendCli, SavedEvidenceGivesTheSameDecisionWithoutAProbe) {
   auto missing = run_lorank("recommend --quiet --evidence " + dir.path + "/none.json");
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.output.find("none.json"), std::string::npos) << missing.output;
+}
+
+// The report's "check it" line is a command that runs as printed: the probe's data options and
+// targets carried over, and paths quoted for the shell.
+TEST(RecommendCli, CheckCommandRunsAsPrinted) {
+  TempDir dir("recommend-check");
+  const std::string data = dir.path + "/it's my data.jsonl";
+  lorank::test::write_file(data, read_file(lorank::test::repo_path("assets/demo.jsonl")));
+  auto r = run_lorank(kArgs +
+                      "--json --max-examples 40 --max-len 384 --targets q_proj,v_proj --data \"" +
+                      data + "\"");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string cmd = nlohmann::json::parse(r.output)["check_command"];
+  for (const std::string& part : std::vector<std::string>{
+           "--max-examples 40", "--max-len 384", "--targets q_proj,v_proj",
+           "'" + dir.path + "/it'\\''s my data.jsonl'", "--alpha 8", " --out lorank-check"}) {
+    EXPECT_NE(cmd.find(part), std::string::npos) << part << " in " << cmd;
+  }
+  ASSERT_EQ(cmd.rfind("lorank sweep ", 0), 0u) << cmd;
+  const std::string out = dir.path + "/check";
+  std::string args = cmd.substr(std::string("lorank ").size());
+  args.replace(args.find("--out lorank-check"), std::string("--out lorank-check").size(),
+               "--out " + out);
+  auto sweep = run_lorank(args + " --device cpu --quiet --lrs 0.003 --max-steps 2");
+  ASSERT_EQ(sweep.exit_code, 0) << args << "\n" << sweep.output;
+  const std::string results = read_file(out + "/results.jsonl");
+  EXPECT_EQ(std::count(results.begin(), results.end(), '\n'),
+            int64_t(nlohmann::json::parse(r.output)["check_ranks"].size()));
 }
 
 }  // namespace

@@ -328,14 +328,15 @@ TEST(Recommend, CheckSweepRunsAsManyAtOnceAsFit) {
   Recommendation r = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), plain());
   ASSERT_EQ(check_ranks(r).size(), 3u);
   ReportContext ctx{"model", "data.jsonl", "cpu", "exact", 0};
-  EXPECT_NE(recommendation_report(r, ctx).find("--ranks 4,8,16 --out DIR"), std::string::npos)
+  EXPECT_NE(recommendation_report(r, ctx).find("--ranks 4,8,16 --out lorank-check"),
+            std::string::npos)
       << recommendation_report(r, ctx);
   EXPECT_EQ(nlohmann::json::parse(recommendation_json(r, ctx))["check_jobs"], 1);
   ctx.trainings_fit = 2;
-  EXPECT_NE(recommendation_report(r, ctx).find("--ranks 4,8,16 --jobs 2 --out DIR"),
+  EXPECT_NE(recommendation_report(r, ctx).find("--ranks 4,8,16 --jobs 2 --out lorank-check"),
             std::string::npos);
   ctx.trainings_fit = 67;
-  EXPECT_NE(recommendation_report(r, ctx).find("--jobs 3 --out DIR"), std::string::npos);
+  EXPECT_NE(recommendation_report(r, ctx).find("--jobs 3 --out lorank-check"), std::string::npos);
   EXPECT_EQ(nlohmann::json::parse(recommendation_json(r, ctx))["check_jobs"], 3);
 }
 
