@@ -4,6 +4,7 @@
 # memory, and the ratio of the medians.
 # Usage: bench/cpu_memory.sh LORANK [REPEAT (3)] [TRAIN_STEPS (30; 0: no training)]
 # (the embedded demo: `recommend` and `train --r 16 --max-steps TRAIN_STEPS`, on the CPU)
+# INSPECT="--model M --data D --max-examples N" adds `inspect` with those options.
 set -euo pipefail
 lorank=$1
 repeat=${2:-3}
@@ -11,6 +12,7 @@ steps=${3:-30}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 commands=("recommend --device cpu --quiet --json")
+[ -n "${INSPECT:-}" ] && commands+=("inspect --device cpu --quiet $INSPECT")
 [ "$steps" -gt 0 ] && commands+=("train --device cpu --r 16 --alpha 8 --rslora --max-steps $steps --quiet --force --out $tmp/train")
 median() { sort -n | sed -n "$(( (repeat + 1) / 2 ))p"; }
 printf '%-10s %-10s %9s %9s %11s %9s\n' command allocator "wall s" "sys s" "minor flt" "peak MiB"
