@@ -361,8 +361,8 @@ std::string explain(const Recommendation& rec) {
                   format_count(double(d.probe_supervised)) + " supervised tokens, base loss " +
                   format_number("%.3f", d.base_loss) + " nats/token). ";
   s += "With the noise floor rescaled to all " + format_count(double(d.n_supervised)) +
-       " supervised tokens, the median module supports " +
-       std::to_string(quantile_of(dirs, 0.5)) + " directions of its weight gradient (" +
+       " supervised tokens, the median module supports " + std::to_string(quantile_of(dirs, 0.5)) +
+       (quantile_of(dirs, 0.5) == 1 ? " direction" : " directions") + " of its weight gradient (" +
        std::to_string(quantile_of(dirs, 0.0)) + " to " + std::to_string(quantile_of(dirs, 1.0)) +
        "). ";
   for (const auto& c : rec.curve) {

@@ -169,7 +169,11 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   for (const auto& [k, v] : rec.rank_pattern) pattern += (pattern.empty() ? "" : ", ") + k + ": " + std::to_string(v);
   s += "  rank_pattern " + (pattern.empty() ? std::string("(none: one rank everywhere; --pattern gives far modules their own)") : pattern) + "\n";
   s += "  trainable    " + format_count(double(rec.params)) + " parameters (" +
-       format_count(double(rec.params_uniform)) + " at r=" + std::to_string(rec.rank) + " everywhere)\n\n";
+       format_count(double(rec.params_uniform)) + " at r=" + std::to_string(rec.rank) +
+       " everywhere)\n";
+  s += "  confidence   " + rec.confidence + ":\n";
+  for (const auto& why : rec.reasons) s += "               - " + why + "\n";
+  s += "\n";
   s += "  predicted quality vs rank: the gain over r=1, as a share of what all higher ranks add\n";
   s += "       r     params   share   " + band_label(rec.options.band_factor) + "\n";
   for (const auto& c : rec.curve) {

@@ -322,6 +322,16 @@ TEST(Recommend, JsonIsCompleteAndStable) {
   EXPECT_NE(recommendation_report(r, ctx).find("r=8"), std::string::npos);
 }
 
+// The terminal report says what the confidence rests on, not only its level.
+TEST(Recommend, ReportListsTheConfidencesReasons) {
+  Recommendation r = recommend(two_layers(3, 5, 12, 12), facts(5000, 5000), plain());
+  ASSERT_FALSE(r.reasons.empty());
+  const std::string text = recommendation_report(r, {"model", "data.jsonl", "cpu", "exact", 0});
+  EXPECT_NE(text.find("  confidence   " + r.confidence + ":\n"), std::string::npos) << text;
+  for (const auto& why : r.reasons)
+    EXPECT_NE(text.find("- " + why + "\n"), std::string::npos) << why;
+}
+
 // The check sweep's --jobs: one training per rank as far as they fit on the probe's GPU, and
 // none on the CPU, where trainings at once would only share its cores.
 TEST(Recommend, CheckSweepRunsAsManyAtOnceAsFit) {
