@@ -29,7 +29,8 @@ resolved case left out, the narrowest band that holds 80% of the others' measure
 
 --clean-runs ROOT: where ROOT/MODEL/CASE/sweep/results.jsonl holds some of a case's runs timed
 alone on the GPU (tools/gpu_run.sh units), its sweep time is scaled by their clean / stored time,
-since calibrate_gpu.sh ran 16 trainings at once (marked * in the table).
+since calibrate_gpu.sh ran 16 trainings at once (marked * in the table; sweeps that ran so and
+are not rescaled are marked ~, their cost understated).
 
 Usage: bench/calibrate_report.py OUT... [--explore [--within]] [--monotone] [--seed0] [--tag TAG] [--only REGEX] [--clean-runs ROOT]   (TAG: recommendTAG.json)
        bench/calibrate_report.py OUT... --curve-loo TAG,TAG,...
@@ -148,13 +149,16 @@ def load_cases(out, tag="", smooth=False, use_seeds=True):
         if len(L) < 2:
             continue
         rec = json.load(open(os.path.join(d, f"recommend{tag}.json")))
-        sweep_s = sum(json.loads(line)["seconds"]
-                      for line in open(os.path.join(d, "sweep", "results.jsonl")))
+        runs = [json.loads(line) for line in open(os.path.join(d, "sweep", "results.jsonl"))]
+        sweep_s = sum(r["seconds"] for r in runs)
+        # calibrate_gpu.sh's units (../parts/...) ran many at once under MPS: slower each.
+        shared = any(r.get("dir", "").startswith("../parts/") for r in runs)
         sec = os.path.join(d, f"recommend{tag}.seconds")  # none for redecide.sh's decisions
         rec_s = float(open(sec).read()) if os.path.isfile(sec) else float("nan")
         val = oracle({k: v["best_val_loss"] for k, v in sweep_runs(d).items()})[0]
         cases.append({"name": name, "dir": d, "L": L, "rec": rec, "n": rec["data"]["examples"],
-                      "sweep_s": sweep_s, "rec_s": rec_s, "per_seed": per_seed, "val_oracle": val})
+                      "sweep_s": sweep_s, "shared": shared, "rec_s": rec_s, "per_seed": per_seed,
+                      "val_oracle": val})
     return cases
 
 
@@ -232,7 +236,7 @@ def print_table(cases):
         print(f"{c['name']:<{width}} {o:>6} {r:>6} {100 * e:>6.2f}% {s:>+5} {c['rec']['confidence']:>6}"
               f" {100 * scored['r=8'][i][3]:>7.2f}% {100 * scored['r=16'][i][3]:>7.2f}%"
               f" {scored['size rule'][i][2]:>4} {100 * scored['size rule'][i][3]:>7.2f}%"
-              f" {c['rec_s']:>6.1f} {c['sweep_s']:>7.0f}{'*' if c.get('clean') else ' '}"
+              f" {c['rec_s']:>6.1f} {c['sweep_s']:>7.0f}{'*' if c.get('clean') else '~' if c['shared'] else ' '}"
               f" {100 * c['rec_s'] / c['sweep_s']:>5.2f}%"
               f"  {','.join(str(k) for k in c['L'])}")
     print()
@@ -245,6 +249,10 @@ def print_table(cases):
                   f"   within one grid step {100 * w:5.1f}%")
     cost = sum(c["rec_s"] for c in cases) / sum(c["sweep_s"] for c in cases)
     print(f"recommend's wall time / the sweep's: {100 * cost:.2f}% over all cases")
+    shared = [c for c in cases if c["shared"] and not c.get("clean")]
+    if shared:
+        print(f"  ~ {len(shared)} sweeps ran many trainings at once (calibrate_gpu.sh under MPS), each "
+              f"slower than alone: their cost is understated; --clean-runs rescales them")
     clean = [c for c in cases if c.get("clean")]
     if clean:
         ratios = sorted(c["rec_s"] / c["sweep_s"] for c in clean)
