@@ -10,6 +10,7 @@
 
 #include "evidence.h"
 #include "progress.h"
+#include "sweep.h"
 
 namespace lorank {
 
@@ -202,8 +203,11 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   s += "\n  why: " + rec.explanation + "\n";
   s += "\n  check it: " + check_command(rec, ctx) + "\n";
   if (!ctx.data_args_known) s += "    (add the data options the evidence was probed with)\n";
-  s += "    trains these ranks at three learning rates and marks the smallest adequate one: its "
-       "held-out loss within max(0.005, 1%) of the best rank's\n";
+  const size_t n_ranks = check_ranks(rec).size(), n_lrs = SweepOptions().lrs.size();
+  s += "    trains " + std::to_string(n_ranks) + " ranks at " + std::to_string(n_lrs) +
+       " learning rates (" + std::to_string(n_ranks * n_lrs) +
+       " trainings) and marks the smallest adequate rank: its held-out loss within max(0.005, 1%) "
+       "of the best rank's\n";
   return s;
 }
 
