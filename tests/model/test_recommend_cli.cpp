@@ -153,6 +153,25 @@ TEST(RecommendCli, CheckCommandRunsAsPrinted) {
   const std::string results = read_file(out + "/results.jsonl");
   EXPECT_EQ(std::count(results.begin(), results.end(), '\n'),
             int64_t(nlohmann::json::parse(r.output)["check_ranks"].size()));
+  // So is the train hint that --out prints.
+  const std::string configs = dir.path + "/configs";
+  auto written = run_lorank(
+      "recommend --device cpu --max-tokens 3000 --max-examples 40 --max-len 384 "
+      "--targets q_proj,v_proj --data \"" +
+      data + "\" --out " + configs);
+  ASSERT_EQ(written.exit_code, 0) << written.output;
+  const std::string mark = "train it: lorank ";
+  const size_t at = written.output.find(mark);
+  ASSERT_NE(at, std::string::npos) << written.output;
+  std::string train = written.output.substr(at + mark.size());
+  train = train.substr(0, train.find('\n'));
+  const std::string placeholder = "--out lorank-adapter";
+  ASSERT_NE(train.find(placeholder), std::string::npos) << train;
+  train.replace(train.find(placeholder), placeholder.size(), "--out " + dir.path + "/adapter");
+  auto trained = run_lorank(train + " --device cpu --quiet --max-steps 2");
+  ASSERT_EQ(trained.exit_code, 0) << train << "\n" << trained.output;
+  auto cfg = lorank::LoraAdapters::read_peft_config(dir.path + "/adapter/adapter_config.json");
+  EXPECT_EQ(cfg.r, nlohmann::json::parse(read_file(configs + "/recommendation.json"))["rank"]);
 }
 
 }  // namespace
