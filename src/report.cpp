@@ -27,17 +27,6 @@ nlohmann::json modules_json(const Recommendation& rec) {
   return out;
 }
 
-// A word as a POSIX shell reads it back: quoted only where it needs to be.
-std::string shell_word(const std::string& w) {
-  const bool plain = !w.empty() && w.find_first_not_of(
-                                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
-                                       "QRSTUVWXYZ0123456789_-+=.,/:@%") == std::string::npos;
-  if (plain) return w;
-  std::string q = "'";
-  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 // The check sweep's trainings at once: one per rank, as many as fit.
 int64_t check_jobs(const std::vector<int64_t>& check, const ReportContext& ctx) {
   return std::max<int64_t>(1, std::min<int64_t>(int64_t(check.size()), ctx.trainings_fit));
@@ -100,6 +89,16 @@ std::string ranks_text(const std::set<int64_t>& ranks) {
 
 }  // namespace
 
+std::string shell_word(const std::string& w) {
+  const bool plain = !w.empty() && w.find_first_not_of(
+                                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
+                                       "QRSTUVWXYZ0123456789_-+=.,/:@%") == std::string::npos;
+  if (plain) return w;
+  std::string q = "'";
+  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 std::string model_and_data_args(const ReportContext& ctx) {
   std::string s = "--model " + shell_word(ctx.model_path) + " --data " + shell_word(ctx.data_path);
   for (const auto& a : ctx.data_args) s += " " + shell_word(a);
@@ -114,7 +113,7 @@ std::string check_command(const Recommendation& rec, const ReportContext& ctx) {
   // The sweep trains with rsLoRA by default, as recommended; the alpha is the recommended one.
   std::string targets;
   for (const auto& t : ctx.targets) targets += (targets.empty() ? " --targets " : ",") + t;
-  return "lorank sweep " + model_and_data_args(ctx) + targets + " --alpha " +
+  return shell_word(ctx.program) + " sweep " + model_and_data_args(ctx) + targets + " --alpha " +
          format_number("%g", rec.alpha) + " --ranks " + ranks +
          (jobs > 1 ? " --jobs " + std::to_string(jobs) : std::string()) + " --out lorank-check";
 }

@@ -20,14 +20,17 @@ struct ReportContext {
   // The options the probe read --data with, as arguments ("--max-examples", "1000"), and the
   // module types it probed when not all (--targets), so that a check trains what was probed;
   // unknown in evidence saved before they were kept.
+  std::string program = "lorank";  // as invoked, so that printed commands run as they are
   std::vector<std::string> data_args;
   std::vector<std::string> targets;
   bool data_args_known = false;
 };
 
-// "lorank sweep --model M --data D ... --ranks ... --out lorank-check": the sweep that checks
-// `rec`, quoted for a POSIX shell.
+// "lorank sweep --model M --data D ... --ranks ... --out lorank-check", lorank as ctx.program:
+// the sweep that checks `rec`, quoted for a POSIX shell.
 std::string check_command(const Recommendation& rec, const ReportContext& ctx);
+// A word as a POSIX shell reads it back: quoted only where it needs to be.
+std::string shell_word(const std::string& w);
 // "--model M --data D [data options]" as the check command passes them.
 std::string model_and_data_args(const ReportContext& ctx);
 

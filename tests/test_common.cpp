@@ -57,7 +57,11 @@ void write_file(const std::string& path, const std::string& bytes) {
 }
 
 CommandResult run_lorank(const std::string& args) {
-  std::string cmd = std::string(LORANK_BINARY) + " " + args + " 2>&1";
+  return run_command(std::string(LORANK_BINARY) + " " + args);
+}
+
+CommandResult run_command(const std::string& command) {
+  std::string cmd = command + " 2>&1";
   CommandResult result;
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) throw std::runtime_error("popen failed: " + cmd);

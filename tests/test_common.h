@@ -20,6 +20,7 @@ struct CommandResult {
   int exit_code = 0;
   std::string output;  // stdout and stderr together
 };
+CommandResult run_command(const std::string& command);  // through the shell, as a user would
 CommandResult run_lorank(const std::string& args);
 // Runs lorank, which must fail: non-zero exit, "error:" and every needle in its output.
 CommandResult expect_failure(const std::string& args, const std::vector<std::string>& needles);

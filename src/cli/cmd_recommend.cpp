@@ -180,7 +180,8 @@ int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
   if (!o.save_evidence.empty()) write_file_atomic(o.save_evidence, evidence_json(e), o.force);
   Recommendation rec = recommend(e.modules, e.data, rule_options(o));
   trace("decided");
-  const ReportContext& ctx = e.context;
+  ReportContext ctx = e.context;
+  ctx.program = program_name();
   if (!o.out.empty()) write_outputs(o, rec, ctx);
   if (!o.format.empty()) {
     std::printf("%s", export_config(rec, o.format, ctx.model_path).c_str());
@@ -192,9 +193,9 @@ int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
   trace("printed");
   if (!o.common.quiet && !o.out.empty()) {
     std::fprintf(
-        stderr,
-        "configs in %s; train it: lorank train %s --adapter-config %s --out lorank-adapter%s\n",
-        o.out.c_str(), model_and_data_args(ctx).c_str(), o.out.c_str(),
+        stderr, "configs in %s; train it: %s train %s --adapter-config %s --out lorank-adapter%s\n",
+        o.out.c_str(), shell_word(ctx.program).c_str(), model_and_data_args(ctx).c_str(),
+        shell_word(o.out).c_str(),
         ctx.data_args_known ? "" : ", with the data options the evidence was probed with");
   }
   return 0;

@@ -13,6 +13,7 @@
 int main(int argc, char** argv) {
   lorank::trace("main");
   lorank::use_cpu_block_cache();
+  if (argc > 0) lorank::cli::set_program_name(argv[0]);
   CLI::App app{"lorank: which LoRA rank does this model and this data need?"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "lorank 0.1.0");

@@ -109,6 +109,18 @@ std::vector<std::string> option_args(const std::vector<OptionSpec>& specs,
   return args;
 }
 
+namespace {
+std::string g_program = "lorank";
+}  // namespace
+
+void set_program_name(const std::string& name) {
+  if (!name.empty()) g_program = name;
+}
+
+const std::string& program_name() {
+  return g_program;
+}
+
 std::vector<std::string> changed_option_args(const std::vector<OptionSpec>& specs,
                                              const std::vector<OptionSpec>& defaults) {
   std::vector<std::string> args;

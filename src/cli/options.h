@@ -38,6 +38,10 @@ std::vector<std::string> option_args(const std::vector<OptionSpec>& specs,
 std::vector<std::string> changed_option_args(const std::vector<OptionSpec>& specs,
                                              const std::vector<OptionSpec>& defaults);
 
+// How the user invoked lorank (argv[0]: "lorank", "build/lorank"), for commands printed to run.
+void set_program_name(const std::string& name);
+const std::string& program_name();
+
 // Options every model-reading subcommand shares.
 struct CommonOptions {
   std::string model_dir;

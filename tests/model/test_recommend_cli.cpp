@@ -143,13 +143,14 @@ TEST(RecommendCli, CheckCommandRunsAsPrinted) {
            "'" + dir.path + "/it'\\''s my data.jsonl'", "--alpha 8", " --out lorank-check"}) {
     EXPECT_NE(cmd.find(part), std::string::npos) << part << " in " << cmd;
   }
-  ASSERT_EQ(cmd.rfind("lorank sweep ", 0), 0u) << cmd;
+  // The program as invoked (here the test's path to the binary), so the command runs from here.
+  ASSERT_EQ(cmd.rfind(std::string(LORANK_BINARY) + " sweep --model ", 0), 0u) << cmd;
   const std::string out = dir.path + "/check";
-  std::string args = cmd.substr(std::string("lorank ").size());
-  args.replace(args.find("--out lorank-check"), std::string("--out lorank-check").size(),
-               "--out " + out);
-  auto sweep = run_lorank(args + " --device cpu --quiet --lrs 0.003 --max-steps 2");
-  ASSERT_EQ(sweep.exit_code, 0) << args << "\n" << sweep.output;
+  std::string check = cmd;
+  check.replace(check.find("--out lorank-check"), std::string("--out lorank-check").size(),
+                "--out " + out);
+  auto sweep = lorank::test::run_command(check + " --device cpu --quiet --lrs 0.003 --max-steps 2");
+  ASSERT_EQ(sweep.exit_code, 0) << check << "\n" << sweep.output;
   const std::string results = read_file(out + "/results.jsonl");
   EXPECT_EQ(std::count(results.begin(), results.end(), '\n'),
             int64_t(nlohmann::json::parse(r.output)["check_ranks"].size()));
@@ -160,7 +161,7 @@ TEST(RecommendCli, CheckCommandRunsAsPrinted) {
       "--targets q_proj,v_proj --data \"" +
       data + "\" --out " + configs);
   ASSERT_EQ(written.exit_code, 0) << written.output;
-  const std::string mark = "train it: lorank ";
+  const std::string mark = "train it: ";
   const size_t at = written.output.find(mark);
   ASSERT_NE(at, std::string::npos) << written.output;
   std::string train = written.output.substr(at + mark.size());
@@ -168,7 +169,7 @@ TEST(RecommendCli, CheckCommandRunsAsPrinted) {
   const std::string placeholder = "--out lorank-adapter";
   ASSERT_NE(train.find(placeholder), std::string::npos) << train;
   train.replace(train.find(placeholder), placeholder.size(), "--out " + dir.path + "/adapter");
-  auto trained = run_lorank(train + " --device cpu --quiet --max-steps 2");
+  auto trained = lorank::test::run_command(train + " --device cpu --quiet --max-steps 2");
   ASSERT_EQ(trained.exit_code, 0) << train << "\n" << trained.output;
   auto cfg = lorank::LoraAdapters::read_peft_config(dir.path + "/adapter/adapter_config.json");
   EXPECT_EQ(cfg.r, nlohmann::json::parse(read_file(configs + "/recommendation.json"))["rank"]);
