@@ -48,30 +48,20 @@ std::string text(const json& obj, const std::string& key, const std::string& whe
   return v.get<std::string>();
 }
 
-std::vector<double> numbers(const json& obj, const std::string& key, const std::string& where) {
-  const json& v = field(obj, key, where);
-  std::vector<double> out;
-  if (!v.is_array())
-    fail(where, "key \"" + key + "\" has the wrong type", "an array of numbers",
-         json_excerpt(v, 40), kHint);
-  for (const auto& x : v) {
-    if (!x.is_number())
-      fail(where + " [" + key + "]", "not a number", "a number", json_excerpt(x, 40), kHint);
-    out.push_back(x.get<double>());
-  }
-  return out;
-}
-
-std::vector<std::string> texts(const json& obj, const std::string& key, const std::string& where) {
+// An array of numbers (T = double) or of strings.
+template <typename T>
+std::vector<T> array_of(const json& obj, const std::string& key, const std::string& where) {
+  constexpr bool text = std::is_same<T, std::string>::value;
   const json& v = field(obj, key, where);
   if (!v.is_array())
-    fail(where, "key \"" + key + "\" has the wrong type", "an array of strings",
-         json_excerpt(v, 40), kHint);
-  std::vector<std::string> out;
+    fail(where, "key \"" + key + "\" has the wrong type",
+         text ? "an array of strings" : "an array of numbers", json_excerpt(v, 40), kHint);
+  std::vector<T> out;
   for (const auto& x : v) {
-    if (!x.is_string())
-      fail(where + " [" + key + "]", "not a string", "a string", json_excerpt(x, 40), kHint);
-    out.push_back(x.get<std::string>());
+    if (text ? !x.is_string() : !x.is_number())
+      fail(where + " [" + key + "]", text ? "not a string" : "not a number",
+           text ? "a string" : "a number", json_excerpt(x, 40), kHint);
+    out.push_back(x.get<T>());
   }
   return out;
 }
@@ -91,12 +81,12 @@ ModuleEvidence parse_module(const json& m, const std::string& where) {
          std::to_string(e.d_in) + ", " + std::to_string(e.d_out), kHint);
   }
   auto& s = e.spectrum;
-  s.singular_values = numbers(m, "singular_values", at);
-  s.noise_spectrum = numbers(m, "noise_spectrum", at);
-  s.noise_edges = numbers(m, "noise_edges", at);
-  s.singular_values_whitened = numbers(m, "singular_values_whitened", at);
-  s.noise_spectrum_whitened = numbers(m, "noise_spectrum_whitened", at);
-  s.noise_edges_whitened = numbers(m, "noise_edges_whitened", at);
+  s.singular_values = array_of<double>(m, "singular_values", at);
+  s.noise_spectrum = array_of<double>(m, "noise_spectrum", at);
+  s.noise_edges = array_of<double>(m, "noise_edges", at);
+  s.singular_values_whitened = array_of<double>(m, "singular_values_whitened", at);
+  s.noise_spectrum_whitened = array_of<double>(m, "noise_spectrum_whitened", at);
+  s.noise_edges_whitened = array_of<double>(m, "noise_edges_whitened", at);
   const size_t most = size_t(std::min(e.d_in, e.d_out));
   for (const auto* v : {&s.singular_values, &s.noise_spectrum}) {
     if (v->size() > most) {
@@ -184,8 +174,8 @@ Evidence parse_evidence(const std::string& text_in, const std::string& where) {
   // Evidence saved before the key existed: the check command asks for the data options.
   e.context.data_args_known = root.contains("data_args");
   if (e.context.data_args_known) {
-    e.context.data_args = texts(root, "data_args", where);
-    e.context.targets = texts(root, "targets", where);
+    e.context.data_args = array_of<std::string>(root, "data_args", where);
+    e.context.targets = array_of<std::string>(root, "targets", where);
   }
   const json& data = field(root, "data", where);
   if (!data.is_object())

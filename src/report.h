@@ -17,10 +17,10 @@ struct ReportContext {
   // Trainings of this model that fit at once on the probe's device (1 on the CPU, where they
   // would only share its cores): the check sweep's --jobs.
   int64_t trainings_fit = 1;
+  std::string program = "lorank";  // as invoked, so that printed commands run as they are
   // The options the probe read --data with, as arguments ("--max-examples", "1000"), and the
   // module types it probed when not all (--targets), so that a check trains what was probed;
   // unknown in evidence saved before they were kept.
-  std::string program = "lorank";  // as invoked, so that printed commands run as they are
   std::vector<std::string> data_args;
   std::vector<std::string> targets;
   bool data_args_known = false;

@@ -22,8 +22,8 @@ namespace {
 
 struct SweepCliOptions {
   TrainCliOptions t;
-  std::vector<int64_t> ranks = {1, 2, 4, 8, 16, 32, 64, 128};
-  std::vector<double> lrs = {1e-3, 3e-3, 1e-2};
+  std::vector<int64_t> ranks = SweepOptions().ranks;
+  std::vector<double> lrs = SweepOptions().lrs;
   std::string devices;  // empty: --device
   int64_t jobs = 0;     // 0: one per device
 };
