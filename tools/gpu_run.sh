@@ -137,14 +137,25 @@ if has calib; then
   python3 bench/calibrate_report.py /tmp/cal > "$out/calib_report.txt" 2>&1; head -30 "$out/calib_report.txt"
 fi
 if has peftload; then
-  echo "== peftload"  # an adapter lorank trained on CUDA, loaded by PeftModel.from_pretrained
+  # An adapter lorank trained on CUDA, loaded by PeftModel.from_pretrained. PEFTLOAD_MODEL,
+  # PEFTLOAD_TASK; PEFTLOAD_RECOMMEND=1 trains what `recommend --pattern --out` wrote (rank_pattern
+  # and all) through --adapter-config, the user's path from the recommendation to PEFT.
+  echo "== peftload"
   need_bench
-  t=../bench/tasks/cmudict
-  build-cuda/lorank train --model assets/tiny-llama --data $t/train.jsonl --max-examples 1000 \
-    --val $t/val.jsonl --r 16 --alpha 8 --rslora --targets all-linear --max-steps 100 \
+  t=../bench/tasks/${PEFTLOAD_TASK:-cmudict}; m=${PEFTLOAD_MODEL:-assets/tiny-llama}
+  adapter=(--r 16 --alpha 8 --rslora --targets all-linear)
+  if [ "${PEFTLOAD_RECOMMEND:-0}" = 1 ]; then
+    rm -rf /tmp/peftrec
+    build-cuda/lorank recommend --model "$m" --data $t/train.jsonl --max-examples 1000 --pattern \
+      --out /tmp/peftrec > "$out/peftload_recommend.txt" 2>&1 || { tail -20 "$out/peftload_recommend.txt"; exit 1; }
+    python3 -c "import json; c=json.load(open('/tmp/peftrec/adapter_config.json')); print('recommended r', c['r'], 'alpha', c['lora_alpha'], 'rank_pattern', c['rank_pattern'], 'alpha_pattern', c['alpha_pattern'])"
+    adapter=(--adapter-config /tmp/peftrec)
+  fi
+  build-cuda/lorank train --model "$m" --data $t/train.jsonl --max-examples 1000 \
+    --val $t/val.jsonl "${adapter[@]}" --max-steps 100 \
     --out /tmp/peftload --force --quiet > "$out/peftload.log" 2>&1 || { tail -20 "$out/peftload.log"; exit 1; }
   loss=$(python3 -c "import json; print(json.load(open('/tmp/peftload/train_summary.json'))['best_val_loss'])")
-  python3 tools/peft_load_check.py assets/tiny-llama /tmp/peftload $t/val.jsonl "$loss"
+  python3 tools/peft_load_check.py "$m" /tmp/peftload $t/val.jsonl "$loss"
 fi
 if has cost; then
   echo "== cost"  # recommend beside the sweep it replaces, each alone on the GPU (calib shares it)

@@ -2,7 +2,7 @@
 """Loads an adapter that lorank trained with PEFT's own loader and measures its validation loss, to
 compare with the loss lorank reported for the same adapter (bf16 autocast on both sides).
   peft_load_check.py MODEL_DIR ADAPTER_DIR VAL_JSONL EXPECTED_LOSS   (exit 1 beyond 1% apart)"""
-import os, sys
+import collections, os, sys
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -16,6 +16,10 @@ def main():
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, attn_implementation="sdpa").cuda()
     model = PeftModel.from_pretrained(base, adapter_dir).cuda()
     n_lora = sum(1 for n, _ in model.named_parameters() if "lora_" in n)
+    # The rank of each module as PEFT built it from adapter_config.json (rank_pattern included);
+    # loading the weights would have failed had lorank's shapes disagreed.
+    ranks = collections.Counter(p.shape[0] for n, p in model.named_parameters() if "lora_A" in n)
+    print("PEFT's LoRA modules by rank:", dict(sorted(ranks.items())))
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     got = evaluate(model, load(val, tok, 500), pad, "cuda")
     rel = abs(got - expected) / expected
