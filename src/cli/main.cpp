@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
     rc = run ? run() : 0;
   } catch (const CLI::ParseError& e) {
-    rc = app.exit(e);
+    rc = e.get_exit_code() == 0 ? app.exit(e) : lorank::cli::usage_error(app, argc, argv, e);
   } catch (const lorank::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
   } catch (const std::exception& e) {

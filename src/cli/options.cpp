@@ -7,10 +7,34 @@ namespace lorank::cli {
 
 namespace {
 
+std::string bound_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+// CLI11's Range prints its bounds with %f ("0 not in range 0.000000 to 10" for a bound of 1e-12)
+// and calls "abc" out of range: this says what was expected, as lorank's own errors do.
 template <typename T>
 void bound(CLI::Option* opt, const OptionSpec& s) {
   if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
-    if (s.min > -1e300 || s.max < 1e300) opt->check(CLI::Range(s.min, s.max));
+    const bool bounded = s.min > -1e300 || s.max < 1e300;
+    const std::string kind = std::is_integral_v<T> ? "an integer" : "a number";
+    const std::string range =
+        bounded ? " in [" + bound_text(s.min) + ", " + bound_text(s.max) + "]" : "";
+    const double lo = s.min, hi = s.max;
+    opt->check(CLI::Validator(
+        [=](std::string& in) -> std::string {
+          T v{};
+          if (!CLI::detail::lexical_cast(in, v))
+            return "expected " + kind + range + ", got '" + in + "'";
+          if (bounded && !(double(v) >= lo && double(v) <= hi)) {
+            return "expected " + kind + range + ", got " + in;
+          }
+          return "";
+        },
+        ""));
+    opt->type_name((std::is_integral_v<T> ? "INT" : "FLOAT") + range);
   }
 }
 

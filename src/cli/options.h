@@ -68,4 +68,8 @@ Subcommand probe_subcommand();
 Subcommand recommend_subcommand();
 std::vector<Subcommand> all_subcommands();  // subcommands.cpp: the list main() offers
 
+// A command line CLI11 refused, said as lorank's errors are (what, expected, hint), with the
+// subcommand a typo was closest to; returns the exit code, 2.
+int usage_error(const CLI::App& app, int argc, char** argv, const CLI::ParseError& e);
+
 }  // namespace lorank::cli

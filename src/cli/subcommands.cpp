@@ -1,9 +1,64 @@
+#include <algorithm>
+#include <cstdio>
+
 #include "options.h"
 
 namespace lorank::cli {
 
 std::vector<Subcommand> all_subcommands() {
   return {inspect_subcommand(), recommend_subcommand(), probe_subcommand(), train_subcommand(), sweep_subcommand()};
+}
+
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+int usage_error(const CLI::App& app, int argc, char** argv, const CLI::ParseError& e) {
+  std::string names, sub, closest;
+  size_t best = 3;  // further than two edits away is not a typo of it
+  for (const CLI::App* c : app.get_subcommands({})) {
+    names += (names.empty() ? "" : ", ") + c->get_name();
+    for (int i = 1; i < argc; ++i) {
+      if (argv[i] == c->get_name()) sub = c->get_name();
+    }
+    if (argc > 1 && argv[1][0] != '-' && edit_distance(argv[1], c->get_name()) < best) {
+      best = edit_distance(argv[1], c->get_name());
+      closest = c->get_name();
+    }
+  }
+  const std::string prog = program_name();
+  if (sub.empty() && argc > 1 && argv[1][0] != '-') {
+    std::fprintf(stderr, "error: %s: unknown subcommand (expected one of %s)\n  hint: %s\n",
+                 argv[1], names.c_str(),
+                 closest.empty() ? (prog + " --help describes them").c_str()
+                                 : ("did you mean " + prog + " " + closest + "?").c_str());
+  } else if (argc == 1) {
+    std::fprintf(stderr, "%s\nerror: no subcommand (expected one of %s)\n", app.help().c_str(),
+                 names.c_str());
+  } else if (sub.empty()) {
+    std::fprintf(stderr, "error: %s\n  hint: %s --help describes the subcommands\n", e.what(),
+                 prog.c_str());
+  } else {
+    std::fprintf(stderr,
+                 "error: %s\n  hint: %s %s --help lists the options, their ranges and defaults\n",
+                 e.what(), prog.c_str(), sub.c_str());
+  }
+  return 2;
 }
 
 }  // namespace lorank::cli

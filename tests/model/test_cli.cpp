@@ -129,6 +129,34 @@ TEST(CliInspect, NumbersAreValidated) {
   EXPECT_NE(r.exit_code, 0);
 }
 
+// What CLI11 refuses reads as lorank's own errors: the option, what was expected (bounds as
+// written, not "0 not in range 0.000000 to 10"), what was given, a hint; exit code 2.
+TEST(CliUsage, RefusedCommandLinesSayWhatWasExpected) {
+  auto r = run_lorank("train --lr 0");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: --lr: expected a number in [1e-12, 10], got 0"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("hint:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train --help"), std::string::npos) << r.output;
+  r = run_lorank("recommend --max-rank abc");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--max-rank: expected an integer in [1, 65536], got 'abc'"),
+            std::string::npos)
+      << r.output;
+  r = run_lorank("recomend");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: recomend: unknown subcommand"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("did you mean"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" recommend?"), std::string::npos) << r.output;
+  r = run_lorank("");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("Subcommands:"), std::string::npos) << r.output;
+  r = run_lorank("train --help");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("--lr FLOAT in [1e-12, 10]"), std::string::npos) << r.output;
+}
+
 // LORANK_TRACE=1: where a run's time goes, in order, in seconds since the process started; nothing
 // without it. lorank ends with _Exit (no LibTorch teardown): what it printed still arrives whole.
 TEST(CliTrace, TracePointsComeInOrderAndTheOutputArrivesWhole) {
