@@ -41,6 +41,15 @@ T number(const json& obj, const std::string& key, const std::string& where) {
   return v.get<T>();
 }
 
+// Counts, losses and singular values: a negative one is a damaged file, not a measurement.
+template <typename T>
+T non_negative(const json& obj, const std::string& key, const std::string& where) {
+  const T v = number<T>(obj, key, where);
+  if (!(v >= 0))
+    fail(where, "key \"" + key + "\" is negative", ">= 0", json_excerpt(obj[key], 40), kHint);
+  return v;
+}
+
 std::string text(const json& obj, const std::string& key, const std::string& where) {
   const json& v = field(obj, key, where);
   if (!v.is_string())
@@ -95,18 +104,28 @@ ModuleEvidence parse_module(const json& m, const std::string& where) {
     }
   }
   if (s.noise_edges.empty()) fail(at, "no noise edges", ">= 1 split", "0", kHint);
+  for (const auto* v :
+       {&s.singular_values, &s.noise_spectrum, &s.noise_edges, &s.singular_values_whitened,
+        &s.noise_spectrum_whitened, &s.noise_edges_whitened}) {
+    for (double x : *v) {
+      if (!(x >= 0))
+        fail(at, "a negative singular value or noise edge", ">= 0", std::to_string(x), kHint);
+    }
+  }
   return e;
 }
 
 DataFacts parse_data(const json& d, const std::string& where) {
   DataFacts f;
-  f.n_examples = number<int64_t>(d, "examples", where);
-  f.n_supervised = number<int64_t>(d, "supervised_tokens", where);
-  f.n_tokens = number<int64_t>(d, "tokens", where);
-  f.probe_examples = number<int64_t>(d, "probe_examples", where);
-  f.probe_supervised = number<int64_t>(d, "probe_supervised_tokens", where);
-  f.probe_tokens = number<int64_t>(d, "probe_tokens", where);
-  f.base_loss = number<double>(d, "base_loss", where);
+  f.n_examples = non_negative<int64_t>(d, "examples", where);
+  f.n_supervised = non_negative<int64_t>(d, "supervised_tokens", where);
+  f.n_tokens = non_negative<int64_t>(d, "tokens", where);
+  f.probe_examples = non_negative<int64_t>(d, "probe_examples", where);
+  f.probe_supervised = non_negative<int64_t>(d, "probe_supervised_tokens", where);
+  f.probe_tokens = non_negative<int64_t>(d, "probe_tokens", where);
+  f.base_loss = non_negative<double>(d, "base_loss", where);
+  // Evidence saved before the count was kept has none.
+  if (d.contains("duplicates")) f.n_duplicates = non_negative<int64_t>(d, "duplicates", where);
   return f;
 }
 
@@ -119,7 +138,8 @@ json data_facts_json(const DataFacts& d) {
           {"probe_examples", d.probe_examples},
           {"probe_supervised_tokens", d.probe_supervised},
           {"probe_tokens", d.probe_tokens},
-          {"base_loss", d.base_loss}};
+          {"base_loss", d.base_loss},
+          {"duplicates", d.n_duplicates}};
 }
 
 std::string evidence_json(const Evidence& e) {

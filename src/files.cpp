@@ -130,4 +130,57 @@ void write_file_atomic(const std::string& path, const std::string& bytes, bool o
                     overwrite);
 }
 
+namespace {
+
+bool is_dir(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string parent_of(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : p.substr(0, slash);
+}
+
+void check_writable_dir(const std::string& dir, const std::string& path,
+                        const std::string& option) {
+  if (::access(dir.c_str(), W_OK) != 0) {
+    fail(path, option + ": cannot write there", "a folder you can write to",
+         dir + ": " + std::strerror(errno), "choose another " + option + " or fix the permissions");
+  }
+}
+
+}  // namespace
+
+void check_can_write_file(const std::string& path, const std::string& option) {
+  if (is_dir(path)) {
+    fail(path, option + ": is a folder", "a file name", "a folder",
+         "name a file, e.g. " + (path.back() == '/' ? path : path + "/") + "evidence.json");
+  }
+  const std::string dir = parent_of(path);
+  if (!is_dir(dir)) {
+    fail(path, option + ": its folder does not exist", "an existing folder", dir,
+         "create " + dir + " first, or choose another " + option);
+  }
+  check_writable_dir(dir, path, option);
+}
+
+void check_can_write_folder(const std::string& dir, const std::string& option) {
+  struct stat st;
+  std::string p = dir;
+  while (::stat(p.c_str(), &st) != 0) {  // the nearest ancestor that exists
+    const std::string up = parent_of(p);
+    if (up == p) break;
+    p = up;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    fail(dir, option + ": a file is in the way", "a folder, or a path where one can be made",
+         p + " is a file", "choose another " + option);
+  }
+  check_writable_dir(p, dir, option);
+}
+
 }  // namespace lorank

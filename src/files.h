@@ -25,4 +25,10 @@ void write_file_atomic(const std::string& path, const std::vector<ByteRange>& ch
                        bool overwrite);
 void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite);
 
+// Checks, before slow work, that its results can be written: `path` is not a folder and its folder
+// exists and is writable; `dir` is a writable folder or can be created (its nearest existing
+// ancestor is one). `option` names the flag in the error.
+void check_can_write_file(const std::string& path, const std::string& option);
+void check_can_write_folder(const std::string& dir, const std::string& option);
+
 }  // namespace lorank

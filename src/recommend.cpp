@@ -269,11 +269,14 @@ void apply_budget(Recommendation& rec, const RecommendOptions& o) {
     fail("--budget-params", "no rank fits the parameter budget",
          ">= " + std::to_string(params_at(rec.modules, grid.front())) + " (rank " +
              std::to_string(grid.front()) + ")",
-         std::to_string(o.budget_params), "raise --budget-params or adapt fewer modules (--targets)");
+         std::to_string(o.budget_params),
+         "raise --budget-params, or adapt fewer modules (--targets, with a new probe rather than "
+         "--evidence)");
   }
   if (fit < rec.rank) {
     rec.rank = fit;
     rec.capped = true;
+    rec.capped_by = "--budget-params " + std::to_string(o.budget_params);
   }
 }
 
@@ -335,10 +338,23 @@ void add_warnings(Recommendation& rec, int64_t wanted) {
                            "1,650); the extra directions may fit noise: keep a validation set "
                            "and early stopping");
   }
-  if (wanted > rec.rank) {
-    rec.warnings.push_back("more information than the adapter can hold: the data supports r=" +
-                           std::to_string(wanted) + " but --max-rank/--budget-params cap it at r=" +
-                           std::to_string(rec.rank));
+  // The noise floor shrinks with the supervised tokens as if each were new; repeats are not.
+  if (d.n_duplicates > 0 && d.n_duplicates * 10 >= d.n_examples) {
+    rec.warnings.push_back(std::to_string(d.n_duplicates) + " of " + std::to_string(d.n_examples) +
+                           " examples repeat an earlier one: the noise floor is rescaled to all " +
+                           "supervised tokens, repeats included, which overstates what the data " +
+                           "holds and may raise the rank; deduplicate the data and run again");
+  }
+  if (rec.capped) {
+    std::string share;
+    for (const auto& c : rec.curve) {
+      if (c.rank == rec.rank && rec.rank > 1) {
+        share = ", which is predicted to add " + format_number("%.0f%%", 100 * c.share) +
+                " of what ranks above 1 add";
+      }
+    }
+    rec.warnings.push_back("capped: the data supports r=" + std::to_string(wanted) + ", but " +
+                           rec.capped_by + " allows at most r=" + std::to_string(rec.rank) + share);
   }
   int64_t full = 0;
   for (const auto& m : rec.modules) {
@@ -387,14 +403,16 @@ Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataF
   rec.options = opts;
   rec.data = data;
   rec.modules = count_directions(modules, data, opts);
-  const auto grid = offered_grid(opts);
   rec.rank = global_rank(rec.modules, opts, &ModuleRank::directions);
-  rec.rank_lo = global_rank(rec.modules, opts, &ModuleRank::directions_lo);
-  rec.rank_hi = global_rank(rec.modules, opts, &ModuleRank::directions_hi);
   RecommendOptions uncapped = opts;
   uncapped.max_rank = opts.grid.empty() ? opts.max_rank : opts.grid.back();
+  // The band and the confidence describe the rule; a cap is the user's choice, said apart.
+  rec.rank_lo = global_rank(rec.modules, uncapped, &ModuleRank::directions_lo);
+  rec.rank_hi = global_rank(rec.modules, uncapped, &ModuleRank::directions_hi);
   const int64_t wanted = global_rank(rec.modules, uncapped, &ModuleRank::directions);
+  rec.rank_uncapped = wanted;
   rec.capped = wanted > rec.rank;
+  if (rec.capped) rec.capped_by = "--max-rank " + std::to_string(opts.max_rank);
   apply_budget(rec, opts);
   if (!opts.pattern) {
     for (auto& m : rec.modules) m.rank = rec.rank;
@@ -412,7 +430,7 @@ Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataF
   rec.params_uniform = params_at(rec.modules, rec.rank);
   rec.extrapolation = 1.0 / (scale_for(data, opts) * scale_for(data, opts));
   fill_curve(rec, modules, opts);
-  judge_confidence(rec, grid);
+  judge_confidence(rec, offered_grid(uncapped));
   add_warnings(rec, wanted);
   rec.explanation = explain(rec);
   return rec;

@@ -37,6 +37,7 @@ struct DataFacts {
   int64_t n_tokens = 0;              // its real tokens
   int64_t probe_examples = 0, probe_supervised = 0, probe_tokens = 0;
   double base_loss = 0;              // nats per supervised token on the probed sample
+  int64_t n_duplicates = 0;          // examples that repeat an earlier one
 };
 
 struct RecommendOptions {
@@ -102,6 +103,8 @@ struct Recommendation {
   DataFacts data;
   RecommendOptions options;        // as used
   bool capped = false;             // --max-rank or --budget-params lowered the rank
+  std::string capped_by;           // "--max-rank 4" or "--budget-params 50000" when capped
+  int64_t rank_uncapped = 0;       // the rule's rank without those caps
   double extrapolation = 1;        // training tokens / probed tokens, as used (capped)
 };
 

@@ -131,6 +131,8 @@ std::string recommendation_json(const Recommendation& rec, const ReportContext& 
   j["trainable_params"] = rec.params;
   j["trainable_params_uniform"] = rec.params_uniform;
   j["capped"] = rec.capped;
+  j["capped_by"] = rec.capped_by;
+  j["rank_uncapped"] = rec.rank_uncapped;
   j["confidence"] = rec.confidence;
   j["confidence_reasons"] = rec.reasons;
   j["warnings"] = rec.warnings;
@@ -161,8 +163,12 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
        ctx.device + ", " + ctx.grad_mode + " gradients)\n";
   s += "data   " + ctx.data_path + "  (" + format_count(double(rec.data.n_examples)) + " examples, " +
        format_count(double(rec.data.n_supervised)) + " supervised tokens)\n\n";
-  s += "  recommended  r=" + std::to_string(rec.rank) + ", alpha=" + format_number("%g", rec.alpha) +
-       " with rsLoRA (alpha=" + format_number("%.4g", rec.alpha_classic) + " without)   confidence " +
+  s += "  recommended  r=" + std::to_string(rec.rank) +
+       ", alpha=" + format_number("%g", rec.alpha) +
+       " with rsLoRA (alpha=" + format_number("%.4g", rec.alpha_classic) + " without)   " +
+       (rec.capped ? "capped by " + rec.capped_by +
+                         ": the rule gives r=" + std::to_string(rec.rank_uncapped) + ", confidence "
+                   : "confidence ") +
        rec.confidence + " (r=" + std::to_string(rec.rank_lo) + ".." + std::to_string(rec.rank_hi) +
        ")\n";
   std::string pattern;

@@ -54,6 +54,8 @@ void check_format(const std::string& format) {
 
 // Every file is checked before the first is written: a refusal leaves the folder as it was.
 void check_outputs(const RecommendCliOptions& o) {
+  if (!o.save_evidence.empty()) check_can_write_file(o.save_evidence, "--save-evidence");
+  if (!o.out.empty()) check_can_write_folder(o.out, "--out");
   if (o.force) return;
   std::vector<std::pair<std::string, std::string>> paths;  // path, what should be there instead
   if (!o.save_evidence.empty()) paths.push_back({o.save_evidence, "no file there"});
@@ -86,6 +88,7 @@ DataFacts data_facts(const Session& s, const ProbeResult& r) {
   d.n_examples = s.data.stats.n_examples;
   d.n_supervised = s.data.stats.n_supervised;
   d.n_tokens = s.data.stats.n_tokens;
+  d.n_duplicates = s.data.stats.n_duplicates;
   for (const auto& shard : r.shards) d.probe_examples += int64_t(shard.size());
   d.probe_supervised = r.n_supervised();
   d.probe_tokens = r.n_tokens();

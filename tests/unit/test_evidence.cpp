@@ -98,6 +98,26 @@ TEST(Evidence, ErrorsNameTheFileModuleAndKey) {
   auto bad_data = j;
   bad_data["data"]["examples"] = 1.5;
   EXPECT_NE(error_of(bad_data.dump()).find("ev.json [data]"), std::string::npos);
+
+  // Values no probe can measure: a damaged (or hand-edited) file, refused.
+  auto negative = j;
+  negative["data"]["supervised_tokens"] = -5;
+  EXPECT_NE(error_of(negative.dump()).find("\"supervised_tokens\" is negative"), std::string::npos);
+  negative = j;
+  negative["data"]["base_loss"] = -5.0;
+  EXPECT_NE(error_of(negative.dump()).find("\"base_loss\" is negative"), std::string::npos);
+  negative = j;
+  negative["modules"][0]["singular_values"][0] = -1.0;
+  EXPECT_NE(error_of(negative.dump()).find("a negative singular value"), std::string::npos);
+}
+
+TEST(Evidence, DuplicatesRoundTripAndOldFilesHaveNone) {
+  Evidence e = sample();
+  e.data.n_duplicates = 7;
+  EXPECT_EQ(parse_evidence(evidence_json(e), "ev.json").data.n_duplicates, 7);
+  auto j = nlohmann::json::parse(evidence_json(e));
+  j["data"].erase("duplicates");
+  EXPECT_EQ(parse_evidence(j.dump(), "old.json").data.n_duplicates, 0);
 }
 
 }  // namespace

@@ -147,21 +147,40 @@ TEST(Recommend, NoPatternByDefault) {
   EXPECT_EQ(r.params, r.params_uniform);
 }
 
+bool has_warning(const Recommendation& r, const std::string& needle) {
+  for (const auto& w : r.warnings) {
+    if (w.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
 TEST(Recommend, MaxRankAndBudgetCap) {
   RecommendOptions o = plain();
+  const Recommendation free = recommend(two_layers(20, 20, 20, 20), facts(5000, 5000), o);
+  EXPECT_FALSE(free.capped);
+  EXPECT_EQ(free.capped_by, "");
   o.max_rank = 4;
   Recommendation r = recommend(two_layers(20, 20, 20, 20), facts(5000, 5000), o);
   EXPECT_EQ(r.rank, 4);
   EXPECT_TRUE(r.capped);
-  bool warned = false;
-  for (const auto& w : r.warnings) warned = warned || w.find("cap") != std::string::npos;
-  EXPECT_TRUE(warned);
+  EXPECT_EQ(r.capped_by, "--max-rank 4");
+  EXPECT_EQ(r.rank_uncapped, free.rank);
+  // The band and the confidence are the rule's: a cap the user chose does not make it surer.
+  EXPECT_EQ(r.rank_lo, free.rank_lo);
+  EXPECT_EQ(r.rank_hi, free.rank_hi);
+  EXPECT_EQ(r.confidence, free.confidence);
+  EXPECT_TRUE(has_warning(r, "capped: the data supports r=" + std::to_string(free.rank) +
+                                 ", but --max-rank 4 allows at most r=4"));
+  EXPECT_FALSE(has_warning(r, "more information than the adapter can hold"));
   for (const auto& m : r.modules) EXPECT_LE(m.rank, 4);
   o.max_rank = 256;
   o.budget_params = 6 * 8 * 128;  // r = 8 everywhere fits, 16 does not
   r = recommend(two_layers(20, 20, 20, 20), facts(5000, 5000), o);
   EXPECT_EQ(r.rank, 8);
   EXPECT_LE(r.params, o.budget_params);
+  EXPECT_EQ(r.capped_by, "--budget-params 6144");
+  EXPECT_EQ(r.rank_lo, free.rank_lo);
+  EXPECT_TRUE(has_warning(r, "--budget-params 6144 allows at most r=8"));
   o.budget_params = 10;
   EXPECT_THROW(recommend(two_layers(20, 20, 20, 20), facts(5000, 5000), o), Error);
 }
@@ -294,6 +313,15 @@ TEST(Recommend, TooLittleDataOnlyBeyondTheMeasured) {
   ASSERT_EQ(few.params, 6144);
   EXPECT_TRUE(too_little(few));  // 2,048 per token
   EXPECT_FALSE(too_little(recommend(two_layers(3, 5, 12, 12), facts(5000, 4), plain())));  // 1,536
+}
+
+TEST(Recommend, WarnsWhenManyExamplesRepeat) {
+  DataFacts d = facts(5000, 5000);
+  d.n_duplicates = 9;  // under a tenth of the 100 examples: said by inspect, not here
+  EXPECT_FALSE(has_warning(recommend(two_layers(4, 4, 4, 4), d, plain()), "repeat an earlier one"));
+  d.n_duplicates = 60;
+  EXPECT_TRUE(has_warning(recommend(two_layers(4, 4, 4, 4), d, plain()),
+                          "60 of 100 examples repeat an earlier one"));
 }
 
 TEST(Recommend, DefaultsAreTheCalibratedConstants) {
