@@ -327,6 +327,50 @@ std::vector<Linear*> lora_targets(Model& model, const LoraConfig& cfg) {
   return out;
 }
 
+namespace {
+
+template <typename V>
+void check_pattern_keys(const std::map<std::string, V>& pattern,
+                        const std::vector<Linear*>& targets, const std::string& where) {
+  for (const auto& kv : pattern) {
+    bool hit = false;
+    for (const Linear* lin : targets) hit = hit || peft_key_matches(kv.first, lin->name);
+    if (!hit) {
+      fail(where,
+           "key '" + kv.first + "' selects none of the " + std::to_string(targets.size()) +
+               " adapted modules",
+           "a module suffix or regex such as q_proj or model.layers.0.mlp.down_proj", kv.first,
+           "check the spelling: PEFT would ignore the key and train every module at the global "
+           "value");
+    }
+  }
+}
+
+}  // namespace
+
+void check_every_key_matches(Model& model, const LoraConfig& cfg, const std::string& source) {
+  const std::vector<Linear*> targets = lora_targets(model, cfg);
+  if (cfg.target_regex.empty() && !is_all_linear(cfg)) {
+    std::vector<Linear*> all = model.linears();
+    all.push_back(&model.lm_head());
+    for (const auto& t : cfg.target_modules) {
+      LoraConfig one = cfg;
+      one.target_modules = {t};
+      bool hit = false;
+      for (const Linear* lin : all) hit = hit || peft_target_matches(one, lin->name);
+      if (!hit) {
+        fail(source.empty() ? "--targets" : source,
+             "'" + t + "' matches no linear layer of the model",
+             "module suffixes such as q_proj, self_attn.o_proj or mlp.down_proj", t,
+             "this model's linears are q_proj k_proj v_proj o_proj gate_proj up_proj down_proj and "
+             "lm_head; all-linear selects all but lm_head");
+      }
+    }
+  }
+  check_pattern_keys(cfg.rank_pattern, targets, source.empty() ? "--rank-pattern" : source);
+  check_pattern_keys(cfg.alpha_pattern, targets, source.empty() ? "--alpha-pattern" : source);
+}
+
 torch::Tensor lora_apply(const LoraModule& m, const torch::Tensor& x, const torch::Tensor& y,
                          double dropout, bool training) {
   const bool drop = dropout > 0.0 && training;

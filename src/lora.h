@@ -60,6 +60,10 @@ std::string peft_config_json(const LoraConfig& cfg, const std::vector<std::strin
 // The linears of `model` that `cfg` targets, in HF module order; throws when a key matches no
 // linear or selects a module LoRA cannot wrap here (embeddings, norms, whole blocks).
 std::vector<Linear*> lora_targets(Model& model, const LoraConfig& cfg);
+// Every target_modules entry and every rank_pattern/alpha_pattern key selects a module `cfg`
+// adapts: PEFT passes over a key that matches nothing, so a typo would train the wrong adapter
+// silently. `source` names where cfg came from (an adapter_config.json), or "" for the flags.
+void check_every_key_matches(Model& model, const LoraConfig& cfg, const std::string& source);
 
 // One module's adapter: y + scale * B(A(dropout(x))).
 struct LoraModule {

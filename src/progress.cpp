@@ -60,6 +60,10 @@ void trace(const std::string& what) {
   last = t;
 }
 
+std::string count_of(int64_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
 std::string format_number(const char* printf_format, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, printf_format, v);

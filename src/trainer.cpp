@@ -532,7 +532,22 @@ json step_json(const StepMetrics& m, double elapsed) {
           {"elapsed_s", elapsed}};
 }
 
-json result_json(const TrainResult& r) {
+// The validation loss never fell below its first evaluation and ended above it: the adapter kept
+// is the first one, trained for a few steps of warm-up at most.
+std::string blowup_warning(const TrainResult& r, double lr) {
+  if (r.evals.size() < 3 || r.best_step != r.evals.front().step) return "";
+  const double first = r.evals.front().val_loss, last = r.evals.back().val_loss;
+  if (!(last > first)) return "";
+  return "the validation loss never fell below its first evaluation (" +
+         format_number("%.4g", first) + " at step " + std::to_string(r.evals.front().step) + "; " +
+         format_number("%.4g", last) + " at step " + std::to_string(r.evals.back().step) +
+         "), so the adapter kept is that " + "first one, barely trained: the learning rate (" +
+         format_number("%g", lr) + ") is likely too high; lower --lr";
+}
+
+}  // namespace
+
+json train_summary_json(const TrainResult& r) {
   json evals = json::array();
   for (const auto& e : r.evals) evals.push_back({e.step, number_or_null(e.val_loss)});
   return {{"finished", r.finished},
@@ -545,10 +560,9 @@ json result_json(const TrainResult& r) {
           {"n_trainable", r.n_trainable},
           {"seconds", r.seconds},
           {"tokens_per_s", r.tokens_per_s},
-          {"evals", evals}};
+          {"evals", evals},
+          {"warnings", r.warnings}};
 }
-
-}  // namespace
 
 TrainResult read_train_summary(const std::string& path) {
   std::ifstream in(path);
@@ -569,6 +583,7 @@ TrainResult read_train_summary(const std::string& path) {
   r.seconds = j.value("seconds", 0.0);
   r.tokens_per_s = j.value("tokens_per_s", 0.0);
   for (const auto& e : j["evals"]) r.evals.push_back({e[0].get<int64_t>(), number_or_nan(e[1])});
+  if (j.contains("warnings")) r.warnings = j["warnings"].get<std::vector<std::string>>();
   return r;
 }
 
@@ -680,8 +695,11 @@ TrainResult Trainer::run(const TrainOutput& out) {
   r.best_step = best_step_;
   r.best_val_loss = best_val_;
   r.seconds = elapsed_before_ + seconds_since(session_start_);
+  const std::string blowup = r.finished ? blowup_warning(r, opts_.lr) : "";
+  if (!blowup.empty()) r.warnings.push_back(blowup);
   if (r.finished && !out.dir.empty()) {
-    write_file_atomic((fs::path(out.dir) / kSummaryFile).string(), result_json(r).dump(2) + "\n",
+    write_file_atomic((fs::path(out.dir) / kSummaryFile).string(),
+                      train_summary_json(r).dump(2) + "\n",
                       /*overwrite=*/true);
     remove_tree(ckpt);  // the summary now says the run is done
   }

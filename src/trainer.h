@@ -120,6 +120,7 @@ struct TrainResult {
   bool checkpointing = false;      // blocks recomputed at the end (asked, or after out of memory)
   std::vector<StepMetrics> steps;  // this session's steps
   std::vector<EvalPoint> evals;    // all evaluations of the run
+  std::vector<std::string> warnings;  // e.g. a validation loss that only rose (lr too high)
 };
 
 // Where results go. An empty dir keeps everything in memory (tests).
@@ -142,6 +143,8 @@ inline constexpr const char* kSummaryFile = "train_summary.json";
 enum class OutputState { fresh, checkpoint, finished };
 OutputState inspect_output_dir(const TrainOutput& out);
 TrainResult read_train_summary(const std::string& path);
+// train_summary.json's content; `lorank train --json` prints it with a few facts more.
+nlohmann::json train_summary_json(const TrainResult& r);
 
 class Trainer {
  public:

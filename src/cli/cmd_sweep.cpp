@@ -28,13 +28,34 @@ struct SweepCliOptions {
   int64_t jobs = 0;     // 0: one per device
 };
 
+// Each value once: a repeat would train the same run twice and count it twice in the table.
+template <typename T>
+void check_unique(const char* flag, const std::vector<T>& values) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (values[i] == values[j]) {
+        fail(flag, "a value given twice", "each value once",
+             format_number("%.10g", double(values[i])) + " twice", "drop the repeat");
+      }
+    }
+  }
+}
+
 void check_grid(const SweepCliOptions& o) {
   for (int64_t r : o.ranks) {
-    if (r < 1) fail("--ranks", "rank out of range", ">= 1", std::to_string(r));
+    if (r < 1 || r > (1 << 16))
+      fail("--ranks", "rank out of range", "1 to 65536", std::to_string(r));
   }
   for (double lr : o.lrs) {
-    if (!(lr > 0)) fail("--lrs", "learning rate out of range", "> 0", std::to_string(lr));
+    if (!(lr >= k_min_lr && lr <= k_max_lr)) {
+      fail("--lrs", "learning rate out of range",
+           format_number("%g", k_min_lr) + " to " + format_number("%g", k_max_lr) +
+               ", as train's --lr",
+           format_number("%g", lr));
+    }
   }
+  check_unique("--ranks", o.ranks);
+  check_unique("--lrs", o.lrs);
 }
 
 // Counts finished runs for an ETA: with trainings at once, one bar per run would interleave.
@@ -137,6 +158,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   const int64_t jobs = o.jobs > 0 ? o.jobs : std::max<int64_t>(1, int64_t(devices.size()));
   // With trainings in other processes this one only reads the data (for the settings' fingerprint).
   Session s = open_session(o.t.common, o.t.data, /*load_data=*/true, /*load_model=*/jobs == 1);
+  if (s.model) check_every_key_matches(*s.model, so.lora, "");  // else each training checks
   if (jobs > 1) refuse_split_model(s, "lorank sweep");
   if (devices.empty()) devices = {s.device};
   const std::string memory_note = plan_job_memory(o, s, devices, jobs);
@@ -145,8 +167,9 @@ int run_sweep_cmd(SweepCliOptions& o) {
   TrainData data = load_train_data(s, o.t);
   so.train.interrupt = install_interrupt_handler();
   if (!o.t.common.quiet) {
-    std::fprintf(stderr, "%s; %zu ranks x %zu learning rates on %s%s\n",
-                 describe_data(data, o.t).c_str(), so.ranks.size(), so.lrs.size(),
+    std::fprintf(stderr, "%s; %s x %s on %s%s\n", describe_data(data, o.t).c_str(),
+                 count_of(int64_t(so.ranks.size()), "rank").c_str(),
+                 count_of(int64_t(so.lrs.size()), "learning rate").c_str(),
                  s.runtime.device.c_str(), (devices_note(devices, jobs) + memory_note).c_str());
   }
   SweepProgress progress;
@@ -204,7 +227,6 @@ Subcommand sweep_subcommand() {
           "Train one LoRA adapter per rank and learning rate; report the loss-vs-rank curve",
           [](CLI::App& app) -> std::function<int()> {
             auto o = std::make_shared<SweepCliOptions>();
-            o->t.rslora = true;  // the oracle protocol: rsLoRA, alpha 8
             add_options(app, common_option_specs(o->t.common));
             add_options(app, data_option_specs(o->t.data));
             add_options(app, {

@@ -63,26 +63,12 @@ std::vector<Example> pick(const std::vector<Example>& all, const std::vector<siz
 }
 
 nlohmann::json result_json(const TrainResult& r, const std::string& out) {
-  auto num = [](double v) {
-    return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
-  };
-  nlohmann::json evals = nlohmann::json::array();
-  for (const auto& e : r.evals) evals.push_back({{"step", e.step}, {"val_loss", num(e.val_loss)}});
-  return {{"out", out},
-          {"finished", r.finished},
-          {"diverged", r.diverged},
-          {"resumed", r.resumed},
-          {"steps_done", r.steps_done},
-          {"total_steps", r.total_steps},
-          {"best_step", r.best_step},
-          {"best_val_loss", num(r.best_val_loss)},
-          {"test_loss", num(r.test_loss)},
-          {"n_trainable", r.n_trainable},
-          {"seconds", r.seconds},
-          {"tokens_per_s", r.tokens_per_s},
-          {"peak_gpu_bytes", r.peak_gpu_bytes},
-          {"checkpointing", r.checkpointing},
-          {"evals", evals}};
+  nlohmann::json j = train_summary_json(r);  // evals as [step, loss], as in train_summary.json
+  j["out"] = out;
+  j["resumed"] = r.resumed;
+  j["peak_gpu_bytes"] = r.peak_gpu_bytes;
+  j["checkpointing"] = r.checkpointing;
+  return j;
 }
 
 void print_result(const TrainResult& r, const std::string& out) {
@@ -110,15 +96,15 @@ int run_train(TrainCliOptions& o) {
   out.progress = !o.common.quiet;
   inspect_output_dir(out);  // refuse before the slow part
   Session s = open_session(o.common, o.data);
+  check_every_key_matches(*s.model, lora, o.adapter_config);
   out.base_model_path = s.model_dir;
   o.train.eval.pad_id = pad_id_for(s);
   TrainData data = load_train_data(s, o);
   o.train.interrupt = install_interrupt_handler();
   Trainer trainer(*s.model, lora, data, o.train);
   if (!o.common.quiet) {
-    std::fprintf(stderr, "%s; %lld steps on %s, %s trainable parameters\n",
-                 describe_data(data, o).c_str(), (long long)trainer.total_steps(),
-                 s.runtime.device.c_str(),
+    std::fprintf(stderr, "%s; %s on %s, %s trainable parameters\n", describe_data(data, o).c_str(),
+                 count_of(trainer.total_steps(), "step").c_str(), s.runtime.device.c_str(),
                  format_count(double(trainer.adapters().n_trainable())).c_str());
   }
   TrainResult r = trainer.run(out);
@@ -134,6 +120,7 @@ int run_train(TrainCliOptions& o) {
                  (long long)r.steps_done, (long long)r.total_steps, o.out.c_str());
     return g_interrupted.load() ? 130 : 0;
   }
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   if (r.diverged) {
     if (!std::isfinite(r.best_val_loss) && !data.val.empty()) {
       fail("lorank train", "training diverged before the first evaluation", "finite losses",
@@ -160,12 +147,13 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
     specs.push_back({"-r,--r,--rank", &o.r, "LoRA rank", 1, 1 << 16});
     specs.push_back(
         {"--rank-pattern", &o.rank_pattern, "per-module ranks, PEFT keys: q_proj=16,..."});
-    specs.push_back({"--lr", &t.lr, "peak learning rate", 1e-12, 10});
+    specs.push_back({"--lr", &t.lr, "peak learning rate", k_min_lr, k_max_lr});
   }
   std::vector<OptionSpec> rest = {
       {"--alpha", &o.alpha, "LoRA alpha (scale alpha/r, or alpha/sqrt(r) with --rslora)", 1e-9,
        1e9},
-      {"--rslora,!--no-rslora", &o.rslora, "rank-stabilised scaling alpha/sqrt(r)"},
+      {"--rslora,!--no-rslora", &o.rslora,
+       "rank-stabilised scaling alpha/sqrt(r), the default; --no-rslora: alpha/r, PEFT's default"},
       {"--targets", &o.targets, "modules to adapt: all-linear, or suffixes such as q_proj,v_proj"},
       {"--alpha-pattern", &o.alpha_pattern, "per-module alphas, PEFT keys: q_proj=32,..."},
       {"--dropout", &o.dropout, "LoRA dropout", 0, 0.99},

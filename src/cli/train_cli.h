@@ -18,7 +18,7 @@ struct TrainCliOptions {
   DataOptions data;
   int64_t r = 8;
   double alpha = 8;
-  bool rslora = false;
+  bool rslora = true;  // as recommend advises (alpha 8 with rsLoRA); --no-rslora: PEFT's alpha/r
   std::vector<std::string> targets = {"all-linear"};
   std::vector<std::string> rank_pattern, alpha_pattern;  // "key=value"
   double dropout = 0;
@@ -33,6 +33,9 @@ struct TrainCliOptions {
   std::string out;
   bool resume = false, force = false;
 };
+
+// --lr's range, which sweep's --lrs shares.
+constexpr double k_min_lr = 1e-12, k_max_lr = 10;
 
 // `sweep` leaves out --r/--rank-pattern and --lr (it varies them) and defaults to rsLoRA.
 std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep);

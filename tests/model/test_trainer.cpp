@@ -503,6 +503,32 @@ TEST(Trainer, KeepsTheAdapterWithTheBestValidationLoss) {
   EvalOptions eo;
   eo.pad_id = 5;
   EXPECT_NEAR(evaluate_loss(tiny_model(), data.val, all, eo).mean_loss, r.best_val_loss, 1e-5);
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings.front();
+}
+
+// lr 10: the loss never falls below the warm-up's first step (lr 0), so the adapter kept is that
+// step's, untrained; finite losses do not count as diverged, and the run says so instead.
+TEST(Trainer, SaysWhenTheValidationLossOnlyRose) {
+  TrainOptions opts = short_run(5);
+  opts.lr = 10;
+  opts.warmup = 0.2;
+  opts.eval_every = 1;
+  opts.max_grad_norm = 0;
+  TrainOutput out;
+  out.progress = false;
+  TrainResult r;
+  {
+    Trainer t(tiny_model(), lora_r4(), cmudict(), opts);
+    r = t.run(out);
+  }
+  ASSERT_EQ(r.evals.size(), 5u);
+  ASSERT_EQ(r.best_step, 1) << "the run should blow up for this test to bite";
+  ASSERT_GT(r.evals.back().val_loss, r.evals.front().val_loss);
+  EXPECT_FALSE(r.diverged);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("never fell below its first evaluation"), std::string::npos)
+      << r.warnings[0];
+  EXPECT_NE(r.warnings[0].find("lower --lr"), std::string::npos) << r.warnings[0];
 }
 
 TEST(Trainer, RefusesToOverwriteResults) {

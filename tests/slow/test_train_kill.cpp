@@ -18,7 +18,7 @@ namespace {
 std::string train_args(const std::string& out) {
   return "train --model " + test::repo_path("assets/tiny-llama") + " --data " +
          test::asset("data/cmudict.jsonl") +
-         " --val-fraction 0.25 --r 4 --dropout 0.1 --batch 4 --epochs 100 --max-steps 120"
+         " --val-fraction 0.25 --r 4 --no-rslora --dropout 0.1 --batch 4 --epochs 100 --max-steps 120"
          " --n-evals 3 --save-every 1 -q --out " +
          out;
 }
