@@ -31,7 +31,9 @@ const char* const k_alpaca_no_input =
 
 std::string key_list(const json& fields) {
   std::string out;
-  for (auto it = fields.begin(); it != fields.end(); ++it) out += (out.empty() ? "" : ", ") + it.key();
+  // Quoted as JSON strings: a stray space or "\r" in a key is visible.
+  for (auto it = fields.begin(); it != fields.end(); ++it)
+    out += (out.empty() ? "" : ", ") + json(it.key()).dump();
   return out.empty() ? "none" : out;
 }
 
@@ -40,7 +42,7 @@ void require_keys(const Record& rec, Schema schema, const std::vector<const char
   for (const char* key : keys) {
     if (rec.fields.contains(key)) continue;
     std::string expected;
-    for (const char* k : keys) expected += (expected.empty() ? "" : ", ") + std::string(k);
+    for (const char* k : keys) expected += (expected.empty() ? "" : ", ") + json(k).dump();
     fail(where, "record does not fit the " + schema_name(schema) + " schema", "keys " + expected,
          "keys " + key_list(rec.fields), k_schema_hint);
   }
@@ -97,9 +99,15 @@ FormattedText format_alpaca(const Record& rec, const TokenizerConfig& config, co
 }
 
 void require_eos(const TokenizerConfig& config) {
+  const std::string where = config.path.empty() ? "tokenizer_config.json" : config.path;
+  if (!config.path.empty() && !config.found) {
+    fail(where, "not found; its eos_token ends every completion",
+         "the model folder's tokenizer_config.json", "no such file",
+         "copy tokenizer_config.json from the model's Hugging Face repository into the folder");
+  }
   if (config.eos_token.empty()) {
-    fail("tokenizer_config.json", "no eos_token, which ends every completion", "an eos_token", "none",
-         "add \"eos_token\" to tokenizer_config.json");
+    fail(where, "no eos_token, which ends every completion", "an eos_token", "none",
+         "add \"eos_token\" to " + where);
   }
 }
 
@@ -170,7 +178,10 @@ Schema detect_schema(const Record& rec, const std::string& path) {
   if (f.contains("instruction") && f.contains("output")) return Schema::alpaca;
   if (f.contains("prompt") && f.contains("completion")) return Schema::prompt_completion;
   if (f.contains("text")) return Schema::text;
-  fail(where_line(path, rec.line), "cannot tell the dataset's schema from the first record's keys",
+  const bool csv = path.size() >= 4 && path.compare(path.size() - 4, 4, ".csv") == 0;
+  fail(where_line(path, csv ? 1 : rec.line),
+       csv ? "cannot tell the dataset's schema from the CSV header's columns"
+           : "cannot tell the dataset's schema from the first record's keys",
        "keys text; prompt, completion; instruction, input, output (alpaca); or messages",
        "keys " + key_list(f), "rename the fields, or pass --schema");
 }

@@ -234,7 +234,8 @@ std::string render_unsloth(const Recommendation& rec, const LoraConfig& cfg,
   for (const auto& [k, a] : cfg.alpha_pattern) alphas.emplace_back(k, number_text(a));
   std::ostringstream out;
   out << header(rec) << "from unsloth import FastLanguageModel\n\n"
-      << "# model, tokenizer = FastLanguageModel.from_pretrained("
+      << "# Add max_seq_length and load_in_4bit as you train; the adapter settings follow.\n"
+      << "model, tokenizer = FastLanguageModel.from_pretrained(model_name="
       << quoted(base_model_path.empty() ? "<base model>" : base_model_path) << ")\n"
       << "model = FastLanguageModel.get_peft_model(\n"
       << "    model,\n"

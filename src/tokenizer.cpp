@@ -89,7 +89,9 @@ TokenizerConfig load_tokenizer_config(const std::string& model_dir, const Tokeni
   fs::path path = dir / "tokenizer_config.json";
   std::string where = path.string();
   json j = json::object();
-  if (fs::exists(path)) {
+  config.path = where;
+  config.found = fs::exists(path);
+  if (config.found) {
     try {
       j = json::parse(read_text(path));
     } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999

@@ -36,6 +36,8 @@ struct TokenizerConfig {
   std::optional<int32_t> bos_id, eos_id, pad_id;
   std::string chat_template;     // raw Jinja text; chat_template.h recognises which format it is
   int64_t model_max_length = 0;  // 0: not given, or transformers' "no limit"
+  std::string path;              // the file read, or looked for ("" when not from a folder)
+  bool found = false;            // whether that file exists
 };
 
 std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path);

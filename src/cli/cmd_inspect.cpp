@@ -103,19 +103,21 @@ void print_human(const nlohmann::json& j) {
     std::printf("  %-10s %12s %6.1f%%\n", k, format_count(n).c_str(), 100.0 * n / total);
   }
   std::printf("  %-10s %12s\n\n", "total", format_count(total).c_str());
-  std::printf("data     %s\n         schema %s%s, %lld examples (%lld records), %s tokens, "
-              "%s supervised\n         length p50 %lld, p90 %lld, p99 %lld, max %lld; "
-              "truncated %lld, duplicates %lld, dropped (no target left) %lld\n",
-              d["path"].get<std::string>().c_str(), d["schema"].get<std::string>().c_str(),
-              d["chat_format"].get<std::string>().empty()
-                  ? "" : (", chat " + d["chat_format"].get<std::string>()).c_str(),
-              (long long)d["examples"], (long long)d["records"],
-              format_count(d["tokens"].get<double>()).c_str(),
-              format_count(d["supervised_tokens"].get<double>()).c_str(),
-              (long long)d["length"]["p50"], (long long)d["length"]["p90"],
-              (long long)d["length"]["p99"], (long long)d["length"]["max"],
-              (long long)d["truncated"], (long long)d["duplicates"],
-              (long long)d["dropped_no_target"]);
+  std::printf(
+      "data     %s\n         schema %s%s, %s (%s), %s tokens, "
+      "%s supervised\n         length p50 %lld, p90 %lld, p99 %lld, max %lld; "
+      "truncated %lld, duplicates %lld, dropped (no target left) %lld, skipped (empty) %lld\n",
+      d["path"].get<std::string>().c_str(), d["schema"].get<std::string>().c_str(),
+      d["chat_format"].get<std::string>().empty()
+          ? ""
+          : (", chat " + d["chat_format"].get<std::string>()).c_str(),
+      count_of(d["examples"].get<int64_t>(), "example").c_str(),
+      count_of(d["records"].get<int64_t>(), "record").c_str(),
+      format_count(d["tokens"].get<double>()).c_str(),
+      format_count(d["supervised_tokens"].get<double>()).c_str(), (long long)d["length"]["p50"],
+      (long long)d["length"]["p90"], (long long)d["length"]["p99"], (long long)d["length"]["max"],
+      (long long)d["truncated"], (long long)d["duplicates"], (long long)d["dropped_no_target"],
+      (long long)d["skipped_empty"]);
   if (j.contains("base_loss")) print_base_loss(j["base_loss"], d);
   if (rt["slow_blas"].get<bool>())
     std::printf("\nwarning: the reference BLAS is slow (~6x); install libopenblas0-pthread\n");

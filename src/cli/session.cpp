@@ -125,9 +125,13 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
       if (d.is_cuda() || s.devices.size() == 1) limit_gpu_memory(d, common.gpu_memory_gib);
     }
   }
-  if (!std::filesystem::is_directory(s.model_dir))
-    fail(s.model_dir, "model folder not found", "a folder with config.json and *.safetensors",
-         "no such folder", "pass --model DIR (a Hugging Face model folder)");
+  if (!std::filesystem::is_directory(s.model_dir)) {
+    const bool is_file = std::filesystem::exists(s.model_dir);
+    fail(s.model_dir, is_file ? "is a file, not a model folder" : "model folder not found",
+         "a folder with config.json and *.safetensors", is_file ? "a file" : "no such folder",
+         "pass --model DIR (a Hugging Face model folder" +
+             std::string(is_file ? ", the one holding this file)" : ")"));
+  }
   s.tokenizer = load_tokenizer(s.model_dir);
   s.tokenizer_config = load_tokenizer_config(s.model_dir, *s.tokenizer);
   trace("tokenizer loaded");

@@ -204,6 +204,21 @@ TEST(BadInput, MissingTokenizer) {
                  {dir, "no tokenizer", "expected tokenizer.json or tokenizer.model", "hint:"});
 }
 
+TEST(BadInput, MissingTokenizerConfig) {
+  TempDir tmp("bad-tok-config");
+  const std::string dir = model_copy(tmp);
+  fs::remove(dir + "/tokenizer_config.json");
+  expect_failure(inspect(dir), {dir + "/tokenizer_config.json", "not found", "eos_token",
+                                "hint:", "Hugging Face repository"});
+}
+
+TEST(BadInput, ModelPathIsAFile) {
+  TempDir tmp("bad-model-file");
+  const std::string dir = model_copy(tmp);
+  expect_failure(inspect(dir + "/config.json"),
+                 {dir + "/config.json", "is a file, not a model folder", "hint:"});
+}
+
 const std::string kTrainArgs =
     "--device cpu --max-examples 32 --batch 4 --max-steps 2 "
     "--n-evals 1 -q --out ";
@@ -247,6 +262,45 @@ TEST(BadInput, RecommendOutputHoldingAConfigIsKept) {
                   "hint:", "--force"});
   EXPECT_EQ(tree(out),
             (std::map<std::string, std::string>{{"/axolotl.yaml", "lora_r: 64  # mine\n"}}));
+}
+
+// A typo in a LoRA key would train another adapter than the one asked for, and PEFT says nothing.
+TEST(BadInput, LoraKeysThatMatchNoModule) {
+  TempDir tmp("bad-lora-keys");
+  const std::string out = tmp.path + "/out";
+  expect_failure("train --rank-pattern qproj=4 " + kTrainArgs + out,
+                 {"--rank-pattern", "key 'qproj' selects none of the", "hint:"});
+  expect_failure("train --alpha-pattern q_proj=16,foo=2 " + kTrainArgs + out,
+                 {"--alpha-pattern", "key 'foo'", "hint:"});
+  expect_failure("train --targets q_proj,foo " + kTrainArgs + out,
+                 {"--targets", "'foo' matches no linear layer", "hint:", "q_proj k_proj"});
+  expect_failure("sweep --ranks 1 --lrs 1e-3 --targets q_proj,foo " + kTrainArgs + out,
+                 {"--targets", "'foo' matches no linear layer"});
+  EXPECT_FALSE(fs::exists(out + "/adapter_config.json"));
+}
+
+TEST(BadInput, SweepGridIsChecked) {
+  TempDir tmp("bad-sweep-grid");
+  const std::string out = tmp.path + "/out";
+  expect_failure("sweep --ranks 1 --lrs 20 " + kTrainArgs + out,
+                 {"--lrs", "learning rate out of range", "1e-12 to 10", "got 20"});
+  expect_failure("sweep --ranks 2,2 --lrs 1e-3 " + kTrainArgs + out,
+                 {"--ranks", "a value given twice", "hint:"});
+  expect_failure("sweep --ranks 2 --lrs 1e-3,0.001 " + kTrainArgs + out, {"--lrs", "given twice"});
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// Where recommend cannot write, it says so before the probe rather than after it.
+TEST(BadInput, RecommendOutputsThatCannotBeWritten) {
+  TempDir tmp("bad-rec-write");
+  expect_failure(
+      "recommend --quiet --device cpu --save-evidence " + tmp.path + "/none/ev.json",
+      {tmp.path + "/none/ev.json", "--save-evidence: its folder does not exist", "hint:"});
+  expect_failure("recommend --quiet --device cpu --save-evidence " + tmp.path,
+                 {"--save-evidence: is a folder", "hint:"});
+  write_file(tmp.path + "/file", "x");
+  expect_failure("recommend --quiet --device cpu --out " + tmp.path + "/file/configs",
+                 {"--out: a file is in the way", tmp.path + "/file is a file", "hint:"});
 }
 
 }  // namespace

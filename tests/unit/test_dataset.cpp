@@ -130,7 +130,7 @@ TEST_F(DatasetTest, DetectsEachSchema) {
   }
   std::string err = error_of([&] { load(write("u.jsonl", R"({"question": "q", "answer": "a"})")); });
   EXPECT_NE(err.find("u.jsonl:1"), std::string::npos) << err;
-  EXPECT_NE(err.find("keys answer, question"), std::string::npos) << err;
+  EXPECT_NE(err.find(R"(keys "answer", "question")"), std::string::npos) << err;
   EXPECT_NE(err.find("--schema"), std::string::npos) << err;
 }
 
@@ -139,7 +139,8 @@ TEST_F(DatasetTest, RecordNotFittingSchemaNamesLineAndKeys) {
                                       "{\"prompt\": \"a\", \"answer\": \"b\"}\n");
   std::string err = error_of([&] { load(path); });
   EXPECT_NE(err.find("d.jsonl:3"), std::string::npos) << err;
-  EXPECT_NE(err.find("expected keys prompt, completion, got keys answer, prompt"), std::string::npos)
+  EXPECT_NE(err.find(R"(expected keys "prompt", "completion", got keys "answer", "prompt")"),
+            std::string::npos)
       << err;
   DatasetOptions forced;
   forced.schema = Schema::alpaca;
