@@ -147,6 +147,11 @@ void print_human(const nlohmann::json& j) {
                 num(ev, "0.9"), num(ev, "0.95"), num(ev, "0.99"), num(m["rank_at"], "0.99"),
                 num(m["rank_at_whitened"], "0.99"));
   }
+  std::printf(
+      "  srank: directions of the gradient above the split noise edge (srank_w: K-FAC whitened); "
+      "noise: the noise spectrum's top value; |G|: the gradient's norm;\n  ev90/95/99: input "
+      "directions holding that share of the variance; r99/r99w: the rank at 99%% of the "
+      "cross-fitted gain's maximum (-1: not measured)\n");
   std::printf("\n  by module type (median over modules)\n  %-10s %6s %7s %5s %5s %5s\n", "type",
               "srank", "srank_w", "ev95", "r99", "r99w");
   for (const auto& k : j["by_kind"]) {

@@ -42,8 +42,14 @@ struct RecommendCliOptions {
   double max_extrapolation = RecommendOptions().max_extrapolation;
 };
 
-void check_format(const std::string& format) {
+void check_format(const std::string& format, bool json) {
   if (format.empty()) return;
+  if (json) {
+    fail("--format", "cannot be combined with --json", "one of them", "both",
+         "--json prints the recommendation, --format " + format +
+             " the trainer's config; --out DIR "
+             "writes both");
+  }
   for (const auto& f : export_formats()) {
     if (f == format) return;
   }
@@ -176,7 +182,7 @@ void check_evidence_alone(const RecommendCliOptions& o, const CLI::App& app) {
 
 int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
   check_evidence_alone(o, app);
-  check_format(o.format);
+  check_format(o.format, o.common.json);
   check_outputs(o);  // refuse before the slow part
   const Evidence e = o.evidence.empty() ? probe_evidence(o) : saved_evidence(o);
   check_outputs(o);  // again: files may have appeared during the probe

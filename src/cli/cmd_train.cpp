@@ -232,8 +232,21 @@ LoraConfig lora_config_from(const TrainCliOptions& o) {
   return c;
 }
 
+// A held-out file that is the training file measures nothing held out; said, not refused.
+void warn_if_training_file(const Session& s, const std::string& path, const char* flag) {
+  std::error_code ec;
+  if (std::filesystem::equivalent(path, s.data_path, ec)) {
+    std::fprintf(stderr,
+                 "warning: %s %s is the training file: its loss measures the training data, "
+                 "not held-out data\n",
+                 flag, path.c_str());
+  }
+}
+
 TrainData load_train_data(const Session& s, const TrainCliOptions& o) {
   TrainData d;
+  if (!o.val_path.empty()) warn_if_training_file(s, o.val_path, "--val");
+  if (!o.test_path.empty()) warn_if_training_file(s, o.test_path, "--test");
   if (!o.val_path.empty()) {
     d.train = s.data.examples;
     d.val = load_extra(s, o, o.val_path).examples;

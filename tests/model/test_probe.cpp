@@ -369,6 +369,8 @@ TEST(ProbeCli, JsonAndTable) {
   ASSERT_EQ(t.exit_code, 0) << t.output;
   EXPECT_NE(t.output.find("L1.v_proj"), std::string::npos) << t.output;
   EXPECT_NE(t.output.find("aggregate over 1 modules"), std::string::npos) << t.output;
+  EXPECT_NE(t.output.find("srank: directions of the gradient above"), std::string::npos)
+      << t.output;
   auto bad = test::run_lorank("probe --sample 8 --targets qkv -q");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.output.find("unknown module type 'qkv'"), std::string::npos) << bad.output;

@@ -77,6 +77,10 @@ TEST(RecommendCli, FormatsAndBadOptions) {
   auto bad = run_lorank(kArgs + "--format keras");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("keras"), std::string::npos) << bad.output;
+  auto both = run_lorank(kArgs + "--format peft --json");  // one of them was silently ignored
+  EXPECT_NE(both.exit_code, 0);
+  EXPECT_NE(both.output.find("--format: cannot be combined with --json"), std::string::npos)
+      << both.output;
   EXPECT_NE(run_lorank(kArgs + "--max-rank 0").exit_code, 0);
   auto budget = run_lorank(kArgs + "--budget-params 5");
   EXPECT_NE(budget.exit_code, 0);

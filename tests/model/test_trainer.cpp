@@ -648,6 +648,18 @@ std::string cli_model_data() {
   return "--model " + tiny_dir() + " --data " + test::asset("data/cmudict.jsonl") + " -q";
 }
 
+TEST(TrainCli, SaysWhenTheValidationFileIsTheTrainingFile) {
+  const std::string dir = test::make_temp_dir("cli-train-val") + "/out";
+  auto r =
+      test::run_lorank("train " + cli_model_data() + " --val " + test::asset("data/cmudict.jsonl") +
+                       " --r 2 --batch 4 --max-steps 1 --out " + dir);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: --val " + test::asset("data/cmudict.jsonl") +
+                          " is the training file"),
+            std::string::npos)
+      << r.output;
+}
+
 TEST(TrainCli, TrainsRefusesAndResumes) {
   const std::string dir = test::make_temp_dir("cli-train") + "/out";
   const std::string args = "train " + cli_model_data() +
