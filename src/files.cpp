@@ -169,7 +169,7 @@ void check_can_write_file(const std::string& path, const std::string& option) {
 }
 
 void check_can_write_folder(const std::string& dir, const std::string& option) {
-  struct stat st;
+  struct stat st {};
   std::string p = dir;
   while (::stat(p.c_str(), &st) != 0) {  // the nearest ancestor that exists
     const std::string up = parent_of(p);

@@ -318,7 +318,7 @@ void judge_confidence(Recommendation& rec, const std::vector<int64_t>& grid) {
                         "(bench/RESULTS.md); a larger model's gradient spectrum may differ");
 }
 
-void add_warnings(Recommendation& rec, int64_t wanted) {
+void add_warnings(Recommendation& rec) {
   const auto& d = rec.data;
   bool any = false;
   for (const auto& m : rec.modules) any = any || m.directions > 0;
@@ -353,8 +353,9 @@ void add_warnings(Recommendation& rec, int64_t wanted) {
                 " of what ranks above 1 add";
       }
     }
-    rec.warnings.push_back("capped: the data supports r=" + std::to_string(wanted) + ", but " +
-                           rec.capped_by + " allows at most r=" + std::to_string(rec.rank) + share);
+    rec.warnings.push_back("capped: the data supports r=" + std::to_string(rec.rank_uncapped) +
+                           ", but " + rec.capped_by +
+                           " allows at most r=" + std::to_string(rec.rank) + share);
   }
   int64_t full = 0;
   for (const auto& m : rec.modules) {
@@ -409,9 +410,8 @@ Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataF
   // The band and the confidence describe the rule; a cap is the user's choice, said apart.
   rec.rank_lo = global_rank(rec.modules, uncapped, &ModuleRank::directions_lo);
   rec.rank_hi = global_rank(rec.modules, uncapped, &ModuleRank::directions_hi);
-  const int64_t wanted = global_rank(rec.modules, uncapped, &ModuleRank::directions);
-  rec.rank_uncapped = wanted;
-  rec.capped = wanted > rec.rank;
+  rec.rank_uncapped = global_rank(rec.modules, uncapped, &ModuleRank::directions);
+  rec.capped = rec.rank_uncapped > rec.rank;
   if (rec.capped) rec.capped_by = "--max-rank " + std::to_string(opts.max_rank);
   apply_budget(rec, opts);
   if (!opts.pattern) {
@@ -431,7 +431,7 @@ Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataF
   rec.extrapolation = 1.0 / (scale_for(data, opts) * scale_for(data, opts));
   fill_curve(rec, modules, opts);
   judge_confidence(rec, offered_grid(uncapped));
-  add_warnings(rec, wanted);
+  add_warnings(rec);
   rec.explanation = explain(rec);
   return rec;
 }

@@ -47,8 +47,7 @@ void check_format(const std::string& format, bool json) {
   if (json) {
     fail("--format", "cannot be combined with --json", "one of them", "both",
          "--json prints the recommendation, --format " + format +
-             " the trainer's config; --out DIR "
-             "writes both");
+             " the trainer's config; --out DIR writes both");
   }
   for (const auto& f : export_formats()) {
     if (f == format) return;
