@@ -422,6 +422,18 @@ std::vector<std::string> chat_format_names() {
           "mistral-v3-tekken"};
 }
 
+std::string chat_turn_marker(const ChatFormat& format) {
+  switch (format.family) {
+    case ChatFamily::llama3:
+      return k_header_start;
+    case ChatFamily::chatml:
+      return k_im_start;
+    case ChatFamily::inst:
+      return "";
+  }
+  return "";
+}
+
 ChatFormat chat_format_by_name(const std::string& name) {
   ChatFormat f = llama3_format();
   if (name == "llama3") return f;

@@ -46,6 +46,10 @@ struct ChatTexts {
 std::vector<std::string> chat_format_names();
 ChatFormat chat_format_by_name(const std::string& name);
 
+// The special token that opens a turn in `format` ("<|start_header_id|>", "<|im_start|>"), or ""
+// for the [INST] family, whose markers are plain text in some vocabularies.
+std::string chat_turn_marker(const ChatFormat& format);
+
 // Recognises `chat_template` (raw Jinja text from `where`, i.e. tokenizer_config.json). Throws naming
 // `where` when the template is missing or of an unknown kind, with the --chat-format hint.
 ChatFormat detect_chat_format(const std::string& chat_template, const std::string& where);

@@ -351,6 +351,7 @@ class DatasetBuilder {
     data_.stats.n_dropped_no_target = n_dropped_;
     data_.stats.schema = schema_name(schema_);
     if (schema_ == Schema::messages) data_.stats.chat_format = chat_.name;
+    data_.stats.warnings = warnings_;
     return std::move(data_);
   }
 
@@ -361,7 +362,21 @@ class DatasetBuilder {
       chat_ = options_.chat_format.empty()
                   ? detect_chat_format(config_.chat_template, config_where_)
                   : chat_format_by_name(options_.chat_format);
+      if (!options_.chat_format.empty()) note_foreign_marker();
     }
+  }
+
+  // A forced format whose turn marker this vocabulary lacks trains its markers as plain text:
+  // allowed (a base model can learn a new format), but said, as it is mostly the wrong format.
+  void note_foreign_marker() {
+    const std::string marker = chat_turn_marker(chat_);
+    const size_t n = marker.empty() ? 1 : tok_.encode(marker).size();
+    if (n == 1) return;
+    warnings_.push_back(
+        "--chat-format " + chat_.name + ": its turn marker " + marker + " is " + std::to_string(n) +
+        " tokens of this tokenizer, not one special token, so " +
+        "the chat markers train as plain text; without --chat-format lorank reads " +
+        "the model's own format from tokenizer_config.json");
   }
 
   const std::string& path_;
@@ -372,6 +387,7 @@ class DatasetBuilder {
   Schema schema_ = Schema::automatic;
   ChatFormat chat_;
   Dataset data_;
+  std::vector<std::string> warnings_;
   int64_t n_records_ = 0, n_skipped_ = 0, n_dropped_ = 0;
 };
 

@@ -144,6 +144,9 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
     d.max_examples = data_opts.max_examples;
     s.data = load_dataset(s.data_path, *s.tokenizer, s.tokenizer_config, d,
                           s.model_dir + "/tokenizer_config.json");
+    for (const auto& w : s.data.stats.warnings) {
+      std::fprintf(stderr, "warning: %s: %s\n", s.data_path.c_str(), w.c_str());
+    }
     trace("data loaded");
   }
   return s;

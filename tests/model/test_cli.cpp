@@ -68,6 +68,21 @@ TEST(CliInspect, MessagesTaskLossMatchesTransformers) {
               g["mean_loss_per_supervised_token"].get<double>(), 1e-4);
 }
 
+// A forced chat format is checked against the vocabulary: tiny-llama's (Llama 3's) has
+// <|start_header_id|> as one token and no <|im_start|>.
+TEST(CliInspect, ForcedChatFormatForeignToTheVocabularyIsSaid) {
+  const std::string data =
+      " --no-loss --device cpu --data " + repo_path("tests/assets/data/wordnet-gloss.jsonl");
+  auto own = run_lorank("inspect --chat-format llama3" + data);
+  ASSERT_EQ(own.exit_code, 0) << own.output;
+  EXPECT_EQ(own.output.find("warning:"), std::string::npos) << own.output;
+  auto foreign = run_lorank("inspect --chat-format chatml" + data);
+  ASSERT_EQ(foreign.exit_code, 0) << foreign.output;
+  EXPECT_NE(foreign.output.find("--chat-format chatml: its turn marker <|im_start|> is"),
+            std::string::npos)
+      << foreign.output;
+}
+
 TEST(CliInspect, MissingModelFolder) {
   expect_failure("inspect --model /nonexistent/model", {"/nonexistent/model", "hint:"});
 }

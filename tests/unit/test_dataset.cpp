@@ -127,6 +127,7 @@ TEST_F(DatasetTest, DetectsEachSchema) {
     Dataset d = load(write("d.jsonl", line + "\n"));
     EXPECT_EQ(d.stats.schema, name);
     EXPECT_EQ(d.stats.chat_format, name == "messages" ? "llama3" : "");
+    EXPECT_TRUE(d.stats.warnings.empty());
   }
   std::string err = error_of([&] { load(write("u.jsonl", R"({"question": "q", "answer": "a"})")); });
   EXPECT_NE(err.find("u.jsonl:1"), std::string::npos) << err;
@@ -298,6 +299,10 @@ TEST_F(DatasetTest, MessagesNeedARecognisedTemplateOrForcedFormat) {
   EXPECT_EQ(d.stats.chat_format, "chatml");
   EXPECT_EQ(d.examples[0].ids,
             cat({bytes("<|im_start|>user\nu<|im_end|>\n<|im_start|>assistant\na<|im_end|>\n")}));
+  // A byte vocabulary has no <|im_start|> token: the forced format trains its markers as text.
+  ASSERT_EQ(d.stats.warnings.size(), 1u);
+  EXPECT_NE(d.stats.warnings[0].find("turn marker <|im_start|> is 12 tokens"), std::string::npos)
+      << d.stats.warnings[0];
   err = error_of([&] { load(write("b.jsonl", R"({"messages": [{"role": "user"}]})"), opts); });
   EXPECT_NE(err.find("b.jsonl:1"), std::string::npos) << err;
   EXPECT_NE(err.find("role, content"), std::string::npos) << err;
