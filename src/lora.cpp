@@ -301,6 +301,23 @@ std::vector<std::string> peft_minimal_target_modules(const std::vector<std::stri
   return {out.begin(), out.end()};
 }
 
+namespace {
+
+const char* const k_target_expected =
+    "module suffixes such as q_proj, self_attn.o_proj or mlp.down_proj";
+const char* const k_target_hint =
+    "this model's linears are q_proj k_proj v_proj o_proj gate_proj up_proj down_proj and "
+    "lm_head; all-linear selects all but lm_head";
+
+// Every linear target_modules may name, in HF module order: the blocks', then the output head.
+std::vector<Linear*> linears_and_head(Model& model) {
+  std::vector<Linear*> all = model.linears();
+  all.push_back(&model.lm_head());
+  return all;
+}
+
+}  // namespace
+
 std::vector<Linear*> lora_targets(Model& model, const LoraConfig& cfg) {
   validate_config(cfg, "LoRA config");
   if (is_all_linear(cfg)) return model.linears();  // PEFT's all-linear never takes the output head
@@ -314,15 +331,12 @@ std::vector<Linear*> lora_targets(Model& model, const LoraConfig& cfg) {
     }
   }
   std::vector<Linear*> out;
-  for (Linear* lin : model.linears()) {
+  for (Linear* lin : linears_and_head(model)) {
     if (peft_target_matches(cfg, lin->name)) out.push_back(lin);
   }
-  if (peft_target_matches(cfg, model.lm_head().name)) out.push_back(&model.lm_head());
   if (out.empty()) {
-    fail("LoRA target_modules", "matched no linear layer of the model",
-         "module suffixes such as q_proj, self_attn.o_proj or mlp.down_proj", describe_targets(cfg),
-         "this model's linears are q_proj k_proj v_proj o_proj gate_proj up_proj down_proj and "
-         "lm_head; all-linear selects all but lm_head");
+    fail("LoRA target_modules", "matched no linear layer of the model", k_target_expected,
+         describe_targets(cfg), k_target_hint);
   }
   return out;
 }
@@ -351,8 +365,7 @@ void check_pattern_keys(const std::map<std::string, V>& pattern,
 void check_every_key_matches(Model& model, const LoraConfig& cfg, const std::string& source) {
   const std::vector<Linear*> targets = lora_targets(model, cfg);
   if (cfg.target_regex.empty() && !is_all_linear(cfg)) {
-    std::vector<Linear*> all = model.linears();
-    all.push_back(&model.lm_head());
+    const std::vector<Linear*> all = linears_and_head(model);
     for (const auto& t : cfg.target_modules) {
       LoraConfig one = cfg;
       one.target_modules = {t};
@@ -360,10 +373,8 @@ void check_every_key_matches(Model& model, const LoraConfig& cfg, const std::str
       for (const Linear* lin : all) hit = hit || peft_target_matches(one, lin->name);
       if (!hit) {
         fail(source.empty() ? "--targets" : source,
-             "'" + t + "' matches no linear layer of the model",
-             "module suffixes such as q_proj, self_attn.o_proj or mlp.down_proj", t,
-             "this model's linears are q_proj k_proj v_proj o_proj gate_proj up_proj down_proj and "
-             "lm_head; all-linear selects all but lm_head");
+             "'" + t + "' matches no linear layer of the model", k_target_expected, t,
+             k_target_hint);
       }
     }
   }

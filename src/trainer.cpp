@@ -541,7 +541,7 @@ std::string blowup_warning(const TrainResult& r, double lr) {
   return "the validation loss never fell below its first evaluation (" +
          format_number("%.4g", first) + " at step " + std::to_string(r.evals.front().step) + "; " +
          format_number("%.4g", last) + " at step " + std::to_string(r.evals.back().step) +
-         "), so the adapter kept is that " + "first one, barely trained: the learning rate (" +
+         "), so the adapter kept is that first one, barely trained: the learning rate (" +
          format_number("%g", lr) + ") is likely too high; lower --lr";
 }
 

@@ -3,15 +3,11 @@
 #include <cstdio>
 #include <type_traits>
 
+#include "progress.h"
+
 namespace lorank::cli {
 
 namespace {
-
-std::string bound_text(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
-}
 
 // CLI11's Range prints its bounds with %f ("0 not in range 0.000000 to 10" for a bound of 1e-12)
 // and calls "abc" out of range: this says what was expected, as lorank's own errors do.
@@ -20,8 +16,9 @@ void bound(CLI::Option* opt, const OptionSpec& s) {
   if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
     const bool bounded = s.min > -1e300 || s.max < 1e300;
     const std::string kind = std::is_integral_v<T> ? "an integer" : "a number";
-    const std::string range =
-        bounded ? " in [" + bound_text(s.min) + ", " + bound_text(s.max) + "]" : "";
+    const std::string range = bounded ? " in [" + format_number("%.10g", s.min) + ", " +
+                                            format_number("%.10g", s.max) + "]"
+                                      : "";
     const double lo = s.min, hi = s.max;
     opt->check(CLI::Validator(
         [=](std::string& in) -> std::string {
