@@ -14,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "cpu_memory.h"
 #include "error.h"
@@ -36,9 +37,35 @@ std::string shared_path(const std::string& rel) {
   return fs::exists(p) ? p.lexically_normal().string() : "";
 }
 
+namespace {
+
+std::vector<std::string>& temp_dirs() {
+  static std::vector<std::string> dirs;
+  return dirs;
+}
+
+// At exit, after the tests: their folders go when every test passed (ctest runs thousands, /tmp
+// filled), and stay for a look when one failed or LORANK_KEEP_TEST_DIRS=1.
+void remove_temp_dirs() {
+  const char* keep = std::getenv("LORANK_KEEP_TEST_DIRS");
+  const bool passed = ::testing::UnitTest::GetInstance()->Passed();
+  if (!passed || (keep && std::string(keep) == "1")) {
+    for (const auto& d : temp_dirs())
+      if (fs::exists(d)) std::fprintf(stderr, "kept for a look: %s\n", d.c_str());
+    return;
+  }
+  std::error_code ec;
+  for (const auto& d : temp_dirs()) fs::remove_all(d, ec);
+}
+
+}  // namespace
+
 std::string make_temp_dir(const std::string& tag) {
   std::string tmpl = (fs::temp_directory_path() / ("lorank-" + tag + "-XXXXXX")).string();
   if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);
+  // Registered after gtest's UnitTest exists, so it runs before that is destroyed.
+  if (temp_dirs().empty()) std::atexit(remove_temp_dirs);
+  temp_dirs().push_back(tmpl);
   return tmpl;
 }
 
