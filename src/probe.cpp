@@ -459,15 +459,19 @@ double ProbeResult::base_loss() const {
 std::vector<Linear*> probe_targets(Model& model, const ProbeOptions& opts) {
   for (const auto& k : opts.target_kinds) {
     if (std::find(kKinds.begin(), kKinds.end(), k) == kKinds.end()) {
-      fail("probe targets", "unknown module type '" + k + "'",
-           "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj", k);
+      fail("--targets", "unknown module type '" + k + "'",
+           "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj", k,
+           "name module types, comma-separated (--targets q_proj,v_proj); the probe adapts no "
+           "lm_head");
     }
   }
   const int64_t n_layer = model.config().n_layer;
   for (int64_t l : opts.layers) {
     if (l < 0 || l >= n_layer) {
-      fail("probe layers", "layer out of range", "0 <= layer < " + std::to_string(n_layer),
-           std::to_string(l));
+      fail("--layers", "layer out of range", "0 <= layer < " + std::to_string(n_layer),
+           std::to_string(l),
+           "layers count from 0; this model has " + std::to_string(n_layer) +
+               " (num_hidden_layers in config.json)");
     }
   }
   auto wanted = [](const auto& list, const auto& v) {

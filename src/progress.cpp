@@ -90,9 +90,16 @@ std::string format_rate(double per_second, const std::string& unit) {
   return buf;
 }
 
-Progress::Progress(std::string label, int64_t total, std::string unit, bool enabled)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), enabled_(enabled),
-      tty_(isatty(STDERR_FILENO) != 0), start_(std::chrono::steady_clock::now()),
+Progress::Progress(std::string label, int64_t total, std::string unit, bool enabled,
+                   int64_t done_before)
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(total),
+      done_before_(done_before),
+      done_(done_before),
+      enabled_(enabled),
+      tty_(isatty(STDERR_FILENO) != 0),
+      start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
 Progress::~Progress() {
@@ -105,7 +112,7 @@ double Progress::elapsed_s() const {
 
 double Progress::rate() const {
   double t = elapsed_s();
-  return t > 0 ? double(done_) / t : 0.0;
+  return t > 0 ? double(done_ - done_before_) / t : 0.0;
 }
 
 void Progress::advance(int64_t n, const std::string& status) {

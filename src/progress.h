@@ -10,8 +10,10 @@ namespace lorank {
 
 class Progress {
  public:
-  // `unit` names what `total` counts ("tok", "ex", "step"); total 0 means unknown.
-  Progress(std::string label, int64_t total, std::string unit, bool enabled = true);
+  // `unit` names what `total` counts ("tok", "ex", "step"); total 0 means unknown. A resumed run
+  // starts at `done_before` of its total; the rate and ETA count only what this run does.
+  Progress(std::string label, int64_t total, std::string unit, bool enabled = true,
+           int64_t done_before = 0);
   ~Progress();
   void advance(int64_t n, const std::string& status = "");  // status: e.g. "loss 2.31"
   void finish(const std::string& status = "");
@@ -21,7 +23,7 @@ class Progress {
  private:
   void draw(bool final_line);
   std::string label_, unit_, status_;
-  int64_t total_, done_ = 0;
+  int64_t total_, done_before_, done_;
   bool enabled_, tty_, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_draw_;
 };

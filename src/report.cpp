@@ -153,6 +153,7 @@ std::string recommendation_json(const Recommendation& rec, const ReportContext& 
   j["options"] = options_json(rec.options);
   j["model"] = {{"path", ctx.model_path}, {"device", ctx.device}};
   j["data"]["path"] = ctx.data_path;
+  j["data"]["warnings"] = ctx.data_warnings;
   j["probe"] = {{"grad_mode", ctx.grad_mode}, {"sketch_rank", ctx.sketch_rank}};
   return j.dump(2) + "\n";
 }
@@ -205,6 +206,7 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
     s += line;
   }
   for (const auto& w : rec.warnings) s += "\n  warning: " + w + "\n";
+  for (const auto& w : ctx.data_warnings) s += "\n  warning: data: " + w + "\n";
   s += "\n  why: " + rec.explanation + "\n";
   s += "\n  check it: " + check_command(rec, ctx) + "\n";
   if (!ctx.data_args_known) s += "    (add the data options the evidence was probed with)\n";

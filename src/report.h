@@ -24,6 +24,7 @@ struct ReportContext {
   std::vector<std::string> data_args;
   std::vector<std::string> targets;
   bool data_args_known = false;
+  std::vector<std::string> data_warnings;  // what reading --data warned about, for the JSON too
 };
 
 // "lorank sweep --model M --data D ... --ranks ... --out lorank-check", lorank as ctx.program:

@@ -627,6 +627,7 @@ bool Trainer::open_output(const TrainOutput& out, TrainResult& r) {
   if (state == OutputState::finished) {
     r = read_train_summary((fs::path(out.dir) / kSummaryFile).string());
     r.resumed = true;
+    r.already_finished = true;
     return false;
   }
   if (!out.dir.empty()) {
@@ -654,7 +655,7 @@ TrainResult Trainer::run(const TrainOutput& out) {
   const std::vector<int64_t> evals =
       data_.val.empty() ? std::vector<int64_t>{}
                         : eval_steps(total_steps_, opts_.n_evals, opts_.eval_every);
-  Progress progress(out.label, total_steps_ - step_, "step", out.progress);
+  Progress progress(out.label, total_steps_, "step", out.progress, step_);
   double train_s = 0;
   int64_t tokens = 0;
   while (step_ < total_steps_) {

@@ -109,6 +109,7 @@ struct TrainResult {
   int64_t total_steps = 0, steps_done = 0;
   bool finished = false;  // false: stopped early (stop_after or interrupt) with a checkpoint
   bool resumed = false;   // continued from a checkpoint (or found the run already done)
+  bool already_finished = false;  // --resume found the run done: its summary, nothing trained
   bool diverged = false;  // stopped on a non-finite loss or gradient; the best adapter is kept
   int64_t best_step = 0;  // the adapter kept; 0 when nothing was evaluated
   double best_val_loss = std::numeric_limits<double>::quiet_NaN();

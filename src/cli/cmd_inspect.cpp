@@ -47,12 +47,19 @@ nlohmann::json model_json(const Session& s) {
 nlohmann::json data_json(const Session& s) {
   const DatasetStats& d = s.data.stats;
   return {
-      {"path", s.data_path}, {"schema", d.schema}, {"chat_format", d.chat_format},
-      {"records", d.n_records}, {"examples", d.n_examples}, {"tokens", d.n_tokens},
+      {"path", s.data_path},
+      {"schema", d.schema},
+      {"chat_format", d.chat_format},
+      {"records", d.n_records},
+      {"examples", d.n_examples},
+      {"tokens", d.n_tokens},
       {"supervised_tokens", d.n_supervised},
       {"length", {{"p50", d.len_p50}, {"p90", d.len_p90}, {"p99", d.len_p99}, {"max", d.len_max}}},
-      {"truncated", d.n_truncated}, {"skipped_empty", d.n_skipped_empty},
-      {"dropped_no_target", d.n_dropped_no_target}, {"duplicates", d.n_duplicates},
+      {"truncated", d.n_truncated},
+      {"skipped_empty", d.n_skipped_empty},
+      {"dropped_no_target", d.n_dropped_no_target},
+      {"duplicates", d.n_duplicates},
+      {"warnings", d.warnings},
   };
 }
 

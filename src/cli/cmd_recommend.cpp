@@ -132,6 +132,7 @@ Evidence probe_evidence(RecommendCliOptions& o) {
   ctx.data_args = changed_option_args(data_option_specs(o.data), data_option_specs(plain));
   ctx.targets = o.probe.targets;
   ctx.data_args_known = true;
+  ctx.data_warnings = s.data.stats.warnings;
   return {ctx, data_facts(s, run.probe), module_evidence(run.probe, run.spectra)};
 }
 

@@ -158,7 +158,10 @@ int run_sweep_cmd(SweepCliOptions& o) {
   const int64_t jobs = o.jobs > 0 ? o.jobs : std::max<int64_t>(1, int64_t(devices.size()));
   // With trainings in other processes this one only reads the data (for the settings' fingerprint).
   Session s = open_session(o.t.common, o.t.data, /*load_data=*/true, /*load_model=*/jobs == 1);
-  if (s.model) check_every_key_matches(*s.model, so.lora, "");  // else each training checks
+  if (s.model) {  // else each training checks, in its own log
+    check_every_key_matches(*s.model, so.lora, "");
+    warn_ranks_beyond_full(*s.model, so.lora, so.ranks);
+  }
   if (jobs > 1) refuse_split_model(s, "lorank sweep");
   if (devices.empty()) devices = {s.device};
   const std::string memory_note = plan_job_memory(o, s, devices, jobs);

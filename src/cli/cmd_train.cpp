@@ -1,8 +1,10 @@
 // lorank train: one LoRA training run, the best adapter written as PEFT files.
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "error.h"
@@ -66,6 +68,7 @@ nlohmann::json result_json(const TrainResult& r, const std::string& out) {
   nlohmann::json j = train_summary_json(r);  // evals as [step, loss], as in train_summary.json
   j["out"] = out;
   j["resumed"] = r.resumed;
+  j["already_finished"] = r.already_finished;
   j["peak_gpu_bytes"] = r.peak_gpu_bytes;
   j["checkpointing"] = r.checkpointing;
   return j;
@@ -73,7 +76,9 @@ nlohmann::json result_json(const TrainResult& r, const std::string& out) {
 
 void print_result(const TrainResult& r, const std::string& out) {
   std::printf("steps      %lld of %lld%s\n", (long long)r.steps_done, (long long)r.total_steps,
-              r.resumed ? " (resumed)" : "");
+              r.already_finished ? " (finished before: nothing left to resume)"
+              : r.resumed        ? " (resumed)"
+                                 : "");
   if (std::isfinite(r.best_val_loss)) {
     std::printf("best       step %lld, validation loss %.4f\n", (long long)r.best_step,
                 r.best_val_loss);
@@ -97,6 +102,7 @@ int run_train(TrainCliOptions& o) {
   inspect_output_dir(out);  // refuse before the slow part
   Session s = open_session(o.common, o.data);
   check_every_key_matches(*s.model, lora, o.adapter_config);
+  warn_ranks_beyond_full(*s.model, lora, {});
   out.base_model_path = s.model_dir;
   o.train.eval.pad_id = pad_id_for(s);
   TrainData data = load_train_data(s, o);
@@ -171,7 +177,7 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
        {"linear", "cosine", "constant"}},
       {"--weight-decay", &t.weight_decay, "AdamW weight decay", 0, 1e3},
       {"--max-grad-norm", &t.max_grad_norm, "gradient clipping (0: none)", 0, 1e12},
-      {"--seed", &o.seed, "seed of adapter init, data order, split and dropout", 0, 9e15},
+      {"--seed", &o.seed, "seed of adapter init, data order, split and dropout", 0, k_max_seed},
       {"--val-fraction", &o.val_fraction, "held-out share of --data when no --val (0: none)", 0,
        0.9},
       {"--val", &o.val_path, "validation file (instead of a split of --data)"},
@@ -230,6 +236,31 @@ LoraConfig lora_config_from(const TrainCliOptions& o) {
   c.rank_pattern = parse_pattern<int64_t>(o.rank_pattern, "--rank-pattern");
   c.alpha_pattern = parse_pattern<double>(o.alpha_pattern, "--alpha-pattern");
   return c;
+}
+
+void warn_ranks_beyond_full(Model& model, const LoraConfig& cfg,
+                            const std::vector<int64_t>& ranks) {
+  const std::vector<Linear*> targets = lora_targets(model, cfg);
+  for (const int64_t global : ranks.empty() ? std::vector<int64_t>{0} : ranks) {
+    std::map<std::string, int64_t> full_of;  // the kinds over, with their full rank
+    int64_t n_over = 0, r_over = 0;
+    for (const Linear* lin : targets) {
+      const int64_t r = global > 0 ? global : lora_rank_for(cfg, lin->name);
+      const int64_t full = std::min(lin->d_in(), lin->d_out());
+      if (r <= full) continue;
+      ++n_over;
+      r_over = std::max(r_over, r);
+      full_of[lin->kind] = full;
+    }
+    if (n_over == 0) continue;
+    std::string kinds;
+    for (const auto& [kind, full] : full_of)
+      kinds += (kinds.empty() ? "" : ", ") + kind + " " + std::to_string(full);
+    std::fprintf(stderr,
+                 "warning: r=%lld is above min(d_in, d_out) of %lld of the %zu target modules "
+                 "(%s): there it adds parameters and memory, not capacity\n",
+                 (long long)r_over, (long long)n_over, targets.size(), kinds.c_str());
+  }
 }
 
 // A held-out file that is the training file measures nothing held out; said, not refused.

@@ -42,6 +42,10 @@ std::vector<std::string> changed_option_args(const std::vector<OptionSpec>& spec
 void set_program_name(const std::string& name);
 const std::string& program_name();
 
+// --seed's largest value in every subcommand: below 2^53, so that it survives JSON readers that
+// hold numbers as doubles (results record it).
+constexpr double k_max_seed = 9e15;
+
 // Options every model-reading subcommand shares.
 struct CommonOptions {
   std::string model_dir;

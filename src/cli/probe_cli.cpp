@@ -11,7 +11,7 @@ namespace lorank::cli {
 std::vector<OptionSpec> probe_option_specs(ProbeCliOptions& o, bool for_recommend) {
   std::vector<OptionSpec> specs = {
       {"--shards", &o.shards, "disjoint shards (>= 2; 4 gives three half splits)", 2, 64},
-      {"--seed", &o.seed, "sampling, shards and sketches", 0, 1e18},
+      {"--seed", &o.seed, "sampling, shards and sketches", 0, k_max_seed},
       {"--sample", &o.sample, "probe a seeded sample of N examples (0: all)", 0, 1e15},
       {"--max-tokens", &o.max_tokens,
        for_recommend ? "probe a seeded sample of about N tokens (0: 16k on CPU, 256k on CUDA)"
@@ -19,7 +19,11 @@ std::vector<OptionSpec> probe_option_specs(ProbeCliOptions& o, bool for_recommen
        0, 1e15},
       {"--targets", &o.targets, "module types (default: all seven)"},
       {"--layers", &o.layers, "layer indices (default: all)"},
-      {"--grad-mode", &o.grad_mode, "exact G, randomized sketches, or by memory", -1e300, 1e300,
+      {"--grad-mode",
+       &o.grad_mode,
+       "exact G, randomized sketches, or by memory",
+       -1e300,
+       1e300,
        {"auto", "exact", "sketch"}},
       {"--sketch-rank", &o.sketch_rank, "sketch size k (caps the rank grid)", 1, 4096},
       {"--exact-budget-mb", &o.exact_budget_mb, "auto: exact when K x G fit in this", 0, 1e9},
@@ -28,15 +32,21 @@ std::vector<OptionSpec> probe_option_specs(ProbeCliOptions& o, bool for_recommen
       {"--batch-tokens", &o.batch_tokens,
        "padded tokens per forward pass (0: 2048 on CPU; on CUDA up to 16384 as free memory allows)",
        0, 1e9},
-      {"--checkpointing", &o.checkpointing,
+      {"--checkpointing",
+       &o.checkpointing,
        "recompute decoder blocks in backward: less memory, a third more time (auto: when short)",
-       -1e300, 1e300, {"auto", "on", "off"}},
+       -1e300,
+       1e300,
+       {"auto", "on", "off"}},
       {"--max-batch", &o.max_batch, "examples per forward pass (0: 64 on CPU, 1024 on CUDA)", 0,
        1e6},
-      {"--spectrum-device", &o.spectrum_device,
+      {"--spectrum-device",
+       &o.spectrum_device,
        "where the spectra are computed (cpu: one module per thread; gpu: where the probe ran; "
        "auto: the CPU when the probe ran on a GPU and 16 or more threads compute)",
-       -1e300, 1e300, {"auto", "cpu", "gpu"}},
+       -1e300,
+       1e300,
+       {"auto", "cpu", "gpu"}},
   };
   if (!for_recommend) {  // recommend has its own --max-rank and decides on moments by its rule
     specs.push_back({"--max-rank", &o.max_rank, "largest rank of the grid", 1, 65536});

@@ -44,6 +44,9 @@ void finalize(TrainCliOptions& o);
 // From the LoRA options, or from --adapter-config (a file or the folder holding one), which no
 // LoRA option may also be given with.
 LoraConfig lora_config_from(const TrainCliOptions& o);
+// Warns of the ranks (each of `ranks`, or cfg's own when empty) above a target module's
+// min(d_in, d_out): PEFT trains them, but there they add parameters, not capacity.
+void warn_ranks_beyond_full(Model& model, const LoraConfig& cfg, const std::vector<int64_t>& ranks);
 // Train/validation examples from --data (split by --val-fraction unless --val), test from --test.
 TrainData load_train_data(const Session& s, const TrainCliOptions& o);
 std::string describe_data(const TrainData& d, const TrainCliOptions& o);

@@ -290,6 +290,14 @@ TEST(BadInput, SweepGridIsChecked) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// The probe's module selection names the option it came from.
+TEST(BadInput, ProbeTargetsAndLayersNameTheirOption) {
+  expect_failure("probe --quiet --device cpu --targets q_proj,foo",
+                 {"--targets: unknown module type 'foo'", "hint:"});
+  expect_failure("recommend --quiet --device cpu --layers 0,99",
+                 {"--layers: layer out of range", "0 <= layer < 4", "got 99", "has 4"});
+}
+
 // Where recommend cannot write, it says so before the probe rather than after it.
 TEST(BadInput, RecommendOutputsThatCannotBeWritten) {
   TempDir tmp("bad-rec-write");

@@ -131,6 +131,33 @@ TEST(RecommendCli, SavedEvidenceGivesTheSameDecisionWithoutAProbe) {
   EXPECT_NE(missing.output.find("none.json"), std::string::npos) << missing.output;
 }
 
+// What reading the data warned about is in the JSON and the report, and kept in the evidence:
+// stderr alone is lost when the output goes to a file.
+TEST(RecommendCli, DataWarningsReachTheJsonAndTheEvidence) {
+  TempDir dir("recommend-data-warnings");
+  const std::string ev = dir.path + "/evidence.json";
+  const std::string args = kArgs + "--chat-format chatml --data " +
+                           lorank::test::repo_path("tests/assets/data/wordnet-gloss.jsonl");
+  auto probed = run_lorank(args + " --json --save-evidence " + ev);
+  ASSERT_EQ(probed.exit_code, 0) << probed.output;
+  // stderr's warning line comes first in the output, the JSON after it.
+  const size_t json_at = probed.output.find("\n{");
+  ASSERT_NE(json_at, std::string::npos) << probed.output;
+  const std::string json = probed.output.substr(json_at + 1);
+  const auto warnings = nlohmann::json::parse(json)["data"]["warnings"];
+  ASSERT_EQ(warnings.size(), 1u) << probed.output;
+  EXPECT_NE(warnings[0].get<std::string>().find("<|im_start|>"), std::string::npos) << warnings;
+  auto again = run_lorank("recommend --quiet --json --evidence " + ev);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(again.output, json);
+  auto human = run_lorank("recommend --quiet --evidence " + ev);
+  EXPECT_NE(human.output.find("warning: data: --chat-format chatml"), std::string::npos)
+      << human.output;
+  auto plain = run_lorank(kArgs + "--json");
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  EXPECT_TRUE(nlohmann::json::parse(plain.output)["data"]["warnings"].empty());
+}
+
 // The report's "check it" line is a command that runs as printed: the probe's data options and
 // targets carried over, and paths quoted for the shell.
 TEST(RecommendCli, CheckCommandRunsAsPrinted) {

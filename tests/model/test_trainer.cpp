@@ -660,6 +660,22 @@ TEST(TrainCli, SaysWhenTheValidationFileIsTheTrainingFile) {
       << r.output;
 }
 
+// tiny-llama's k_proj maps 256 to 128 features: above r=128 it gains parameters, not capacity.
+TEST(TrainCli, SaysWhenTheRankIsAboveAModulesFullRank) {
+  const std::string dir = test::make_temp_dir("cli-train-full-rank") + "/out";
+  const std::string args = "train " + cli_model_data() +
+                           " --targets q_proj,k_proj --batch 4 --max-steps 1 --n-evals 1 --out ";
+  auto r = test::run_lorank(args + dir + " --r 200");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: r=200 is above min(d_in, d_out) of 4 of the 8 target modules "
+                          "(k_proj 128)"),
+            std::string::npos)
+      << r.output;
+  r = test::run_lorank(args + dir + "2 --r 128");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("min(d_in, d_out)"), std::string::npos) << r.output;
+}
+
 TEST(TrainCli, TrainsRefusesAndResumes) {
   const std::string dir = test::make_temp_dir("cli-train") + "/out";
   const std::string args = "train " + cli_model_data() +
@@ -676,6 +692,10 @@ TEST(TrainCli, TrainsRefusesAndResumes) {
   EXPECT_NE(r.output.find("steps      3 of 3 (resumed)"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(dir + "/adapter_config.json"));
   EXPECT_TRUE(fs::exists(dir + "/adapter_model.safetensors"));
+  r = test::run_lorank(args + " --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("3 of 3 (finished before: nothing left to resume)"), std::string::npos)
+      << r.output;
   r = test::run_lorank(args + " --force --grad-accum 3");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--grad-accum"), std::string::npos) << r.output;
