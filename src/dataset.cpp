@@ -179,11 +179,21 @@ Schema detect_schema(const Record& rec, const std::string& path) {
   if (f.contains("prompt") && f.contains("completion")) return Schema::prompt_completion;
   if (f.contains("text")) return Schema::text;
   const bool csv = path.size() >= 4 && path.compare(path.size() - 4, 4, ".csv") == 0;
+  // {"data": [...]}: one object around the records, as some exports write them.
+  std::string wrapper;
+  for (const auto& [key, value] : f.items()) {
+    if (value.is_array() && !value.empty() && value.front().is_object()) wrapper = key;
+  }
   fail(where_line(path, csv ? 1 : rec.line),
        csv ? "cannot tell the dataset's schema from the CSV header's columns"
            : "cannot tell the dataset's schema from the first record's keys",
        "keys text; prompt, completion; instruction, input, output (alpaca); or messages",
-       "keys " + key_list(f), "rename the fields, or pass --schema");
+       "keys " + key_list(f),
+       wrapper.empty() ? "rename the fields, or pass --schema"
+                       : "the records are a list under \"" + wrapper +
+                             "\": lorank reads a JSON array or JSONL of records; write one with "
+                             "jq '." +
+                             wrapper + "' " + path + " > records.json");
 }
 
 FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* chat,
@@ -351,6 +361,7 @@ class DatasetBuilder {
     data_.stats.n_dropped_no_target = n_dropped_;
     data_.stats.schema = schema_name(schema_);
     if (schema_ == Schema::messages) data_.stats.chat_format = chat_.name;
+    note_length_cuts();
     data_.stats.warnings = warnings_;
     return std::move(data_);
   }
@@ -363,6 +374,24 @@ class DatasetBuilder {
                   ? detect_chat_format(config_.chat_template, config_where_)
                   : chat_format_by_name(options_.chat_format);
       if (!options_.chat_format.empty()) note_foreign_marker();
+    }
+  }
+
+  // The rank is chosen for the tokens lorank sees: cut or dropped examples are said, since a
+  // trainer with a longer sequence length would see more.
+  void note_length_cuts() {
+    const std::string max_len = std::to_string(options_.max_len);
+    const int64_t n_cut = data_.stats.n_truncated, n = int64_t(data_.examples.size());
+    if (n_cut > 0) {
+      warnings_.push_back(std::to_string(n_cut) + " of " + std::to_string(n) +
+                          " examples are longer than --max-len " + max_len +
+                          " tokens and were cut to it; pass your trainer's sequence length as "
+                          "--max-len");
+    }
+    if (n_dropped_ > 0) {
+      warnings_.push_back(std::to_string(n_dropped_) + " of " + std::to_string(n_records_) +
+                          " records were left out: their prompt alone fills --max-len " + max_len +
+                          " tokens, leaving nothing to train on; raise --max-len to keep them");
     }
   }
 

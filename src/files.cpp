@@ -3,12 +3,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -92,6 +94,12 @@ std::string read_text_file(const std::string& path, const std::string& hint) {
   buffer << in.rdbuf();
   if (in.bad()) fail(path, "cannot read the file", "a readable file", "a read error", hint);
   return buffer.str();
+}
+
+std::string absolute_path(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path p = std::filesystem::absolute(path, ec);
+  return ec ? path : p.lexically_normal().string();
 }
 
 void remove_tree(const std::string& path) {
@@ -181,6 +189,29 @@ void check_can_write_folder(const std::string& dir, const std::string& option) {
          p + " is a file", "choose another " + option);
   }
   check_writable_dir(p, dir, option);
+}
+
+FolderLock::FolderLock(const std::string& dir, const std::string& option) : dir_(dir) {
+  std::error_code ec;
+  made_ = std::filesystem::create_directories(dir, ec);
+  if (ec) fail(dir, option + ": cannot create the folder", "a writable place", ec.message());
+  fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd_ < 0) fail(dir, option + ": cannot open the folder", "a readable folder", strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    fail(dir, option + ": another lorank run is writing to this folder",
+         "a folder no running "
+         "lorank uses",
+         err == EWOULDBLOCK ? "locked by a running process" : strerror(err),
+         "wait for that run to end (or stop it), or choose another " + option);
+  }
+}
+
+FolderLock::~FolderLock() {
+  if (fd_ >= 0) ::close(fd_);
+  if (made_) ::rmdir(dir_.c_str());  // only when still empty: a failed start leaves nothing
 }
 
 }  // namespace lorank

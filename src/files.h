@@ -17,6 +17,9 @@ std::vector<std::string> list_dir(const std::string& dir);
 std::string read_text_file(const std::string& path, const std::string& hint);
 // Removes a file or a folder with everything in it; a missing path is not an error.
 void remove_tree(const std::string& path);
+// `path` made absolute against the working directory: what configs that are read from anywhere
+// (a trainer started elsewhere reads "assets/model" as a Hub id) must hold.
+std::string absolute_path(const std::string& path);
 
 // Writes the byte ranges, in order, to `path` through a temp file beside it, fsync and an atomic
 // move, so a crash never leaves a half-written file. Refuses an existing file unless `overwrite`.
@@ -30,5 +33,21 @@ void write_file_atomic(const std::string& path, const std::string& bytes, bool o
 // ancestor is one). `option` names the flag in the error.
 void check_can_write_file(const std::string& path, const std::string& option);
 void check_can_write_folder(const std::string& dir, const std::string& option);
+
+// An exclusive lock on folder `dir` (made when missing) while it lives, so that a second run
+// writing to the same --out (a retried job, a second terminal) is refused, not interleaved. The
+// kernel drops it when the process dies; a folder it made and left empty is removed again.
+class FolderLock {
+ public:
+  FolderLock(const std::string& dir, const std::string& option);
+  ~FolderLock();
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+
+ private:
+  std::string dir_;
+  int fd_ = -1;
+  bool made_ = false;
+};
 
 }  // namespace lorank

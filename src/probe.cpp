@@ -261,6 +261,16 @@ void park_shard(ProbeResult& r, size_t s) {
 std::vector<std::vector<size_t>> probe_shards(const std::vector<Example>& examples,
                                               const ProbeOptions& opts) {
   const auto pool = sample_examples(examples, opts.max_examples, opts.max_tokens, opts.seed);
+  if (pool.size() < size_t(opts.n_shards)) {
+    const bool sampled = pool.size() < examples.size();
+    fail("--shards", "more shards than examples to probe",
+         "at least " + std::to_string(opts.n_shards) + " examples (one per shard)",
+         count_of(int64_t(pool.size()), sampled ? "sampled example" : "example"),
+         pool.size() >= 2 ? "pass --shards " + std::to_string(pool.size()) +
+                                (sampled ? ", or raise --max-tokens/--sample" : "")
+         : sampled ? "raise --max-tokens or --sample"
+                   : "the probe compares halves of the data: it needs 2 examples at the least");
+  }
   auto shards = make_shards(pool.size(), size_t(opts.n_shards), opts.seed);
   for (auto& s : shards) {
     for (size_t& i : s) i = pool[i];

@@ -436,15 +436,9 @@ void Trainer::save_checkpoint(const std::string& path) const {
                     /*overwrite=*/true);
 }
 
-void Trainer::load_checkpoint(const std::string& path) {
-  SafetensorsFile f(path);
-  auto it = f.metadata().find("state");
-  if (it == f.metadata().end()) {
-    fail(path, "not a lorank checkpoint", "__metadata__ with a \"state\" entry", "none",
-         "pass --force to start afresh");
-  }
-  json state = json::parse(it->second);
-  json saved = state["options"], now = json::parse(options_fingerprint());
+void Trainer::check_same_settings(const json& saved, const std::string& path,
+                                  const std::string& what) const {
+  const json now = json::parse(options_fingerprint());
   std::string diff;
   for (auto& [k, v] : now.items()) {
     if (!saved.contains(k) || saved[k] != v) {
@@ -453,9 +447,20 @@ void Trainer::load_checkpoint(const std::string& path) {
     }
   }
   if (!diff.empty()) {
-    fail(path, "the checkpoint belongs to a run with other settings or data", "the same settings",
-         diff, "resume with the original options, or pass --force to start afresh");
+    fail(path, what + " was trained with other settings or data", "the same settings", diff,
+         "resume with the original options, or pass --force to start afresh");
   }
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  SafetensorsFile f(path);
+  auto it = f.metadata().find("state");
+  if (it == f.metadata().end()) {
+    fail(path, "not a lorank checkpoint", "__metadata__ with a \"state\" entry", "none",
+         "pass --force to start afresh");
+  }
+  json state = json::parse(it->second);
+  check_same_settings(state["options"], path, "the checkpoint");
   std::map<std::string, torch::Tensor> adapter, best, opt_state;
   for (const std::string& name : f.names()) {
     if (name.rfind(kOptimizerPrefix, 0) == 0) {
@@ -625,7 +630,13 @@ std::string Trainer::status_line(const StepMetrics& m) const {
 bool Trainer::open_output(const TrainOutput& out, TrainResult& r) {
   const OutputState state = out.dir.empty() ? OutputState::fresh : inspect_output_dir(out);
   if (state == OutputState::finished) {
-    r = read_train_summary((fs::path(out.dir) / kSummaryFile).string());
+    const std::string path = (fs::path(out.dir) / kSummaryFile).string();
+    r = read_train_summary(path);
+    // A changed option would be ignored here, where an unfinished run refuses it.
+    std::ifstream in(path);
+    const json saved = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (saved.is_object() && saved.contains("options"))  // summaries before the key: unchecked
+      check_same_settings(saved["options"], path, "this finished run");
     r.resumed = true;
     r.already_finished = true;
     return false;
@@ -699,8 +710,9 @@ TrainResult Trainer::run(const TrainOutput& out) {
   const std::string blowup = r.finished ? blowup_warning(r, opts_.lr) : "";
   if (!blowup.empty()) r.warnings.push_back(blowup);
   if (r.finished && !out.dir.empty()) {
-    write_file_atomic((fs::path(out.dir) / kSummaryFile).string(),
-                      train_summary_json(r).dump(2) + "\n",
+    json summary = train_summary_json(r);
+    summary["options"] = json::parse(options_fingerprint());  // what --resume checks
+    write_file_atomic((fs::path(out.dir) / kSummaryFile).string(), summary.dump(2) + "\n",
                       /*overwrite=*/true);
     remove_tree(ckpt);  // the summary now says the run is done
   }

@@ -179,6 +179,9 @@ class Trainer {
   // safetensors file written through a temp file and a rename.
   void save_checkpoint(const std::string& path) const;
   void load_checkpoint(const std::string& path);
+  // Refuses saved settings (a checkpoint's or a finished run's) that differ from this run's.
+  void check_same_settings(const nlohmann::json& saved, const std::string& path,
+                           const std::string& what) const;
 
  private:
   torch::Tensor micro_step(const std::vector<size_t>& idx, int64_t n_supervised_total,

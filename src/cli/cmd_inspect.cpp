@@ -1,13 +1,14 @@
 // lorank inspect: what lorank sees in a model and a dataset, and the base model's loss on it.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "evaluate.h"
 #include "progress.h"
+#include "safetensors.h"
 #include "session.h"
 
 namespace lorank::cli {
@@ -25,21 +26,63 @@ struct InspectOptions {
 // A sampled base loss is measured in groups of its examples: their spread gives its standard error.
 constexpr size_t kLossGroups = 8;
 
+// The dtypes the checkpoint's tensors are stored in ("BF16", or "BF16 x 36, F32 x 2" when mixed):
+// config.json's dtype is only what the model was saved as, and may be missing or wrong.
+std::string stored_dtypes(const std::string& model_dir) {
+  const SafetensorsModel st(model_dir);
+  std::map<std::string, int64_t> count;
+  for (const std::string& name : st.names()) ++count[dtype_name(st.tensor(name).dtype)];
+  if (count.size() == 1) return count.begin()->first;
+  std::string out;
+  for (const auto& [dtype, n] : count)
+    out += (out.empty() ? "" : ", ") + dtype + " x " + std::to_string(n);
+  return out;
+}
+
+// The stored dtype, with config.json's when the two disagree.
+std::string weights_text(const nlohmann::json& m) {
+  static const std::map<std::string, std::string> stored_as = {
+      {"bfloat16", "BF16"}, {"float16", "F16"}, {"float32", "F32"}};
+  std::string text = m["weights_dtype"].get<std::string>();
+  const std::string config = m["config_dtype"].get<std::string>();
+  const auto it = stored_as.find(config);
+  if (!config.empty() && (it == stored_as.end() || it->second != text))
+    text += " (config.json says " + config + ")";
+  return text;
+}
+
 nlohmann::json model_json(const Session& s) {
   const ModelConfig& c = s.model->config();
   ParamCounts p = s.model->parameter_counts();
   return {
-      {"path", s.model_dir}, {"model_type", c.model_type}, {"n_layer", c.n_layer},
-      {"n_embd", c.n_embd}, {"n_head", c.n_head}, {"n_head_kv", c.n_head_kv},
-      {"head_dim", c.head_dim}, {"n_ff", c.n_ff}, {"n_vocab", c.n_vocab},
-      {"tie_word_embeddings", c.tie_word_embeddings}, {"rope_theta", c.rope_theta},
-      {"rope_scaling", c.rope.type}, {"weights_dtype", c.dtype},
-      {"compute_dtype", dtype_name(s.dtype)}, {"device", s.runtime.device},
+      {"path", s.model_dir},
+      {"model_type", c.model_type},
+      {"n_layer", c.n_layer},
+      {"n_embd", c.n_embd},
+      {"n_head", c.n_head},
+      {"n_head_kv", c.n_head_kv},
+      {"head_dim", c.head_dim},
+      {"n_ff", c.n_ff},
+      {"n_vocab", c.n_vocab},
+      {"tie_word_embeddings", c.tie_word_embeddings},
+      {"rope_theta", c.rope_theta},
+      {"rope_scaling", c.rope.type},
+      {"weights_dtype", stored_dtypes(s.model_dir)},
+      {"config_dtype", c.dtype},
+      {"compute_dtype", dtype_name(s.dtype)},
+      {"device", s.runtime.device},
       {"tokenizer", s.tokenizer->kind()},
       {"params",
-       {{"total", p.total()}, {"embed", p.embed}, {"q_proj", p.attn_q}, {"k_proj", p.attn_k},
-        {"v_proj", p.attn_v}, {"o_proj", p.attn_o}, {"gate_proj", p.mlp_gate},
-        {"up_proj", p.mlp_up}, {"down_proj", p.mlp_down}, {"norms", p.norms},
+       {{"total", p.total()},
+        {"embed", p.embed},
+        {"q_proj", p.attn_q},
+        {"k_proj", p.attn_k},
+        {"v_proj", p.attn_v},
+        {"o_proj", p.attn_o},
+        {"gate_proj", p.mlp_gate},
+        {"up_proj", p.mlp_up},
+        {"down_proj", p.mlp_down},
+        {"norms", p.norms},
         {"lm_head", p.lm_head}}},
   };
 }
@@ -93,13 +136,14 @@ void print_human(const nlohmann::json& j) {
               rt["torch"].get<std::string>().c_str(), rt["device"].get<std::string>().c_str(),
               m["compute_dtype"].get<std::string>().c_str(), (long long)rt["threads"].get<int64_t>(),
               rt["blas"].get<std::string>().c_str());
-  std::printf("model    %s\n         %s, %lld layers x %lld, %lld heads / %lld kv (head_dim %lld), "
-              "SwiGLU %lld, vocab %lld, %s embeddings, weights %s; tokenizer %s\n",
-              m["path"].get<std::string>().c_str(), m["model_type"].get<std::string>().c_str(),
-              (long long)m["n_layer"], (long long)m["n_embd"], (long long)m["n_head"],
-              (long long)m["n_head_kv"], (long long)m["head_dim"], (long long)m["n_ff"],
-              (long long)m["n_vocab"], m["tie_word_embeddings"].get<bool>() ? "tied" : "untied",
-              m["weights_dtype"].get<std::string>().c_str(), m["tokenizer"].get<std::string>().c_str());
+  std::printf(
+      "model    %s\n         %s, %lld layers x %lld, %lld heads / %lld kv (head_dim %lld), "
+      "SwiGLU %lld, vocab %lld, %s embeddings, weights %s; tokenizer %s\n",
+      m["path"].get<std::string>().c_str(), m["model_type"].get<std::string>().c_str(),
+      (long long)m["n_layer"], (long long)m["n_embd"], (long long)m["n_head"],
+      (long long)m["n_head_kv"], (long long)m["head_dim"], (long long)m["n_ff"],
+      (long long)m["n_vocab"], m["tie_word_embeddings"].get<bool>() ? "tied" : "untied",
+      weights_text(m).c_str(), m["tokenizer"].get<std::string>().c_str());
   if (m.contains("placement"))
     std::printf("         split: %s\n", m["placement"].get<std::string>().c_str());
   std::printf("\n  %-10s %12s %7s\n", "module", "params", "share");

@@ -125,9 +125,9 @@ Evidence probe_evidence(RecommendCliOptions& o) {
       s.device.is_cuda()
           ? trainings_that_fit(card_gib({s.device}, o.common.gpu_memory_gib), weights_gib(s))
           : 1;
-  ReportContext ctx{s.model_dir,           s.data_path,
-                    s.runtime.device,      grad_mode_name(run.probe.mode),
-                    run.probe.sketch_rank, fit};
+  // Absolute: the configs and the evidence are read from other folders.
+  ReportContext ctx{absolute_path(s.model_dir),     absolute_path(s.data_path), s.runtime.device,
+                    grad_mode_name(run.probe.mode), run.probe.sketch_rank,      fit};
   DataOptions plain;
   ctx.data_args = changed_option_args(data_option_specs(o.data), data_option_specs(plain));
   ctx.targets = o.probe.targets;

@@ -10,6 +10,7 @@
 
 #include "compat.h"
 #include "error.h"
+#include "files.h"
 #include "model.h"
 #include "progress.h"
 #include "sweep.h"
@@ -150,6 +151,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   out.force = o.t.force;
   out.progress = !o.t.common.quiet;
   check_sweep_dir(out);  // refuse before the slow part
+  const FolderLock lock(out.dir, "--out");
   std::vector<torch::Device> devices;
   if (!o.devices.empty()) {
     devices = resolve_devices(o.devices);
@@ -165,12 +167,12 @@ int run_sweep_cmd(SweepCliOptions& o) {
   if (jobs > 1) refuse_split_model(s, "lorank sweep");
   if (devices.empty()) devices = {s.device};
   const std::string memory_note = plan_job_memory(o, s, devices, jobs);
-  out.base_model_path = s.model_dir;
+  out.base_model_path = absolute_path(s.model_dir);
   so.train.eval.pad_id = pad_id_for(s);
   TrainData data = load_train_data(s, o.t);
   so.train.interrupt = install_interrupt_handler();
   if (!o.t.common.quiet) {
-    std::fprintf(stderr, "%s; %s x %s on %s%s\n", describe_data(data, o.t).c_str(),
+    std::fprintf(stderr, "%s; %s x %s on %s%s\n", describe_data(s, data, o.t).c_str(),
                  count_of(int64_t(so.ranks.size()), "rank").c_str(),
                  count_of(int64_t(so.lrs.size()), "learning rate").c_str(),
                  s.runtime.device.c_str(), (devices_note(devices, jobs) + memory_note).c_str());
@@ -212,7 +214,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
                  "sweep stopped with %zu of %zu runs done; run the same command with "
                  "--resume to continue\n",
                  result.runs.size(), so.ranks.size() * so.lrs.size());
-    return so.train.interrupt->load() ? 130 : 0;
+    return stopped_exit_code();
   }
   if (o.t.common.json) {
     std::printf("%s", sweep_json(result.summary, result.runs).c_str());

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "files.h"
 #include "model.h"
 #include "progress.h"
 #include "train_cli.h"
@@ -17,12 +18,17 @@ namespace lorank::cli {
 namespace {
 
 std::atomic<bool> g_interrupted{false};
+std::atomic<int> g_signal{0};  // the first stopping signal
 
-void on_sigint(int) {
+// Schedulers, `timeout` and `docker stop` send SIGTERM, a closed terminal SIGHUP: each
+// checkpoints as Ctrl-C does. A second signal ends the process at once.
+void on_stop_signal(int sig) {
   if (g_interrupted.exchange(true)) {
-    std::signal(SIGINT, SIG_DFL);
-    std::raise(SIGINT);
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
   }
+  g_signal = sig;
 }
 
 template <typename T>
@@ -52,9 +58,12 @@ std::map<std::string, T> parse_pattern(const std::vector<std::string>& items, co
 }
 
 Dataset load_extra(const Session& s, const TrainCliOptions& o, const std::string& path) {
-  return load_dataset(path, *s.tokenizer, s.tokenizer_config,
-                      dataset_options(o.data, o.common.threads),
-                      s.model_dir + "/tokenizer_config.json");
+  Dataset d = load_dataset(path, *s.tokenizer, s.tokenizer_config,
+                           dataset_options(o.data, o.common.threads),
+                           s.model_dir + "/tokenizer_config.json");
+  for (const auto& w : d.stats.warnings)
+    std::fprintf(stderr, "warning: %s: %s\n", path.c_str(), w.c_str());
+  return d;
 }
 
 std::vector<Example> pick(const std::vector<Example>& all, const std::vector<size_t>& idx) {
@@ -100,17 +109,19 @@ int run_train(TrainCliOptions& o) {
   out.force = o.force;
   out.progress = !o.common.quiet;
   inspect_output_dir(out);  // refuse before the slow part
+  const FolderLock lock(out.dir, "--out");
   Session s = open_session(o.common, o.data);
   check_every_key_matches(*s.model, lora, o.adapter_config);
   warn_ranks_beyond_full(*s.model, lora, {});
-  out.base_model_path = s.model_dir;
+  out.base_model_path = absolute_path(s.model_dir);
   o.train.eval.pad_id = pad_id_for(s);
   TrainData data = load_train_data(s, o);
   o.train.interrupt = install_interrupt_handler();
   Trainer trainer(*s.model, lora, data, o.train);
   if (!o.common.quiet) {
-    std::fprintf(stderr, "%s; %s on %s, %s trainable parameters\n", describe_data(data, o).c_str(),
-                 count_of(trainer.total_steps(), "step").c_str(), s.runtime.device.c_str(),
+    std::fprintf(stderr, "%s; %s on %s, %s trainable parameters\n",
+                 describe_data(s, data, o).c_str(), count_of(trainer.total_steps(), "step").c_str(),
+                 s.runtime.device.c_str(),
                  format_count(double(trainer.adapters().n_trainable())).c_str());
   }
   TrainResult r = trainer.run(out);
@@ -124,7 +135,7 @@ int run_train(TrainCliOptions& o) {
                  "stopped at step %lld of %lld; the checkpoint is in %s: run the same "
                  "command with --resume to continue\n",
                  (long long)r.steps_done, (long long)r.total_steps, o.out.c_str());
-    return g_interrupted.load() ? 130 : 0;
+    return stopped_exit_code();
   }
   for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   if (r.diverged) {
@@ -296,8 +307,10 @@ TrainData load_train_data(const Session& s, const TrainCliOptions& o) {
   return d;
 }
 
-std::string describe_data(const TrainData& d, const TrainCliOptions& o) {
-  std::string s = std::to_string(d.train.size()) + " training examples";
+std::string describe_data(const Session& session, const TrainData& d, const TrainCliOptions& o) {
+  std::string s = "data " + session.data_path +
+                  (o.common.data_path.empty() ? " (the built-in demo; --data names yours)" : "") +
+                  ": " + std::to_string(d.train.size()) + " training examples";
   s += d.val.empty() ? ", no validation (the last adapter is kept)"
                      : ", " + std::to_string(d.val.size()) + " validation" +
                            (o.val_path.empty() ? " (split off --data)" : "");
@@ -307,8 +320,13 @@ std::string describe_data(const TrainData& d, const TrainCliOptions& o) {
 
 const std::atomic<bool>* install_interrupt_handler() {
   g_interrupted = false;
-  std::signal(SIGINT, on_sigint);
+  g_signal = 0;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_stop_signal);
   return &g_interrupted;
+}
+
+int stopped_exit_code() {
+  return g_interrupted.load() ? 128 + g_signal.load() : 0;
 }
 
 Subcommand train_subcommand() {
@@ -320,8 +338,9 @@ Subcommand train_subcommand() {
             add_options(app, data_option_specs(o->data));
             add_options(app, train_option_specs(*o, /*sweep=*/false));
             return [o, &app] {
-              for (const char* flag : {"--rank", "--rank-pattern", "--alpha", "--rslora",
-                                       "--targets", "--alpha-pattern", "--dropout"}) {
+              for (const char* flag :
+                   {"--rank", "--rank-pattern", "--alpha", "--rslora", "--no-rslora", "--targets",
+                    "--alpha-pattern", "--dropout"}) {
                 if (app.count(flag) > 0) o->lora_flags_given.push_back(flag);
               }
               return run_train(*o);

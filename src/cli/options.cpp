@@ -9,6 +9,19 @@ namespace lorank::cli {
 
 namespace {
 
+// "--rslora,!--no-rslora" -> "--rslora"; "-r,--r,--rank" -> "--r".
+std::string long_flag(const std::string& flags, bool negated) {
+  size_t begin = 0;
+  while (begin < flags.size()) {
+    const size_t end = std::min(flags.find(',', begin), flags.size());
+    const std::string name = flags.substr(begin, end - begin);
+    if (!negated && name.rfind("--", 0) == 0) return name;
+    if (negated && name.rfind("!--", 0) == 0) return name.substr(1);
+    begin = end + 1;
+  }
+  return "";
+}
+
 // CLI11's Range prints its bounds with %f ("0 not in range 0.000000 to 10" for a bound of 1e-12)
 // and calls "abc" out of range: this says what was expected, as lorank's own errors do.
 template <typename T>
@@ -43,7 +56,14 @@ void add_options(CLI::App& app, const std::vector<OptionSpec>& specs) {
         [&](auto* target) -> CLI::Option* {
           using T = std::remove_pointer_t<decltype(target)>;
           if constexpr (std::is_same_v<T, bool>) {
-            return app.add_flag(s.flags, *target, s.help);
+            const size_t bang = s.flags.find(",!");
+            if (bang == std::string::npos) return app.add_flag(s.flags, *target, s.help);
+            // Two flags: CLI11 would print the pair as "--rslora,--no-rslora{false}".
+            CLI::Option* on = app.add_flag(s.flags.substr(0, bang), *target, s.help);
+            app.add_flag_callback(
+                s.flags.substr(bang + 2), [target] { *target = false; },
+                "turns " + long_flag(s.flags, false) + " off");
+            return on;
           } else {
             CLI::Option* o = app.add_option(s.flags, *target, s.help);
             if constexpr (!std::is_same_v<T, std::string>) {
@@ -64,19 +84,6 @@ void add_options(CLI::App& app, const std::vector<OptionSpec>& specs) {
 }
 
 namespace {
-
-// "--rslora,!--no-rslora" -> "--rslora"; "-r,--r,--rank" -> "--r".
-std::string long_flag(const std::string& flags, bool negated) {
-  size_t begin = 0;
-  while (begin < flags.size()) {
-    const size_t end = std::min(flags.find(',', begin), flags.size());
-    const std::string name = flags.substr(begin, end - begin);
-    if (!negated && name.rfind("--", 0) == 0) return name;
-    if (negated && name.rfind("!--", 0) == 0) return name.substr(1);
-    begin = end + 1;
-  }
-  return "";
-}
 
 std::string number_arg(double v) {
   char buf[40];

@@ -61,7 +61,8 @@ ProbeRun run_probe_cli(Session& s, const ProbeCliOptions& o, bool quiet, bool ga
   po.seed = uint64_t(o.seed);
   po.max_examples = o.sample;
   po.max_tokens = o.max_tokens;
-  po.target_kinds = o.targets;
+  // PEFT's and train's spelling of "every linear layer but the head": the probe's default.
+  if (o.targets != std::vector<std::string>{"all-linear"}) po.target_kinds = o.targets;
   po.layers = o.layers;
   po.mode = grad_mode_from_name(o.grad_mode);
   po.sketch_rank = o.sketch_rank;

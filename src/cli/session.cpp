@@ -11,6 +11,28 @@
 
 namespace lorank::cli {
 
+namespace {
+
+// An id beyond the embedding means a tokenizer from another model: said here, naming the record
+// and the tokenizer, rather than by the first forward pass that meets it.
+void check_ids_fit_model(const Session& s) {
+  const int64_t n_vocab = s.model->config().n_vocab;
+  for (const Example& e : s.data.examples) {
+    const auto it =
+        std::find_if(e.ids.begin(), e.ids.end(), [&](int32_t id) { return id >= n_vocab; });
+    if (it == e.ids.end()) continue;
+    fail(s.data_path + ":" + std::to_string(e.source_line),
+         "token id beyond the model's vocabulary",
+         "ids below vocab_size " + std::to_string(n_vocab) + " (config.json)",
+         "id " + std::to_string(*it) + ", " + s.tokenizer->id_to_token(*it),
+         "the " + s.tokenizer->kind() + " in " + s.model_dir + " has " +
+             std::to_string(s.tokenizer->vocab_size()) +
+             " tokens: it does not belong to this model; copy the model's own tokenizer files");
+  }
+}
+
+}  // namespace
+
 std::vector<OptionSpec> data_option_specs(DataOptions& o) {
   return {
       {"--schema", &o.schema, "record schema", -1e300, 1e300,
@@ -147,6 +169,7 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
     for (const auto& w : s.data.stats.warnings) {
       std::fprintf(stderr, "warning: %s: %s\n", s.data_path.c_str(), w.c_str());
     }
+    if (s.model) check_ids_fit_model(s);
     trace("data loaded");
   }
   return s;

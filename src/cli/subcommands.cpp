@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstdio>
+#include <regex>
 
 #include "options.h"
 
@@ -24,6 +25,17 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     }
   }
   return row[b.size()];
+}
+
+// CLI11's wording of two common slips, said as lorank's other errors are.
+std::string plain_message(const std::string& what) {
+  std::smatch m;
+  if (std::regex_match(what, m, std::regex("(\\S+): At Most 1 required but received (\\d+)")))
+    return m[1].str() + ": given " + m[2].str() + " times (expected once)";
+  if (std::regex_match(what, m, std::regex("Could not convert: (\\S+) = (.*)")))
+    return m[1].str() + ": not a number, or a comma-separated list of numbers (got " + m[2].str() +
+           ")";
+  return what;
 }
 
 }  // namespace
@@ -51,12 +63,12 @@ int usage_error(const CLI::App& app, int argc, char** argv, const CLI::ParseErro
     std::fprintf(stderr, "%s\nerror: no subcommand (expected one of %s)\n", app.help().c_str(),
                  names.c_str());
   } else if (sub.empty()) {
-    std::fprintf(stderr, "error: %s\n  hint: %s --help describes the subcommands\n", e.what(),
-                 prog.c_str());
+    std::fprintf(stderr, "error: %s\n  hint: %s --help describes the subcommands\n",
+                 plain_message(e.what()).c_str(), prog.c_str());
   } else {
     std::fprintf(stderr,
                  "error: %s\n  hint: %s %s --help lists the options, their ranges and defaults\n",
-                 e.what(), prog.c_str(), sub.c_str());
+                 plain_message(e.what()).c_str(), prog.c_str(), sub.c_str());
   }
   return 2;
 }

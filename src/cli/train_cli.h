@@ -49,9 +49,13 @@ LoraConfig lora_config_from(const TrainCliOptions& o);
 void warn_ranks_beyond_full(Model& model, const LoraConfig& cfg, const std::vector<int64_t>& ranks);
 // Train/validation examples from --data (split by --val-fraction unless --val), test from --test.
 TrainData load_train_data(const Session& s, const TrainCliOptions& o);
-std::string describe_data(const TrainData& d, const TrainCliOptions& o);
+// "data FILE: N training examples, ...": the file named, since without --data it is the demo.
+std::string describe_data(const Session& s, const TrainData& d, const TrainCliOptions& o);
 
-// First SIGINT: set the flag (the trainer checkpoints and stops); second: default action.
+// First SIGINT, SIGTERM or SIGHUP: set the flag (the trainer checkpoints and stops); a second:
+// the signal's default action.
 const std::atomic<bool>* install_interrupt_handler();
+// After a run that stopped early: 128 + the signal that stopped it (130 for Ctrl-C), else 0.
+int stopped_exit_code();
 
 }  // namespace lorank::cli

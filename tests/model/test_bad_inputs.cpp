@@ -298,6 +298,59 @@ TEST(BadInput, ProbeTargetsAndLayersNameTheirOption) {
                  {"--layers: layer out of range", "0 <= layer < 4", "got 99", "has 4"});
 }
 
+// inspect reports the dtype the tensors are stored in; config.json's only when it disagrees.
+TEST(BadInput, ConfigDtypeThatDisagreesWithTheTensorsIsSaid) {
+  TempDir tmp("bad-dtype");
+  const std::string model = model_copy(tmp);
+  auto cfg = nlohmann::json::parse(read_file(model + "/config.json"));
+  auto same = test::run_lorank(inspect(model) + " --max-examples 4");
+  ASSERT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_NE(same.output.find("weights BF16;"), std::string::npos) << same.output;
+  cfg.erase("torch_dtype");
+  cfg["dtype"] = "float32";
+  write_file(model + "/config.json", cfg.dump());
+  auto other = test::run_lorank(inspect(model) + " --max-examples 4");
+  ASSERT_EQ(other.exit_code, 0) << other.output;
+  EXPECT_NE(other.output.find("weights BF16 (config.json says float32)"), std::string::npos)
+      << other.output;
+}
+
+// A tokenizer from another model: its ids beyond the embedding are refused when the data is read,
+// naming the record and the tokenizer, not by the first forward pass.
+TEST(BadInput, TokenIdsBeyondTheModelsVocabulary) {
+  TempDir tmp("bad-vocab");
+  const std::string model = model_copy(tmp);
+  auto tok = nlohmann::json::parse(read_file(model + "/tokenizer.json"));
+  tok["added_tokens"].push_back({{"id", 8192},
+                                 {"content", "<|extra|>"},
+                                 {"single_word", false},
+                                 {"lstrip", false},
+                                 {"rstrip", false},
+                                 {"normalized", false},
+                                 {"special", true}});
+  write_file(model + "/tokenizer.json", tok.dump());
+  write_file(tmp.path + "/d.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b <|extra|>\"}\n");
+  expect_failure(
+      "recommend --quiet --device cpu --model " + model + " --data " + tmp.path + "/d.jsonl",
+      {"d.jsonl:2: token id beyond the model's vocabulary", "vocab_size 8192", "id 8192, <|extra|>",
+       "8193 tokens", "hint:"});
+}
+
+// The probe deals examples into shards (4 by default): fewer examples get the --shards that fits.
+TEST(BadInput, TooFewExamplesForTheShards) {
+  TempDir tmp("bad-shards");
+  const std::string demo = lorank::test::read_file(lorank::test::repo_path("assets/demo.jsonl"));
+  const std::string one = tmp.path + "/one.jsonl", three = tmp.path + "/three.jsonl";
+  write_file(one, demo.substr(0, demo.find('\n') + 1));
+  size_t at = 0;
+  for (int i = 0; i < 3; ++i) at = demo.find('\n', at) + 1;
+  write_file(three, demo.substr(0, at));
+  expect_failure("recommend --quiet --device cpu --data " + three,
+                 {"--shards: more shards than examples", "got 3 examples", "--shards 3"});
+  expect_failure("recommend --quiet --device cpu --data " + one,
+                 {"--shards", "got 1 example", "2 examples at the least"});
+}
+
 // Where recommend cannot write, it says so before the probe rather than after it.
 TEST(BadInput, RecommendOutputsThatCannotBeWritten) {
   TempDir tmp("bad-rec-write");

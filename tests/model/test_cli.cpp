@@ -167,9 +167,19 @@ TEST(CliUsage, RefusedCommandLinesSayWhatWasExpected) {
   r = run_lorank("");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("Subcommands:"), std::string::npos) << r.output;
+  r = run_lorank("train --max-steps 2 --max-steps 3");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: --max-steps: given 2 times (expected once)"), std::string::npos)
+      << r.output;
+  r = run_lorank("sweep --ranks 4,x");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: --ranks: not a number"), std::string::npos) << r.output;
   r = run_lorank("train --help");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("--lr FLOAT in [1e-12, 10]"), std::string::npos) << r.output;
+  // A flag and its --no- form are two lines, not CLI11's "--rslora,--no-rslora{false}".
+  EXPECT_EQ(r.output.find("{false}"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--no-rslora"), std::string::npos) << r.output;
 }
 
 // LORANK_TRACE=1: where a run's time goes, in order, in seconds since the process started; nothing

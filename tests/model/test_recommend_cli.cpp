@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +15,12 @@ namespace {
 using lorank::test::read_file;
 using lorank::test::run_lorank;
 using lorank::test::TempDir;
+
+// The JSON document of an output that may begin with warnings (stderr comes first).
+nlohmann::json json_after_warnings(const std::string& output) {
+  const size_t at = output.rfind("warning:", 0) == 0 ? output.find("\n{") + 1 : 0;
+  return nlohmann::json::parse(output.substr(at));
+}
 
 // A small sample keeps this quick; the decision is the same code at any size.
 const std::string kArgs = "recommend --quiet --device cpu --max-tokens 3000 ";
@@ -140,22 +147,31 @@ TEST(RecommendCli, DataWarningsReachTheJsonAndTheEvidence) {
                            lorank::test::repo_path("tests/assets/data/wordnet-gloss.jsonl");
   auto probed = run_lorank(args + " --json --save-evidence " + ev);
   ASSERT_EQ(probed.exit_code, 0) << probed.output;
-  // stderr's warning line comes first in the output, the JSON after it.
-  const size_t json_at = probed.output.find("\n{");
-  ASSERT_NE(json_at, std::string::npos) << probed.output;
-  const std::string json = probed.output.substr(json_at + 1);
-  const auto warnings = nlohmann::json::parse(json)["data"]["warnings"];
+  const nlohmann::json json = json_after_warnings(probed.output);
+  const auto warnings = json["data"]["warnings"];
   ASSERT_EQ(warnings.size(), 1u) << probed.output;
   EXPECT_NE(warnings[0].get<std::string>().find("<|im_start|>"), std::string::npos) << warnings;
   auto again = run_lorank("recommend --quiet --json --evidence " + ev);
   ASSERT_EQ(again.exit_code, 0) << again.output;
-  EXPECT_EQ(again.output, json);
+  EXPECT_EQ(nlohmann::json::parse(again.output), json);
   auto human = run_lorank("recommend --quiet --evidence " + ev);
   EXPECT_NE(human.output.find("warning: data: --chat-format chatml"), std::string::npos)
       << human.output;
   auto plain = run_lorank(kArgs + "--json");
   ASSERT_EQ(plain.exit_code, 0) << plain.output;
   EXPECT_TRUE(nlohmann::json::parse(plain.output)["data"]["warnings"].empty());
+}
+
+// A trainer reads the configs from another folder, where "assets/tiny-llama" would be a Hub id.
+TEST(RecommendCli, ConfigsNameTheModelByItsAbsolutePath) {
+  const std::string args = kArgs + "--model assets/tiny-llama --format ";
+  auto peft = lorank::test::run_command("cd " + lorank::test::repo_path("") + " && " +
+                                        LORANK_BINARY + " " + args + "peft");
+  ASSERT_EQ(peft.exit_code, 0) << peft.output;
+  const std::string model = std::filesystem::path(lorank::test::repo_path("assets/tiny-llama"))
+                                .lexically_normal()
+                                .string();
+  EXPECT_EQ(nlohmann::json::parse(peft.output)["base_model_name_or_path"], model);
 }
 
 // The report's "check it" line is a command that runs as printed: the probe's data options and
@@ -168,7 +184,8 @@ TEST(RecommendCli, CheckCommandRunsAsPrinted) {
                       "--json --max-examples 40 --max-len 384 --targets q_proj,v_proj --data \"" +
                       data + "\"");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const std::string cmd = nlohmann::json::parse(r.output)["check_command"];
+  const nlohmann::json rec = json_after_warnings(r.output);  // one example is cut at --max-len
+  const std::string cmd = rec["check_command"];
   for (const std::string& part : std::vector<std::string>{
            "--max-examples 40", "--max-len 384", "--targets q_proj,v_proj",
            "'" + dir.path + "/it'\\''s my data.jsonl'", "--alpha 8", " --out lorank-check"}) {
@@ -183,8 +200,7 @@ TEST(RecommendCli, CheckCommandRunsAsPrinted) {
   auto sweep = lorank::test::run_command(check + " --device cpu --quiet --lrs 0.003 --max-steps 2");
   ASSERT_EQ(sweep.exit_code, 0) << check << "\n" << sweep.output;
   const std::string results = read_file(out + "/results.jsonl");
-  EXPECT_EQ(std::count(results.begin(), results.end(), '\n'),
-            int64_t(nlohmann::json::parse(r.output)["check_ranks"].size()));
+  EXPECT_EQ(std::count(results.begin(), results.end(), '\n'), int64_t(rec["check_ranks"].size()));
   // So is the train hint that --out prints.
   const std::string configs = dir.path + "/configs";
   auto written = run_lorank(

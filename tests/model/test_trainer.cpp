@@ -696,6 +696,12 @@ TEST(TrainCli, TrainsRefusesAndResumes) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("3 of 3 (finished before: nothing left to resume)"), std::string::npos)
       << r.output;
+  // What a changed option asks of a finished run would be ignored: refused, as for a checkpoint.
+  r = test::run_lorank(args + " --resume --seed 7");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("this finished run was trained with other settings or data"),
+            std::string::npos)
+      << r.output;
   r = test::run_lorank(args + " --force --grad-accum 3");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--grad-accum"), std::string::npos) << r.output;

@@ -1,5 +1,5 @@
-// Kills a real `lorank train` mid-run (SIGKILL, and SIGINT) and resumes it with --resume: the
-// adapter and the metrics must equal those of an uninterrupted run. The same for a SIGINT to a
+// Kills a real `lorank train` mid-run (SIGKILL, SIGINT and SIGTERM) and resumes it with --resume:
+// the adapter and the metrics must equal those of an uninterrupted run. The same for a SIGINT to a
 // `lorank sweep --jobs 2`, which passes it on to its trainings.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -60,20 +60,43 @@ TEST(TrainKill, SigkillThenResume) {
   expect_same_run(dir);
 }
 
-TEST(TrainKill, SigintCheckpointsAndStops) {
-  const std::string dir = test::make_temp_dir("kill-int") + "/out";
+// Ctrl-C, and the SIGTERM a scheduler or `timeout` sends: both checkpoint and exit 128 + signal.
+void expect_signal_checkpoints_and_stops(int sig) {
+  const std::string dir = test::make_temp_dir("kill-sig") + "/out";
   pid_t pid = test::spawn_lorank(train_args(dir), dir + ".log");
-  ASSERT_TRUE(wait_for_steps(pid, dir + "/metrics.jsonl", 40)) << "the run ended before SIGINT";
-  ::kill(pid, SIGINT);
+  ASSERT_TRUE(wait_for_steps(pid, dir + "/metrics.jsonl", 40)) << "the run ended before the signal";
+  ::kill(pid, sig);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 130);
+  ASSERT_TRUE(WIFEXITED(status)) << "signal " << sig << " killed the run";
+  EXPECT_EQ(WEXITSTATUS(status), 128 + sig);
   EXPECT_NE(test::read_file(dir + ".log").find("--resume"), std::string::npos);
   EXPECT_TRUE(fs::exists(dir + "/checkpoint.safetensors"));
   auto r = test::run_lorank(train_args(dir) + " --resume");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_same_run(dir);
+}
+
+// A retried job or a second terminal: a run already writing to --out keeps it to itself.
+TEST(TrainKill, ASecondRunIntoALiveOutIsRefused) {
+  const std::string dir = test::make_temp_dir("kill-lock") + "/out";
+  pid_t pid = test::spawn_lorank(train_args(dir), dir + ".log");
+  ASSERT_TRUE(wait_for_steps(pid, dir + "/metrics.jsonl", 3)) << "the run ended first";
+  auto second = test::run_lorank(train_args(dir) + " --resume");
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  EXPECT_EQ(second.exit_code, 1) << second.output;
+  EXPECT_NE(second.output.find("--out: another lorank run is writing to this folder"),
+            std::string::npos)
+      << second.output;
+}
+
+TEST(TrainKill, SigintCheckpointsAndStops) {
+  expect_signal_checkpoints_and_stops(SIGINT);
+}
+
+TEST(TrainKill, SigtermCheckpointsAndStops) {
+  expect_signal_checkpoints_and_stops(SIGTERM);
 }
 
 TEST(TrainKill, SweepWithJobsPassesSigintOnAndResumes) {

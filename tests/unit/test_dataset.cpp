@@ -131,6 +131,11 @@ TEST_F(DatasetTest, DetectsEachSchema) {
   }
   std::string err = error_of([&] { load(write("u.jsonl", R"({"question": "q", "answer": "a"})")); });
   EXPECT_NE(err.find("u.jsonl:1"), std::string::npos) << err;
+  // One object around the records gets the command that takes them out.
+  const std::string wrapped =
+      error_of([&] { load(write("w.json", R"({"data": [{"text": "a"}]})")); });
+  EXPECT_NE(wrapped.find("a list under \"data\""), std::string::npos) << wrapped;
+  EXPECT_NE(wrapped.find("jq '.data'"), std::string::npos) << wrapped;
   EXPECT_NE(err.find(R"(keys "answer", "question")"), std::string::npos) << err;
   EXPECT_NE(err.find("--schema"), std::string::npos) << err;
 }
@@ -446,6 +451,13 @@ TEST_F(DatasetTest, TruncationFromTheRightIsCounted) {
   EXPECT_EQ(d.stats.n_truncated, 1);
   EXPECT_EQ(d.stats.n_dropped_no_target, 1);  // line 3: the prompt alone fills 7 tokens
   EXPECT_EQ(d.stats.len_max, 7);
+  // Both said, for the subcommands that print no data table.
+  ASSERT_EQ(d.stats.warnings.size(), 2u);
+  EXPECT_NE(d.stats.warnings[0].find("1 of 2 examples are longer than --max-len 7 tokens"),
+            std::string::npos)
+      << d.stats.warnings[0];
+  EXPECT_NE(d.stats.warnings[1].find("1 of 3 records were left out"), std::string::npos)
+      << d.stats.warnings[1];
 }
 
 TEST_F(DatasetTest, MaxExamplesTakesTheFirstRecords) {
