@@ -18,6 +18,7 @@
 
 #include "cpu_memory.h"
 #include "error.h"
+#include "files.h"
 
 namespace fs = std::filesystem;
 
@@ -54,8 +55,14 @@ void remove_temp_dirs() {
       if (fs::exists(d)) std::fprintf(stderr, "kept for a look: %s\n", d.c_str());
     return;
   }
-  std::error_code ec;
-  for (const auto& d : temp_dirs()) fs::remove_all(d, ec);
+  // remove_tree, not fs::remove_all, which crashes under pip's LibTorch (files.h says why).
+  for (const auto& d : temp_dirs()) {
+    try {
+      remove_tree(d);
+    } catch (const std::exception& e) {  // at exit: say it, never terminate
+      std::fprintf(stderr, "could not remove %s: %s\n", d.c_str(), e.what());
+    }
+  }
 }
 
 }  // namespace
