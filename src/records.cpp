@@ -314,8 +314,22 @@ class CsvReader {
   Record to_record(const CsvRow& row) const {
     const std::string where = where_line(path_, row.line);
     if (row.cells.size() != header_.size()) {
+      // One header cell holding ';' or a tab: a file from a locale or tool with another separator.
+      const std::string& h = header_.front();
+      const char sep = header_.size() != 1                 ? 0
+                       : h.find(';') != std::string::npos  ? ';'
+                       : h.find('\t') != std::string::npos ? '\t'
+                                                           : 0;
       fail(where, "wrong number of CSV cells", std::to_string(header_.size()) + " (the header's)",
-           std::to_string(row.cells.size()), "quote cells that contain commas or newlines");
+           std::to_string(row.cells.size()),
+           sep == 0
+               ? "quote cells that contain commas or newlines"
+               : std::string("the header looks separated by ") + (sep == ';' ? "';'" : "tabs") +
+                     ", lorank reads comma-separated CSV: python3 -c \"import pandas as pd; "
+                     "pd.read_csv('" +
+                     path_ + "', sep='" + (sep == ';' ? ";" : "\\t") + "').to_json('" + path_ +
+                     ".jsonl', orient='records', lines=True, "
+                     "force_ascii=False)\"");
     }
     Record rec{json::object(), row.line};
     for (size_t c = 0; c < header_.size(); ++c) {
@@ -391,6 +405,10 @@ void refuse_binary_formats(const std::string& bytes, const std::string& path) {
        "convert it: python3 -c \"import pandas as pd; "
        "pd.read_parquet('FILE').to_json('FILE.jsonl', "
        "orient='records', lines=True, force_ascii=False)\""},
+      {"", 0, false, ".tsv", "tab-separated values",
+       "convert it: python3 -c \"import pandas as pd; "
+       "pd.read_csv('FILE', sep='\\t').to_json('FILE.jsonl', "
+       "orient='records', lines=True, force_ascii=False)\""},
       {"", 0, false, ".arrow", "an Arrow file (datasets' cache)",
        "convert it: python3 -c \"from datasets import Dataset; "
        "Dataset.from_file('FILE').to_json('FILE.jsonl', force_ascii=False)\""},
@@ -427,8 +445,20 @@ std::string where_line(const std::string& path, int64_t line) {
 std::string read_data_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
-    fail(path, "the dataset path is a folder", "a .jsonl, .json or .csv file", "a folder",
-         "name the data file itself");
+    const bool saved = std::filesystem::exists(path + "/dataset_dict.json", ec) ||
+                       std::filesystem::exists(path + "/dataset_info.json", ec);
+    fail(path, "the dataset path is a folder", "a .jsonl, .json or .csv file",
+         saved ? "a folder of datasets' save_to_disk" : "a folder",
+         saved ? "write its records as JSONL: python3 -c \"from datasets import load_from_disk; "
+                 "d = load_from_disk('" +
+                     path +
+                     "'); (d['train'] if 'train' in d else d)"
+                     ".to_json('train.jsonl', force_ascii=False)\""
+               : "name the data file itself");
+  }
+  if (path == "-") {
+    fail(path, "lorank reads the data from a file", "a file path", "-",
+         "to read standard input, pass --data /dev/stdin");
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {

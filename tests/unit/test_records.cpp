@@ -124,6 +124,9 @@ TEST(Records, CsvInPartsKeepsQuotedNewlinesBlankLinesAndLineNumbers) {
   });
   EXPECT_TRUE(has(err, "d.csv:9") && has(err, "wrong number of CSV cells")) << err;
   EXPECT_EQ(taken, 4u);
+  // A ';'-separated export reads as one header cell; the hint converts it.
+  err = error_of([&] { parse_records("prompt;completion\na;b, c\n", "s.csv"); });
+  EXPECT_TRUE(has(err, "s.csv:2") && has(err, "separated by ';'") && has(err, "sep=';'")) << err;
 }
 
 TEST(Records, JsonlInPartsStopsAtTheLimit) {
@@ -158,6 +161,7 @@ TEST(Records, CompressedAndColumnarFilesAreRefusedWithTheWayToText) {
       {jsonl, "d.bz2", "bzip2", "bunzip2 -k d.bz2"},
       {jsonl, "cache-0001.arrow", "Arrow", "Dataset.from_file('cache-0001.arrow')"},
       {jsonl, "FILE.parquet", "Parquet", "pd.read_parquet('FILE.parquet')"},
+      {"a\tb\n", "d.tsv", "tab-separated", "pd.read_csv('d.tsv', sep='\\t')"},
       {"\xff\xfe", "UTF8.csv", "UTF-16", "utf-8 UTF8.csv > UTF8.utf8.csv"},
   };
   for (const Case& c : cases) {
@@ -181,6 +185,12 @@ TEST(Records, DataFileIsReadWholeAndAFolderIsRefused) {
   EXPECT_TRUE(has(err, dir) && has(err, "folder")) << err;
   err = error_of([&] { read_data_file(dir + "/missing.jsonl"); });
   EXPECT_TRUE(has(err, "missing.jsonl") && has(err, "cannot open")) << err;
+  // datasets' save_to_disk folder: the line that writes its records; "-": the stdin path.
+  test::write_file(dir + "/hf/dataset_dict.json", "{\"splits\": [\"train\"]}");
+  err = error_of([&] { read_data_file(dir + "/hf"); });
+  EXPECT_TRUE(has(err, "save_to_disk") && has(err, "load_from_disk('" + dir + "/hf')")) << err;
+  err = error_of([&] { read_data_file("-"); });
+  EXPECT_TRUE(has(err, "--data /dev/stdin")) << err;
 }
 
 }  // namespace
