@@ -23,12 +23,13 @@ std::atomic<int> g_signal{0};  // the first stopping signal
 // Schedulers, `timeout` and `docker stop` send SIGTERM, a closed terminal SIGHUP: each
 // checkpoints as Ctrl-C does. A second signal ends the process at once.
 void on_stop_signal(int sig) {
-  if (g_interrupted.exchange(true)) {
+  if (g_interrupted.load()) {
     std::signal(sig, SIG_DFL);
     std::raise(sig);
     return;
   }
-  g_signal = sig;
+  g_signal = sig;  // before the flag: whoever sees the flag also sees the signal
+  g_interrupted = true;
 }
 
 template <typename T>
