@@ -567,10 +567,21 @@ void SafetensorsModel::open_index(const std::string& index_path) {
              "one shard", files_[it->second].path() + " and " + file.path(),
              "the checkpoint is inconsistent; re-download or re-export it");
     }
-    for (const std::string& name : listed)
-      if (!file.contains(name))
-        fail(at_tensor(file.path(), name), "tensor listed in the index is not in its shard",
-             "tensor in " + shard, "absent", "the index and shards disagree; re-download them");
+  }
+  // After every shard is open, so that a tensor the index misplaces is found where it is.
+  size_t i = 0;  // files_ holds the shards in by_shard's order
+  for (const auto& [shard, listed] : by_shard) {
+    const SafetensorsFile& file = files_[i++];
+    for (const std::string& name : listed) {
+      if (file.contains(name)) continue;
+      const auto it = where_.find(name);
+      fail(at_tensor(file.path(), name), "tensor listed in the index is not in its shard",
+           "tensor in " + shard,
+           it == where_.end() ? "absent from every shard" : "in " + files_[it->second].path(),
+           it == where_.end() ? "the index and shards disagree; re-download them"
+                              : "the index is out of date: re-download "
+                                "model.safetensors.index.json");
+    }
   }
 }
 

@@ -373,6 +373,14 @@ TEST(SafetensorsModelTest, IndexedTensorNotInItsShard) {
   std::string msg = model_error(dir.path);
   EXPECT_NE(msg.find("s2.safetensors [z]"), std::string::npos) << msg;
   EXPECT_NE(msg.find("not in its shard"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("absent from every shard"), std::string::npos) << msg;
+  // A tensor the index places in the wrong shard is found where it is: the index is stale.
+  TempDir stale("st-model");
+  write_sharded(stale, R"({"x":"s2.safetensors","y":"s1.safetensors"})");
+  msg = model_error(stale.path);
+  EXPECT_NE(msg.find("s1.safetensors [y]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("in " + stale.file("s2.safetensors")), std::string::npos) << msg;
+  EXPECT_NE(msg.find("index is out of date"), std::string::npos) << msg;
 }
 
 TEST(SafetensorsModelTest, TensorInTwoShards) {
