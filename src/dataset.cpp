@@ -179,21 +179,27 @@ Schema detect_schema(const Record& rec, const std::string& path) {
   if (f.contains("prompt") && f.contains("completion")) return Schema::prompt_completion;
   if (f.contains("text")) return Schema::text;
   const bool csv = path.size() >= 4 && path.compare(path.size() - 4, 4, ".csv") == 0;
-  // {"data": [...]}: one object around the records, as some exports write them.
-  std::string wrapper;
+  std::string hint = "rename the fields, or pass --schema";
   for (const auto& [key, value] : f.items()) {
-    if (value.is_array() && !value.empty() && value.front().is_object()) wrapper = key;
+    // {"data": [...]}: one object around the records, as some exports write them.
+    if (value.is_array() && !value.empty() && value.front().is_object()) {
+      hint = "the records are a list under \"" + key +
+             "\": lorank reads a JSON array or JSONL of records; write one with jq '." + key +
+             "' " + path + " > records.json";
+    }
+  }
+  if (csv && f.size() == 1 && f.begin().key().find_first_of(";\t") != std::string::npos) {
+    hint =
+        "the header is one column holding ';' or tabs: lorank reads comma-separated CSV; "
+        "convert it: python3 -c \"import pandas as pd; pd.read_csv('" +
+        path + "', sep=None, engine='python').to_json('" + path +
+        ".jsonl', orient='records', lines=True, force_ascii=False)\"";
   }
   fail(where_line(path, csv ? 1 : rec.line),
        csv ? "cannot tell the dataset's schema from the CSV header's columns"
            : "cannot tell the dataset's schema from the first record's keys",
        "keys text; prompt, completion; instruction, input, output (alpaca); or messages",
-       "keys " + key_list(f),
-       wrapper.empty() ? "rename the fields, or pass --schema"
-                       : "the records are a list under \"" + wrapper +
-                             "\": lorank reads a JSON array or JSONL of records; write one with "
-                             "jq '." +
-                             wrapper + "' " + path + " > records.json");
+       "keys " + key_list(f), hint);
 }
 
 FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* chat,

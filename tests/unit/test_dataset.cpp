@@ -136,6 +136,11 @@ TEST_F(DatasetTest, DetectsEachSchema) {
       error_of([&] { load(write("w.json", R"({"data": [{"text": "a"}]})")); });
   EXPECT_NE(wrapped.find("a list under \"data\""), std::string::npos) << wrapped;
   EXPECT_NE(wrapped.find("jq '.data'"), std::string::npos) << wrapped;
+  // A ';'-separated CSV reads as one column whose name holds the separators.
+  const std::string semi = error_of([&] { load(write("s.csv", "prompt;completion\na;b\n")); });
+  EXPECT_NE(semi.find("s.csv:1"), std::string::npos) << semi;
+  EXPECT_NE(semi.find("holding ';' or tabs"), std::string::npos) << semi;
+  EXPECT_NE(semi.find("sep=None"), std::string::npos) << semi;
   EXPECT_NE(err.find(R"(keys "answer", "question")"), std::string::npos) << err;
   EXPECT_NE(err.find("--schema"), std::string::npos) << err;
 }
