@@ -62,8 +62,7 @@ Dataset load_extra(const Session& s, const TrainCliOptions& o, const std::string
   Dataset d = load_dataset(path, *s.tokenizer, s.tokenizer_config,
                            dataset_options(o.data, o.common.threads),
                            s.model_dir + "/tokenizer_config.json");
-  for (const auto& w : d.stats.warnings)
-    std::fprintf(stderr, "warning: %s: %s\n", path.c_str(), w.c_str());
+  print_data_warnings(path, d.stats);
   return d;
 }
 

@@ -166,13 +166,16 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
     d.max_examples = data_opts.max_examples;
     s.data = load_dataset(s.data_path, *s.tokenizer, s.tokenizer_config, d,
                           s.model_dir + "/tokenizer_config.json");
-    for (const auto& w : s.data.stats.warnings) {
-      std::fprintf(stderr, "warning: %s: %s\n", s.data_path.c_str(), w.c_str());
-    }
+    print_data_warnings(s.data_path, s.data.stats);
     if (s.model) check_ids_fit_model(s);
     trace("data loaded");
   }
   return s;
+}
+
+void print_data_warnings(const std::string& path, const DatasetStats& stats) {
+  for (const auto& w : stats.warnings)
+    std::fprintf(stderr, "warning: %s: %s\n", path.c_str(), w.c_str());
 }
 
 DatasetOptions dataset_options(const DataOptions& data, int64_t threads) {

@@ -43,6 +43,8 @@ Session open_session(const CommonOptions& common, const DataOptions& data, bool 
                      bool load_model = true);
 // How --data's options (and --threads) read a data file; max_examples is left to the caller.
 DatasetOptions dataset_options(const DataOptions& data, int64_t threads);
+// "warning: FILE: ..." on stderr for each of what reading the data file warned about.
+void print_data_warnings(const std::string& path, const DatasetStats& stats);
 int32_t pad_id_for(const Session& s);  // pad, else eos, else 0: padding is masked out anyway
 // GiB of the model's weights in the session's compute dtype, from config.json alone.
 double weights_gib(const Session& s);
