@@ -17,6 +17,12 @@ std::string error_message(const std::string& where, const std::string& what,
   return msg;
 }
 
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
 void fail(const std::string& where, const std::string& what, const std::string& expected,
           const std::string& got, const std::string& hint) {
   throw Error(error_message(where, what, expected, got, hint));

@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace lorank {
 
@@ -17,6 +18,9 @@ class Error : public std::runtime_error {
 std::string error_message(const std::string& where, const std::string& what,
                           const std::string& expected = "", const std::string& got = "",
                           const std::string& hint = "");
+
+// The items separated by `sep`: the lists that messages and reports name.
+std::string join(const std::vector<std::string>& items, const std::string& sep);
 
 [[noreturn]] void fail(const std::string& where, const std::string& what,
                        const std::string& expected = "", const std::string& got = "",

@@ -34,12 +34,6 @@ std::string number_text(double v) {
   return buf;
 }
 
-std::string join(const std::vector<std::string>& items, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
-  return out;
-}
-
 // A JSON string literal is also a valid YAML double-quoted scalar and Python string literal.
 std::string quoted(const std::string& s) {
   return nlohmann::json(s).dump();

@@ -20,6 +20,8 @@ void remove_tree(const std::string& path);
 // `path` made absolute against the working directory: what configs that are read from anywhere
 // (a trainer started elsewhere reads "assets/model" as a Hub id) must hold.
 std::string absolute_path(const std::string& path);
+// The folder holding the running executable; empty when /proc/self/exe cannot be read.
+std::string executable_dir();
 
 // Writes the byte ranges, in order, to `path` through a temp file beside it, fsync and an atomic
 // move, so a crash never leaves a half-written file. Refuses an existing file unless `overwrite`.

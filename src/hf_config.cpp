@@ -16,12 +16,6 @@ namespace lorank {
 
 namespace {
 
-std::string join(const std::vector<std::string>& items, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
-  return out;
-}
-
 std::string type_name(const json& v) {
   return std::string(v.type_name()) + " " + json_excerpt(v, 40);
 }

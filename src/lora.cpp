@@ -144,12 +144,6 @@ std::vector<std::string> non_linear_module_names(Model& model) {
   return {names.begin(), names.end()};
 }
 
-std::string join(const std::vector<std::string>& items, const std::string& sep) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
-
 std::string describe_targets(const LoraConfig& cfg) {
   return cfg.target_regex.empty() ? "[" + join(cfg.target_modules, ", ") + "]"
                                   : "'" + cfg.target_regex + "'";

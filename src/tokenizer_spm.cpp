@@ -4,10 +4,10 @@
 // is encoded by sentencepiece itself.
 #include <dlfcn.h>
 
-#include <filesystem>
 #include <fstream>
 
 #include "error.h"
+#include "files.h"
 #include "tokenizer.h"
 #include "tokenizer_spm_module.h"
 
@@ -30,14 +30,17 @@ struct SpmApi {
   decltype(&lorank_spm_decode) decode;
 };
 
-// $LORANK_SPM_MODULE, the build tree's module, then the one next to the running executable.
+// $LORANK_SPM_MODULE, the installed module (PREFIX/lib/lorank), the one beside the executable,
+// then the build tree's: an installed lorank must not pick up a rebuilt tree's module.
 std::vector<std::string> module_candidates() {
   std::vector<std::string> paths;
   if (const char* env = std::getenv("LORANK_SPM_MODULE")) paths.emplace_back(env);
+  const std::string exe_dir = executable_dir();
+  if (!exe_dir.empty()) {
+    paths.push_back(exe_dir + "/../lib/lorank/liblorank_spm.so");
+    paths.push_back(exe_dir + "/liblorank_spm.so");
+  }
   paths.emplace_back(LORANK_SPM_MODULE);
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) paths.push_back((exe.parent_path() / "liblorank_spm.so").string());
   return paths;
 }
 

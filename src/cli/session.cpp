@@ -6,6 +6,7 @@
 
 #include "compat.h"
 #include "error.h"
+#include "files.h"
 #include "hf_config.h"
 #include "progress.h"
 
@@ -111,6 +112,35 @@ void split_when_too_large(Session& s, const CommonOptions& common) {
   }
 }
 
+// The built-in demo's folder: $LORANK_ASSETS_DIR, the installed copy (PREFIX/share/lorank/assets),
+// then the source tree's, so that an installed or copied binary does not need the checkout.
+std::string demo_assets_dir() {
+  const auto has_demo = [](const std::string& dir) {
+    return std::filesystem::is_regular_file(dir + "/tiny-llama/config.json") &&
+           std::filesystem::is_regular_file(dir + "/demo.jsonl");
+  };
+  if (const char* env = std::getenv("LORANK_ASSETS_DIR")) {
+    if (has_demo(env)) return env;
+    fail(std::string("LORANK_ASSETS_DIR=") + env, "the built-in demo is not there",
+         "a folder holding tiny-llama/ and demo.jsonl (the repository's assets/)", "missing",
+         "point it at a copy of assets/, or unset it");
+  }
+  std::vector<std::string> tried;
+  const std::string exe_dir = executable_dir();
+  if (!exe_dir.empty()) {
+    tried.push_back(absolute_path(exe_dir + "/../share/lorank/assets"));
+    tried.push_back(exe_dir + "/assets");  // a binary copied beside the repository's assets/
+  }
+  tried.emplace_back(LORANK_ASSETS_DIR);
+  for (const std::string& dir : tried) {
+    if (has_demo(dir)) return dir;
+  }
+  fail("built-in demo", "its model and data are not found", "assets/tiny-llama and demo.jsonl",
+       "none in " + join(tried, ", "),
+       "pass --model DIR and --data FILE, or set LORANK_ASSETS_DIR to a copy of the "
+       "repository's assets/ folder");
+}
+
 }  // namespace
 
 void refuse_split_model(const Session& s, const std::string& doing) {
@@ -127,10 +157,10 @@ void refuse_split_model(const Session& s, const std::string& doing) {
 Session open_session(const CommonOptions& common, const DataOptions& data_opts, bool load_data,
                      bool load_model) {
   Session s;
-  s.model_dir = common.model_dir.empty() ? std::string(LORANK_ASSETS_DIR) + "/tiny-llama"
-                                         : common.model_dir;
-  s.data_path = common.data_path.empty() ? std::string(LORANK_ASSETS_DIR) + "/demo.jsonl"
-                                         : common.data_path;
+  const bool demo = common.model_dir.empty() || common.data_path.empty();
+  const std::string assets = demo ? demo_assets_dir() : std::string();
+  s.model_dir = common.model_dir.empty() ? assets + "/tiny-llama" : common.model_dir;
+  s.data_path = common.data_path.empty() ? assets + "/demo.jsonl" : common.data_path;
   set_threads(common.threads);
   s.devices = resolve_model_devices(common.device);
   s.device = s.devices.front();

@@ -1,9 +1,10 @@
 // The lorank binary end to end: inspect's numbers against transformers' goldens, and bad input
 // giving a clear message (file, what was expected, a hint) and a non-zero exit.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "model/model_fixtures.h"
@@ -127,6 +128,31 @@ TEST(CliInspect, UnknownModelType) {
   write_file(dir.path + "/tokenizer.json", lorank::test::read_file(repo_path("assets/tiny-llama/tokenizer.json")));
   expect_failure("inspect --no-loss --model " + dir.path,
                  {"config.json", "gpt_neox", "expected one of llama", "hint:"});
+}
+
+// `cmake --install` puts the module and the demo where the binary looks for them first, so an
+// installed lorank runs without the checkout; a LORANK_ASSETS_DIR without the demo is said.
+TEST(CliInstall, TheInstalledBinaryRunsTheDemoFromItsOwnCopy) {
+  TempDir prefix("cli-install");
+  const std::string build_dir = std::filesystem::path(LORANK_BINARY).parent_path().string();
+  auto installed = lorank::test::run_command("cmake --install " + build_dir + " --prefix " +
+                                             prefix.path + " > /dev/null");
+  ASSERT_EQ(installed.exit_code, 0) << installed.output;
+  EXPECT_TRUE(std::filesystem::exists(prefix.path + "/lib/lorank/liblorank_spm.so"));
+  const std::string lorank = "env -u LORANK_ASSETS_DIR " + prefix.path + "/bin/lorank";
+  auto r = lorank::test::run_command(lorank + " inspect --quiet --json --no-loss --device cpu " +
+                                     "--max-examples 5 2> /dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  const std::string assets = prefix.path + "/share/lorank/assets";
+  EXPECT_EQ(j["model"]["path"], assets + "/tiny-llama");
+  EXPECT_EQ(j["data"]["path"], assets + "/demo.jsonl");
+
+  auto bad = lorank::test::run_command("LORANK_ASSETS_DIR=" + prefix.path + " " + prefix.path +
+                                       "/bin/lorank inspect --no-loss --device cpu");
+  EXPECT_NE(bad.exit_code, 0);
+  for (const char* needle : {"LORANK_ASSETS_DIR=", "demo.jsonl", "hint:"})
+    EXPECT_NE(bad.output.find(needle), std::string::npos) << needle << "\n" << bad.output;
 }
 
 TEST(CliInspect, GpuMemoryLimitNeedsCuda) {
