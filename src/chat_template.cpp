@@ -510,4 +510,25 @@ ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& 
   return {};
 }
 
+ChatTurns render_chat_turns(const ChatFormat& format, const std::vector<ChatMessage>& messages,
+                            const std::string& bos_token, const std::string& eos_token,
+                            const std::string& where) {
+  ChatTurns out;
+  ChatTexts last = render_chat(format, messages, bos_token, eos_token, where);
+  std::string so_far;  // the conversation's text up to the end of the previous reply
+  for (size_t k = 0; k + 1 < messages.size(); ++k) {
+    if (messages[k].role != "assistant") continue;
+    const std::vector<ChatMessage> head(messages.begin(), messages.begin() + long(k) + 1);
+    ChatTexts turn = render_chat(format, head, bos_token, eos_token, where);
+    if (turn.prompt.compare(0, so_far.size(), so_far) != 0) return {{std::move(last)}, false};
+    turn.prompt.erase(0, so_far.size());
+    so_far += turn.prompt + turn.completion;
+    out.turns.push_back(std::move(turn));
+  }
+  if (last.prompt.compare(0, so_far.size(), so_far) != 0) return {{std::move(last)}, false};
+  last.prompt.erase(0, so_far.size());
+  out.turns.push_back(std::move(last));
+  return out;
+}
+
 }  // namespace lorank

@@ -60,6 +60,18 @@ ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& 
                       const std::string& bos_token, const std::string& eos_token,
                       const std::string& where);
 
+// Every assistant turn as (context, reply) pairs whose concatenation is the whole conversation as
+// render_chat writes it: the context before each reply (the first with the earlier turns) and the
+// reply. A template that writes an earlier reply differently in context than as a completion
+// (ChatML keeps surrounding whitespace in context) gives the last turn alone: every_turn false.
+struct ChatTurns {
+  std::vector<ChatTexts> turns;
+  bool every_turn = true;
+};
+ChatTurns render_chat_turns(const ChatFormat& format, const std::vector<ChatMessage>& messages,
+                            const std::string& bos_token, const std::string& eos_token,
+                            const std::string& where);
+
 // Python's str.strip() (and Jinja's trim): strips Unicode whitespace from UTF-8 text.
 std::string python_strip(const std::string& text);
 

@@ -57,25 +57,80 @@ const std::string& string_field(const Record& rec, const char* key, const std::s
   return value.get_ref<const std::string&>();
 }
 
-std::vector<ChatMessage> read_messages(const Record& rec, const std::string& where) {
-  const json& list = rec.fields.at("messages");
-  if (!list.is_array()) {
-    fail(where, "field \"messages\" must be a list", "a list of {role, content}",
-         std::string("a JSON ") + list.type_name());
+// ShareGPT's speaker names (axolotl, LLaMA-Factory) as chat roles; others pass through unchanged.
+std::string sharegpt_role(const std::string& from) {
+  if (from == "human") return "user";
+  if (from == "gpt") return "assistant";
+  return from;
+}
+
+// A string, or a list of parts as OpenAI and TRL write content: its text parts joined.
+std::string message_content(const json& content, const std::string& item,
+                            const std::string& where) {
+  if (content.is_string()) return content.get<std::string>();
+  if (content.is_array()) {
+    std::string text;
+    for (const json& part : content) {
+      if (part.is_object() && part.value("type", "") == "text" && part.contains("text") &&
+          part["text"].is_string()) {
+        text += part["text"].get<std::string>();
+        continue;
+      }
+      fail(where, item + ": a content part lorank cannot train on", "{\"type\": \"text\", ...}",
+           part.is_object() ? "keys " + key_list(part) : std::string("a JSON ") + part.type_name(),
+           "lorank trains text-only models: keep the text parts, drop images and tool calls");
+    }
+    return text;
   }
+  fail(where, item + ": content must be a string or a list of text parts", "a string",
+       std::string("a JSON ") + content.type_name());
+}
+
+// Where a record keeps its conversation: "messages" [{role, content}], ShareGPT's
+// "conversations" [{from, value}], or TRL's conversational "prompt" + "completion" lists.
+struct ConversationShape {
+  std::vector<const char*> keys;
+  const char* role_key = "role";
+  const char* content_key = "content";
+  bool sharegpt = false;
+};
+
+ConversationShape conversation_shape(const json& f) {
+  if (f.contains("conversations") && !f.contains("messages"))
+    return {{"conversations"}, "from", "value", true};
+  if (!f.contains("messages") && f.contains("prompt") && f["prompt"].is_array())
+    return {{"prompt", "completion"}};
+  return {{"messages"}};
+}
+
+std::vector<ChatMessage> read_messages(const Record& rec, const std::string& where) {
+  const ConversationShape shape = conversation_shape(rec.fields);
+  const char* role_key = shape.role_key;
+  const char* content_key = shape.content_key;
   std::vector<ChatMessage> messages;
-  for (size_t i = 0; i < list.size(); ++i) {
-    const json& m = list[i];
-    std::string item = "messages[" + std::to_string(i) + "]";
-    if (!m.is_object() || !m.contains("role") || !m.contains("content")) {
-      fail(where, item + " is not a {role, content} object", "keys role, content",
-           m.is_object() ? "keys " + key_list(m) : std::string("a JSON ") + m.type_name());
+  for (const char* key : shape.keys) {
+    const json& list = rec.fields.at(key);
+    if (!list.is_array()) {
+      fail(where, std::string("field \"") + key + "\" must be a list",
+           std::string("a list of {") + role_key + ", " + content_key + "}",
+           std::string("a JSON ") + list.type_name());
     }
-    if (!m["role"].is_string() || !m["content"].is_string()) {
-      fail(where, item + ": role and content must be strings", "strings",
-           std::string(m["role"].type_name()) + " and " + m["content"].type_name());
+    for (size_t i = 0; i < list.size(); ++i) {
+      const json& m = list[i];
+      std::string item = std::string(key) + "[" + std::to_string(i) + "]";
+      if (!m.is_object() || !m.contains(role_key) || !m.contains(content_key)) {
+        fail(where, item + " is not a {" + role_key + ", " + content_key + "} object",
+             std::string("keys ") + role_key + ", " + content_key,
+             m.is_object() ? "keys " + key_list(m) : std::string("a JSON ") + m.type_name());
+      }
+      if (!m[role_key].is_string()) {
+        fail(where, item + ": " + role_key + " must be a string", "a string",
+             std::string("a JSON ") + m[role_key].type_name());
+      }
+      const std::string role = m[role_key].get<std::string>();
+      messages.push_back({shape.sharegpt ? sharegpt_role(role) : role,
+                          message_content(m[content_key], item, where)});
     }
-    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
   }
   return messages;
 }
@@ -95,6 +150,13 @@ FormattedText format_alpaca(const Record& rec, const TokenizerConfig& config, co
                  "\n\n### Response:\n";
   }
   out.completion = string_field(rec, "output", where) + config.eos_token;
+  for (const char* extra : {"system", "history"}) {
+    const auto it = rec.fields.find(extra);
+    out.alpaca_extras =
+        out.alpaca_extras || (it != rec.fields.end() && !it->is_null() &&
+                              !(it->is_string() && it->get_ref<const std::string&>().empty()) &&
+                              !(it->is_array() && it->empty()));
+  }
   return out;
 }
 
@@ -117,8 +179,13 @@ bool completion_is_empty(const Record& rec, Schema schema) {
     case Schema::text: return rec.fields["text"].get_ref<const std::string&>().empty();
     case Schema::prompt_completion: return rec.fields["completion"].get_ref<const std::string&>().empty();
     case Schema::alpaca: return rec.fields["output"].get_ref<const std::string&>().empty();
-    case Schema::messages:
-      return python_strip(rec.fields["messages"].back()["content"].get<std::string>()).empty();
+    case Schema::messages: {  // format_record checked the shape
+      const ConversationShape shape = conversation_shape(rec.fields);
+      const json& last = rec.fields[shape.keys.back()].back();
+      const json& content = last[shape.content_key];
+      return content.is_string() ? python_strip(content.get<std::string>()).empty()
+                                 : content.empty();
+    }
     case Schema::automatic: break;
   }
   return false;
@@ -175,6 +242,12 @@ Schema schema_from_name(const std::string& name) {
 Schema detect_schema(const Record& rec, const std::string& path) {
   const json& f = rec.fields;
   if (f.contains("messages")) return Schema::messages;
+  const auto conv = f.find("conversations");  // ShareGPT
+  if (conv != f.end() && conv->is_array() && !conv->empty() && conv->front().is_object() &&
+      conv->front().contains("from"))
+    return Schema::messages;
+  if (f.contains("prompt") && f["prompt"].is_array() && f.contains("completion"))
+    return Schema::messages;  // TRL's conversational prompt-completion
   if (f.contains("instruction") && f.contains("output")) return Schema::alpaca;
   if (f.contains("prompt") && f.contains("completion")) return Schema::prompt_completion;
   if (f.contains("text")) return Schema::text;
@@ -203,7 +276,8 @@ Schema detect_schema(const Record& rec, const std::string& path) {
 }
 
 FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* chat,
-                            const TokenizerConfig& config, const std::string& path) {
+                            const TokenizerConfig& config, const std::string& path,
+                            bool every_turn) {
   std::string where = where_line(path, rec.line);
   FormattedText out;
   if (schema != Schema::messages) require_eos(config);
@@ -220,12 +294,24 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
       return out;
     case Schema::alpaca: return format_alpaca(rec, config, where);
     case Schema::messages: {
-      require_keys(rec, schema, {"messages"}, where);
+      require_keys(rec, schema, conversation_shape(rec.fields).keys, where);
       if (!chat) fail(where, "no chat format to render messages with");
-      ChatTexts texts = render_chat(*chat, read_messages(rec, where), config.bos_token,
-                                    config.eos_token, where);
-      out.prompt = std::move(texts.prompt);
-      out.completion = std::move(texts.completion);
+      const std::vector<ChatMessage> messages = read_messages(rec, where);
+      const auto n_replies =
+          std::count_if(messages.begin(), messages.end(),
+                        [](const ChatMessage& m) { return m.role == "assistant"; });
+      out.multi_turn = n_replies > 1;
+      ChatTurns turns =
+          every_turn && out.multi_turn
+              ? render_chat_turns(*chat, messages, config.bos_token, config.eos_token, where)
+              : ChatTurns{{render_chat(*chat, messages, config.bos_token, config.eos_token, where)},
+                          !out.multi_turn};
+      out.last_turn_only = !turns.every_turn;
+      out.prompt = std::move(turns.turns.back().prompt);
+      out.completion = std::move(turns.turns.back().completion);
+      turns.turns.pop_back();
+      for (ChatTexts& t : turns.turns)
+        out.earlier.emplace_back(std::move(t.prompt), std::move(t.completion));
       return out;
     }
     case Schema::automatic: break;
@@ -236,12 +322,18 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
 
 Example tokenize_example(const FormattedText& text, const Tokenizer& tok, int64_t max_len) {
   Example ex;
-  ex.ids = tok.encode(text.prompt);
-  size_t n_prompt = ex.ids.size();
-  std::vector<int32_t> completion = tok.encode(text.completion);
-  ex.ids.insert(ex.ids.end(), completion.begin(), completion.end());
-  ex.loss_mask.assign(ex.ids.size(), 0);
-  for (size_t i = std::max<size_t>(n_prompt, 1); i < ex.ids.size(); ++i) ex.loss_mask[i] = 1;
+  auto append = [&](const std::string& part, uint8_t supervised) {
+    const std::vector<int32_t> ids = tok.encode(part);
+    ex.ids.insert(ex.ids.end(), ids.begin(), ids.end());
+    ex.loss_mask.insert(ex.loss_mask.end(), ids.size(), supervised);
+  };
+  for (const auto& [context, reply] : text.earlier) {
+    append(context, 0);
+    append(reply, 1);
+  }
+  append(text.prompt, 0);
+  append(text.completion, 1);
+  if (!ex.loss_mask.empty()) ex.loss_mask[0] = 0;  // nothing predicts the first token
   if (max_len > 0 && static_cast<int64_t>(ex.ids.size()) > max_len) {
     ex.ids.resize(static_cast<size_t>(max_len));
     ex.loss_mask.resize(static_cast<size_t>(max_len));
@@ -278,6 +370,7 @@ struct TokenizedRecord {
   Example ex;
   bool skipped_empty = false;
   bool dropped_no_target = false;  // the prompt alone filled max_len
+  bool multi_turn = false, last_turn_only = false, alpaca_extras = false;  // FormattedText's
   std::exception_ptr error;
 };
 
@@ -286,7 +379,10 @@ TokenizedRecord tokenize_record(const Record& rec, Schema schema, const ChatForm
                                 const DatasetOptions& options, const std::string& path) {
   TokenizedRecord out;
   try {
-    FormattedText text = format_record(rec, schema, &chat, config, path);
+    FormattedText text = format_record(rec, schema, &chat, config, path, options.every_turn);
+    out.multi_turn = text.multi_turn;
+    out.last_turn_only = text.last_turn_only && options.every_turn;
+    out.alpaca_extras = text.alpaca_extras;
     if (completion_is_empty(rec, schema)) {
       if (options.skip_empty_completions) {
         out.skipped_empty = true;
@@ -348,6 +444,9 @@ class DatasetBuilder {
       if (t.error) std::rethrow_exception(t.error);  // the first bad record in file order
       n_skipped_ += t.skipped_empty;
       n_dropped_ += t.dropped_no_target;
+      n_multi_turn_ += t.multi_turn;
+      n_last_turn_only_ += t.last_turn_only;
+      n_alpaca_extras_ += t.alpaca_extras;
       if (!t.skipped_empty && !t.dropped_no_target) data_.examples.push_back(std::move(t.ex));
     }
   }
@@ -367,7 +466,10 @@ class DatasetBuilder {
     data_.stats.n_dropped_no_target = n_dropped_;
     data_.stats.schema = schema_name(schema_);
     if (schema_ == Schema::messages) data_.stats.chat_format = chat_.name;
+    data_.stats.n_multi_turn = n_multi_turn_;
+    data_.stats.every_turn = options_.every_turn;
     note_length_cuts();
+    note_left_out_context();
     data_.stats.warnings = warnings_;
     return std::move(data_);
   }
@@ -401,6 +503,30 @@ class DatasetBuilder {
     }
   }
 
+  // What the user's trainer would supervise or show the model and lorank does not: said, since the
+  // rank is chosen for the tokens lorank sees.
+  void note_left_out_context() {
+    const std::string of = " of " + std::to_string(n_records_) + " records ";
+    if (!options_.every_turn && n_multi_turn_ > 0) {
+      warnings_.push_back(std::to_string(n_multi_turn_) + of +
+                          "hold several assistant turns and only the last is supervised "
+                          "(--turns last); axolotl, LLaMA-Factory and TRL train every assistant "
+                          "turn by default");
+    }
+    if (n_last_turn_only_ > 0) {
+      warnings_.push_back(std::to_string(n_last_turn_only_) + of +
+                          "hold several assistant turns, but chat format " + chat_.name +
+                          " writes an earlier reply differently in context (whitespace around "
+                          "it), so only their last turn is supervised");
+    }
+    if (n_alpaca_extras_ > 0) {
+      warnings_.push_back(std::to_string(n_alpaca_extras_) + of +
+                          "carry \"system\" or \"history\", which the Alpaca template leaves "
+                          "out (LLaMA-Factory puts them in the prompt); to keep them, write the "
+                          "records as messages");
+    }
+  }
+
   // A forced format whose turn marker this vocabulary lacks trains its markers as plain text:
   // allowed (a base model can learn a new format), but said, as it is mostly the wrong format.
   void note_foreign_marker() {
@@ -424,6 +550,7 @@ class DatasetBuilder {
   Dataset data_;
   std::vector<std::string> warnings_;
   int64_t n_records_ = 0, n_skipped_ = 0, n_dropped_ = 0;
+  int64_t n_multi_turn_ = 0, n_last_turn_only_ = 0, n_alpaca_extras_ = 0;
 };
 
 }  // namespace

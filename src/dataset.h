@@ -26,6 +26,9 @@ struct DatasetOptions {
   int64_t max_examples = 0;           // 0 = all; else the first n records of the file
   bool skip_empty_completions = false;  // default: an empty completion is an error
   int64_t threads = 0;                  // tokenizing threads; 0 = one per core
+  // messages: every assistant turn supervised, as axolotl, LLaMA-Factory and TRL train by default;
+  // false: the last only (the bench protocol's rule; the same tokens for one-turn records).
+  bool every_turn = true;
 };
 
 // The schema the record's keys announce; throws "path:line" naming the keys when none fits.
@@ -35,12 +38,18 @@ Schema detect_schema(const Record& record, const std::string& path);
 // completion + eos_token, or the chat template's), as the bench reference tokenizes them.
 struct FormattedText {
   std::string prompt, completion;
+  // Before prompt: a conversation's earlier (context, supervised reply) pairs (every_turn).
+  std::vector<std::pair<std::string, std::string>> earlier;
+  bool multi_turn = false;      // several assistant turns
+  bool last_turn_only = false;  // ... of which only the last is supervised
+  bool alpaca_extras = false;   // alpaca "system"/"history" fields the template leaves out
 };
 
 // `chat` is used for the messages schema only. Throws "path:line" when the record lacks the
 // schema's keys or its values have the wrong types, and when the config has no eos_token.
 FormattedText format_record(const Record& record, Schema schema, const ChatFormat* chat,
-                            const TokenizerConfig& config, const std::string& path);
+                            const TokenizerConfig& config, const std::string& path,
+                            bool every_turn = true);
 
 // mask[i] = 1: token i is a completion token, and predicting it from position i-1 counts in the
 // loss. mask[0] is always 0 (nothing predicts the first token).
@@ -64,6 +73,8 @@ struct DatasetStats {
   int64_t n_truncated = 0;
   int64_t n_skipped_empty = 0;      // empty completions skipped (skip_empty_completions)
   int64_t n_dropped_no_target = 0;  // prompt alone filled max_len: nothing left to supervise
+  int64_t n_multi_turn = 0;         // messages records with several assistant turns
+  bool every_turn = true;           // ... each of them supervised (DatasetOptions::every_turn)
   int64_t n_duplicates = 0;         // examples whose ids equal an earlier example's
   std::string schema;
   std::string chat_format;  // "" unless the messages schema

@@ -154,12 +154,19 @@ std::string evidence_json(const Evidence& e) {
     modules.push_back(std::move(j));
   }
   const auto& c = e.context;
-  json j = {{"lorank_evidence", kVersion},      {"model", c.model_path},
-            {"data_path", c.data_path},         {"device", c.device},
-            {"grad_mode", c.grad_mode},         {"sketch_rank", c.sketch_rank},
-            {"trainings_fit", c.trainings_fit}, {"data", data_facts_json(e.data)},
-            {"data_args", c.data_args},         {"targets", c.targets},
-            {"data_warnings", c.data_warnings}, {"modules", modules}};
+  json j = {{"lorank_evidence", kVersion},
+            {"model", c.model_path},
+            {"data_path", c.data_path},
+            {"device", c.device},
+            {"grad_mode", c.grad_mode},
+            {"sketch_rank", c.sketch_rank},
+            {"trainings_fit", c.trainings_fit},
+            {"data", data_facts_json(e.data)},
+            {"data_args", c.data_args},
+            {"targets", c.targets},
+            {"data_warnings", c.data_warnings},
+            {"device_args", c.device_args},
+            {"modules", modules}};
   return j.dump() + "\n";
 }
 
@@ -194,6 +201,8 @@ Evidence parse_evidence(const std::string& text_in, const std::string& where) {
   }
   if (root.contains("data_warnings"))  // evidence saved before the key existed has none
     e.context.data_warnings = array_of<std::string>(root, "data_warnings", where);
+  if (root.contains("device_args"))  // likewise: the printed commands then run on the default
+    e.context.device_args = array_of<std::string>(root, "device_args", where);
   const json& data = field(root, "data", where);
   if (!data.is_object())
     fail(where, "key \"data\" has the wrong type", "an object", json_excerpt(data, 40), kHint);

@@ -1,10 +1,11 @@
 #include "hf_config.h"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "error.h"
 #include "json_excerpt.h"
@@ -263,10 +264,29 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   bool known = false;
   for (const auto& t : supported_model_types()) known = known || t == cfg.model_type;
   if (!known) {
+    const json* text = root.contains("text_config") ? &root["text_config"] : nullptr;
+    const std::string inner = text && text->is_object() && text->contains("model_type") &&
+                                      (*text)["model_type"].is_string()
+                                  ? (*text)["model_type"].get<std::string>()
+                                  : "";
     fail(where, "unsupported model_type \"" + cfg.model_type + "\"",
          "one of " + join(supported_model_types(), ", "), cfg.model_type,
-         "lorank supports Llama-family decoders (Llama 2/3, Mistral, Qwen2/2.5, Qwen3); "
-         "other architectures need their own module layout");
+         inner.empty() ? "lorank supports Llama-family decoders (Llama 2/3, Mistral, Qwen2/2.5, "
+                         "Qwen3); other architectures need their own module layout"
+                       : "a multimodal checkpoint whose language model is a " + inner +
+                             " (text_config): lorank reads text-only decoders; pass the text "
+                             "model's own release (e.g. the -Instruct/base LLM it was built on)");
+  }
+  if (root.contains("quantization_config") && root["quantization_config"].is_object()) {
+    const json& q = root["quantization_config"];
+    const std::string method = q.contains("quant_method") && q["quant_method"].is_string()
+                                   ? q["quant_method"].get<std::string>()
+                                   : "unknown";
+    fail(where, "a quantized checkpoint (" + method + ")", "bf16, fp16 or fp32 weights",
+         "quantization_config.quant_method \"" + method + "\"",
+         "lorank needs the unquantized model this one was made from (for a -GPTQ, -AWQ or "
+         "-bnb-4bit release, its base repository); the rank it recommends holds for QLoRA on the "
+         "quantized one too");
   }
   std::string act = r.get_string("hidden_act", "silu");
   if (act != "silu") {
@@ -291,9 +311,73 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   return cfg;
 }
 
+namespace {
+
+// "meta-llama/Llama-3.1-8B": what a user copies from the Hub page, not a path on this machine.
+bool looks_like_hub_id(const std::string& s) {
+  const size_t slash = s.find('/');
+  if (slash == std::string::npos || slash == 0 || s.find('/', slash + 1) != std::string::npos)
+    return false;
+  if (s[0] == '.' || s[0] == '~') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+           c == '/';
+  });
+}
+
+std::string adapter_base_model(const fs::path& adapter_config) {
+  std::ifstream in(adapter_config, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  const json j = json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("base_model_name_or_path") &&
+      j["base_model_name_or_path"].is_string())
+    return j["base_model_name_or_path"].get<std::string>();
+  return "";
+}
+
+}  // namespace
+
+void check_model_folder(const std::string& dir) {
+  const fs::path d(dir);
+  std::error_code ec;
+  if (!fs::is_directory(d, ec)) {
+    const bool is_file = fs::exists(d, ec);
+    std::string hint = "pass --model DIR (a Hugging Face model folder" +
+                       std::string(is_file ? ", the one holding this file)" : ")");
+    if (!is_file && looks_like_hub_id(dir))
+      hint = "\"" + dir + "\" looks like a Hugging Face Hub id; lorank reads a local folder: " +
+             "huggingface-cli download " + dir + " --local-dir DIR --exclude '*.bin' '*.pth', " +
+             "then pass --model DIR";
+    fail(dir, is_file ? "is a file, not a model folder" : "model folder not found",
+         "a folder with config.json and *.safetensors", is_file ? "a file" : "no such folder",
+         hint);
+  }
+  if (fs::exists(d / "config.json", ec)) return;
+  if (fs::exists(d / "adapter_config.json", ec)) {
+    const std::string base = adapter_base_model(d / "adapter_config.json");
+    fail(dir, "a PEFT adapter (adapter_config.json), not a model",
+         "a base model folder with config.json and *.safetensors", "adapter_config.json",
+         base.empty() ? "pass the base model the adapter was trained on as --model"
+                      : "its base model is " + base +
+                            " (base_model_name_or_path): pass that folder as --model");
+  }
+  if (fs::is_directory(d / "snapshots", ec)) {
+    fail(dir, "a Hugging Face cache folder, not a model folder", "a folder with config.json",
+         "snapshots/",
+         "pass one of its snapshots: --model " + (d / "snapshots").string() + "/<hash>");
+  }
+  fail(dir, "no config.json in the model folder", "a folder with config.json and *.safetensors",
+       "no config.json",
+       "pass the Hugging Face model folder (transformers' save_pretrained writes it)");
+}
+
 ModelConfig load_model_config(const std::string& path) {
   fs::path file(path);
-  if (fs::is_directory(file) || file.extension() != ".json") file /= "config.json";
+  if (fs::is_directory(file) || file.extension() != ".json") {
+    check_model_folder(file.string());
+    file /= "config.json";
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     fail(file.string(), "cannot read config.json", "", "",

@@ -61,6 +61,10 @@ const std::vector<std::string>& supported_model_types();
 ModelConfig parse_model_config(const std::string& json_text, const std::string& where);
 // Reads <dir>/config.json (or the file itself when `path` is a file).
 ModelConfig load_model_config(const std::string& path);
+// Throws, saying what the folder is, unless `dir` is a folder holding config.json: a missing
+// folder (a Hub id gets the download command), a PEFT adapter (naming its base model), a Hugging
+// Face cache root (naming snapshots/).
+void check_model_folder(const std::string& dir);
 
 ParamCounts count_parameters(const ModelConfig& cfg);
 

@@ -31,8 +31,6 @@ namespace {
 const char* const kKeyPrefix = "base_model.model.";  // PeftModel -> LoraModel -> HF model
 const char* const kConfigName = "adapter_config.json";
 const char* const kWeightsName = "adapter_model.safetensors";
-// Format of the adapter_config.json save_peft writes (checked against a PEFT 0.21.0 golden file).
-const char* const kPeftFormatVersion = "0.21.0";
 // PEFT condenses target_modules to minimal suffixes from this many entries on (constants.py).
 const size_t kMinTargetsForOptimization = 20;
 
@@ -521,46 +519,26 @@ std::string peft_config_json(const LoraConfig& cfg, const std::vector<std::strin
   json rank_pattern = json::object(), alpha_pattern = json::object();
   for (const auto& [k, v] : cfg.rank_pattern) rank_pattern[k] = v;
   for (const auto& [k, v] : cfg.alpha_pattern) alpha_pattern[k] = number_json(v);
-  json j = {{"alora_invocation_tokens", nullptr},
-            {"alpha_pattern", alpha_pattern},
-            {"arrow_config", nullptr},
+  // Only fields LoraConfig has had since PEFT 0.7 (rank_pattern's first release): PEFT <= 0.13
+  // refuses a field it does not know and 0.14-0.20 warn; the fields left out take their defaults.
+  json j = {{"alpha_pattern", alpha_pattern},
             {"base_model_name_or_path", base_model_path},
             {"bias", "none"},
-            {"corda_config", nullptr},
-            {"ensure_weight_tying", false},
-            {"eva_config", nullptr},
-            {"exclude_modules", nullptr},
             {"fan_in_fan_out", false},
             {"inference_mode", inference_mode},
             {"init_lora_weights", true},
-            {"kasa_config", nullptr},
-            {"layer_replication", nullptr},
             {"layers_pattern", nullptr},
             {"layers_to_transform", nullptr},
-            {"loftq_config", json::object()},
             {"lora_alpha", number_json(cfg.alpha)},
-            {"lora_bias", false},
             {"lora_dropout", cfg.dropout},
-            {"lora_ga_config", nullptr},
-            {"megatron_config", nullptr},
-            {"megatron_core", "megatron.core"},
             {"modules_to_save", nullptr},
-            {"monteclora_config", nullptr},
             {"peft_type", "LORA"},
-            {"peft_version", kPeftFormatVersion},
-            {"qalora_group_size", 16},
             {"r", cfg.r},
             {"rank_pattern", rank_pattern},
             {"revision", nullptr},
             {"target_modules", target},
-            {"target_parameters", nullptr},
             {"task_type", "CAUSAL_LM"},
-            {"trainable_token_indices", nullptr},
-            {"use_bdlora", nullptr},
-            {"use_dora", false},
-            {"use_qalora", false},
-            {"use_rslora", cfg.rslora},
-            {"velora_config", nullptr}};
+            {"use_rslora", cfg.rslora}};
   return j.dump(2, ' ',
                 true);  // sorted keys, indent 2, ASCII: as json.dumps(indent=2, sort_keys=True)
 }

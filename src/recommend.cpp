@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <set>
 
 #include "error.h"
@@ -309,6 +310,14 @@ void judge_confidence(Recommendation& rec, const std::vector<int64_t>& grid) {
                           "such data gave noisy loss-vs-rank curves (bench/RESULTS.md); validate "
                           "the rank on held-out data");
   }
+  // Repeats make the cross-fitted halves share examples, so their noise edge is too low (the
+  // warning below); the calibration's data is deduplicated, so nothing measured speaks for it.
+  if (rec.data.n_duplicates > 0 && rec.data.n_duplicates * 10 >= rec.data.n_examples) {
+    rec.confidence = rec.confidence == "high" ? "medium" : "low";
+    rec.reasons.push_back(std::to_string(rec.data.n_duplicates) + " of " +
+                          std::to_string(rec.data.n_examples) +
+                          " examples repeat an earlier one; the calibration's data had none");
+  }
   if (rec.data.probe_supervised < 2000) {
     rec.confidence = "low";
     rec.reasons.push_back("only " + std::to_string(rec.data.probe_supervised) +
@@ -356,6 +365,18 @@ void add_warnings(Recommendation& rec) {
     rec.warnings.push_back("capped: the data supports r=" + std::to_string(rec.rank_uncapped) +
                            ", but " + rec.capped_by +
                            " allows at most r=" + std::to_string(rec.rank) + share);
+  }
+  std::map<std::string, int64_t> held;  // module types held at their full rank below the global r
+  for (const auto& m : rec.modules) {
+    if (m.rank < rec.rank && m.rank == std::min(m.d_in, m.d_out)) held[m.kind] = m.rank;
+  }
+  if (!held.empty()) {
+    std::vector<std::string> kinds;
+    for (const auto& [kind, full_rank] : held)
+      kinds.push_back(kind + " " + std::to_string(full_rank));
+    rec.warnings.push_back("full rank is min(d_in, d_out) (" + join(kinds, ", ") +
+                           "): the rank_pattern holds those modules there, as r=" +
+                           std::to_string(rec.rank) + " would add parameters, not capacity");
   }
   int64_t full = 0;
   for (const auto& m : rec.modules) {
@@ -422,6 +443,9 @@ Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataF
       for (auto& m : rec.modules) m.rank = std::min(m.rank, rec.rank);
     }
   }
+  // Beyond min(d_in, d_out) a rank adds parameters, not capacity: such modules keep their full rank
+  // (a rank_pattern entry), so that the adapter and its count are what PEFT builds.
+  for (auto& m : rec.modules) m.rank = std::min(m.rank, std::min(m.d_in, m.d_out));
   pattern_keys(rec);
   rec.alpha = opts.alpha;
   rec.use_rslora = true;

@@ -102,6 +102,7 @@ std::string shell_word(const std::string& w) {
 std::string model_and_data_args(const ReportContext& ctx) {
   std::string s = "--model " + shell_word(ctx.model_path) + " --data " + shell_word(ctx.data_path);
   for (const auto& a : ctx.data_args) s += " " + shell_word(a);
+  for (const auto& a : ctx.device_args) s += " " + shell_word(a);
   return s;
 }
 

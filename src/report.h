@@ -25,6 +25,9 @@ struct ReportContext {
   std::vector<std::string> targets;
   bool data_args_known = false;
   std::vector<std::string> data_warnings;  // what reading --data warned about, for the JSON too
+  // --device, --dtype and --gpu-memory as the probe was given them: the printed commands run
+  // where the user asked.
+  std::vector<std::string> device_args;
 };
 
 // "lorank sweep --model M --data D ... --ranks ... --out lorank-check", lorank as ctx.program:
@@ -32,7 +35,7 @@ struct ReportContext {
 std::string check_command(const Recommendation& rec, const ReportContext& ctx);
 // A word as a POSIX shell reads it back: quoted only where it needs to be.
 std::string shell_word(const std::string& w);
-// "--model M --data D [data options]" as the check command passes them.
+// "--model M --data D [data options] [device options]" as the check command passes them.
 std::string model_and_data_args(const ReportContext& ctx);
 
 std::string recommendation_json(const Recommendation& rec, const ReportContext& ctx);

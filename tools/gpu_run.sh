@@ -155,7 +155,8 @@ if has peftload; then
     --val $t/val.jsonl "${adapter[@]}" --max-steps 100 \
     --out /tmp/peftload --force --quiet > "$out/peftload.log" 2>&1 || { tail -20 "$out/peftload.log"; exit 1; }
   loss=$(python3 -c "import json; print(json.load(open('/tmp/peftload/train_summary.json'))['best_val_loss'])")
-  python3 tools/peft_load_check.py "$m" /tmp/peftload $t/val.jsonl "$loss"
+  config_dir=(); [ "${PEFTLOAD_RECOMMEND:-0}" = 1 ] && config_dir=(/tmp/peftrec)
+  python3 tools/peft_load_check.py "$m" /tmp/peftload $t/val.jsonl "$loss" "${config_dir[@]}"
 fi
 if has cost; then
   echo "== cost"  # recommend beside the sweep it replaces, each alone on the GPU (calib shares it)

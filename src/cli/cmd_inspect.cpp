@@ -87,6 +87,14 @@ nlohmann::json model_json(const Session& s) {
   };
 }
 
+// Which tokens the loss covers, in the words a trainer's docs use.
+std::string supervised_part(const DatasetStats& d) {
+  if (d.schema == "text") return "every token";
+  if (d.schema != "messages") return "the completion";
+  if (d.n_multi_turn == 0) return "the assistant's reply";
+  return d.every_turn ? "every assistant turn" : "the last assistant turn";
+}
+
 nlohmann::json data_json(const Session& s) {
   const DatasetStats& d = s.data.stats;
   return {
@@ -97,6 +105,8 @@ nlohmann::json data_json(const Session& s) {
       {"examples", d.n_examples},
       {"tokens", d.n_tokens},
       {"supervised_tokens", d.n_supervised},
+      {"supervised_part", supervised_part(d)},
+      {"multi_turn_records", d.n_multi_turn},
       {"length", {{"p50", d.len_p50}, {"p90", d.len_p90}, {"p99", d.len_p99}, {"max", d.len_max}}},
       {"truncated", d.n_truncated},
       {"skipped_empty", d.n_skipped_empty},
@@ -156,7 +166,7 @@ void print_human(const nlohmann::json& j) {
   std::printf("  %-10s %12s\n\n", "total", format_count(total).c_str());
   std::printf(
       "data     %s\n         schema %s%s, %s (%s), %s tokens, "
-      "%s supervised\n         length p50 %lld, p90 %lld, p99 %lld, max %lld; "
+      "%s supervised (%s)\n         length p50 %lld, p90 %lld, p99 %lld, max %lld; "
       "truncated %lld, duplicates %lld, dropped (no target left) %lld, skipped (empty) %lld\n",
       d["path"].get<std::string>().c_str(), d["schema"].get<std::string>().c_str(),
       d["chat_format"].get<std::string>().empty()
@@ -165,7 +175,8 @@ void print_human(const nlohmann::json& j) {
       count_of(d["examples"].get<int64_t>(), "example").c_str(),
       count_of(d["records"].get<int64_t>(), "record").c_str(),
       format_count(d["tokens"].get<double>()).c_str(),
-      format_count(d["supervised_tokens"].get<double>()).c_str(), (long long)d["length"]["p50"],
+      format_count(d["supervised_tokens"].get<double>()).c_str(),
+      d["supervised_part"].get<std::string>().c_str(), (long long)d["length"]["p50"],
       (long long)d["length"]["p90"], (long long)d["length"]["p99"], (long long)d["length"]["max"],
       (long long)d["truncated"], (long long)d["duplicates"], (long long)d["dropped_no_target"],
       (long long)d["skipped_empty"]);

@@ -1,7 +1,9 @@
 // lorank recommend: probe a sample of the data, then the rank, rank_pattern, alpha and predicted
 // curve that this model and this data need; a report, JSON, or the user's trainer's config.
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -42,8 +44,10 @@ struct RecommendCliOptions {
   double max_extrapolation = RecommendOptions().max_extrapolation;
 };
 
-void check_format(const std::string& format, bool json) {
+// "llama_factory" (the file's name) for "llama-factory"; then checked against the formats.
+void check_format(std::string& format, bool json) {
   if (format.empty()) return;
+  std::replace(format.begin(), format.end(), '_', '-');
   if (json) {
     fail("--format", "cannot be combined with --json", "one of them", "both",
          "--json prints the recommendation, --format " + format +
@@ -52,22 +56,37 @@ void check_format(const std::string& format, bool json) {
   for (const auto& f : export_formats()) {
     if (f == format) return;
   }
-  std::string all;
-  for (const auto& f : export_formats()) all += (all.empty() ? "" : ", ") + f;
-  fail("--format", "unknown format", all, format);
+  fail("--format", "unknown format", join(export_formats(), ", "), format,
+       "--out DIR writes every format's file at once");
+}
+
+std::vector<std::string> output_names() {
+  std::vector<std::string> names = {"recommendation.json", "report.txt"};
+  for (const auto& f : export_formats()) names.push_back(export_file_name(f));
+  return names;
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
 }
 
 // Every file is checked before the first is written: a refusal leaves the folder as it was.
 void check_outputs(const RecommendCliOptions& o) {
   if (!o.save_evidence.empty()) check_can_write_file(o.save_evidence, "--save-evidence");
   if (!o.out.empty()) check_can_write_folder(o.out, "--out");
+  for (const char* weights : {"adapter_model.safetensors", "adapter_model.bin"}) {
+    if (!o.out.empty() && exists(o.out + "/" + weights))  // --force too: it would break them
+      fail(o.out, "holds a trained adapter (" + std::string(weights) + ")",
+           "a folder without adapter weights", weights,
+           "choose another --out: this adapter_config.json would no longer describe those weights");
+  }
   if (o.force) return;
   std::vector<std::pair<std::string, std::string>> paths;  // path, what should be there instead
   if (!o.save_evidence.empty()) paths.push_back({o.save_evidence, "no file there"});
   if (!o.out.empty()) {
-    std::vector<std::string> names = {"recommendation.json", "report.txt"};
-    for (const auto& f : export_formats()) names.push_back(export_file_name(f));
-    for (const auto& n : names) paths.push_back({o.out + "/" + n, "a folder without " + n});
+    for (const auto& n : output_names())
+      paths.push_back({o.out + "/" + n, "a folder without " + n});
   }
   struct stat st;
   for (const auto& [path, expected] : paths) {
@@ -78,11 +97,32 @@ void check_outputs(const RecommendCliOptions& o) {
   }
 }
 
+// The common options that say where a run computes: what the printed commands carry over.
+std::vector<OptionSpec> device_option_specs(CommonOptions& o) {
+  std::vector<OptionSpec> specs;
+  for (OptionSpec& spec : common_option_specs(o)) {
+    if (spec.flags == "--device" || spec.flags == "--dtype" || spec.flags == "--gpu-memory")
+      specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+// A write that fails part-way (a full disk) removes what this run added, so that running again
+// is not refused as overwriting an earlier recommendation.
 void write_outputs(const RecommendCliOptions& o, const Recommendation& rec,
                    const ReportContext& ctx) {
-  write_exports(rec, o.out, ctx.model_path, o.force);  // creates the folder
-  write_file_atomic(o.out + "/recommendation.json", recommendation_json(rec, ctx), o.force);
-  write_file_atomic(o.out + "/report.txt", recommendation_report(rec, ctx), o.force);
+  std::vector<std::string> added;
+  for (const auto& n : output_names()) {
+    if (!exists(o.out + "/" + n)) added.push_back(o.out + "/" + n);
+  }
+  try {
+    write_exports(rec, o.out, ctx.model_path, o.force);  // creates the folder
+    write_file_atomic(o.out + "/recommendation.json", recommendation_json(rec, ctx), o.force);
+    write_file_atomic(o.out + "/report.txt", recommendation_report(rec, ctx), o.force);
+  } catch (...) {
+    for (const auto& path : added) ::unlink(path.c_str());
+    throw;
+  }
 }
 
 // A CPU probe of ~16k tokens keeps the tiny model inside 30 s; on CUDA a larger sample is cheap.
@@ -132,6 +172,9 @@ Evidence probe_evidence(RecommendCliOptions& o) {
   ctx.data_args = changed_option_args(data_option_specs(o.data), data_option_specs(plain));
   ctx.targets = o.probe.targets;
   ctx.data_args_known = true;
+  CommonOptions plain_common;
+  ctx.device_args =
+      changed_option_args(device_option_specs(o.common), device_option_specs(plain_common));
   ctx.data_warnings = s.data.stats.warnings;
   return {ctx, data_facts(s, run.probe), module_evidence(run.probe, run.spectra)};
 }
@@ -219,38 +262,44 @@ Subcommand recommend_subcommand() {
             auto o = std::make_shared<RecommendCliOptions>();
             add_options(app, common_option_specs(o->common));
             add_options(app, data_option_specs(o->data));
-            add_options(app, {
-                {"--max-rank", &o->max_rank, "largest rank to recommend", 1, 65536},
-                {"--budget-params", &o->budget_params,
-                 "at most this many trainable parameters (0: no budget)", 0, 1e15},
-                {"--alpha", &o->alpha, "rsLoRA alpha to recommend", 1e-9, 1e9},
-                {"--whitened", &o->whitened, "count directions on the K-FAC-whitened spectrum"},
-                {"--pattern", &o->pattern,
-                 "give modules far from r their own rank (rank_pattern); off: no better than a "
-                 "uniform r of the same size in calibration"},
-                {"--format", &o->format, "print this trainer's config instead of the report",
-                 -1e300, 1e300, {"peft", "axolotl", "torchtune", "llama-factory", "unsloth"}},
-                {"--out,-o", &o->out, "also write every config, recommendation.json, report.txt here"},
-                {"--force", &o->force, "overwrite files in --out and --save-evidence"},
-                {"--save-evidence", &o->save_evidence,
-                 "also write what the decision rests on (data facts, every module's spectra) to "
-                 "this JSON file"},
-                {"--evidence", &o->evidence,
-                 "decide from evidence saved by --save-evidence: no model, data or probe "
-                 "(--max-rank, --budget-params, --format, --pattern can change)"},
-                {"--rank-scale", &o->rank_scale,
-                 "ranks per supported direction (calibrated; for re-calibration)", 0.01, 1e3},
-                {"--curve-rank-scale", &o->curve_rank_scale,
-                 "ranks per direction in the predicted curve (calibrated)", 0.01, 1e3},
-                {"--curve-band-factor", &o->band_factor,
-                 "the curve's band: the curve at r / this and r x this (calibrated)", 1, 1e3},
-                {"--module-quantile", &o->module_quantile,
-                 "share of modules the global rank may leave short (calibrated)", 0, 1},
-                {"--noise-margin", &o->noise_margin,
-                 "a direction counts above (1 + margin) x the noise edge (calibrated)", 0, 1e3},
-                {"--max-extrapolation", &o->max_extrapolation,
-                 "predict counts for at most this many times the probed tokens (calibrated)", 1, 1e6},
-            });
+            add_options(
+                app,
+                {
+                    {"--max-rank", &o->max_rank, "largest rank to recommend", 1, 65536},
+                    {"--budget-params", &o->budget_params,
+                     "at most this many trainable parameters (0: no budget)", 0, 1e15},
+                    {"--alpha", &o->alpha, "rsLoRA alpha to recommend", 1e-9, 1e9},
+                    {"--whitened", &o->whitened, "count directions on the K-FAC-whitened spectrum"},
+                    {"--pattern", &o->pattern,
+                     "give modules far from r their own rank (rank_pattern); off: no better than a "
+                     "uniform r of the same size in calibration"},
+                    {"--format", &o->format,
+                     "print this trainer's config instead of the report: " +
+                         join(export_formats(), ", ")},
+                    {"--out,-o", &o->out,
+                     "also write every config, recommendation.json, report.txt here"},
+                    {"--force", &o->force, "overwrite files in --out and --save-evidence"},
+                    {"--save-evidence", &o->save_evidence,
+                     "also write what the decision rests on (data facts, every module's spectra) "
+                     "to "
+                     "this JSON file"},
+                    {"--evidence", &o->evidence,
+                     "decide from evidence saved by --save-evidence: no model, data or probe "
+                     "(--max-rank, --budget-params, --format, --pattern can change)"},
+                    {"--rank-scale", &o->rank_scale,
+                     "ranks per supported direction (calibrated; for re-calibration)", 0.01, 1e3},
+                    {"--curve-rank-scale", &o->curve_rank_scale,
+                     "ranks per direction in the predicted curve (calibrated)", 0.01, 1e3},
+                    {"--curve-band-factor", &o->band_factor,
+                     "the curve's band: the curve at r / this and r x this (calibrated)", 1, 1e3},
+                    {"--module-quantile", &o->module_quantile,
+                     "share of modules the global rank may leave short (calibrated)", 0, 1},
+                    {"--noise-margin", &o->noise_margin,
+                     "a direction counts above (1 + margin) x the noise edge (calibrated)", 0, 1e3},
+                    {"--max-extrapolation", &o->max_extrapolation,
+                     "predict counts for at most this many times the probed tokens (calibrated)", 1,
+                     1e6},
+                });
             add_options(app, probe_option_specs(o->probe, /*for_recommend=*/true));
             return [o, &app] { return run_recommend_cmd(*o, app); };
           }};

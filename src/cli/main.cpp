@@ -1,9 +1,11 @@
 // lorank's only catch site: library code throws lorank::Error; here it becomes a message and exit 1.
 #include <CLI/CLI.hpp>
-
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <string>
 
 #include "cpu_memory.h"
 #include "error.h"
@@ -43,7 +45,19 @@ int main(int argc, char** argv) {
                   " MiB kept");
   }
   lorank::trace("exit");
-  std::fflush(stdout);
+  // A config or JSON redirected to a full disk must not end as an empty file and exit 0; a reader
+  // that stopped early (`| head`) is not an error.
+  errno = 0;
+  const int flush_error = std::fflush(stdout) != 0 ? errno : 0;
+  if ((flush_error != 0 || std::ferror(stdout)) && flush_error != EPIPE) {
+    const std::string got = flush_error ? std::strerror(flush_error) : "a write failed";
+    std::fprintf(
+        stderr, "error: %s\n",
+        lorank::error_message("stdout", "cannot write the output", "all bytes written", got,
+                              "check where stdout goes: a full disk, a closed descriptor")
+            .c_str());
+    if (rc == 0) rc = 1;
+  }
   std::fflush(stderr);
   std::_Exit(rc);
 }

@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <type_traits>
 
 #include "progress.h"
@@ -50,6 +51,18 @@ void bound(CLI::Option* opt, const OptionSpec& s) {
 
 }  // namespace
 
+namespace {
+
+// "--out=~/rec" reaches lorank unexpanded (the shell expands "~" only at a word's start); a path
+// that begins with "~/" means the home folder, not a folder named "~".
+std::string expand_home(std::string& value) {
+  const char* home = std::getenv("HOME");
+  if (home && *home && value.rfind("~/", 0) == 0) value = std::string(home) + value.substr(1);
+  return "";
+}
+
+}  // namespace
+
 void add_options(CLI::App& app, const std::vector<OptionSpec>& specs) {
   for (const auto& s : specs) {
     CLI::Option* opt = std::visit(
@@ -66,7 +79,9 @@ void add_options(CLI::App& app, const std::vector<OptionSpec>& specs) {
             return on;
           } else {
             CLI::Option* o = app.add_option(s.flags, *target, s.help);
-            if constexpr (!std::is_same_v<T, std::string>) {
+            if constexpr (std::is_same_v<T, std::string>) {
+              o->transform(CLI::Validator(expand_home, "", "home"));
+            } else {
               if constexpr (std::is_arithmetic_v<T>) {
                 bound<T>(o, s);
               } else {

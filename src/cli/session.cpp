@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "chat_template.h"
 #include "compat.h"
 #include "error.h"
 #include "files.h"
@@ -36,11 +37,24 @@ void check_ids_fit_model(const Session& s) {
 
 std::vector<OptionSpec> data_option_specs(DataOptions& o) {
   return {
-      {"--schema", &o.schema, "record schema", -1e300, 1e300,
+      {"--schema",
+       &o.schema,
+       "record schema",
+       -1e300,
+       1e300,
        {"auto", "text", "prompt-completion", "alpaca", "messages"}},
       {"--chat-format", &o.chat_format,
-       "chat format for messages (default: recognised from tokenizer_config.json)"},
-      {"--max-len", &o.max_len, "tokens per example; longer ones are cut from the right", 2, 1 << 20},
+       "chat format for messages: " + join(chat_format_names(), ", ") +
+           " (default: recognised from tokenizer_config.json)"},
+      {"--turns",
+       &o.turns,
+       "messages: supervise every assistant turn (all, as axolotl, LLaMA-Factory and TRL do) or "
+       "the last only",
+       -1e300,
+       1e300,
+       {"all", "last"}},
+      {"--max-len", &o.max_len, "tokens per example; longer ones are cut from the right", 2,
+       1 << 20},
       {"--max-examples", &o.max_examples, "use the first N records (0: all)", 0, 1e15},
       {"--skip-empty", &o.skip_empty, "skip records with an empty completion instead of failing"},
   };
@@ -112,6 +126,18 @@ void split_when_too_large(Session& s, const CommonOptions& common) {
   }
 }
 
+// Examples longer than the positions the model was trained on: allowed (RoPE extends), but said.
+void note_beyond_positions(Session& s) {
+  const int64_t max_pos =
+      s.model ? s.model->config().max_pos : load_model_config(s.model_dir).max_pos;
+  if (s.data.stats.len_max <= max_pos) return;
+  s.data.stats.warnings.push_back("examples run to " + std::to_string(s.data.stats.len_max) +
+                                  " tokens, past the model's max_position_embeddings " +
+                                  std::to_string(max_pos) +
+                                  " (config.json), where it never trained; --max-len " +
+                                  std::to_string(max_pos) + " keeps them within it");
+}
+
 // The built-in demo's folder: $LORANK_ASSETS_DIR, the installed copy (PREFIX/share/lorank/assets),
 // then the source tree's, so that an installed or copied binary does not need the checkout.
 std::string demo_assets_dir() {
@@ -177,13 +203,7 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
       if (d.is_cuda() || s.devices.size() == 1) limit_gpu_memory(d, common.gpu_memory_gib);
     }
   }
-  if (!std::filesystem::is_directory(s.model_dir)) {
-    const bool is_file = std::filesystem::exists(s.model_dir);
-    fail(s.model_dir, is_file ? "is a file, not a model folder" : "model folder not found",
-         "a folder with config.json and *.safetensors", is_file ? "a file" : "no such folder",
-         "pass --model DIR (a Hugging Face model folder" +
-             std::string(is_file ? ", the one holding this file)" : ")"));
-  }
+  check_model_folder(s.model_dir);
   s.tokenizer = load_tokenizer(s.model_dir);
   s.tokenizer_config = load_tokenizer_config(s.model_dir, *s.tokenizer);
   trace("tokenizer loaded");
@@ -196,6 +216,7 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
     d.max_examples = data_opts.max_examples;
     s.data = load_dataset(s.data_path, *s.tokenizer, s.tokenizer_config, d,
                           s.model_dir + "/tokenizer_config.json");
+    note_beyond_positions(s);
     print_data_warnings(s.data_path, s.data.stats);
     if (s.model) check_ids_fit_model(s);
     trace("data loaded");
@@ -214,6 +235,7 @@ DatasetOptions dataset_options(const DataOptions& data, int64_t threads) {
   d.chat_format = data.chat_format;
   d.max_len = data.max_len;
   d.skip_empty_completions = data.skip_empty;
+  d.every_turn = data.turns == "all";
   d.threads = threads;
   return d;
 }

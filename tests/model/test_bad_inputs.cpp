@@ -2,6 +2,7 @@
 // exits non-zero with "error:", the file (and line or tensor), what was expected and a hint, and
 // an output folder that already holds results is left byte for byte as it was.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <filesystem>
@@ -217,6 +218,75 @@ TEST(BadInput, ModelPathIsAFile) {
   const std::string dir = model_copy(tmp);
   expect_failure(inspect(dir + "/config.json"),
                  {dir + "/config.json", "is a file, not a model folder", "hint:"});
+}
+
+// The folders users pass for a model that are not one: each said for what it is.
+TEST(BadInput, FoldersThatAreNotAModelSayWhatTheyAre) {
+  TempDir tmp("bad-not-a-model");
+  const std::string adapter = tmp.path + "/adapter";
+  write_file(adapter + "/adapter_config.json",
+             R"({"peft_type": "LORA", "r": 8, "base_model_name_or_path": "/models/base-8b"})");
+  write_file(adapter + "/tokenizer.json", read_file(test::tiny_llama_dir() + "/tokenizer.json"));
+  expect_failure(inspect(adapter), {adapter, "a PEFT adapter", "adapter_config.json",
+                                    "its base model is /models/base-8b", "hint:"});
+  const std::string cache = tmp.path + "/models--org--name";
+  fs::create_directories(cache + "/snapshots/abc123");
+  expect_failure(inspect(cache), {cache, "Hugging Face cache folder", "snapshots/<hash>"});
+  fs::create_directories(tmp.path + "/empty");
+  expect_failure(inspect(tmp.path + "/empty"), {"no config.json in the model folder", "hint:"});
+  expect_failure(
+      inspect("meta-llama/Llama-3.1-8B"),
+      {"looks like a Hugging Face Hub id", "huggingface-cli download meta-llama/Llama-3.1-8B"});
+
+  const std::string quant = model_copy(tmp);
+  auto cfg = nlohmann::json::parse(read_file(quant + "/config.json"));
+  cfg["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}};
+  write_file(quant + "/config.json", cfg.dump());
+  expect_failure(inspect(quant), {"config.json", "a quantized checkpoint (gptq)",
+                                  "quant_method \"gptq\"", "unquantized", "hint:"});
+  cfg.erase("quantization_config");
+  cfg["model_type"] = "llava";
+  cfg["text_config"] = {{"model_type", "llama"}};
+  write_file(quant + "/config.json", cfg.dump());
+  expect_failure(inspect(quant), {"unsupported model_type \"llava\"", "text_config", "hint:"});
+}
+
+// "--out=~/x" reaches lorank unexpanded: it is the home folder, never a folder named "~".
+TEST(BadInput, TildeAfterEqualsMeansHome) {
+  TempDir home("tilde-home");
+  auto r = test::run_command("cd " + home.path + " && HOME=" + home.path + " " + LORANK_BINARY +
+                             " recommend --device cpu -q --max-tokens 2000 --out=~/rec");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(home.path + "/rec/adapter_config.json"));
+  EXPECT_FALSE(fs::exists(home.path + "/~"));
+}
+
+// A trained adapter's folder is never recommend's --out, --force or not: its adapter_config.json
+// would stop describing its weights.
+TEST(BadInput, RecommendOutIntoATrainedAdapterIsRefused) {
+  TempDir tmp("bad-out-adapter");
+  write_file(tmp.path + "/adapter_config.json", "{\"r\": 8}");
+  write_file(tmp.path + "/adapter_model.safetensors", "weights");
+  for (const char* force : {"", " --force"}) {
+    expect_failure("recommend --device cpu -q --max-tokens 2000 --out " + tmp.path + force,
+                   {tmp.path, "holds a trained adapter", "choose another --out"});
+  }
+  EXPECT_EQ(read_file(tmp.path + "/adapter_config.json"), "{\"r\": 8}");
+}
+
+// Output that cannot be written (a full disk; here a closed stdout, and /dev/full where it is the
+// device: some sandboxes make it a plain file) is an error, not an empty config and exit 0.
+TEST(BadInput, StdoutThatCannotBeWrittenFails) {
+  const std::string cmd =
+      std::string(LORANK_BINARY) + " recommend --device cpu -q --max-tokens 2000 --format peft";
+  std::vector<std::string> sinks = {">&-"};
+  struct stat st {};
+  if (::stat("/dev/full", &st) == 0 && S_ISCHR(st.st_mode)) sinks.push_back("> /dev/full");
+  for (const std::string& sink : sinks) {
+    auto r = test::run_command("{ " + cmd + " " + sink + "; }");  // stderr stays open
+    EXPECT_NE(r.exit_code, 0) << sink << "\n" << r.output;
+    EXPECT_NE(r.output.find("stdout: cannot write the output"), std::string::npos) << r.output;
+  }
 }
 
 const std::string kTrainArgs =

@@ -155,6 +155,22 @@ TEST(CliInstall, TheInstalledBinaryRunsTheDemoFromItsOwnCopy) {
     EXPECT_NE(bad.output.find(needle), std::string::npos) << needle << "\n" << bad.output;
 }
 
+// Examples past config.json's max_position_embeddings (1024) are kept but said, with the fix.
+TEST(CliInspect, ExamplesPastTheModelsPositionsAreSaid) {
+  TempDir dir("cli-maxpos");
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "word" + std::to_string(i) + " ";
+  write_file(dir.path + "/long.jsonl", nlohmann::json({{"text", text}}).dump() + "\n");
+  auto r = run_lorank("inspect --no-loss --device cpu --max-len 4096 --data " + dir.path +
+                      "/long.jsonl");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("past the model's max_position_embeddings 1024"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("--max-len 1024"), std::string::npos) << r.output;
+  auto within = run_lorank("inspect --no-loss --device cpu --data " + dir.path + "/long.jsonl");
+  EXPECT_EQ(within.output.find("max_position_embeddings"), std::string::npos) << within.output;
+}
+
 TEST(CliInspect, GpuMemoryLimitNeedsCuda) {
   expect_failure("inspect --no-loss --device cpu --gpu-memory 8",
                  {"--gpu-memory", "needs a CUDA device", "hint:"});

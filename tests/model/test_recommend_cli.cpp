@@ -81,6 +81,9 @@ TEST(RecommendCli, FormatsAndBadOptions) {
   auto j = nlohmann::json::parse(peft.output);
   EXPECT_EQ(j["peft_type"], "LORA");
   EXPECT_TRUE(j["use_rslora"].get<bool>());
+  auto factory = run_lorank(kArgs + "--format llama_factory");  // as its file is named
+  ASSERT_EQ(factory.exit_code, 0) << factory.output;
+  EXPECT_NE(factory.output.find("lora_rank:"), std::string::npos) << factory.output;
   auto bad = run_lorank(kArgs + "--format keras");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("keras"), std::string::npos) << bad.output;
@@ -187,7 +190,7 @@ TEST(RecommendCli, CheckCommandRunsAsPrinted) {
   const nlohmann::json rec = json_after_warnings(r.output);  // one example is cut at --max-len
   const std::string cmd = rec["check_command"];
   for (const std::string& part : std::vector<std::string>{
-           "--max-examples 40", "--max-len 384", "--targets q_proj,v_proj",
+           "--max-examples 40", "--max-len 384", "--targets q_proj,v_proj", "--device cpu",
            "'" + dir.path + "/it'\\''s my data.jsonl'", "--alpha 8", " --out lorank-check"}) {
     EXPECT_NE(cmd.find(part), std::string::npos) << part << " in " << cmd;
   }
@@ -197,11 +200,11 @@ TEST(RecommendCli, CheckCommandRunsAsPrinted) {
   std::string check = cmd;
   check.replace(check.find("--out lorank-check"), std::string("--out lorank-check").size(),
                 "--out " + out);
-  auto sweep = lorank::test::run_command(check + " --device cpu --quiet --lrs 0.003 --max-steps 2");
+  auto sweep = lorank::test::run_command(check + " --quiet --lrs 0.003 --max-steps 2");
   ASSERT_EQ(sweep.exit_code, 0) << check << "\n" << sweep.output;
   const std::string results = read_file(out + "/results.jsonl");
   EXPECT_EQ(std::count(results.begin(), results.end(), '\n'), int64_t(rec["check_ranks"].size()));
-  // So is the train hint that --out prints.
+  // So is the train hint that --out prints; both carry the --device this run was given.
   const std::string configs = dir.path + "/configs";
   auto written = run_lorank(
       "recommend --device cpu --max-tokens 3000 --max-examples 40 --max-len 384 "
@@ -216,7 +219,7 @@ TEST(RecommendCli, CheckCommandRunsAsPrinted) {
   const std::string placeholder = "--out lorank-adapter";
   ASSERT_NE(train.find(placeholder), std::string::npos) << train;
   train.replace(train.find(placeholder), placeholder.size(), "--out " + dir.path + "/adapter");
-  auto trained = lorank::test::run_command(train + " --device cpu --quiet --max-steps 2");
+  auto trained = lorank::test::run_command(train + " --quiet --max-steps 2");
   ASSERT_EQ(trained.exit_code, 0) << train << "\n" << trained.output;
   auto cfg = lorank::LoraAdapters::read_peft_config(dir.path + "/adapter/adapter_config.json");
   EXPECT_EQ(cfg.r, nlohmann::json::parse(read_file(configs + "/recommendation.json"))["rank"]);

@@ -347,6 +347,33 @@ TEST(ChatTemplate, ConversationShapeErrors) {
             "<b><|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
+// Every assistant turn as (context, reply): the pieces put together are the whole conversation as
+// the template writes it, and each reply is written as the template writes a completion.
+TEST(ChatTemplate, TurnsConcatenateToTheWholeConversation) {
+  std::vector<ChatMessage> m = {
+      {"system", "S"}, {"user", "a"}, {"assistant", "b"}, {"user", "c"}, {"assistant", "d"}};
+  const ChatFormat llama3 = detect_chat_format(k_llama3, "tokenizer_config.json");
+  ChatTurns t = render_chat_turns(llama3, m, "<B>", "<E>", "d.jsonl:1");
+  ASSERT_TRUE(t.every_turn);
+  ASSERT_EQ(t.turns.size(), 2u);
+  EXPECT_EQ(t.turns[0].completion, "b<|eot_id|>");
+  EXPECT_EQ(t.turns[1].prompt,
+            "<|start_header_id|>user<|end_header_id|>\n\nc<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(t.turns[1].completion, "d<|eot_id|>");
+  ChatTexts whole = render_chat(llama3, m, "<B>", "<E>", "d.jsonl:1");
+  EXPECT_EQ(t.turns[0].prompt + t.turns[0].completion + t.turns[1].prompt, whole.prompt);
+  // ChatML writes an earlier reply unstripped in context: the last turn alone, said by the flag.
+  ChatTurns spaced = render_chat_turns(detect_chat_format(k_openhermes, "c"), conversation(), "",
+                                       "</s>", "d.jsonl:2");
+  EXPECT_FALSE(spaced.every_turn);
+  ASSERT_EQ(spaced.turns.size(), 1u);
+  EXPECT_EQ(spaced.turns[0].completion, "Fine, thanks.<|im_end|>\n");
+  ChatTurns one = render_chat_turns(llama3, {{"user", "q"}, {"assistant", "r"}}, "", "", "x");
+  EXPECT_TRUE(one.every_turn);
+  EXPECT_EQ(one.turns.size(), 1u);
+}
+
 TEST(ChatTemplate, PythonStripHandlesUnicodeWhitespace) {
   EXPECT_EQ(python_strip(" \t\n a b \r\n"), "a b");
   EXPECT_EQ(python_strip("\xE3\x80\x80x\xC2\xA0"), "x");      // U+3000, U+00A0

@@ -297,6 +297,87 @@ TEST_F(DatasetTest, MessagesWithAndWithoutSystemViaLlama3) {
   EXPECT_EQ(d.examples[1].source_line, 2);
 }
 
+// Every assistant turn is supervised, as axolotl, LLaMA-Factory and TRL train; --turns last keeps
+// the bench rule (earlier replies are context) and says what it leaves out.
+TEST_F(DatasetTest, MultiTurnSupervisesEveryAssistantTurnUnlessAskedForTheLast) {
+  const std::string path = write(
+      "mt.jsonl",
+      R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]})"
+      "\n");
+  const std::string user = "<|start_header_id|>user<|end_header_id|>\n\n";
+  const std::string assistant = "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  const std::vector<int32_t> first = cat({{k_bos}, tok.encode(user + "a<|eot_id|>" + assistant)});
+  const std::vector<int32_t> second = tok.encode(user + "c<|eot_id|>" + assistant);
+  Dataset all = load(path);
+  ASSERT_EQ(all.examples.size(), 1u);
+  EXPECT_EQ(all.examples[0].ids, cat({first, bytes("b"), {k_eot}, second, bytes("d"), {k_eot}}));
+  std::vector<uint8_t> want(all.examples[0].ids.size(), 0);
+  for (size_t i = first.size(); i < first.size() + 2; ++i) want[i] = 1;
+  for (size_t i = want.size() - 2; i < want.size(); ++i) want[i] = 1;
+  EXPECT_EQ(all.examples[0].loss_mask, want);
+  EXPECT_EQ(all.stats.n_multi_turn, 1);
+  EXPECT_TRUE(all.stats.warnings.empty());
+
+  DatasetOptions last;
+  last.every_turn = false;
+  Dataset only = load(path, last);
+  EXPECT_EQ(only.examples[0].ids, all.examples[0].ids);  // the same tokens, fewer supervised
+  EXPECT_EQ(only.stats.n_supervised, 2);
+  ASSERT_EQ(only.stats.warnings.size(), 1u);
+  EXPECT_NE(only.stats.warnings[0].find("only the last is supervised (--turns last)"),
+            std::string::npos);
+}
+
+// ShareGPT (conversations of {from, value}) and TRL's conversational prompt + completion read as
+// messages; content given as a list of text parts (OpenAI, TRL) is their text; an image part is
+// refused with a hint.
+TEST_F(DatasetTest, ShareGptAndContentPartsReadAsMessages) {
+  const std::string messages = write(
+      "m.jsonl",
+      R"({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}]})"
+      "\n");
+  const std::string sharegpt = write(
+      "s.jsonl",
+      R"({"conversations": [{"from": "system", "value": "S"}, {"from": "human", "value": "q"}, {"from": "gpt", "value": "r"}], "id": 7})"
+      "\n");
+  const std::string parts = write(
+      "p.jsonl",
+      R"({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": [{"type": "text", "text": "q"}]}, {"role": "assistant", "content": [{"type": "text", "text": "r"}]}]})"
+      "\n");
+  const std::string trl = write(
+      "t.jsonl",
+      R"({"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "r"}]})"
+      "\n");
+  Dataset want = load(messages);
+  for (const std::string& path : {sharegpt, parts, trl}) {
+    Dataset d = load(path);
+    EXPECT_EQ(d.stats.schema, "messages") << path;
+    EXPECT_EQ(d.examples[0].ids, want.examples[0].ids) << path;
+    EXPECT_EQ(d.examples[0].loss_mask, want.examples[0].loss_mask) << path;
+  }
+  const std::string image = write(
+      "i.jsonl",
+      R"({"messages": [{"role": "user", "content": [{"type": "image", "url": "x.png"}]}, {"role": "assistant", "content": "r"}]})"
+      "\n");
+  const std::string err = error_of([&] { load(image); });
+  EXPECT_NE(err.find("i.jsonl:1"), std::string::npos) << err;
+  EXPECT_NE(err.find("messages[0]"), std::string::npos) << err;
+  EXPECT_NE(err.find("hint:"), std::string::npos) << err;
+}
+
+TEST_F(DatasetTest, AlpacaSystemAndHistoryAreSaidToBeLeftOut) {
+  Dataset plain = load(write(
+      "a.jsonl", R"({"instruction": "i", "input": "", "output": "o", "system": "", "history": []})"
+                 "\n"));
+  EXPECT_TRUE(plain.stats.warnings.empty());
+  Dataset extras = load(
+      write("b.jsonl", R"({"instruction": "i", "input": "", "output": "o", "system": "Be exact."})"
+                       "\n"));
+  ASSERT_EQ(extras.stats.warnings.size(), 1u);
+  EXPECT_NE(extras.stats.warnings[0].find("\"system\" or \"history\""), std::string::npos);
+  EXPECT_EQ(extras.examples[0].ids, plain.examples[0].ids);
+}
+
 TEST_F(DatasetTest, MessagesNeedARecognisedTemplateOrForcedFormat) {
   config.chat_template = "{% for m in messages %}<start_of_turn>{{ m.content }}{% endfor %}";
   std::string path = write("m.jsonl", R"({"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]})");

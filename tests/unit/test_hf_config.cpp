@@ -192,6 +192,8 @@ TEST(HfConfig, MissingFileNamesPath) {
     lorank::load_model_config("/nonexistent/model");
     FAIL();
   } catch (const lorank::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("/nonexistent/model/config.json"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/model: model folder not found"),
+              std::string::npos)
+        << e.what();
   }
 }

@@ -324,6 +324,35 @@ TEST(Recommend, WarnsWhenManyExamplesRepeat) {
                           "60 of 100 examples repeat an earlier one"));
 }
 
+TEST(Recommend, ManyRepeatsLowerTheConfidence) {
+  DataFacts d = facts(5000, 5000);
+  const std::string clean = recommend(two_layers(4, 4, 4, 4), d, plain()).confidence;
+  d.n_duplicates = 60;
+  const Recommendation r = recommend(two_layers(4, 4, 4, 4), d, plain());
+  EXPECT_EQ(clean, "high");
+  EXPECT_EQ(r.confidence, "medium");
+}
+
+// A module narrower than the rank keeps its full rank in the rank_pattern, and the counts are the
+// parameters PEFT then builds: the same with and without a pattern of the data's own.
+TEST(Recommend, ModulesNarrowerThanTheRankKeepTheirFullRank) {
+  std::vector<ModuleEvidence> ev;
+  for (int layer = 0; layer < 2; ++layer) {
+    ev.push_back(module(layer, "q_proj", 60, 64));
+    ev.push_back(module(layer, "o_proj", 60, 64));
+    ev.push_back(module(layer, "k_proj", 16, 16));  // 64 -> 16 wide, as GQA's k/v are narrower
+  }
+  for (auto& m : ev) {
+    if (m.kind == "k_proj") m.d_in = 64;
+  }
+  Recommendation r = recommend(ev, facts(5000, 5000), plain());
+  ASSERT_EQ(r.rank, 64);
+  EXPECT_EQ(r.rank_pattern, (std::map<std::string, int64_t>{{"k_proj", 16}}));
+  EXPECT_EQ(r.params, 2 * (2 * 64 * 128 + 16 * 80));
+  EXPECT_EQ(r.params, r.params_uniform);
+  EXPECT_TRUE(has_warning(r, "full rank is min(d_in, d_out) (k_proj 16)"));
+}
+
 TEST(Recommend, DefaultsAreTheCalibratedConstants) {
   RecommendOptions o;
   EXPECT_EQ(o.rank_scale, 2.0);
