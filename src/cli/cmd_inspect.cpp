@@ -21,6 +21,7 @@ struct InspectOptions {
   bool no_loss = false;
   int64_t batch_tokens = 8192;
   int64_t loss_tokens = 262144;
+  int64_t show = 0;  // examples printed as text with the supervised part marked
 };
 
 // A sampled base loss is measured in groups of its examples: their spread gives its standard error.
@@ -236,6 +237,44 @@ nlohmann::json measure_base_loss(Session& s, const InspectOptions& o) {
           {"tokens_per_s", total.seconds > 0 ? double(total.n_tokens) / total.seconds : 0.0}};
 }
 
+// The first `n` examples as runs of text, each supervised or not, decoded as the model reads them:
+// what a trainer's preprocessing debug view shows, to check the template and the loss mask.
+nlohmann::json shown_examples(const Session& s, int64_t n) {
+  nlohmann::json shown = nlohmann::json::array();
+  for (size_t i = 0; i < s.data.examples.size() && int64_t(i) < n; ++i) {
+    const Example& ex = s.data.examples[i];
+    nlohmann::json parts = nlohmann::json::array();
+    for (size_t start = 0; start < ex.ids.size();) {
+      size_t end = start;
+      while (end < ex.ids.size() && ex.loss_mask[end] == ex.loss_mask[start]) ++end;
+      const std::vector<int32_t> run(ex.ids.begin() + long(start), ex.ids.begin() + long(end));
+      parts.push_back({{"text", s.tokenizer->decode(run)},
+                       {"supervised", ex.loss_mask[start] == 1},
+                       {"tokens", end - start}});
+      start = end;
+    }
+    shown.push_back({{"line", ex.source_line},
+                     {"tokens", ex.ids.size()},
+                     {"truncated", ex.truncated},
+                     {"parts", parts}});
+  }
+  return shown;
+}
+
+void print_shown(const nlohmann::json& shown, const std::string& path) {
+  for (const auto& ex : shown) {
+    std::printf("\nexample %s:%lld, %lld tokens%s; the loss covers the text in [[ ]]:\n",
+                path.c_str(), (long long)ex["line"], (long long)ex["tokens"],
+                ex["truncated"].get<bool>() ? " (cut at --max-len)" : "");
+    for (const auto& part : ex["parts"]) {
+      const bool supervised = part["supervised"].get<bool>();
+      std::printf("%s%s%s", supervised ? "[[" : "", part["text"].get<std::string>().c_str(),
+                  supervised ? "]]" : "");
+    }
+    std::printf("\n");
+  }
+}
+
 int run_inspect(const InspectOptions& o) {
   Session s = open_session(o.common, o.data);
   nlohmann::json j;
@@ -245,11 +284,13 @@ int run_inspect(const InspectOptions& o) {
   j["model"] = model_json(s);
   if (s.model->is_split()) j["model"]["placement"] = s.model->placement();
   j["data"] = data_json(s);
+  if (o.show > 0) j["data"]["shown"] = shown_examples(s, o.show);
   if (!o.no_loss) j["base_loss"] = measure_base_loss(s, o);
   if (o.common.json) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     print_human(j);
+    if (o.show > 0) print_shown(j["data"]["shown"], s.data_path);
   }
   return 0;
 }
@@ -271,6 +312,8 @@ Subcommand inspect_subcommand() {
                      "with its standard error (0: every example)",
                      0, 1e15},
                     {"--batch-tokens", &o->batch_tokens, "padded tokens per forward pass", 16, 1e9},
+                    {"--show", &o->show,
+                     "print the first N examples as text, the supervised part in [[ ]]", 0, 1e6},
                 });
             return [o] { return run_inspect(*o); };
           }};

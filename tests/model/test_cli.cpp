@@ -171,6 +171,32 @@ TEST(CliInspect, ExamplesPastTheModelsPositionsAreSaid) {
   EXPECT_EQ(within.output.find("max_position_embeddings"), std::string::npos) << within.output;
 }
 
+// --show: an example as the model reads it, each run of text marked supervised or not; with two
+// assistant turns both replies are supervised, and the text between them is not.
+TEST(CliInspect, ShowMarksTheSupervisedText) {
+  TempDir dir("cli-show");
+  write_file(
+      dir.path + "/mt.jsonl",
+      R"({"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}, )"
+      R"({"role": "user", "content": "and 3+3?"}, {"role": "assistant", "content": "6"}]})"
+      "\n");
+  auto j = inspect_json("--no-loss --show 1 --data " + dir.path + "/mt.jsonl");
+  EXPECT_EQ(j["data"]["supervised_part"], "every assistant turn");
+  EXPECT_EQ(j["data"]["multi_turn_records"], 1);
+  const auto& parts = j["data"]["shown"][0]["parts"];
+  ASSERT_EQ(parts.size(), 4u) << parts;
+  std::string supervised, context;
+  for (const auto& p : parts) (p["supervised"].get<bool>() ? supervised : context) += p["text"];
+  EXPECT_EQ(supervised, "4<|eot_id|>6<|eot_id|>");
+  EXPECT_NE(context.find("and 3+3?"), std::string::npos) << context;
+  auto last = inspect_json("--no-loss --show 1 --turns last --data " + dir.path + "/mt.jsonl");
+  EXPECT_EQ(last["data"]["supervised_part"], "the last assistant turn");
+  EXPECT_EQ(last["data"]["shown"][0]["parts"].size(), 2u);
+  auto human =
+      run_lorank("inspect --no-loss --device cpu --show 1 --data " + dir.path + "/mt.jsonl");
+  EXPECT_NE(human.output.find("[[4<|eot_id|>]]"), std::string::npos) << human.output;
+}
+
 TEST(CliInspect, GpuMemoryLimitNeedsCuda) {
   expect_failure("inspect --no-loss --device cpu --gpu-memory 8",
                  {"--gpu-memory", "needs a CUDA device", "hint:"});
