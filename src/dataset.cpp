@@ -301,12 +301,13 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
           std::count_if(messages.begin(), messages.end(),
                         [](const ChatMessage& m) { return m.role == "assistant"; });
       out.multi_turn = n_replies > 1;
+      // Asked for the last turn only (or one turn): one (prompt, completion), as the bench rule.
       ChatTurns turns =
           every_turn && out.multi_turn
               ? render_chat_turns(*chat, messages, config.bos_token, config.eos_token, where)
               : ChatTurns{{render_chat(*chat, messages, config.bos_token, config.eos_token, where)},
-                          !out.multi_turn};
-      out.last_turn_only = !turns.every_turn;
+                          true};
+      out.turns_fell_back = !turns.every_turn;
       out.prompt = std::move(turns.turns.back().prompt);
       out.completion = std::move(turns.turns.back().completion);
       turns.turns.pop_back();
@@ -370,7 +371,7 @@ struct TokenizedRecord {
   Example ex;
   bool skipped_empty = false;
   bool dropped_no_target = false;  // the prompt alone filled max_len
-  bool multi_turn = false, last_turn_only = false, alpaca_extras = false;  // FormattedText's
+  bool multi_turn = false, turns_fell_back = false, alpaca_extras = false;  // FormattedText's
   std::exception_ptr error;
 };
 
@@ -381,7 +382,7 @@ TokenizedRecord tokenize_record(const Record& rec, Schema schema, const ChatForm
   try {
     FormattedText text = format_record(rec, schema, &chat, config, path, options.every_turn);
     out.multi_turn = text.multi_turn;
-    out.last_turn_only = text.last_turn_only && options.every_turn;
+    out.turns_fell_back = text.turns_fell_back;
     out.alpaca_extras = text.alpaca_extras;
     if (completion_is_empty(rec, schema)) {
       if (options.skip_empty_completions) {
@@ -445,7 +446,7 @@ class DatasetBuilder {
       n_skipped_ += t.skipped_empty;
       n_dropped_ += t.dropped_no_target;
       n_multi_turn_ += t.multi_turn;
-      n_last_turn_only_ += t.last_turn_only;
+      n_turns_fell_back_ += t.turns_fell_back;
       n_alpaca_extras_ += t.alpaca_extras;
       if (!t.skipped_empty && !t.dropped_no_target) data_.examples.push_back(std::move(t.ex));
     }
@@ -513,8 +514,8 @@ class DatasetBuilder {
                           "(--turns last); axolotl, LLaMA-Factory and TRL train every assistant "
                           "turn by default");
     }
-    if (n_last_turn_only_ > 0) {
-      warnings_.push_back(std::to_string(n_last_turn_only_) + of +
+    if (n_turns_fell_back_ > 0) {
+      warnings_.push_back(std::to_string(n_turns_fell_back_) + of +
                           "hold several assistant turns, but chat format " + chat_.name +
                           " writes an earlier reply differently in context (whitespace around "
                           "it), so only their last turn is supervised");
@@ -550,7 +551,7 @@ class DatasetBuilder {
   Dataset data_;
   std::vector<std::string> warnings_;
   int64_t n_records_ = 0, n_skipped_ = 0, n_dropped_ = 0;
-  int64_t n_multi_turn_ = 0, n_last_turn_only_ = 0, n_alpaca_extras_ = 0;
+  int64_t n_multi_turn_ = 0, n_turns_fell_back_ = 0, n_alpaca_extras_ = 0;
 };
 
 }  // namespace

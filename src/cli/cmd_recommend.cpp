@@ -88,9 +88,8 @@ void check_outputs(const RecommendCliOptions& o) {
     for (const auto& n : output_names())
       paths.push_back({o.out + "/" + n, "a folder without " + n});
   }
-  struct stat st;
   for (const auto& [path, expected] : paths) {
-    if (::stat(path.c_str(), &st) == 0) {
+    if (exists(path)) {
       fail(path, "refusing to overwrite an earlier recommendation", expected, "the file exists",
            "choose another --out or --save-evidence, or add --force to replace it");
     }

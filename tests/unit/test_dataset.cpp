@@ -326,6 +326,20 @@ TEST_F(DatasetTest, MultiTurnSupervisesEveryAssistantTurnUnlessAskedForTheLast) 
   ASSERT_EQ(only.stats.warnings.size(), 1u);
   EXPECT_NE(only.stats.warnings[0].find("only the last is supervised (--turns last)"),
             std::string::npos);
+
+  // ChatML writes an earlier reply unstripped in context: that record keeps its last turn, said.
+  DatasetOptions chatml;
+  chatml.chat_format = "chatml";
+  const std::string spaced = write(
+      "sp.jsonl",
+      R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": " b "}, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]})"
+      "\n");
+  Dataset fell_back = load(spaced, chatml);
+  bool said = false;
+  for (const auto& w : fell_back.stats.warnings)
+    said = said || w.find("writes an earlier reply differently in context") != std::string::npos;
+  EXPECT_TRUE(said) << ::testing::PrintToString(fell_back.stats.warnings);
+  EXPECT_EQ(fell_back.stats.n_supervised, int64_t(tok.encode("d<|im_end|>\n").size()));
 }
 
 // ShareGPT (conversations of {from, value}) and TRL's conversational prompt + completion read as
