@@ -280,8 +280,7 @@ Subcommand recommend_subcommand() {
                     {"--force", &o->force, "overwrite files in --out and --save-evidence"},
                     {"--save-evidence", &o->save_evidence,
                      "also write what the decision rests on (data facts, every module's spectra) "
-                     "to "
-                     "this JSON file"},
+                     "to this JSON file"},
                     {"--evidence", &o->evidence,
                      "decide from evidence saved by --save-evidence: no model, data or probe "
                      "(--max-rank, --budget-params, --format, --pattern can change)"},
