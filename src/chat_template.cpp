@@ -285,10 +285,27 @@ void check_last_is_assistant(const std::vector<ChatMessage>& messages, const std
   }
 }
 
-ChatTexts render_llama3(const ChatFormat& f, const std::vector<ChatMessage>& messages,
-                        const std::string& bos) {
+// A conversation as one (context, reply) pair per assistant message. `separator` is what the
+// template writes between a context and its reply but a reply tokenized on its own leaves to the
+// tokenizer (the [INST] family's " ", SentencePiece's dummy prefix), as the bench rule does for the
+// completion.
+struct Conversation {
+  std::vector<ChatTexts> turns;
+  std::string separator;
+  std::string context;  // written since the last reply
+
+  void write(const std::string& text) { context += text; }
+  void reply(const std::string& text) {
+    turns.push_back({std::move(context), text});
+    context.clear();
+  }
+};
+
+Conversation render_llama3(const ChatFormat& f, const std::vector<ChatMessage>& messages,
+                           const std::string& bos) {
   auto header = [](const std::string& role) { return k_header_start + role + k_header_end; };
-  std::string out = f.bos_at_start ? bos : "";
+  Conversation c;
+  c.write(f.bos_at_start ? bos : "");
   size_t first = 0;
   if (f.always_system_block) {
     std::string system;
@@ -296,27 +313,38 @@ ChatTexts render_llama3(const ChatFormat& f, const std::vector<ChatMessage>& mes
       system = python_strip(messages[0].content);
       first = 1;
     }
-    out += header("system") + f.system_preamble + system + k_eot;
+    c.write(header("system") + f.system_preamble + system + k_eot);
   }
-  for (size_t i = first; i + 1 < messages.size(); ++i) {
-    out += header(messages[i].role) + python_strip(messages[i].content) + k_eot;
+  for (size_t i = first; i < messages.size(); ++i) {
+    c.write(header(messages[i].role));
+    const std::string text = python_strip(messages[i].content) + k_eot;
+    if (messages[i].role == "assistant")
+      c.reply(text);
+    else
+      c.write(text);
   }
-  out += header("assistant");
-  return {out, python_strip(messages.back().content) + k_eot};
+  return c;
 }
 
-ChatTexts render_chatml(const ChatFormat& f, const std::vector<ChatMessage>& messages,
-                        const std::string& bos) {
-  std::string out = f.bos_at_start ? bos : "";
+Conversation render_chatml(const ChatFormat& f, const std::vector<ChatMessage>& messages,
+                           const std::string& bos) {
+  Conversation c;
+  c.write(f.bos_at_start ? bos : "");
   if (!f.default_system.empty() && messages[0].role != "system") {
-    out += std::string(k_im_start) + "system\n" + f.default_system + k_im_end + "\n";
+    c.write(std::string(k_im_start) + "system\n" + f.default_system + k_im_end + "\n");
   }
   for (size_t i = 0; i + 1 < messages.size(); ++i) {
-    out += k_im_start + messages[i].role + "\n" + messages[i].content + k_im_end + "\n";
+    c.write(k_im_start + messages[i].role + "\n");
+    // The template writes content unstripped and "\n" after <|im_end|>; a reply ends with both.
+    const std::string text = messages[i].content + k_im_end + "\n";
+    if (messages[i].role == "assistant")
+      c.reply(text);
+    else
+      c.write(text);
   }
-  out += std::string(k_im_start) + "assistant\n";
-  // The template writes "\n" after <|im_end|>; the completion mirrors it.
-  return {out, python_strip(messages.back().content) + k_im_end + "\n"};
+  c.write(std::string(k_im_start) + "assistant\n");
+  c.reply(python_strip(messages.back().content) + k_im_end + "\n");
+  return c;
 }
 
 std::string inst_user_text(const ChatFormat& f, const std::string& content, const std::string* system,
@@ -331,9 +359,10 @@ std::string inst_user_text(const ChatFormat& f, const std::string& content, cons
   return f.strip_user ? python_strip(text) : text;
 }
 
-ChatTexts render_inst(const ChatFormat& f, const std::vector<ChatMessage>& messages,
-                      const std::string& bos, const std::string& eos, const std::string& where) {
-  const std::string* system = nullptr;
+// Like the template's raise_exception: after the optional system message, user and assistant
+// alternate. Returns the index of the first non-system message.
+size_t check_inst_roles(const ChatFormat& f, const std::vector<ChatMessage>& messages,
+                        const std::string& where) {
   size_t first = 0;
   if (messages[0].role == "system") {
     if (f.inst_system == InstSystem::unsupported) {
@@ -341,10 +370,8 @@ ChatTexts render_inst(const ChatFormat& f, const std::vector<ChatMessage>& messa
            "user/assistant messages only", "a system message",
            "drop the system message, or pass --chat-format for a template that takes one");
     }
-    system = &messages[0].content;
     first = 1;
   }
-  // Like the template's raise_exception: after the optional system message, user and assistant alternate.
   for (size_t i = first; i < messages.size(); ++i) {
     const char* want = (i - first) % 2 == 0 ? "user" : "assistant";
     if (messages[i].role != want) {
@@ -353,20 +380,44 @@ ChatTexts render_inst(const ChatFormat& f, const std::vector<ChatMessage>& messa
            "role \"" + messages[i].role + "\"");
     }
   }
-  std::string out = f.bos_at_start ? bos : "";
-  size_t last = messages.size() - 2;  // the last prompt message
-  for (size_t i = first; i + 1 < messages.size(); ++i) {
+  return first;
+}
+
+Conversation render_inst(const ChatFormat& f, const std::vector<ChatMessage>& messages,
+                         const std::string& bos, const std::string& eos, const std::string& where) {
+  const size_t first = check_inst_roles(f, messages, where);
+  const std::string* system = first == 1 ? &messages[0].content : nullptr;
+  Conversation c;
+  c.separator = f.assistant_prefix;
+  c.write(f.bos_at_start ? bos : "");
+  const size_t last = messages.size() - 2;  // the last prompt message
+  for (size_t i = first; i < messages.size(); ++i) {
     const std::string& content = messages[i].content;
     if (messages[i].role == "user") {
-      out += (f.bos_each_user_turn ? bos : "") + f.inst_open +
-             inst_user_text(f, content, system, i == first, i == last) + f.inst_close;
+      c.write((f.bos_each_user_turn ? bos : "") + f.inst_open +
+              inst_user_text(f, content, system, i == first, i == last) + f.inst_close);
     } else {
-      out += f.assistant_prefix + (f.strip_assistant ? python_strip(content) : content) +
-             f.assistant_suffix + eos;
+      // The completion is stripped whatever the template does with an earlier reply.
+      const bool strip = f.strip_assistant || i + 1 == messages.size();
+      c.reply((strip ? python_strip(content) : content) + f.assistant_suffix + eos);
     }
   }
-  // The assistant prefix (" ") is left out: SentencePiece's dummy prefix gives "▁" to the completion.
-  return {out, python_strip(messages.back().content) + f.assistant_suffix + eos};
+  return c;
+}
+
+Conversation render_conversation(const ChatFormat& format, const std::vector<ChatMessage>& messages,
+                                 const std::string& bos_token, const std::string& eos_token,
+                                 const std::string& where) {
+  check_last_is_assistant(messages, where);
+  switch (format.family) {
+    case ChatFamily::llama3:
+      return render_llama3(format, messages, bos_token);
+    case ChatFamily::chatml:
+      return render_chatml(format, messages, bos_token);
+    case ChatFamily::inst:
+      return render_inst(format, messages, bos_token, eos_token, where);
+  }
+  return {};
 }
 
 // Decodes the UTF-8 code point that ends at `end` (exclusive); returns its start.
@@ -501,34 +552,20 @@ ChatFormat detect_chat_format(const std::string& t, const std::string& where) {
 ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& messages,
                       const std::string& bos_token, const std::string& eos_token,
                       const std::string& where) {
-  check_last_is_assistant(messages, where);
-  switch (format.family) {
-    case ChatFamily::llama3: return render_llama3(format, messages, bos_token);
-    case ChatFamily::chatml: return render_chatml(format, messages, bos_token);
-    case ChatFamily::inst: return render_inst(format, messages, bos_token, eos_token, where);
-  }
-  return {};
+  Conversation c = render_conversation(format, messages, bos_token, eos_token, where);
+  ChatTexts out;
+  for (size_t k = 0; k + 1 < c.turns.size(); ++k)
+    out.prompt += c.turns[k].prompt + c.separator + c.turns[k].completion;
+  out.prompt += c.turns.back().prompt;
+  out.completion = std::move(c.turns.back().completion);
+  return out;
 }
 
-ChatTurns render_chat_turns(const ChatFormat& format, const std::vector<ChatMessage>& messages,
-                            const std::string& bos_token, const std::string& eos_token,
-                            const std::string& where) {
-  ChatTurns out;
-  ChatTexts last = render_chat(format, messages, bos_token, eos_token, where);
-  std::string so_far;  // the conversation's text up to the end of the previous reply
-  for (size_t k = 0; k + 1 < messages.size(); ++k) {
-    if (messages[k].role != "assistant") continue;
-    const std::vector<ChatMessage> head(messages.begin(), messages.begin() + long(k) + 1);
-    ChatTexts turn = render_chat(format, head, bos_token, eos_token, where);
-    if (turn.prompt.compare(0, so_far.size(), so_far) != 0) return {{std::move(last)}, false};
-    turn.prompt.erase(0, so_far.size());
-    so_far += turn.prompt + turn.completion;
-    out.turns.push_back(std::move(turn));
-  }
-  if (last.prompt.compare(0, so_far.size(), so_far) != 0) return {{std::move(last)}, false};
-  last.prompt.erase(0, so_far.size());
-  out.turns.push_back(std::move(last));
-  return out;
+std::vector<ChatTexts> render_chat_turns(const ChatFormat& format,
+                                         const std::vector<ChatMessage>& messages,
+                                         const std::string& bos_token, const std::string& eos_token,
+                                         const std::string& where) {
+  return render_conversation(format, messages, bos_token, eos_token, where).turns;
 }
 
 }  // namespace lorank

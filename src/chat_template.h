@@ -60,17 +60,16 @@ ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& 
                       const std::string& bos_token, const std::string& eos_token,
                       const std::string& where);
 
-// Every assistant turn as (context, reply) pairs whose concatenation is the whole conversation as
-// render_chat writes it: the context before each reply (the first with the earlier turns) and the
-// reply. A template that writes an earlier reply differently in context than as a completion
-// (ChatML keeps surrounding whitespace in context) gives the last turn alone: every_turn false.
-struct ChatTurns {
-  std::vector<ChatTexts> turns;
-  bool every_turn = true;
-};
-ChatTurns render_chat_turns(const ChatFormat& format, const std::vector<ChatMessage>& messages,
-                            const std::string& bos_token, const std::string& eos_token,
-                            const std::string& where);
+// Every assistant turn as a (context, reply) pair, the context being what the template writes since
+// the previous reply: the turns put together are the whole conversation as the template writes it,
+// less the [INST] family's " " before each earlier reply, which a reply tokenized on its own gets
+// from SentencePiece's dummy prefix (as the completion does). An earlier reply is written as the
+// template writes it in context (ChatML keeps its whitespace); the last, as render_chat's
+// completion.
+std::vector<ChatTexts> render_chat_turns(const ChatFormat& format,
+                                         const std::vector<ChatMessage>& messages,
+                                         const std::string& bos_token, const std::string& eos_token,
+                                         const std::string& where);
 
 // Python's str.strip() (and Jinja's trim): strips Unicode whitespace from UTF-8 text.
 std::string python_strip(const std::string& text);

@@ -302,16 +302,15 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
                         [](const ChatMessage& m) { return m.role == "assistant"; });
       out.multi_turn = n_replies > 1;
       // Asked for the last turn only (or one turn): one (prompt, completion), as the bench rule.
-      ChatTurns turns =
+      std::vector<ChatTexts> turns =
           every_turn && out.multi_turn
               ? render_chat_turns(*chat, messages, config.bos_token, config.eos_token, where)
-              : ChatTurns{{render_chat(*chat, messages, config.bos_token, config.eos_token, where)},
-                          true};
-      out.turns_fell_back = !turns.every_turn;
-      out.prompt = std::move(turns.turns.back().prompt);
-      out.completion = std::move(turns.turns.back().completion);
-      turns.turns.pop_back();
-      for (ChatTexts& t : turns.turns)
+              : std::vector<ChatTexts>{
+                    render_chat(*chat, messages, config.bos_token, config.eos_token, where)};
+      out.prompt = std::move(turns.back().prompt);
+      out.completion = std::move(turns.back().completion);
+      turns.pop_back();
+      for (ChatTexts& t : turns)
         out.earlier.emplace_back(std::move(t.prompt), std::move(t.completion));
       return out;
     }
@@ -371,7 +370,7 @@ struct TokenizedRecord {
   Example ex;
   bool skipped_empty = false;
   bool dropped_no_target = false;  // the prompt alone filled max_len
-  bool multi_turn = false, turns_fell_back = false, alpaca_extras = false;  // FormattedText's
+  bool multi_turn = false, alpaca_extras = false;  // FormattedText's
   std::exception_ptr error;
 };
 
@@ -382,7 +381,6 @@ TokenizedRecord tokenize_record(const Record& rec, Schema schema, const ChatForm
   try {
     FormattedText text = format_record(rec, schema, &chat, config, path, options.every_turn);
     out.multi_turn = text.multi_turn;
-    out.turns_fell_back = text.turns_fell_back;
     out.alpaca_extras = text.alpaca_extras;
     if (completion_is_empty(rec, schema)) {
       if (options.skip_empty_completions) {
@@ -446,7 +444,6 @@ class DatasetBuilder {
       n_skipped_ += t.skipped_empty;
       n_dropped_ += t.dropped_no_target;
       n_multi_turn_ += t.multi_turn;
-      n_turns_fell_back_ += t.turns_fell_back;
       n_alpaca_extras_ += t.alpaca_extras;
       if (!t.skipped_empty && !t.dropped_no_target) data_.examples.push_back(std::move(t.ex));
     }
@@ -514,12 +511,6 @@ class DatasetBuilder {
                           "(--turns last); axolotl, LLaMA-Factory and TRL train every assistant "
                           "turn by default");
     }
-    if (n_turns_fell_back_ > 0) {
-      warnings_.push_back(std::to_string(n_turns_fell_back_) + of +
-                          "hold several assistant turns, but chat format " + chat_.name +
-                          " writes an earlier reply differently in context (whitespace around "
-                          "it), so only their last turn is supervised");
-    }
     if (n_alpaca_extras_ > 0) {
       warnings_.push_back(std::to_string(n_alpaca_extras_) + of +
                           "carry \"system\" or \"history\", which the Alpaca template leaves "
@@ -551,7 +542,7 @@ class DatasetBuilder {
   Dataset data_;
   std::vector<std::string> warnings_;
   int64_t n_records_ = 0, n_skipped_ = 0, n_dropped_ = 0;
-  int64_t n_multi_turn_ = 0, n_turns_fell_back_ = 0, n_alpaca_extras_ = 0;
+  int64_t n_multi_turn_ = 0, n_alpaca_extras_ = 0;
 };
 
 }  // namespace

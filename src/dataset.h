@@ -41,7 +41,6 @@ struct FormattedText {
   // Before prompt: a conversation's earlier (context, supervised reply) pairs (every_turn).
   std::vector<std::pair<std::string, std::string>> earlier;
   bool multi_turn = false;      // several assistant turns
-  bool turns_fell_back = false;  // every_turn asked, but the format allows the last one only
   bool alpaca_extras = false;   // alpaca "system"/"history" fields the template leaves out
 };
 

@@ -348,30 +348,60 @@ TEST(ChatTemplate, ConversationShapeErrors) {
 }
 
 // Every assistant turn as (context, reply): the pieces put together are the whole conversation as
-// the template writes it, and each reply is written as the template writes a completion.
+// the template writes it, less the [INST] family's " " before each reply.
 TEST(ChatTemplate, TurnsConcatenateToTheWholeConversation) {
   std::vector<ChatMessage> m = {
       {"system", "S"}, {"user", "a"}, {"assistant", "b"}, {"user", "c"}, {"assistant", "d"}};
   const ChatFormat llama3 = detect_chat_format(k_llama3, "tokenizer_config.json");
-  ChatTurns t = render_chat_turns(llama3, m, "<B>", "<E>", "d.jsonl:1");
-  ASSERT_TRUE(t.every_turn);
-  ASSERT_EQ(t.turns.size(), 2u);
-  EXPECT_EQ(t.turns[0].completion, "b<|eot_id|>");
-  EXPECT_EQ(t.turns[1].prompt,
+  std::vector<ChatTexts> t = render_chat_turns(llama3, m, "<B>", "<E>", "d.jsonl:1");
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[0].completion, "b<|eot_id|>");
+  EXPECT_EQ(t[1].prompt,
             "<|start_header_id|>user<|end_header_id|>\n\nc<|eot_id|>"
             "<|start_header_id|>assistant<|end_header_id|>\n\n");
-  EXPECT_EQ(t.turns[1].completion, "d<|eot_id|>");
+  EXPECT_EQ(t[1].completion, "d<|eot_id|>");
   ChatTexts whole = render_chat(llama3, m, "<B>", "<E>", "d.jsonl:1");
-  EXPECT_EQ(t.turns[0].prompt + t.turns[0].completion + t.turns[1].prompt, whole.prompt);
-  // ChatML writes an earlier reply unstripped in context: the last turn alone, said by the flag.
-  ChatTurns spaced = render_chat_turns(detect_chat_format(k_openhermes, "c"), conversation(), "",
-                                       "</s>", "d.jsonl:2");
-  EXPECT_FALSE(spaced.every_turn);
-  ASSERT_EQ(spaced.turns.size(), 1u);
-  EXPECT_EQ(spaced.turns[0].completion, "Fine, thanks.<|im_end|>\n");
-  ChatTurns one = render_chat_turns(llama3, {{"user", "q"}, {"assistant", "r"}}, "", "", "x");
-  EXPECT_TRUE(one.every_turn);
-  EXPECT_EQ(one.turns.size(), 1u);
+  EXPECT_EQ(t[0].prompt + t[0].completion + t[1].prompt, whole.prompt);
+  EXPECT_EQ(t[1].completion, whole.completion);
+
+  // ChatML: an earlier reply as the template writes it in context, whitespace and all.
+  const ChatFormat chatml = detect_chat_format(k_openhermes, "c");
+  std::vector<ChatTexts> spaced =
+      render_chat_turns(chatml, conversation(), "", "</s>", "d.jsonl:2");
+  ASSERT_EQ(spaced.size(), 3u);
+  EXPECT_EQ(spaced[1].completion, "   I am an assistant   <|im_end|>\n");
+  EXPECT_EQ(spaced[2].prompt,
+            "<|im_start|>user\nAnother question<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(spaced[2].completion, "Fine, thanks.<|im_end|>\n");
+  whole = render_chat(chatml, conversation(), "", "</s>", "d.jsonl:2");
+  EXPECT_EQ(spaced[0].prompt + spaced[0].completion + spaced[1].prompt + spaced[1].completion +
+                spaced[2].prompt,
+            whole.prompt);
+
+  // Mistral v3 strips every reply and puts the system message in the last user turn; the " "
+  // before a reply is the tokenizer's, as before the completion.
+  const ChatFormat v3 = detect_chat_format(k_mistral_v3, "c");
+  std::vector<ChatTexts> inst = render_chat_turns(v3, conversation(), "<s>", "</s>", "d.jsonl:3");
+  ASSERT_EQ(inst.size(), 3u);
+  EXPECT_EQ(inst[0].prompt, "<s>[INST] Hello[/INST]");
+  EXPECT_EQ(inst[0].completion, "Hi there</s>");
+  EXPECT_EQ(inst[1].prompt, "[INST] Who are you[/INST]");
+  EXPECT_EQ(inst[1].completion, "I am an assistant</s>");
+  EXPECT_EQ(inst[2].prompt, "[INST] You are a helpful assistant\n\nAnother question[/INST]");
+  whole = render_chat(v3, conversation(), "<s>", "</s>", "d.jsonl:3");
+  EXPECT_EQ(inst[0].prompt + " " + inst[0].completion + inst[1].prompt + " " + inst[1].completion +
+                inst[2].prompt,
+            whole.prompt);
+  // Llama 2 writes " " after a reply too, and keeps it.
+  std::vector<ChatTexts> l2 = render_chat_turns(detect_chat_format(k_llama2, "c"), conversation(),
+                                                "<s>", "</s>", "d.jsonl:4");
+  ASSERT_EQ(l2.size(), 3u);
+  EXPECT_EQ(l2[1].completion, "I am an assistant </s>");
+  EXPECT_EQ(l2[1].prompt, "<s>[INST] Who are you [/INST]");
+
+  std::vector<ChatTexts> one =
+      render_chat_turns(llama3, {{"user", "q"}, {"assistant", "r"}}, "", "", "x");
+  EXPECT_EQ(one.size(), 1u);
 }
 
 TEST(ChatTemplate, PythonStripHandlesUnicodeWhitespace) {

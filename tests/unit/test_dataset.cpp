@@ -327,19 +327,28 @@ TEST_F(DatasetTest, MultiTurnSupervisesEveryAssistantTurnUnlessAskedForTheLast) 
   EXPECT_NE(only.stats.warnings[0].find("only the last is supervised (--turns last)"),
             std::string::npos);
 
-  // ChatML writes an earlier reply unstripped in context: that record keeps its last turn, said.
-  DatasetOptions chatml;
-  chatml.chat_format = "chatml";
+  // ChatML supervises an earlier reply as it writes it in context, unstripped; the [INST] family
+  // leaves the " " before each reply to the tokenizer, as for the completion.
   const std::string spaced = write(
       "sp.jsonl",
       R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": " b "}, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]})"
       "\n");
-  Dataset fell_back = load(spaced, chatml);
-  bool said = false;
-  for (const auto& w : fell_back.stats.warnings)
-    said = said || w.find("writes an earlier reply differently in context") != std::string::npos;
-  EXPECT_TRUE(said) << ::testing::PrintToString(fell_back.stats.warnings);
-  EXPECT_EQ(fell_back.stats.n_supervised, int64_t(tok.encode("d<|im_end|>\n").size()));
+  DatasetOptions chatml;
+  chatml.chat_format = "chatml";
+  Dataset ml = load(spaced, chatml);
+  EXPECT_EQ(ml.stats.n_supervised,
+            int64_t(tok.encode(" b <|im_end|>\n").size() + tok.encode("d<|im_end|>\n").size()));
+  DatasetOptions mistral;
+  mistral.chat_format = "mistral-v3";
+  Dataset inst = load(spaced, mistral);
+  EXPECT_EQ(inst.examples[0].ids, cat({{k_bos},
+                                       bytes("[INST] a[/INST]"),
+                                       bytes("b"),
+                                       {k_eos},
+                                       bytes("[INST] c[/INST]"),
+                                       bytes("d"),
+                                       {k_eos}}));
+  EXPECT_EQ(inst.stats.n_supervised, 4);
 }
 
 // ShareGPT (conversations of {from, value}) and TRL's conversational prompt + completion read as
