@@ -286,11 +286,12 @@ void Trainer::shrink_micro_batch(int64_t failed_size, const c10::Error& oom) {
   compat::empty_cuda_cache();  // the failed pass's tensors are gone; hand their blocks back
   const std::string where = "training step " + std::to_string(step_ + 1);
   // Recomputing blocks keeps the micro-batch and the losses for a third more work: tried first.
-  if (!model_.checkpointing()) {
+  if (!model_.checkpointing() && opts_.recompute_on_oom) {
     model_.set_checkpointing(true);
     std::fprintf(stderr,
                  "\nwarning: CUDA out of memory at micro-batch %lld (%s); recomputing decoder "
-                 "blocks in backward from now on, as --checkpointing does\n",
+                 "blocks in backward from now on (--checkpointing auto; off halves the micro-batch "
+                 "instead)\n",
                  static_cast<long long>(failed_size), where.c_str());
     std::fflush(stderr);
     return;

@@ -45,6 +45,7 @@ struct TrainOptions {
   int64_t save_every = 0;  // > 0: also checkpoint every N steps (always at evaluations and stops)
   bool autocast = true;    // bf16 autocast for forward passes on CUDA; no effect on CPU
   bool checkpointing = false;  // recompute decoder blocks in backward: less memory, one more forward
+  bool recompute_on_oom = true;  // a CUDA out-of-memory turns checkpointing on before shrinking
   EvalOptions eval;            // held-out batches; eval.pad_id also pads training batches
   // Stop after this step as if interrupted, leaving a checkpoint (tests; time-limited jobs).
   int64_t stop_after = 0;

@@ -311,7 +311,8 @@ Subcommand inspect_subcommand() {
                      "tokens to measure the base loss on: a random sample of whole examples, "
                      "with its standard error (0: every example)",
                      0, 1e15},
-                    {"--batch-tokens", &o->batch_tokens, "padded tokens per forward pass", 16, 1e9},
+                    {"--eval-batch-tokens,--batch-tokens", &o->batch_tokens,
+                     "padded tokens per forward pass of the base loss", 16, 1e9},
                     {"--show", &o->show,
                      "print the first N examples as text, the supervised part in [[ ]]", 0, 1e6},
                 });

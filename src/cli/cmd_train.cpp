@@ -200,8 +200,15 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
        1e12},
       {"--stop-after", &t.stop_after, "stop after N steps with a checkpoint (continue: --resume)",
        0, 1e12},
-      {"--checkpointing", &t.checkpointing,
-       "recompute decoder blocks in backward (less memory, slower)"},
+      {"--checkpointing",
+       &o.checkpointing,
+       "recompute decoder blocks in backward: less memory, a third more time (auto: from the "
+       "first CUDA out-of-memory on)",
+       -1e300,
+       1e300,
+       {"auto", "on", "off"},
+       false,
+       "on"},
       {"--no-autocast", &o.no_autocast,
        "full precision forward passes on CUDA (default: bf16 autocast)"},
       {"--out,-o", &o.out, "output folder", -1e300, 1e300, {}, true},
@@ -216,6 +223,8 @@ void finalize(TrainCliOptions& o) {
   o.train.seed = static_cast<uint64_t>(o.seed);
   o.train.autocast = !o.no_autocast;
   o.train.eval.batch_tokens = o.eval_batch_tokens;
+  o.train.checkpointing = o.checkpointing == "on";
+  o.train.recompute_on_oom = o.checkpointing == "auto";
   validate(o.train);
   if (o.resume && o.force) {
     fail("--resume/--force", "conflicting options", "one of them", "both",

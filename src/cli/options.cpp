@@ -77,16 +77,28 @@ void add_options(CLI::App& app, const std::vector<OptionSpec>& specs) {
                 s.flags.substr(bang + 2), [target] { *target = false; },
                 "turns " + long_flag(s.flags, false) + " off");
             return on;
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            if (s.bare.empty()) {
+              CLI::Option* o = app.add_option(s.flags, *target, s.help);
+              o->transform(CLI::Validator(expand_home, "", "home"));
+              return o->capture_default_str();
+            }
+            // No default_str: CLI11 would give it to the bare option; the help says both instead.
+            const std::string bare = s.bare;
+            CLI::Option* o = app.add_option(
+                s.flags,
+                [target, bare](const CLI::results_t& r) {
+                  *target = r.empty() || r[0].empty() ? bare : r[0];
+                  return true;
+                },
+                s.help + " (default " + *target + "; given alone: " + bare + ")");
+            return o->expected(0, 1)->type_name("TEXT");
           } else {
             CLI::Option* o = app.add_option(s.flags, *target, s.help);
-            if constexpr (std::is_same_v<T, std::string>) {
-              o->transform(CLI::Validator(expand_home, "", "home"));
+            if constexpr (std::is_arithmetic_v<T>) {
+              bound<T>(o, s);
             } else {
-              if constexpr (std::is_arithmetic_v<T>) {
-                bound<T>(o, s);
-              } else {
-                o->delimiter(',');
-              }
+              o->delimiter(',');
             }
             o->capture_default_str();
             return o;

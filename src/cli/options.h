@@ -24,6 +24,9 @@ struct OptionSpec {
   double max = 1e300;
   std::vector<std::string> choices = {};  // allowed values for a string option
   bool required = false;
+  // A string option given without a value takes this one ("--checkpointing" alone: on); empty:
+  // the option needs a value.
+  std::string bare = {};
 };
 
 void add_options(CLI::App& app, const std::vector<OptionSpec>& specs);

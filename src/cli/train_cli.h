@@ -28,6 +28,7 @@ struct TrainCliOptions {
   int64_t seed = 0;
   int64_t eval_batch_tokens = 8192;
   bool no_autocast = false;
+  std::string checkpointing = "auto";  // auto: from the first CUDA out-of-memory on
   double val_fraction = 0.1;
   std::string val_path, test_path;
   std::string out;
@@ -39,7 +40,8 @@ constexpr double k_min_lr = 1e-12, k_max_lr = 10;
 
 // `sweep` leaves out --r/--rank-pattern and --lr (it varies them) and defaults to rsLoRA.
 std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep);
-// Applies the parsed values the tables cannot hold directly (seed, autocast, eval batch).
+// Applies the parsed values the tables cannot hold directly (seed, autocast, eval batch,
+// checkpointing).
 void finalize(TrainCliOptions& o);
 // From the LoRA options, or from --adapter-config (a file or the folder holding one), which no
 // LoRA option may also be given with.

@@ -248,6 +248,15 @@ TEST(CliUsage, RefusedCommandLinesSayWhatWasExpected) {
   // A flag and its --no- form are two lines, not CLI11's "--rslora,--no-rslora{false}".
   EXPECT_EQ(r.output.find("{false}"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("--no-rslora"), std::string::npos) << r.output;
+  // One --checkpointing everywhere: auto, on or off, and alone it means on.
+  for (const char* sub : {"train", "sweep", "probe", "recommend"}) {
+    r = run_lorank(std::string(sub) + " --help");
+    EXPECT_NE(r.output.find("--checkpointing TEXT:{auto,on,off}"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("(default auto; given alone: on)"), std::string::npos) << r.output;
+  }
+  r = run_lorank("train --checkpointing maybe");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--checkpointing"), std::string::npos) << r.output;
 }
 
 // LORANK_TRACE=1: where a run's time goes, in order, in seconds since the process started; nothing

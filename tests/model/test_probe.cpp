@@ -356,9 +356,11 @@ TEST(Probe, BadRequestsFailClearly) {
 }
 
 TEST(ProbeCli, JsonAndTable) {
-  auto j = test::run_lorank("probe --sample 16 --shards 2 --json -q");
+  // --checkpointing alone means on, as in train and sweep; the next option stays an option.
+  auto j = test::run_lorank("probe --sample 16 --checkpointing --shards 2 --json -q");
   ASSERT_EQ(j.exit_code, 0) << j.output;
   auto doc = nlohmann::json::parse(j.output);
+  EXPECT_TRUE(doc["probe"]["checkpointing"].get<bool>());
   EXPECT_EQ(doc["modules"].size(), 28u);
   EXPECT_EQ(doc["probe"]["examples"].get<int64_t>(), 16);
   EXPECT_EQ(doc["probe"]["grad_mode"], "exact");

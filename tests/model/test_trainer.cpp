@@ -271,6 +271,21 @@ TEST(Trainer, OutOfMemoryHalvesTheMicroBatchAndKeepsTheLosses) {
       << got.err;
 }
 
+// --checkpointing off: out of memory halves the micro-batch at once; blocks are never recomputed.
+TEST(Trainer, OutOfMemoryWithCheckpointingOffHalvesTheMicroBatch) {
+  TrainOptions off = short_run(4);
+  off.grad_accum = 2;
+  off.recompute_on_oom = false;
+  int calls = 0;
+  off.before_micro_batch = [&calls](int64_t n) {
+    if (++calls == 2 && n > 1) compat::throw_out_of_memory("Tried to allocate 2.00 GiB (test)");
+  };
+  OomRun got = run_capturing_stderr(lora_r4(), off, 4);
+  EXPECT_EQ(got.micro_batch, 1);
+  EXPECT_FALSE(got.checkpointing);
+  EXPECT_NE(got.err.find("retrying with 1"), std::string::npos) << got.err;
+}
+
 TEST(Trainer, OutOfMemoryAtMicroBatchOneIsAClearError) {
   TrainOptions o = short_run(2);
   o.before_micro_batch = [](int64_t) { compat::throw_out_of_memory("Tried to allocate 1 GiB"); };
