@@ -48,7 +48,9 @@ struct RecommendOptions {
   // Calibrated on bench/ (bench/RESULTS.md, "Calibration"): chosen by leave-one-case-out, every
   // held-out case picked these. Two ranks per direction: training needs more than the first step.
   double rank_scale = 2.0;       // module rank = rank_scale × its supported directions
-  double module_quantile = 0.25;  // the global rank covers all but this share of the modules
+  // The global rank is this quantile of the modules' ranks: 0.25 covers a quarter of the modules
+  // fully (the others get all the directions r holds), 1 the largest module.
+  double module_quantile = 0.25;
   bool whitened = false;       // count on the K-FAC-whitened spectrum instead
   double alpha = 8;            // rsLoRA alpha (the oracle protocol's, under which ranks were judged)
   // --pattern: modules far from r get their own rank_pattern entry. Off by default: on small-llama

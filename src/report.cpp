@@ -215,7 +215,8 @@ std::string recommendation_report(const Recommendation& rec, const ReportContext
   s += "    trains " + std::to_string(n_ranks) + " ranks at " + std::to_string(n_lrs) +
        " learning rates (" + std::to_string(n_ranks * n_lrs) +
        " trainings) and marks the smallest adequate rank: its held-out loss within max(0.005, 1%) "
-       "of the best rank's\n";
+       "of the best of these ranks'; with --val VAL --test TEST the learning rate is picked on one "
+       "held-out file and the loss read on the other, as the calibration did\n";
   return s;
 }
 

@@ -191,11 +191,12 @@ std::vector<int64_t> eval_steps(int64_t total, int64_t n_evals, int64_t eval_eve
   if (eval_every > 0) {
     for (int64_t k = eval_every; k < total; k += eval_every) s.insert(k);
     s.insert(total);
-  } else if (n_evals > 0) {
+  } else {
     for (int64_t i = 1; i <= n_evals; ++i) {
       int64_t k = static_cast<int64_t>(std::llround(double(total) * double(i) / double(n_evals)));
       if (k >= 1) s.insert(std::min(k, total));
     }
+    s.insert(total);  // --n-evals 0 too: held-out data is there to pick and report an adapter
   }
   return {s.begin(), s.end()};
 }
@@ -324,7 +325,7 @@ StepMetrics Trainer::step() {
   torch::Tensor loss_sum;
   for (;;) {
     m = StepMetrics{};
-    m.epoch = step_ / steps_per_epoch();
+    m.epoch = double(step_ + 1) / double(steps_per_epoch());
     m.supervised = supervised;
     int64_t micro_size = micro_batch_;
     try {
@@ -539,7 +540,8 @@ json step_json(const StepMetrics& m, double elapsed) {
 }
 
 // The validation loss never fell below its first evaluation and ended above it: the adapter kept
-// is the first one, trained for a few steps of warm-up at most.
+// is the first one. Too high a learning rate and overfitting both read so; without the base
+// model's loss the trainer cannot tell them apart, so the warning names both.
 std::string blowup_warning(const TrainResult& r, double lr) {
   if (r.evals.size() < 3 || r.best_step != r.evals.front().step) return "";
   const double first = r.evals.front().val_loss, last = r.evals.back().val_loss;
@@ -547,8 +549,9 @@ std::string blowup_warning(const TrainResult& r, double lr) {
   return "the validation loss never fell below its first evaluation (" +
          format_number("%.4g", first) + " at step " + std::to_string(r.evals.front().step) + "; " +
          format_number("%.4g", last) + " at step " + std::to_string(r.evals.back().step) +
-         "), so the adapter kept is that first one, barely trained: the learning rate (" +
-         format_number("%g", lr) + ") is likely too high; lower --lr";
+         "), so the adapter kept is that first one: the learning rate (" + format_number("%g", lr) +
+         ") may be too high, or the run too long for the data; lower --lr or --epochs, or "
+         "evaluate earlier (--n-evals)";
 }
 
 }  // namespace

@@ -92,7 +92,7 @@ std::string run_fingerprint(const LoraConfig& lora, const TrainOptions& opts,
 
 struct StepMetrics {
   int64_t step = 0;  // 1-based: optimizer steps done
-  int64_t epoch = 0;
+  double epoch = 0;  // epochs done after this step, fractional, as transformers logs it
   double loss = 0;       // mean over the batch's supervised tokens, before the update
   double lr = 0;         // used by this update
   double grad_norm = 0;  // before clipping

@@ -291,7 +291,9 @@ Subcommand recommend_subcommand() {
                     {"--curve-band-factor", &o->band_factor,
                      "the curve's band: the curve at r / this and r x this (calibrated)", 1, 1e3},
                     {"--module-quantile", &o->module_quantile,
-                     "share of modules the global rank may leave short (calibrated)", 0, 1},
+                     "the global rank is this quantile of the modules' ranks (0.25: the lower "
+                     "quartile, about 3/4 of the modules want more; 1: the largest) (calibrated)",
+                     0, 1},
                     {"--noise-margin", &o->noise_margin,
                      "a direction counts above (1 + margin) x the noise edge (calibrated)", 0, 1e3},
                     {"--max-extrapolation", &o->max_extrapolation,

@@ -93,11 +93,29 @@ void print_result(const TrainResult& r, const std::string& out) {
                 r.best_val_loss);
   }
   if (std::isfinite(r.test_loss)) std::printf("test loss  %.4f\n", r.test_loss);
-  std::printf("adapter    %s (%s trainable parameters)\n", out.c_str(),
-              format_count(double(r.n_trainable)).c_str());
+  if (std::filesystem::exists(std::filesystem::path(out) / "adapter_model.safetensors")) {
+    std::printf("adapter    %s (%s trainable parameters)\n", out.c_str(),
+                format_count(double(r.n_trainable)).c_str());
+  }
   std::printf("time       %s, %s tok/s%s%s\n", format_duration(r.seconds).c_str(),
               format_count(r.tokens_per_s).c_str(), gpu_peak_note(r.peak_gpu_bytes).c_str(),
               r.checkpointing ? "; blocks recomputed" : "");
+}
+
+// PEFT's habit of alpha = r or 2r, under rsLoRA (lorank's default), scales the update by sqrt(r)
+// or 2 sqrt(r): at r=64 an eight times larger step than the user meant. Recommend's alpha is 8.
+void warn_alpha_habit(const TrainCliOptions& o, const LoraConfig& c) {
+  auto given = [&](const char* flag) {
+    return std::find(o.lora_flags_given.begin(), o.lora_flags_given.end(), flag) !=
+           o.lora_flags_given.end();
+  };
+  if (!given("--alpha") || given("--rslora") || given("--no-rslora") || !c.rslora) return;
+  if (!(c.alpha > 8 && c.alpha >= double(c.r))) return;
+  std::fprintf(stderr,
+               "warning: --alpha %g with rsLoRA (the default) scales the adapter by alpha/sqrt(r) "
+               "= %.3g at r=%lld; PEFT's alpha/r would be %.3g: add --no-rslora for PEFT's "
+               "scaling, or --rslora to keep this one and silence this warning\n",
+               c.alpha, c.alpha / std::sqrt(double(c.r)), (long long)c.r, c.alpha / double(c.r));
 }
 
 int run_train(TrainCliOptions& o) {
@@ -110,6 +128,7 @@ int run_train(TrainCliOptions& o) {
   out.progress = !o.common.quiet;
   inspect_output_dir(out);  // refuse before the slow part
   const FolderLock lock(out.dir, "--out");
+  warn_alpha_habit(o, lora);
   Session s = open_session(o.common, o.data);
   check_every_key_matches(*s.model, lora, o.adapter_config);
   warn_ranks_beyond_full(*s.model, lora, {});
@@ -174,9 +193,13 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
       {"--targets", &o.targets, "modules to adapt: all-linear, or suffixes such as q_proj,v_proj"},
       {"--alpha-pattern", &o.alpha_pattern, "per-module alphas, PEFT keys: q_proj=32,..."},
       {"--dropout", &o.dropout, "LoRA dropout", 0, 0.99},
-      {"--epochs", &t.epochs, "passes over the training data", 1, 1e6},
-      {"--max-steps", &t.max_steps, "cap on optimizer steps (0: none)", 0, 1e12},
-      {"--batch", &t.batch, "examples per optimizer step", 1, 1e6},
+      {"--epochs", &t.epochs, "passes over the training data (--max-steps stops sooner)", 1, 1e6},
+      {"--max-steps", &t.max_steps, "cap on optimizer steps, whatever --epochs says (0: none)", 0,
+       1e12},
+      {"--batch", &t.batch,
+       "examples per optimizer step (HF: per_device_train_batch_size x "
+       "gradient_accumulation_steps)",
+       1, 1e6},
       {"--grad-accum", &t.grad_accum, "micro-batches per step (micro-batch = batch / this)", 1,
        1e6},
       {"--warmup", &t.warmup, "warm-up as a fraction of all steps", 0, 0.999},
@@ -193,7 +216,7 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
        0.9},
       {"--val", &o.val_path, "validation file (instead of a split of --data)"},
       {"--test", &o.test_path, "test file: the best adapter's loss on it is reported"},
-      {"--n-evals", &t.n_evals, "evenly spaced validation points", 0, 1e6},
+      {"--n-evals", &t.n_evals, "evenly spaced validation points (0: at the end only)", 0, 1e6},
       {"--eval-every", &t.eval_every, "validate every N steps instead (0: use --n-evals)", 0, 1e12},
       {"--eval-batch-tokens", &o.eval_batch_tokens, "padded tokens per evaluation batch", 16, 1e9},
       {"--save-every", &t.save_every, "also checkpoint every N steps (0: at evaluations only)", 0,
@@ -210,7 +233,7 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
        false,
        "on"},
       {"--no-autocast", &o.no_autocast,
-       "full precision forward passes on CUDA (default: bf16 autocast)"},
+       "no bf16 autocast on CUDA (a full-precision forward needs --dtype fp32 too)"},
       {"--out,-o", &o.out, "output folder", -1e300, 1e300, {}, true},
       {"--resume", &o.resume, "continue the interrupted run in --out"},
       {"--force", &o.force, "replace earlier results in --out"},
@@ -324,6 +347,14 @@ std::string describe_data(const Session& session, const TrainData& d, const Trai
                      : ", " + std::to_string(d.val.size()) + " validation" +
                            (o.val_path.empty() ? " (split off --data)" : "");
   if (!d.test.empty()) s += ", " + std::to_string(d.test.size()) + " test";
+  // HF's max_steps replaces the epochs; lorank's caps them (the bench protocol's min(5 epochs,
+  // 1500 steps)): said when it binds, since --epochs alone then does not say how long a run is.
+  const int64_t per_epoch = train_steps_per_epoch(d.train.size(), o.train);
+  if (o.train.max_steps > 0 && per_epoch * o.train.epochs > o.train.max_steps) {
+    s += "; --max-steps " + std::to_string(o.train.max_steps) + " stops the run at " +
+         format_number("%.4g", double(o.train.max_steps) / double(per_epoch)) + " of " +
+         count_of(o.train.epochs, "epoch") + " (--max-steps 0: every epoch)";
+  }
   return s;
 }
 

@@ -691,6 +691,29 @@ TEST(TrainCli, SaysWhenTheRankIsAboveAModulesFullRank) {
   EXPECT_EQ(r.output.find("min(d_in, d_out)"), std::string::npos) << r.output;
 }
 
+// --n-evals 0 with held-out data evaluates once, at the end: the run keeps and writes an adapter.
+// A --max-steps that stops the run before its epochs, and PEFT's alpha = 2r habit under rsLoRA,
+// are said.
+TEST(TrainCli, NoEvaluationsKeepTheLastAdapterAndCapsAreSaid) {
+  const std::string dir = test::make_temp_dir("cli-train-no-evals") + "/out";
+  auto r = test::run_lorank("train --model " + tiny_dir() + " --data " +
+                            test::asset("data/cmudict.jsonl") +
+                            " --r 4 --alpha 16 --batch 4 --max-steps 2 --n-evals 0 --out " + dir);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("best       step 2, validation loss"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dir + "/adapter_model.safetensors"));
+  EXPECT_NE(r.output.find("--max-steps 2 stops the run at 0.25 of 5 epochs"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("warning: --alpha 16 with rsLoRA (the default) scales the adapter by "
+                          "alpha/sqrt(r) = 8 at r=4; PEFT's alpha/r would be 4"),
+            std::string::npos)
+      << r.output;
+  r = test::run_lorank("train " + cli_model_data() +
+                       " --r 4 --alpha 16 --rslora --batch 4 --max-steps 1 --out " + dir + "2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("with rsLoRA"), std::string::npos) << r.output;
+}
+
 TEST(TrainCli, TrainsRefusesAndResumes) {
   const std::string dir = test::make_temp_dir("cli-train") + "/out";
   const std::string args = "train " + cli_model_data() +

@@ -43,7 +43,8 @@ TEST(Schedule, EvaluationPoints) {
   EXPECT_EQ(eval_steps(7, 3, 0), (std::vector<int64_t>{2, 5, 7}));
   EXPECT_EQ(eval_steps(3, 10, 0), (std::vector<int64_t>{1, 2, 3}));  // no duplicates
   EXPECT_EQ(eval_steps(10, 10, 4), (std::vector<int64_t>{4, 8, 10}));
-  EXPECT_TRUE(eval_steps(10, 0, 0).empty());
+  EXPECT_EQ(eval_steps(10, 0, 0), (std::vector<int64_t>{10}));  // at the end only
+  EXPECT_TRUE(eval_steps(0, 3, 0).empty());
 }
 
 TEST(DataOrder, EachEpochVisitsEveryExampleOnceInASeededOrder) {
