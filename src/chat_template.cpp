@@ -327,7 +327,7 @@ Conversation render_llama3(const ChatFormat& f, const std::vector<ChatMessage>& 
 }
 
 Conversation render_chatml(const ChatFormat& f, const std::vector<ChatMessage>& messages,
-                           const std::string& bos) {
+                           const std::string& bos, bool whole) {
   Conversation c;
   c.write(f.bos_at_start ? bos : "");
   if (!f.default_system.empty() && messages[0].role != "system") {
@@ -343,7 +343,8 @@ Conversation render_chatml(const ChatFormat& f, const std::vector<ChatMessage>& 
       c.write(text);
   }
   c.write(std::string(k_im_start) + "assistant\n");
-  c.reply(python_strip(messages.back().content) + k_im_end + "\n");
+  const std::string& last = messages.back().content;
+  c.reply((whole ? last : python_strip(last)) + k_im_end + "\n");
   return c;
 }
 
@@ -384,13 +385,16 @@ size_t check_inst_roles(const ChatFormat& f, const std::vector<ChatMessage>& mes
 }
 
 Conversation render_inst(const ChatFormat& f, const std::vector<ChatMessage>& messages,
-                         const std::string& bos, const std::string& eos, const std::string& where) {
+                         const std::string& bos, const std::string& eos, bool whole,
+                         const std::string& where) {
   const size_t first = check_inst_roles(f, messages, where);
   const std::string* system = first == 1 ? &messages[0].content : nullptr;
   Conversation c;
   c.separator = f.assistant_prefix;
   c.write(f.bos_at_start ? bos : "");
-  const size_t last = messages.size() - 2;  // the last prompt message
+  // The template's loop.last: the last prompt message when it writes a prompt to generate from;
+  // written whole, the final reply, so that Mistral v3's system message has no place.
+  const size_t last = messages.size() - (whole ? 1 : 2);
   for (size_t i = first; i < messages.size(); ++i) {
     const std::string& content = messages[i].content;
     if (messages[i].role == "user") {
@@ -398,24 +402,26 @@ Conversation render_inst(const ChatFormat& f, const std::vector<ChatMessage>& me
               inst_user_text(f, content, system, i == first, i == last) + f.inst_close);
     } else {
       // The completion is stripped whatever the template does with an earlier reply.
-      const bool strip = f.strip_assistant || i + 1 == messages.size();
+      const bool strip = f.strip_assistant || (!whole && i + 1 == messages.size());
       c.reply((strip ? python_strip(content) : content) + f.assistant_suffix + eos);
     }
   }
   return c;
 }
 
+// whole: the text the template writes for the whole conversation (apply_chat_template(messages));
+// else the bench rule: the template over the prompt messages, the completion stripped.
 Conversation render_conversation(const ChatFormat& format, const std::vector<ChatMessage>& messages,
                                  const std::string& bos_token, const std::string& eos_token,
-                                 const std::string& where) {
+                                 const std::string& where, bool whole = false) {
   check_last_is_assistant(messages, where);
   switch (format.family) {
     case ChatFamily::llama3:
       return render_llama3(format, messages, bos_token);
     case ChatFamily::chatml:
-      return render_chatml(format, messages, bos_token);
+      return render_chatml(format, messages, bos_token, whole);
     case ChatFamily::inst:
-      return render_inst(format, messages, bos_token, eos_token, where);
+      return render_inst(format, messages, bos_token, eos_token, whole, where);
   }
   return {};
 }
@@ -566,6 +572,21 @@ std::vector<ChatTexts> render_chat_turns(const ChatFormat& format,
                                          const std::string& bos_token, const std::string& eos_token,
                                          const std::string& where) {
   return render_conversation(format, messages, bos_token, eos_token, where).turns;
+}
+
+std::string render_chat_text(const ChatFormat& format, const std::vector<ChatMessage>& messages,
+                             const std::string& bos_token, const std::string& eos_token,
+                             const std::string& where) {
+  Conversation c =
+      render_conversation(format, messages, bos_token, eos_token, where, /*whole=*/true);
+  std::string out;
+  for (const ChatTexts& t : c.turns) out += t.prompt + c.separator + t.completion;
+  return out;
+}
+
+bool chat_drops_system(const ChatFormat& format, const std::vector<ChatMessage>& messages) {
+  return format.family == ChatFamily::inst && format.inst_system == InstSystem::last_user &&
+         !messages.empty() && messages[0].role == "system";
 }
 
 }  // namespace lorank

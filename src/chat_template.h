@@ -71,6 +71,17 @@ std::vector<ChatTexts> render_chat_turns(const ChatFormat& format,
                                          const std::string& bos_token, const std::string& eos_token,
                                          const std::string& where);
 
+// The whole conversation as the template writes it (apply_chat_template(messages,
+// tokenize=False)), the last reply unstripped: for a loss over every token. Mistral v3 writes its
+// system message into the last user turn only when that turn ends the text (loop.last): here it
+// is left out, as the template does (see chat_drops_system).
+std::string render_chat_text(const ChatFormat& format, const std::vector<ChatMessage>& messages,
+                             const std::string& bos_token, const std::string& eos_token,
+                             const std::string& where);
+
+// Whether render_chat_text leaves out these messages' system message (Mistral v3's templates).
+bool chat_drops_system(const ChatFormat& format, const std::vector<ChatMessage>& messages);
+
 // Python's str.strip() (and Jinja's trim): strips Unicode whitespace from UTF-8 text.
 std::string python_strip(const std::string& text);
 

@@ -277,7 +277,7 @@ Schema detect_schema(const Record& rec, const std::string& path) {
 
 FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* chat,
                             const TokenizerConfig& config, const std::string& path,
-                            bool every_turn) {
+                            TurnLoss turns) {
   std::string where = where_line(path, rec.line);
   FormattedText out;
   if (schema != Schema::messages) require_eos(config);
@@ -301,16 +301,22 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
           std::count_if(messages.begin(), messages.end(),
                         [](const ChatMessage& m) { return m.role == "assistant"; });
       out.multi_turn = n_replies > 1;
+      if (turns == TurnLoss::whole) {  // one piece, as TRL tokenizes the template's text
+        out.completion =
+            render_chat_text(*chat, messages, config.bos_token, config.eos_token, where);
+        out.system_dropped = chat_drops_system(*chat, messages);
+        return out;
+      }
       // Asked for the last turn only (or one turn): one (prompt, completion), as the bench rule.
-      std::vector<ChatTexts> turns =
-          every_turn && out.multi_turn
+      std::vector<ChatTexts> pieces =
+          turns == TurnLoss::replies && out.multi_turn
               ? render_chat_turns(*chat, messages, config.bos_token, config.eos_token, where)
               : std::vector<ChatTexts>{
                     render_chat(*chat, messages, config.bos_token, config.eos_token, where)};
-      out.prompt = std::move(turns.back().prompt);
-      out.completion = std::move(turns.back().completion);
-      turns.pop_back();
-      for (ChatTexts& t : turns)
+      out.prompt = std::move(pieces.back().prompt);
+      out.completion = std::move(pieces.back().completion);
+      pieces.pop_back();
+      for (ChatTexts& t : pieces)
         out.earlier.emplace_back(std::move(t.prompt), std::move(t.completion));
       return out;
     }
@@ -342,6 +348,10 @@ Example tokenize_example(const FormattedText& text, const Tokenizer& tok, int64_
   return ex;
 }
 
+std::string example_key(const Example& ex) {
+  return std::string(reinterpret_cast<const char*>(ex.ids.data()), ex.ids.size() * sizeof(int32_t));
+}
+
 DatasetStats compute_stats(const std::vector<Example>& examples) {
   DatasetStats s;
   s.n_examples = static_cast<int64_t>(examples.size());
@@ -352,8 +362,7 @@ DatasetStats compute_stats(const std::vector<Example>& examples) {
     s.n_tokens += static_cast<int64_t>(ex.ids.size());
     for (uint8_t m : ex.loss_mask) s.n_supervised += m;
     s.n_truncated += ex.truncated ? 1 : 0;
-    std::string key(reinterpret_cast<const char*>(ex.ids.data()), ex.ids.size() * sizeof(int32_t));
-    if (!seen.insert(std::move(key)).second) ++s.n_duplicates;
+    if (!seen.insert(example_key(ex)).second) ++s.n_duplicates;
   }
   std::sort(lengths.begin(), lengths.end());
   s.len_p50 = nearest_rank(lengths, 50);
@@ -370,7 +379,7 @@ struct TokenizedRecord {
   Example ex;
   bool skipped_empty = false;
   bool dropped_no_target = false;  // the prompt alone filled max_len
-  bool multi_turn = false, alpaca_extras = false;  // FormattedText's
+  bool multi_turn = false, alpaca_extras = false, system_dropped = false;  // FormattedText's
   std::exception_ptr error;
 };
 
@@ -379,9 +388,10 @@ TokenizedRecord tokenize_record(const Record& rec, Schema schema, const ChatForm
                                 const DatasetOptions& options, const std::string& path) {
   TokenizedRecord out;
   try {
-    FormattedText text = format_record(rec, schema, &chat, config, path, options.every_turn);
+    FormattedText text = format_record(rec, schema, &chat, config, path, options.turns);
     out.multi_turn = text.multi_turn;
     out.alpaca_extras = text.alpaca_extras;
+    out.system_dropped = text.system_dropped;
     if (completion_is_empty(rec, schema)) {
       if (options.skip_empty_completions) {
         out.skipped_empty = true;
@@ -445,6 +455,7 @@ class DatasetBuilder {
       n_dropped_ += t.dropped_no_target;
       n_multi_turn_ += t.multi_turn;
       n_alpaca_extras_ += t.alpaca_extras;
+      n_system_dropped_ += t.system_dropped;
       if (!t.skipped_empty && !t.dropped_no_target) data_.examples.push_back(std::move(t.ex));
     }
   }
@@ -465,7 +476,7 @@ class DatasetBuilder {
     data_.stats.schema = schema_name(schema_);
     if (schema_ == Schema::messages) data_.stats.chat_format = chat_.name;
     data_.stats.n_multi_turn = n_multi_turn_;
-    data_.stats.every_turn = options_.every_turn;
+    data_.stats.turns = options_.turns;
     note_length_cuts();
     note_left_out_context();
     data_.stats.warnings = warnings_;
@@ -505,11 +516,18 @@ class DatasetBuilder {
   // rank is chosen for the tokens lorank sees.
   void note_left_out_context() {
     const std::string of = " of " + std::to_string(n_records_) + " records ";
-    if (!options_.every_turn && n_multi_turn_ > 0) {
+    if (options_.turns == TurnLoss::last_reply && n_multi_turn_ > 0) {
       warnings_.push_back(std::to_string(n_multi_turn_) + of +
                           "hold several assistant turns and only the last is supervised "
-                          "(--turns last); axolotl, LLaMA-Factory and TRL train every assistant "
-                          "turn by default");
+                          "(--turns last); axolotl and LLaMA-Factory train every assistant turn "
+                          "by default, TRL's SFTTrainer every token (--turns whole)");
+    }
+    if (n_system_dropped_ > 0) {
+      warnings_.push_back(std::to_string(n_system_dropped_) + of +
+                          "carry a system message that chat format " + chat_.name +
+                          " leaves out of a whole conversation (its template writes it into the "
+                          "last user turn only when a reply is to be generated), as TRL trains "
+                          "them with --turns whole");
     }
     if (n_alpaca_extras_ > 0) {
       warnings_.push_back(std::to_string(n_alpaca_extras_) + of +
@@ -542,6 +560,7 @@ class DatasetBuilder {
   Dataset data_;
   std::vector<std::string> warnings_;
   int64_t n_records_ = 0, n_skipped_ = 0, n_dropped_ = 0;
+  int64_t n_system_dropped_ = 0;
   int64_t n_multi_turn_ = 0, n_alpaca_extras_ = 0;
 };
 

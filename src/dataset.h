@@ -19,6 +19,13 @@ std::string schema_name(Schema schema);  // "text", "prompt/completion", "alpaca
 // Accepts "auto", "text", "prompt-completion" / "prompt/completion", "alpaca", "messages".
 Schema schema_from_name(const std::string& name);
 
+// What the loss covers in a messages record.
+enum class TurnLoss {
+  replies,     // every assistant reply: axolotl, LLaMA-Factory, TRL's assistant_only_loss
+  last_reply,  // the last one: the bench protocol's rule (the same tokens for one-turn records)
+  whole,       // every token of the conversation: TRL SFTTrainer's default for messages
+};
+
 struct DatasetOptions {
   Schema schema = Schema::automatic;  // automatic: from the first record's keys
   std::string chat_format;            // "" = recognise tokenizer_config.json's chat_template
@@ -26,9 +33,7 @@ struct DatasetOptions {
   int64_t max_examples = 0;           // 0 = all; else the first n records of the file
   bool skip_empty_completions = false;  // default: an empty completion is an error
   int64_t threads = 0;                  // tokenizing threads; 0 = one per core
-  // messages: every assistant turn supervised, as axolotl, LLaMA-Factory and TRL train by default;
-  // false: the last only (the bench protocol's rule; the same tokens for one-turn records).
-  bool every_turn = true;
+  TurnLoss turns = TurnLoss::replies;
 };
 
 // The schema the record's keys announce; throws "path:line" naming the keys when none fits.
@@ -38,17 +43,18 @@ Schema detect_schema(const Record& record, const std::string& path);
 // completion + eos_token, or the chat template's), as the bench reference tokenizes them.
 struct FormattedText {
   std::string prompt, completion;
-  // Before prompt: a conversation's earlier (context, supervised reply) pairs (every_turn).
+  // Before prompt: a conversation's earlier (context, supervised reply) pairs (TurnLoss::replies).
   std::vector<std::pair<std::string, std::string>> earlier;
   bool multi_turn = false;      // several assistant turns
   bool alpaca_extras = false;   // alpaca "system"/"history" fields the template leaves out
+  bool system_dropped = false;  // --turns whole: a system message the template leaves out
 };
 
 // `chat` is used for the messages schema only. Throws "path:line" when the record lacks the
 // schema's keys or its values have the wrong types, and when the config has no eos_token.
 FormattedText format_record(const Record& record, Schema schema, const ChatFormat* chat,
                             const TokenizerConfig& config, const std::string& path,
-                            bool every_turn = true);
+                            TurnLoss turns = TurnLoss::replies);
 
 // mask[i] = 1: token i is a completion token, and predicting it from position i-1 counts in the
 // loss. mask[0] is always 0 (nothing predicts the first token).
@@ -73,7 +79,7 @@ struct DatasetStats {
   int64_t n_skipped_empty = 0;      // empty completions skipped (skip_empty_completions)
   int64_t n_dropped_no_target = 0;  // prompt alone filled max_len: nothing left to supervise
   int64_t n_multi_turn = 0;         // messages records with several assistant turns
-  bool every_turn = true;           // ... each of them supervised (DatasetOptions::every_turn)
+  TurnLoss turns = TurnLoss::replies;  // what the loss covers in messages records
   int64_t n_duplicates = 0;         // examples whose ids equal an earlier example's
   std::string schema;
   std::string chat_format;  // "" unless the messages schema
@@ -118,6 +124,9 @@ struct Split {
   std::vector<size_t> train, val;
 };
 Split split_train_val(size_t n, double val_fraction, uint64_t seed);
+
+// Equal for examples with the same token ids: what makes one a duplicate of another.
+std::string example_key(const Example& ex);
 
 // k disjoint shards covering 0..n-1: a seeded permutation dealt round-robin (sizes differ by <= 1),
 // each shard in ascending order.

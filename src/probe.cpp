@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "compat.h"
 #include "error.h"
@@ -257,23 +258,36 @@ void park_shard(ProbeResult& r, size_t s) {
   }
 }
 
-// Examples to probe (a seeded sample when max_examples or max_tokens asks) dealt into disjoint shards.
+// Examples to probe (a seeded sample when max_examples or max_tokens asks) dealt into disjoint
+// shards, the copies of an example into one: halves that share data would count the round-off
+// between two equal gradients as signal.
 std::vector<std::vector<size_t>> probe_shards(const std::vector<Example>& examples,
                                               const ProbeOptions& opts) {
   const auto pool = sample_examples(examples, opts.max_examples, opts.max_tokens, opts.seed);
-  if (pool.size() < size_t(opts.n_shards)) {
-    const bool sampled = pool.size() < examples.size();
-    fail("--shards", "more shards than examples to probe",
-         "at least " + std::to_string(opts.n_shards) + " examples (one per shard)",
-         count_of(int64_t(pool.size()), sampled ? "sampled example" : "example"),
-         pool.size() >= 2 ? "pass --shards " + std::to_string(pool.size()) +
-                                (sampled ? ", or raise --max-tokens/--sample" : "")
-         : sampled ? "raise --max-tokens or --sample"
-                   : "the probe compares halves of the data: it needs 2 examples at the least");
+  std::vector<std::vector<size_t>> groups;  // the pool's distinct examples, with their copies
+  std::unordered_map<std::string, size_t> group_of;
+  for (size_t i : pool) {
+    auto [at, fresh] = group_of.emplace(example_key(examples[i]), groups.size());
+    if (fresh) groups.emplace_back();
+    groups[at->second].push_back(i);
   }
-  auto shards = make_shards(pool.size(), size_t(opts.n_shards), opts.seed);
+  if (groups.size() < size_t(opts.n_shards)) {
+    const bool sampled = pool.size() < examples.size();
+    const std::string what = groups.size() < pool.size() ? "distinct example" : "example";
+    fail("--shards", "more shards than " + what + "s to probe",
+         "at least " + std::to_string(opts.n_shards) + " " + what + "s (one per shard)",
+         count_of(int64_t(groups.size()), sampled ? "sampled " + what : what),
+         groups.size() >= 2 ? "pass --shards " + std::to_string(groups.size()) +
+                                  (sampled ? ", or raise --max-tokens/--sample" : "")
+         : sampled ? "raise --max-tokens or --sample"
+                   : "the probe compares halves of the data: it needs 2 different examples");
+  }
+  auto shards = make_shards(groups.size(), size_t(opts.n_shards), opts.seed);
   for (auto& s : shards) {
-    for (size_t& i : s) i = pool[i];
+    std::vector<size_t> members;
+    for (size_t g : s) members.insert(members.end(), groups[g].begin(), groups[g].end());
+    std::sort(members.begin(), members.end());
+    s = std::move(members);
   }
   return shards;
 }

@@ -40,6 +40,7 @@ if has golden; then
   echo "== golden"
   python3 tools/make_golden.py --shared ../shared --out tests/assets/golden > "$out/golden.log" 2>&1 \
     || { tail -30 "$out/golden.log"; exit 1; }
+  python3 tools/make_multiturn_golden.py >> "$out/golden.log" 2>&1 || { tail -30 "$out/golden.log"; exit 1; }
   tar -cf "$out/golden.tar" tests/assets/golden
 fi
 if has build; then

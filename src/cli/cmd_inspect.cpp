@@ -92,8 +92,9 @@ nlohmann::json model_json(const Session& s) {
 std::string supervised_part(const DatasetStats& d) {
   if (d.schema == "text") return "every token";
   if (d.schema != "messages") return "the completion";
+  if (d.turns == TurnLoss::whole) return "every token";
   if (d.n_multi_turn == 0) return "the assistant's reply";
-  return d.every_turn ? "every assistant turn" : "the last assistant turn";
+  return d.turns == TurnLoss::replies ? "every assistant turn" : "the last assistant turn";
 }
 
 nlohmann::json data_json(const Session& s) {

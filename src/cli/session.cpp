@@ -48,11 +48,11 @@ std::vector<OptionSpec> data_option_specs(DataOptions& o) {
            " (default: recognised from tokenizer_config.json)"},
       {"--turns",
        &o.turns,
-       "messages: supervise every assistant turn (all, as axolotl, LLaMA-Factory and TRL do) or "
-       "the last only",
+       "messages: what the loss covers: every assistant turn (all: axolotl, LLaMA-Factory, TRL's "
+       "assistant_only_loss), the last one, or every token (whole: TRL SFTTrainer's default)",
        -1e300,
        1e300,
-       {"all", "last"}},
+       {"all", "last", "whole"}},
       {"--max-len", &o.max_len, "tokens per example; longer ones are cut from the right", 2,
        1 << 20},
       {"--max-examples", &o.max_examples, "use the first N records (0: all)", 0, 1e15},
@@ -235,7 +235,9 @@ DatasetOptions dataset_options(const DataOptions& data, int64_t threads) {
   d.chat_format = data.chat_format;
   d.max_len = data.max_len;
   d.skip_empty_completions = data.skip_empty;
-  d.every_turn = data.turns == "all";
+  d.turns = data.turns == "last"    ? TurnLoss::last_reply
+            : data.turns == "whole" ? TurnLoss::whole
+                                    : TurnLoss::replies;
   d.threads = threads;
   return d;
 }

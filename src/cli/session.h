@@ -18,7 +18,7 @@ struct DataOptions {
   int64_t max_len = 512;
   int64_t max_examples = 0;
   bool skip_empty = false;
-  std::string turns = "all";  // messages: all assistant turns supervised, or the last only
+  std::string turns = "all";  // messages: all assistant turns supervised, the last only, or whole
 };
 std::vector<OptionSpec> data_option_specs(DataOptions& o);
 

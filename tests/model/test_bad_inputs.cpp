@@ -418,7 +418,13 @@ TEST(BadInput, TooFewExamplesForTheShards) {
   expect_failure("recommend --quiet --device cpu --data " + three,
                  {"--shards: more shards than examples", "got 3 examples", "--shards 3"});
   expect_failure("recommend --quiet --device cpu --data " + one,
-                 {"--shards", "got 1 example", "2 examples at the least"});
+                 {"--shards", "got 1 example", "2 different examples"});
+  // Copies of an example go to one shard (the halves must not share data): they count once.
+  const std::string copies = tmp.path + "/copies.jsonl";
+  write_file(copies, demo.substr(0, at) + demo.substr(0, at) + demo.substr(0, at));
+  expect_failure(
+      "recommend --quiet --device cpu --data " + copies,
+      {"--shards: more shards than distinct examples", "got 3 distinct examples", "--shards 3"});
 }
 
 // Where recommend cannot write, it says so before the probe rather than after it.

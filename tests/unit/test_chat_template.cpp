@@ -399,6 +399,21 @@ TEST(ChatTemplate, TurnsConcatenateToTheWholeConversation) {
   EXPECT_EQ(l2[1].completion, "I am an assistant </s>");
   EXPECT_EQ(l2[1].prompt, "<s>[INST] Who are you [/INST]");
 
+  // The whole text, for a loss over every token: the " " before each reply, the last unstripped
+  // where the template leaves it so. Mistral v3 writes the system message into the last user turn
+  // only when that turn ends the text (loop.last): the whole conversation has none (as jinja2
+  // renders tests/fuzz/corpus/fuzz_chat_template/mistral_v3.jinja).
+  EXPECT_EQ(render_chat_text(v3, conversation(), "<s>", "</s>", "d.jsonl:5"),
+            "<s>[INST] Hello[/INST] Hi there</s>[INST] Who are you[/INST] I am an assistant</s>"
+            "[INST] Another question[/INST] Fine, thanks.</s>");
+  EXPECT_TRUE(chat_drops_system(v3, conversation()));
+  EXPECT_FALSE(chat_drops_system(detect_chat_format(k_mistral_v1, "c"), conversation()));
+  EXPECT_EQ(render_chat_text(detect_chat_format(k_mistral_v1, "c"), conversation(), "<s>", "</s>",
+                             "d.jsonl:7"),
+            render(k_mistral_v1, conversation(), "<s>").prompt + "   Fine, thanks.\n</s>");
+  EXPECT_EQ(render_chat_text(chatml, {{"user", "a"}, {"assistant", " b "}}, "", "", "d.jsonl:6"),
+            "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\n b <|im_end|>\n");
+
   std::vector<ChatTexts> one =
       render_chat_turns(llama3, {{"user", "q"}, {"assistant", "r"}}, "", "", "x");
   EXPECT_EQ(one.size(), 1u);

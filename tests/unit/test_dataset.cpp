@@ -319,7 +319,7 @@ TEST_F(DatasetTest, MultiTurnSupervisesEveryAssistantTurnUnlessAskedForTheLast) 
   EXPECT_TRUE(all.stats.warnings.empty());
 
   DatasetOptions last;
-  last.every_turn = false;
+  last.turns = TurnLoss::last_reply;
   Dataset only = load(path, last);
   EXPECT_EQ(only.examples[0].ids, all.examples[0].ids);  // the same tokens, fewer supervised
   EXPECT_EQ(only.stats.n_supervised, 2);
@@ -349,6 +349,28 @@ TEST_F(DatasetTest, MultiTurnSupervisesEveryAssistantTurnUnlessAskedForTheLast) 
                                        bytes("d"),
                                        {k_eos}}));
   EXPECT_EQ(inst.stats.n_supervised, 4);
+
+  // --turns whole: every token, the conversation as one piece (TRL SFTTrainer's default).
+  DatasetOptions whole;
+  whole.turns = TurnLoss::whole;
+  Dataset every = load(path, whole);
+  ASSERT_EQ(every.examples.size(), 1u);
+  EXPECT_EQ(every.examples[0].ids, all.examples[0].ids);
+  EXPECT_EQ(every.stats.n_supervised, int64_t(every.examples[0].ids.size()) - 1);
+  EXPECT_EQ(every.stats.turns, TurnLoss::whole);
+  // Mistral v3 writes no system message into a whole conversation: left out, and said.
+  const std::string sys = write(
+      "sys.jsonl",
+      R"({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})"
+      "\n");
+  mistral.turns = TurnLoss::whole;
+  Dataset dropped = load(sys, mistral);
+  EXPECT_EQ(dropped.examples[0].ids, cat({{k_bos}, bytes("[INST] a[/INST] b"), {k_eos}}));
+  ASSERT_EQ(dropped.stats.warnings.size(), 1u);
+  EXPECT_NE(dropped.stats.warnings[0].find("carry a system message that chat format mistral-v3 "
+                                           "leaves out of a whole conversation"),
+            std::string::npos)
+      << dropped.stats.warnings[0];
 }
 
 // ShareGPT (conversations of {from, value}) and TRL's conversational prompt + completion read as

@@ -60,6 +60,36 @@ TEST(DatasetGolden, EveryRecordMatchesTheReference) {
   }
 }
 
+// Multi-turn conversations against the templates' own rendering (tools/make_multiturn_golden.py:
+// transformers' apply_chat_template, HF tokenizers): --turns all cuts each reply where the template
+// puts it; --turns whole is the template's text as one piece, every token supervised.
+TEST(DatasetGolden, MultiTurnMatchesTheTemplatesRendering) {
+  std::string model = tiny_llama_dir();
+  if (model.empty()) GTEST_SKIP() << "tiny-llama not found";
+  std::unique_ptr<Tokenizer> tok = load_tokenizer(model);
+  TokenizerConfig config = load_tokenizer_config(model, *tok);
+  json golden = json::parse(test::read_file(test::asset("golden/multiturn_golden.json")));
+  const std::string path = test::asset("multiturn/conversations.jsonl");
+  ASSERT_EQ(golden["formats"].size(), 4u);
+  for (const auto& [format, ref] : golden["formats"].items()) {
+    for (const auto& [turns, loss] :
+         {std::pair{"all", TurnLoss::replies}, std::pair{"whole", TurnLoss::whole}}) {
+      DatasetOptions opts;
+      opts.chat_format = format;
+      opts.turns = loss;
+      Dataset d = load_dataset(path, *tok, config, opts);
+      ASSERT_EQ(d.examples.size(), ref[turns].size()) << format << " " << turns;
+      for (size_t i = 0; i < d.examples.size(); ++i) {
+        auto ids = ref[turns][i]["ids"].get<std::vector<int32_t>>();
+        auto mask = ref[turns][i]["loss_mask"].get<std::vector<uint8_t>>();
+        mask[0] = 0;  // nothing predicts the first token
+        EXPECT_EQ(d.examples[i].ids, ids) << format << " " << turns << " record " << i;
+        EXPECT_EQ(d.examples[i].loss_mask, mask) << format << " " << turns << " record " << i;
+      }
+    }
+  }
+}
+
 TEST(DatasetGolden, BenchTasksLoadWithTheirSchemas) {
   std::string model = tiny_llama_dir();
   std::string tasks = test::shared_path("bench/tasks");
