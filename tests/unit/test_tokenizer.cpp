@@ -358,6 +358,30 @@ TEST(Tokenizer, SentencePieceMatchesControlTokensInText) {
     EXPECT_EQ(tok->encode(text), json_tok.encode(text)) << text;
 }
 
+// lorank's rule for an [INST] reply (render_chat_turns): the " " its template writes before it is
+// left to SentencePiece's dummy prefix, as for the bench completion. With Llama 2's tokenizer the
+// pieces then give the tokens of the text the template writes. (Not so for a context piece that
+// follows a reply's "</s>" without a space, Mistral v0.1's "[INST]": alone it gets the dummy
+// prefix, "▁[" where the whole conversation has "[".)
+TEST(Tokenizer, InstRepliesAloneTokenizeAsInTheWholeConversation) {
+  std::string path = test::shared_path("tokenizers/llama2/tokenizer.json");
+  if (path.empty()) GTEST_SKIP() << "../shared/tokenizers/llama2 not available";
+  const Tokenizer& tok = cached(path);
+  const std::vector<std::pair<std::string, std::string>> turns = {
+      {"<s>[INST] Who are you [/INST]", "I am an assistant </s>"},
+      {"<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHello [/INST]", "Hi there </s>"},
+      {"</s>[INST] What is 2+2?[/INST]", "Four.</s>"},
+      {" [INST] Name a colour. [/INST]", "Blue.</s>"},
+      {"[INST] 日本語では？[/INST]", "コーヒーは熱いです。</s>"},
+      {"[INST] x [/INST]", "(a) 12, [b] \"quoted\"\n- item</s>"},
+  };
+  for (const auto& [context, reply] : turns) {
+    Ids pieces = tok.encode(context), alone = tok.encode(reply);
+    pieces.insert(pieces.end(), alone.begin(), alone.end());
+    EXPECT_EQ(pieces, tok.encode(context + " " + reply)) << context << " | " << reply;
+  }
+}
+
 TEST(Tokenizer, FolderPrefersTokenizerJson) {
   std::string dir = test::shared_path("tokenizers/llama2");
   if (dir.empty()) GTEST_SKIP() << "../shared/tokenizers/llama2 not available";
