@@ -326,19 +326,47 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
        "auto");
 }
 
+namespace {
+
+// The ids of `part` as they come after `ids` in one tokenization of the whole text, when `ids`
+// ends with a token written as its own text ("</s>"): a tokenizer splits the text there, so the
+// part is encoded after that token and the token dropped. Alone, a SentencePiece-style tokenizer
+// would give the part its dummy prefix ("▁[INST]" where "</s>[INST]" has "[INST]").
+std::vector<int32_t> encode_after(const Tokenizer& tok, const std::vector<int32_t>& ids,
+                                  const std::string& before, const std::string& part) {
+  if (!ids.empty()) {
+    const std::string last = tok.id_to_token(ids.back());
+    if (before.size() >= last.size() &&
+        before.compare(before.size() - last.size(), last.size(), last) == 0) {
+      std::vector<int32_t> joined = tok.encode(last + part);
+      if (!joined.empty() && joined.front() == ids.back())
+        return {joined.begin() + 1, joined.end()};
+    }
+  }
+  return tok.encode(part);
+}
+
+}  // namespace
+
 Example tokenize_example(const FormattedText& text, const Tokenizer& tok, int64_t max_len) {
   Example ex;
-  auto append = [&](const std::string& part, uint8_t supervised) {
-    const std::vector<int32_t> ids = tok.encode(part);
+  auto add = [&](const std::vector<int32_t>& ids, uint8_t supervised) {
     ex.ids.insert(ex.ids.end(), ids.begin(), ids.end());
     ex.loss_mask.insert(ex.loss_mask.end(), ids.size(), supervised);
   };
-  for (const auto& [context, reply] : text.earlier) {
-    append(context, 0);
-    append(reply, 1);
+  // A reply, and a one-turn record's prompt and completion, are encoded alone (the bench rule); a
+  // context after a reply continues it, as one tokenization of the conversation would.
+  const std::string* reply_before = nullptr;
+  auto context = [&](const std::string& part) {
+    add(reply_before ? encode_after(tok, ex.ids, *reply_before, part) : tok.encode(part), 0);
+  };
+  for (const auto& [ctx, reply] : text.earlier) {
+    context(ctx);
+    add(tok.encode(reply), 1);
+    reply_before = &reply;
   }
-  append(text.prompt, 0);
-  append(text.completion, 1);
+  context(text.prompt);
+  add(tok.encode(text.completion), 1);
   if (!ex.loss_mask.empty()) ex.loss_mask[0] = 0;  // nothing predicts the first token
   if (max_len > 0 && static_cast<int64_t>(ex.ids.size()) > max_len) {
     ex.ids.resize(static_cast<size_t>(max_len));

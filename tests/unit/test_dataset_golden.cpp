@@ -3,10 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
+#include "chat_template.h"
 #include "dataset.h"
+#include "records.h"
 #include "test_common.h"
 #include "tokenizer.h"
 
@@ -87,6 +88,44 @@ TEST(DatasetGolden, MultiTurnMatchesTheTemplatesRendering) {
         EXPECT_EQ(d.examples[i].loss_mask, mask) << format << " " << turns << " record " << i;
       }
     }
+  }
+}
+
+// With a SentencePiece-style tokenizer (Llama 2's tokenizer.json), a context right after a reply's
+// "</s>" gets no dummy prefix in one tokenization of the conversation ("[" after "</s>", not
+// "▁["): the pieces give the tokens of the whole text (the " " before a reply is the tokenizer's).
+TEST(DatasetGolden, ContextAfterAReplyTokenizesAsTheWholeConversation) {
+  std::string dir = test::shared_path("tokenizers/llama2");
+  if (dir.empty()) GTEST_SKIP() << "../shared/tokenizers/llama2 not available";
+  std::unique_ptr<Tokenizer> tok = load_tokenizer(dir);
+  TokenizerConfig config;
+  config.bos_token = "<s>";
+  config.eos_token = "</s>";
+  config.bos_id = 1;
+  config.eos_id = 2;
+  const std::string path = test::make_temp_dir("multiturn-spm") + "/d.jsonl";
+  test::write_file(
+      path,
+      R"({"messages": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "Four."}, {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "Six."}]})"
+      "\n");
+  // The difference the continuation makes: alone, "[INST]" gets the dummy prefix.
+  EXPECT_NE(tok->encode("[INST] x").front(), tok->encode("</s>[INST] x").at(1));
+  const std::vector<Record> records = read_records(path);
+  for (const std::string name : {"mistral-v3", "mistral-v0.1", "mistral-v1", "llama2"}) {
+    const ChatFormat chat = chat_format_by_name(name);
+    Example ex =
+        tokenize_example(format_record(records[0], Schema::messages, &chat, config, path), *tok, 0);
+    const std::string whole = render_chat_text(chat,
+                                               {{"user", "What is 2+2?"},
+                                                {"assistant", "Four."},
+                                                {"user", "And 3+3?"},
+                                                {"assistant", "Six."}},
+                                               "<s>", "</s>", path);
+    if (name == "mistral-v0.1") {  // no " " before a reply: alone, a reply gets the dummy prefix
+      EXPECT_NE(ex.ids, tok->encode(whole)) << name;
+      continue;
+    }
+    EXPECT_EQ(ex.ids, tok->encode(whole)) << name << ": " << whole;
   }
 }
 

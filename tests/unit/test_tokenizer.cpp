@@ -360,9 +360,8 @@ TEST(Tokenizer, SentencePieceMatchesControlTokensInText) {
 
 // lorank's rule for an [INST] reply (render_chat_turns): the " " its template writes before it is
 // left to SentencePiece's dummy prefix, as for the bench completion. With Llama 2's tokenizer the
-// pieces then give the tokens of the text the template writes. (Not so for a context piece that
-// follows a reply's "</s>" without a space, Mistral v0.1's "[INST]": alone it gets the dummy
-// prefix, "▁[" where the whole conversation has "[".)
+// pieces then give the tokens of the text the template writes. (A context right after a reply's
+// "</s>" is encoded as its continuation: DatasetGolden.ContextAfterAReplyTokenizesAsTheWhole...)
 TEST(Tokenizer, InstRepliesAloneTokenizeAsInTheWholeConversation) {
   std::string path = test::shared_path("tokenizers/llama2/tokenizer.json");
   if (path.empty()) GTEST_SKIP() << "../shared/tokenizers/llama2 not available";
