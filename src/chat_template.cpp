@@ -1,5 +1,6 @@
 #include "chat_template.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <ctime>
@@ -13,8 +14,8 @@ namespace lorank {
 namespace {
 
 const char* const k_format_hint =
-    "pass --chat-format with one of: llama3, llama3.1, chatml, llama2, mistral-v0.1, mistral-v1, "
-    "mistral-v3, mistral-v3-tekken (the one the model was trained with)";
+    "pass --chat-format with one of: llama3, llama3.1, chatml, qwen3, llama2, mistral-v0.1, "
+    "mistral-v1, mistral-v3, mistral-v3-tekken (the one the model was trained with)";
 
 const char* const k_header_start = "<|start_header_id|>";
 const char* const k_header_end = "<|end_header_id|>\n\n";
@@ -211,6 +212,9 @@ ChatFormat detect_chatml(const std::string& t) {
     f.default_system = lit.text.substr(head.size(), end - head.size());
     break;
   }
+  f.think_block =
+      contains(t, "<think>") && contains(t, "</think>") && contains(t, "last_query_index");
+  if (f.think_block) f.name = "qwen3";
   return f;
 }
 
@@ -299,6 +303,12 @@ struct Conversation {
     turns.push_back({std::move(context), text});
     context.clear();
   }
+  // The first n turns as the template writes them.
+  std::string joined(size_t n) const {
+    std::string out;
+    for (size_t k = 0; k < n; ++k) out += turns[k].prompt + separator + turns[k].completion;
+    return out;
+  }
 };
 
 Conversation render_llama3(const ChatFormat& f, const std::vector<ChatMessage>& messages,
@@ -326,6 +336,31 @@ Conversation render_llama3(const ChatFormat& f, const std::vector<ChatMessage>& 
   return c;
 }
 
+std::string strip_chars(const std::string& s, const char* chars, bool left, bool right) {
+  const size_t begin = left ? std::min(s.find_first_not_of(chars), s.size()) : 0;
+  const size_t end = right ? s.find_last_not_of(chars) + 1 : s.size();
+  return end > begin ? s.substr(begin, end - begin) : "";
+}
+
+// Qwen3's assistant branch: reasoning written as "<think>...</think>" in the content is split off;
+// a reply after the last user message keeps it in a <think> block (empty when there is none), an
+// earlier reply loses it.
+std::string qwen3_reply(const std::string& content, bool after_last_query, bool last) {
+  const size_t close = content.find("</think>");
+  if (close == std::string::npos && !(after_last_query && last)) return content;
+  std::string reasoning, text = content;
+  if (close != std::string::npos) {
+    const std::string before = strip_chars(content.substr(0, close), "\n", false, true);
+    const size_t open = before.rfind("<think>");
+    reasoning = strip_chars(open == std::string::npos ? before : before.substr(open + 7), "\n",
+                            true, false);
+    text = strip_chars(content.substr(content.rfind("</think>") + 8), "\n", true, false);
+  }
+  if (!after_last_query || (!last && reasoning.empty())) return text;
+  return "<think>\n" + strip_chars(reasoning, "\n", true, true) + "\n</think>\n\n" +
+         strip_chars(text, "\n", true, false);
+}
+
 Conversation render_chatml(const ChatFormat& f, const std::vector<ChatMessage>& messages,
                            const std::string& bos, bool whole) {
   Conversation c;
@@ -333,18 +368,24 @@ Conversation render_chatml(const ChatFormat& f, const std::vector<ChatMessage>& 
   if (!f.default_system.empty() && messages[0].role != "system") {
     c.write(std::string(k_im_start) + "system\n" + f.default_system + k_im_end + "\n");
   }
-  for (size_t i = 0; i + 1 < messages.size(); ++i) {
-    c.write(k_im_start + messages[i].role + "\n");
-    // The template writes content unstripped and "\n" after <|im_end|>; a reply ends with both.
-    const std::string text = messages[i].content + k_im_end + "\n";
-    if (messages[i].role == "assistant")
-      c.reply(text);
-    else
-      c.write(text);
+  size_t last_user = messages.size() - 1;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (messages[i].role == "user") last_user = i;
   }
-  c.write(std::string(k_im_start) + "assistant\n");
-  const std::string& last = messages.back().content;
-  c.reply((whole ? last : python_strip(last)) + k_im_end + "\n");
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const bool last = i + 1 == messages.size();
+    std::string content = messages[i].content;
+    // The template writes content unstripped; the bench rule strips the completion.
+    if (last && !whole) content = python_strip(content);
+    // Not the completion, which the bench rule takes as written.
+    if (f.think_block && messages[i].role == "assistant" && (whole || !last))
+      content = qwen3_reply(content, i > last_user, last);
+    c.write(k_im_start + messages[i].role + "\n");
+    if (messages[i].role == "assistant")
+      c.reply(content + k_im_end + "\n");  // a reply ends with <|im_end|> and the "\n" after it
+    else
+      c.write(content + k_im_end + "\n");
+  }
   return c;
 }
 
@@ -390,7 +431,7 @@ Conversation render_inst(const ChatFormat& f, const std::vector<ChatMessage>& me
   const size_t first = check_inst_roles(f, messages, where);
   const std::string* system = first == 1 ? &messages[0].content : nullptr;
   Conversation c;
-  c.separator = f.assistant_prefix;
+  c.separator = chat_reply_separator(f);
   c.write(f.bos_at_start ? bos : "");
   // The template's loop.last: the last prompt message when it writes a prompt to generate from;
   // written whole, the final reply, so that Mistral v3's system message has no place.
@@ -475,8 +516,8 @@ std::string python_strip(const std::string& text) {
 }
 
 std::vector<std::string> chat_format_names() {
-  return {"llama3", "llama3.1", "chatml", "llama2", "mistral-v0.1", "mistral-v1", "mistral-v3",
-          "mistral-v3-tekken"};
+  return {"llama3",     "llama3.1",   "chatml",           "qwen3", "llama2", "mistral-v0.1",
+          "mistral-v1", "mistral-v3", "mistral-v3-tekken"};
 }
 
 std::string chat_turn_marker(const ChatFormat& format) {
@@ -500,10 +541,11 @@ ChatFormat chat_format_by_name(const std::string& name) {
     f.system_preamble = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n";
     return f;
   }
-  if (name == "chatml") {
+  if (name == "chatml" || name == "qwen3") {
     f = ChatFormat{};
     f.name = name;
     f.family = ChatFamily::chatml;
+    f.think_block = name == "qwen3";
     return f;
   }
   f = ChatFormat{};
@@ -560,9 +602,7 @@ ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& 
                       const std::string& where) {
   Conversation c = render_conversation(format, messages, bos_token, eos_token, where);
   ChatTexts out;
-  for (size_t k = 0; k + 1 < c.turns.size(); ++k)
-    out.prompt += c.turns[k].prompt + c.separator + c.turns[k].completion;
-  out.prompt += c.turns.back().prompt;
+  out.prompt = c.joined(c.turns.size() - 1) + c.turns.back().prompt;
   out.completion = std::move(c.turns.back().completion);
   return out;
 }
@@ -579,9 +619,11 @@ std::string render_chat_text(const ChatFormat& format, const std::vector<ChatMes
                              const std::string& where) {
   Conversation c =
       render_conversation(format, messages, bos_token, eos_token, where, /*whole=*/true);
-  std::string out;
-  for (const ChatTexts& t : c.turns) out += t.prompt + c.separator + t.completion;
-  return out;
+  return c.joined(c.turns.size());
+}
+
+std::string chat_reply_separator(const ChatFormat& format) {
+  return format.family == ChatFamily::inst ? format.assistant_prefix : "";
 }
 
 bool chat_drops_system(const ChatFormat& format, const std::vector<ChatMessage>& messages) {

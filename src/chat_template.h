@@ -23,6 +23,9 @@ struct ChatFormat {
   std::string system_preamble;  // "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
   // ChatML: the system message the template writes when the conversation has none (Qwen2/2.5).
   std::string default_system;
+  // ChatML: Qwen3's <think> block before a reply that follows the last user message (in a whole
+  // conversation), and the reasoning ("<think>...</think>") dropped from earlier replies.
+  bool think_block = false;
   // [INST] family (Mistral, Llama 2), read from the template's own literals.
   std::string inst_open = "[INST] ", inst_close = " [/INST]";
   bool bos_each_user_turn = false;  // Llama 2: bos_token + '[INST] ' for every user turn
@@ -41,8 +44,9 @@ struct ChatTexts {
   std::string prompt, completion;
 };
 
-// Names accepted by --chat-format (and reported by detection): llama3, llama3.1, chatml, llama2,
-// mistral-v0.1 (no system role), mistral-v1, mistral-v3, mistral-v3-tekken; "mistral" = mistral-v3.
+// Names accepted by --chat-format (and reported by detection): llama3, llama3.1, chatml, qwen3,
+// llama2, mistral-v0.1 (no system role), mistral-v1, mistral-v3, mistral-v3-tekken; "mistral" =
+// mistral-v3.
 std::vector<std::string> chat_format_names();
 ChatFormat chat_format_by_name(const std::string& name);
 
@@ -70,6 +74,10 @@ std::vector<ChatTexts> render_chat_turns(const ChatFormat& format,
                                          const std::vector<ChatMessage>& messages,
                                          const std::string& bos_token, const std::string& eos_token,
                                          const std::string& where);
+
+// What the template writes between a context and its reply that the reply, tokenized on its own,
+// leaves to the tokenizer's dummy prefix: " " in the [INST] family, else "".
+std::string chat_reply_separator(const ChatFormat& format);
 
 // The whole conversation as the template writes it (apply_chat_template(messages,
 // tokenize=False)), the last reply unstripped: for a loss over every token. Mistral v3 writes its

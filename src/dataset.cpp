@@ -301,6 +301,7 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
           std::count_if(messages.begin(), messages.end(),
                         [](const ChatMessage& m) { return m.role == "assistant"; });
       out.multi_turn = n_replies > 1;
+      out.reply_separator = chat_reply_separator(*chat);
       if (turns == TurnLoss::whole) {  // one piece, as TRL tokenizes the template's text
         out.completion =
             render_chat_text(*chat, messages, config.bos_token, config.eos_token, where);
@@ -346,6 +347,17 @@ std::vector<int32_t> encode_after(const Tokenizer& tok, const std::vector<int32_
   return tok.encode(part);
 }
 
+// A reply leaves the separator before it (" ") to a SentencePiece tokenizer's dummy prefix. One
+// that writes "▁" only before text that has none (Metaspace, prepend_scheme "first") gives a reply
+// that starts with whitespace no "▁" for it: the separator then goes back in front.
+std::vector<int32_t> encode_reply(const Tokenizer& tok, const std::string& separator,
+                                  const std::string& reply) {
+  if (separator.empty() || reply.empty() || reply[0] != ' ' ||
+      tok.encode(separator + "x") != tok.encode("x"))
+    return tok.encode(reply);
+  return tok.encode(separator + reply);
+}
+
 }  // namespace
 
 Example tokenize_example(const FormattedText& text, const Tokenizer& tok, int64_t max_len) {
@@ -362,11 +374,11 @@ Example tokenize_example(const FormattedText& text, const Tokenizer& tok, int64_
   };
   for (const auto& [ctx, reply] : text.earlier) {
     context(ctx);
-    add(tok.encode(reply), 1);
+    add(encode_reply(tok, text.reply_separator, reply), 1);
     reply_before = &reply;
   }
   context(text.prompt);
-  add(tok.encode(text.completion), 1);
+  add(encode_reply(tok, text.reply_separator, text.completion), 1);
   if (!ex.loss_mask.empty()) ex.loss_mask[0] = 0;  // nothing predicts the first token
   if (max_len > 0 && static_cast<int64_t>(ex.ids.size()) > max_len) {
     ex.ids.resize(static_cast<size_t>(max_len));

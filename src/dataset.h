@@ -45,6 +45,7 @@ struct FormattedText {
   std::string prompt, completion;
   // Before prompt: a conversation's earlier (context, supervised reply) pairs (TurnLoss::replies).
   std::vector<std::pair<std::string, std::string>> earlier;
+  std::string reply_separator;  // written before each reply, left out of it (chat_reply_separator)
   bool multi_turn = false;      // several assistant turns
   bool alpaca_extras = false;   // alpaca "system"/"history" fields the template leaves out
   bool system_dropped = false;  // --turns whole: a system message the template leaves out

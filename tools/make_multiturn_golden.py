@@ -5,6 +5,18 @@ themselves (transformers' Jinja apply_chat_template) and tokenized by HF tokeniz
 
     python3 tools/make_multiturn_golden.py [--out tests/assets/golden/multiturn_golden.json]
 
+With --spm DIR (a SentencePiece-style tokenizer.json, ../shared/tokenizers/llama2) the [INST]
+templates are also checked with it, where a piece tokenized alone and the same text inside the whole
+conversation can differ: the reference is then one tokenization of the whole text (for --turns all,
+with the last reply stripped, the bench completion), a token supervised when its characters overlap
+a reply or the " " the template writes before it (which a reply tokenized alone gets back as its
+dummy prefix).
+
+Mistral v3 and Qwen3 are checked for --turns whole only: their prefixes do not extend each other
+(Mistral v3 writes the system message into the last user turn, Qwen3 a <think> block before the
+last reply), so prefix rendering cannot cut their turns. Their templates are the published ones
+(Mistral v3's without its tool branches), in tests/fuzz/corpus/fuzz_chat_template/.
+
 --turns whole: the template's text of the whole conversation, tokenized as one piece, every token
 supervised (TRL SFTTrainer's default). --turns all: the conversation cut where each assistant reply
 starts and ends, found by rendering each prefix (as axolotl's chat_template strategy does); contexts
@@ -13,7 +25,7 @@ reply leaves out the " " an [INST] template writes before it (SentencePiece's du
 back), and the last reply is the bench completion (content stripped + the end-of-turn text).
 """
 import argparse, json, os
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,6 +53,9 @@ TEMPLATES = {
                   "' [/INST]' }}{%- endif %}{%- elif message['role'] == 'assistant' %}{{- ' ' + "
                   "message['content'] + eos_token}}{%- endif %}{%- endfor %}",
 }
+CORPUS = os.path.join(REPO, "tests/fuzz/corpus/fuzz_chat_template")
+for fmt, name in [("mistral-v3", "mistral_v3.jinja"), ("qwen3", "qwen3.jinja")]:
+    TEMPLATES[fmt] = open(os.path.join(CORPUS, name), encoding="utf-8").read()
 SEPARATOR = {"llama3": "", "chatml": "", "llama2": " ", "mistral-v1": " "}
 
 
@@ -78,30 +93,71 @@ def replies(tok, fmt, msgs):
     return pieces
 
 
+def whole_conversation(tok, fmt, msgs):
+    ids = encode(tok, render(tok, fmt, msgs, False))
+    return {"ids": ids, "loss_mask": [1] * len(ids)}
+
+
+def every_reply(tok, fmt, msgs):
+    ids, mask = [], []
+    for text, supervised in replies(tok, fmt, msgs):
+        piece = encode(tok, text)
+        ids += piece
+        mask += [supervised] * len(piece)
+    return {"ids": ids, "loss_mask": mask}
+
+
+def every_reply_in_one_text(tok, fmt, msgs):
+    """--turns all as one tokenization of the text the pieces make (the separators put back). The
+    separator is the reply's, as its dummy prefix is when the reply is tokenized alone."""
+    text, spans = "", []
+    for piece, supervised in replies(tok, fmt, msgs):
+        if supervised:
+            spans.append((len(text), len(text) + len(SEPARATOR[fmt]) + len(piece)))
+            text += SEPARATOR[fmt]
+        text += piece
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    mask = [int(any(e > a and s < b for a, b in spans)) for s, e in enc["offset_mapping"]]
+    return {"ids": enc["input_ids"], "loss_mask": mask}
+
+
+def bpe_formats(tok, recs):
+    out = {}
+    for fmt in ["llama3", "chatml", "llama2", "mistral-v1", "mistral-v3", "qwen3"]:
+        out[fmt] = {"whole": [whole_conversation(tok, fmt, r["messages"]) for r in recs]}
+        if fmt in SEPARATOR:
+            out[fmt]["all"] = [every_reply(tok, fmt, r["messages"]) for r in recs]
+    return out
+
+
+def spm_formats(tok, recs):
+    out = {}
+    for fmt in ["llama2", "mistral-v1", "mistral-v3"]:
+        out[fmt] = {"whole": [whole_conversation(tok, fmt, r["messages"]) for r in recs]}
+        if fmt in SEPARATOR:
+            out[fmt]["all"] = [every_reply_in_one_text(tok, fmt, r["messages"]) for r in recs]
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(REPO, "tests/assets/golden/multiturn_golden.json"))
+    ap.add_argument("--spm", help="a SentencePiece-style tokenizer folder (../shared/tokenizers/llama2)")
     a = ap.parse_args()
     tok = AutoTokenizer.from_pretrained(os.path.join(REPO, "assets/tiny-llama"))
     path = os.path.join(REPO, "tests/assets/multiturn/conversations.jsonl")
     recs = [json.loads(l) for l in open(path, encoding="utf-8") if l.strip()]
     out = {"tokenizer": "assets/tiny-llama", "data": "tests/assets/multiturn/conversations.jsonl",
-           "formats": {}}
-    for fmt in ["llama3", "chatml", "llama2", "mistral-v1"]:
-        whole, every = [], []
-        for r in recs:
-            msgs = r["messages"]
-            ids = encode(tok, render(tok, fmt, msgs, False))
-            whole.append({"ids": ids, "loss_mask": [1] * len(ids)})
-            ids, mask = [], []
-            for text, supervised in replies(tok, fmt, msgs):
-                piece = encode(tok, text)
-                ids += piece
-                mask += [supervised] * len(piece)
-            every.append({"ids": ids, "loss_mask": mask})
-        out["formats"][fmt] = {"whole": whole, "all": every}
+           "formats": bpe_formats(tok, recs)}
+    if a.spm:
+        # The folder holds tokenizer.json alone (no tokenizer_config.json): Llama 2's special tokens.
+        spm = PreTrainedTokenizerFast(tokenizer_file=os.path.join(a.spm, "tokenizer.json"),
+                                      bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+        out["spm"] = {"tokenizer": "../shared/tokenizers/llama2", "bos_token": spm.bos_token,
+                      "eos_token": spm.eos_token, "formats": spm_formats(spm, recs)}
     json.dump(out, open(a.out, "w"))
-    print("multiturn golden:", {f: len(v["all"]) for f, v in out["formats"].items()}, "->", a.out)
+    print("multiturn golden:", {f: list(v) for f, v in out["formats"].items()},
+          "spm:", {f: list(v) for f, v in out.get("spm", {}).get("formats", {}).items()}, "->", a.out)
 
 
 if __name__ == "__main__":

@@ -419,6 +419,43 @@ TEST(ChatTemplate, TurnsConcatenateToTheWholeConversation) {
   EXPECT_EQ(one.size(), 1u);
 }
 
+// Qwen3 writes an empty <think> block before the reply that follows the last user message, and
+// keeps a reply's "<think>...</think>" only there. Expected strings: jinja2 (trim_blocks,
+// lstrip_blocks, as transformers sets it) rendering
+// tests/fuzz/corpus/fuzz_chat_template/qwen3.jinja, Qwen3's published template.
+TEST(ChatTemplate, Qwen3ThinkBlockAsTheTemplateWritesIt) {
+  const ChatFormat f = detect_chat_format(
+      test::read_file(test::repo_path("tests/fuzz/corpus/fuzz_chat_template/qwen3.jinja")), "c");
+  EXPECT_EQ(f.name, "qwen3");
+  EXPECT_TRUE(f.think_block);
+  EXPECT_TRUE(chat_format_by_name("qwen3").think_block);
+  EXPECT_FALSE(detect_chat_format(k_qwen25, "c").think_block);
+  const std::vector<ChatMessage> plain = {{"system", "Be brief."},
+                                          {"user", "Hi"},
+                                          {"assistant", "Hello!"},
+                                          {"user", "2+2?"},
+                                          {"assistant", "\n4"}};
+  EXPECT_EQ(render_chat_text(f, plain, "", "", "d.jsonl:1"),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+            "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
+            "<|im_start|>assistant\n<think>\n\n</think>\n\n4<|im_end|>\n");
+  const std::vector<ChatMessage> reasoned = {{"user", "Hi"},
+                                             {"assistant", "<think>\ngreet\n</think>\n\nHello!"},
+                                             {"user", "2+2?"},
+                                             {"assistant", "<think>add</think>4 "}};
+  EXPECT_EQ(render_chat_text(f, reasoned, "", "", "d.jsonl:2"),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
+            "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n<think>\nadd\n</think>\n\n"
+            "4 <|im_end|>\n");
+  // The prompt, with the generation prompt, drops the earlier reply's reasoning as well; the
+  // completion is the message as written, stripped (the bench rule).
+  ChatTexts t = render_chat(f, reasoned, "", "", "d.jsonl:3");
+  EXPECT_EQ(t.prompt,
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
+            "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(t.completion, "<think>add</think>4<|im_end|>\n");
+}
+
 TEST(ChatTemplate, PythonStripHandlesUnicodeWhitespace) {
   EXPECT_EQ(python_strip(" \t\n a b \r\n"), "a b");
   EXPECT_EQ(python_strip("\xE3\x80\x80x\xC2\xA0"), "x");      // U+3000, U+00A0
