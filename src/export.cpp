@@ -12,6 +12,7 @@
 #include "error.h"
 #include "files.h"
 #include "lora.h"
+#include "progress.h"
 
 namespace fs = std::filesystem;
 
@@ -88,7 +89,9 @@ std::string no_pattern_note(const Recommendation& rec, const std::string& traine
   return "# " + trainer + " has one rank for every module: the " +
          std::to_string(rec.rank_pattern.size()) +
          " per-module rank(s) of the recommendation are left out (r=" + std::to_string(rec.rank) +
-         " everywhere).\n# For them, train with PEFT: get_peft_model(model, "
+         " everywhere: " + format_count(double(rec.params_uniform)) +
+         " trainable parameters, against " + format_count(double(rec.params)) +
+         ").\n# For them, train with PEFT: get_peft_model(model, "
          "LoraConfig.from_pretrained(\"<folder of lorank's adapter_config.json>\"))\n";
 }
 

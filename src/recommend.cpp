@@ -450,8 +450,13 @@ Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataF
   rec.alpha = opts.alpha;
   rec.use_rslora = true;
   rec.alpha_classic = opts.alpha * std::sqrt(double(rec.rank));
+  // Without rsLoRA a module at its own rank r_m needs alpha × √r_m for the same scale.
+  for (const auto& [key, r] : rec.rank_pattern)
+    rec.alpha_pattern[key] = opts.alpha * std::sqrt(double(r));
   rec.params = pattern_params(rec.modules);
-  rec.params_uniform = params_at(rec.modules, rec.rank);
+  // What PEFT builds with r everywhere and no rank_pattern: above a module's full rank too.
+  rec.params_uniform = 0;
+  for (const auto& m : rec.modules) rec.params_uniform += rec.rank * (m.d_in + m.d_out);
   rec.extrapolation = 1.0 / (scale_for(data, opts) * scale_for(data, opts));
   fill_curve(rec, modules, opts);
   judge_confidence(rec, offered_grid(uncapped));

@@ -92,10 +92,12 @@ struct Recommendation {
   bool use_rslora = true;
   double alpha_classic = 0;        // alpha giving the same scale without rsLoRA: alpha × √r
   std::map<std::string, int64_t> rank_pattern;  // PEFT keys
-  std::map<std::string, double> alpha_pattern;  // only for trainers without rsLoRA; see export
+  // Without rsLoRA: alpha × √r for each rank_pattern entry (export leaves it out under rsLoRA).
+  std::map<std::string, double> alpha_pattern;
   std::vector<std::string> target_modules;      // module-type suffixes, in model order
   int64_t params = 0;              // trainable parameters with the pattern
-  int64_t params_uniform = 0;      // at the global rank without the pattern
+  int64_t params_uniform =
+      0;  // at the global rank everywhere, as PEFT builds it without the pattern
   std::vector<ModuleRank> modules;
   std::vector<CurvePoint> curve;
   std::string confidence;          // "high", "medium" or "low"

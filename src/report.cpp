@@ -127,7 +127,8 @@ std::string recommendation_json(const Recommendation& rec, const ReportContext& 
   j["use_rslora"] = rec.use_rslora;
   j["alpha_without_rslora"] = rec.alpha_classic;
   j["rank_pattern"] = rec.rank_pattern;
-  j["alpha_pattern"] = rec.alpha_pattern;
+  // Not "alpha_pattern": under rsLoRA (use_rslora) the scale follows each rank without one.
+  j["alpha_pattern_without_rslora"] = rec.alpha_pattern;
   j["target_modules"] = rec.target_modules;
   j["trainable_params"] = rec.params;
   j["trainable_params_uniform"] = rec.params_uniform;

@@ -15,6 +15,7 @@
 #include "export.h"
 #include "files.h"
 #include "lora.h"
+#include "progress.h"
 #include "test_common.h"
 
 using lorank::Recommendation;
@@ -34,6 +35,8 @@ Recommendation sample_recommendation() {
   rec.target_modules = {"q_proj", "v_proj", "down_proj"};
   rec.rank_pattern[kPatternKey] = 64;
   rec.alpha_pattern[kPatternKey] = 64;  // for trainers without rsLoRA; PEFT must not get it
+  rec.params = 1500000;
+  rec.params_uniform = 2000000;
   for (int layer = 0; layer < 2; ++layer) {
     for (const std::string kind : {"q_proj", "v_proj", "down_proj"}) {
       lorank::ModuleRank m;
@@ -213,6 +216,11 @@ TEST(Export, TorchtuneUsesClassicAlpha) {
   EXPECT_EQ(model["lora_dropout"], "0.0");
   EXPECT_TRUE(contains(text, "no rsLoRA")) << text;
   EXPECT_TRUE(contains(text, "one rank for every module")) << text;
+  // What torchtune trains without the pattern, beside the recommendation's count.
+  EXPECT_TRUE(contains(text, "(r=16 everywhere: " + lorank::format_count(2e6) +
+                                 " trainable parameters, against " + lorank::format_count(1.5e6) +
+                                 ")"))
+      << text;
   EXPECT_TRUE(contains(text, "LoraConfig.from_pretrained")) << text;
   EXPECT_TRUE(contains(text, "targets only down_proj")) << text;
 }

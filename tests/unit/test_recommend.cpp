@@ -333,8 +333,10 @@ TEST(Recommend, ManyRepeatsLowerTheConfidence) {
   EXPECT_EQ(r.confidence, "medium");
 }
 
-// A module narrower than the rank keeps its full rank in the rank_pattern, and the counts are the
-// parameters PEFT then builds: the same with and without a pattern of the data's own.
+// A module narrower than the rank keeps its full rank in the rank_pattern. The counts are the
+// parameters PEFT builds with that rank_pattern, and with r everywhere (a trainer without
+// rank_pattern, such as torchtune) above the full rank too; without rsLoRA that module's alpha
+// would be alpha x sqrt(16).
 TEST(Recommend, ModulesNarrowerThanTheRankKeepTheirFullRank) {
   std::vector<ModuleEvidence> ev;
   for (int layer = 0; layer < 2; ++layer) {
@@ -349,7 +351,8 @@ TEST(Recommend, ModulesNarrowerThanTheRankKeepTheirFullRank) {
   ASSERT_EQ(r.rank, 64);
   EXPECT_EQ(r.rank_pattern, (std::map<std::string, int64_t>{{"k_proj", 16}}));
   EXPECT_EQ(r.params, 2 * (2 * 64 * 128 + 16 * 80));
-  EXPECT_EQ(r.params, r.params_uniform);
+  EXPECT_EQ(r.params_uniform, 2 * (2 * 64 * 128 + 64 * 80));
+  EXPECT_EQ(r.alpha_pattern, (std::map<std::string, double>{{"k_proj", 8 * 4.0}}));
   EXPECT_TRUE(has_warning(r, "full rank is min(d_in, d_out) (k_proj 16)"));
 }
 
