@@ -28,4 +28,9 @@ void fail(const std::string& where, const std::string& what, const std::string& 
   throw Error(error_message(where, what, expected, got, hint));
 }
 
+void fail_usage(const std::string& where, const std::string& what, const std::string& expected,
+                const std::string& got, const std::string& hint) {
+  throw UsageError(error_message(where, what, expected, got, hint));
+}
+
 }  // namespace lorank

@@ -12,6 +12,13 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+// A value the command line alone shows to be wrong (an unknown format, a repeated rank): the CLI
+// exits 2 for it, as for the options CLI11 refuses, and 1 for a run that failed.
+class UsageError : public Error {
+ public:
+  explicit UsageError(const std::string& message) : Error(message) {}
+};
+
 // Builds "<where>: <what>[ (expected <expected>, got <got>)]\n  hint: <hint>".
 // `where` names the file and, when known, the line or tensor: "data.jsonl:12", "model.safetensors
 // [model.layers.0.self_attn.q_proj.weight]".
@@ -25,5 +32,9 @@ std::string join(const std::vector<std::string>& items, const std::string& sep);
 [[noreturn]] void fail(const std::string& where, const std::string& what,
                        const std::string& expected = "", const std::string& got = "",
                        const std::string& hint = "");
+// As fail, throwing UsageError.
+[[noreturn]] void fail_usage(const std::string& where, const std::string& what,
+                             const std::string& expected = "", const std::string& got = "",
+                             const std::string& hint = "");
 
 }  // namespace lorank

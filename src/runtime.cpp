@@ -23,7 +23,9 @@ torch::Device cuda_device(const std::string& option, const std::string& name) {
       name.compare(0, 5, "cuda:") == 0 && !index.empty() && index.size() < 4 &&
       std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (name != "cuda" && !digits)
-    fail(option, "unknown device '" + name + "'", "auto, cpu, cuda or cuda:N", name);
+    fail_usage(
+        option, "unknown device '" + name + "'", "auto, cpu, cuda or cuda:N", name,
+        "cuda:N counts from 0 (nvidia-smi lists the GPUs); auto takes the first GPU, else the CPU");
   if (cuda_count() == 0)
     fail(option + " " + name, "CUDA is not available to this build of lorank", "a CUDA device",
          "none", "build against a CUDA LibTorch (README: GPU build) or use --device cpu");

@@ -573,27 +573,40 @@ json train_summary_json(const TrainResult& r) {
           {"warnings", r.warnings}};
 }
 
-TrainResult read_train_summary(const std::string& path) {
+namespace {
+
+json read_summary_json(const std::string& path) {
   std::ifstream in(path);
   json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("best_step")) {
     fail(path, "unreadable run summary", "a JSON object written by lorank train", "something else",
          "pass --force to train afresh");
   }
+  return j;
+}
+
+TrainResult train_result_from(const json& j) {
   TrainResult r;
   r.finished = j.value("finished", false);
   r.diverged = j.value("diverged", false);
   r.total_steps = j.value("total_steps", int64_t(0));
   r.steps_done = j.value("steps_done", int64_t(0));
   r.best_step = j.value("best_step", int64_t(0));
-  r.best_val_loss = number_or_nan(j["best_val_loss"]);
-  r.test_loss = number_or_nan(j["test_loss"]);
+  r.best_val_loss = number_or_nan(j.value("best_val_loss", json()));
+  r.test_loss = number_or_nan(j.value("test_loss", json()));
   r.n_trainable = j.value("n_trainable", int64_t(0));
   r.seconds = j.value("seconds", 0.0);
   r.tokens_per_s = j.value("tokens_per_s", 0.0);
-  for (const auto& e : j["evals"]) r.evals.push_back({e[0].get<int64_t>(), number_or_nan(e[1])});
-  if (j.contains("warnings")) r.warnings = j["warnings"].get<std::vector<std::string>>();
+  for (const auto& e : j.value("evals", json::array()))
+    r.evals.push_back({e[0].get<int64_t>(), number_or_nan(e[1])});
+  if (j.contains("warnings")) r.warnings = j.at("warnings").get<std::vector<std::string>>();
   return r;
+}
+
+}  // namespace
+
+TrainResult read_train_summary(const std::string& path) {
+  return train_result_from(read_summary_json(path));
 }
 
 OutputState inspect_output_dir(const TrainOutput& out) {
@@ -635,11 +648,10 @@ bool Trainer::open_output(const TrainOutput& out, TrainResult& r) {
   const OutputState state = out.dir.empty() ? OutputState::fresh : inspect_output_dir(out);
   if (state == OutputState::finished) {
     const std::string path = (fs::path(out.dir) / kSummaryFile).string();
-    r = read_train_summary(path);
+    const json saved = read_summary_json(path);
+    r = train_result_from(saved);
     // A changed option would be ignored here, where an unfinished run refuses it.
-    std::ifstream in(path);
-    const json saved = json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (saved.is_object() && saved.contains("options"))  // summaries before the key: unchecked
+    if (saved.contains("options"))  // summaries before the key: unchecked
       check_same_settings(saved["options"], path, "this finished run");
     r.resumed = true;
     r.already_finished = true;
@@ -692,7 +704,8 @@ TrainResult Trainer::run(const TrainOutput& out) {
                  {"best_step", best_step_},
                  {"best_val_loss", number_or_null(best_val_)}});
     }
-    const bool stop = (opts_.stop_after > 0 && step_ >= opts_.stop_after) ||
+    // --stop-after counts this call's steps: run again with --resume, it trains as many more.
+    const bool stop = (opts_.stop_after > 0 && int64_t(r.steps.size()) >= opts_.stop_after) ||
                       (opts_.interrupt && opts_.interrupt->load());
     const bool periodic = opts_.save_every > 0 && step_ % opts_.save_every == 0;
     progress.advance(1, status_line(m));

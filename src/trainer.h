@@ -47,7 +47,8 @@ struct TrainOptions {
   bool checkpointing = false;  // recompute decoder blocks in backward: less memory, one more forward
   bool recompute_on_oom = true;  // a CUDA out-of-memory turns checkpointing on before shrinking
   EvalOptions eval;            // held-out batches; eval.pad_id also pads training batches
-  // Stop after this step as if interrupted, leaving a checkpoint (tests; time-limited jobs).
+  // Stop after this many steps of this call as if interrupted, leaving a checkpoint (tests;
+  // time-limited jobs): a resumed run counts from where it resumed.
   int64_t stop_after = 0;
   const std::atomic<bool>* interrupt = nullptr;  // set (e.g. by SIGINT): checkpoint and stop
   // Called with each micro-batch's size before its forward pass; tests throw

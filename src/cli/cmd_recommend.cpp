@@ -49,15 +49,15 @@ void check_format(std::string& format, bool json) {
   if (format.empty()) return;
   std::replace(format.begin(), format.end(), '_', '-');
   if (json) {
-    fail("--format", "cannot be combined with --json", "one of them", "both",
-         "--json prints the recommendation, --format " + format +
-             " the trainer's config; --out DIR writes both");
+    fail_usage("--format", "cannot be combined with --json", "one of them", "both",
+               "--json prints the recommendation, --format " + format +
+                   " the trainer's config; --out DIR writes both");
   }
   for (const auto& f : export_formats()) {
     if (f == format) return;
   }
-  fail("--format", "unknown format", join(export_formats(), ", "), format,
-       "--out DIR writes every format's file at once");
+  fail_usage("--format", "unknown format", join(export_formats(), ", "), format,
+             "--out DIR writes every format's file at once");
 }
 
 std::vector<std::string> output_names() {
@@ -146,7 +146,8 @@ Evidence probe_evidence(RecommendCliOptions& o) {
   Session s = open_session(o.common, o.data);
   const double load_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (o.probe.max_tokens == 0) o.probe.max_tokens = default_max_tokens(s);
+  // --sample alone is the sample the user asked for; the default token cap is for neither given.
+  if (o.probe.max_tokens == 0 && o.probe.sample == 0) o.probe.max_tokens = default_max_tokens(s);
   o.probe.max_rank = o.max_rank;
   o.probe.no_moments = !o.whitened;  // the plain rule needs no input moments
   ProbeRun run = run_probe_cli(s, o.probe, o.common.quiet, /*gain_curves=*/false);
@@ -216,9 +217,9 @@ void check_evidence_alone(const RecommendCliOptions& o, const CLI::App& app) {
   for (const auto& s : specs) {
     const std::string flag = s.flags.substr(0, s.flags.find(','));
     if (flag == "--json" || flag == "--quiet" || app.count(flag) == 0) continue;
-    fail(flag, "cannot be combined with --evidence", "", "",
-         "the evidence was measured on one model, data sample and probe; drop " + flag +
-             ", or probe again without --evidence");
+    fail_usage(flag, "cannot be combined with --evidence", "", "",
+               "the evidence was measured on one model, data sample and probe; drop " + flag +
+                   ", or probe again without --evidence");
   }
 }
 
@@ -230,6 +231,11 @@ int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
   check_outputs(o);  // again: files may have appeared during the probe
   if (!o.save_evidence.empty()) write_file_atomic(o.save_evidence, evidence_json(e), o.force);
   Recommendation rec = recommend(e.modules, e.data, rule_options(o));
+  if (!o.probe.layers.empty()) {
+    rec.warnings.push_back(
+        "--layers probed some layers only, and the parameter counts are theirs: the configs adapt "
+        "every layer (no layers_to_transform), so the adapter trained from them is larger");
+  }
   trace("decided");
   ReportContext ctx = e.context;
   ctx.program = program_name();

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "compat.h"
 #include "error.h"
@@ -35,8 +36,8 @@ void check_unique(const char* flag, const std::vector<T>& values) {
   for (size_t i = 0; i < values.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
       if (values[i] == values[j]) {
-        fail(flag, "a value given twice", "each value once",
-             format_number("%.10g", double(values[i])) + " twice", "drop the repeat");
+        fail_usage(flag, "a value given twice", "each value once",
+                   format_number("%.10g", double(values[i])) + " twice", "drop the repeat");
       }
     }
   }
@@ -45,14 +46,15 @@ void check_unique(const char* flag, const std::vector<T>& values) {
 void check_grid(const SweepCliOptions& o) {
   for (int64_t r : o.ranks) {
     if (r < 1 || r > (1 << 16))
-      fail("--ranks", "rank out of range", "1 to 65536", std::to_string(r));
+      fail_usage("--ranks", "rank out of range", "1 to 65536", std::to_string(r),
+                 "the default grid is 1,2,4,8,16,32,64,128");
   }
   for (double lr : o.lrs) {
     if (!(lr >= k_min_lr && lr <= k_max_lr)) {
-      fail("--lrs", "learning rate out of range",
-           format_number("%g", k_min_lr) + " to " + format_number("%g", k_max_lr) +
-               ", as train's --lr",
-           format_number("%g", lr));
+      fail_usage("--lrs", "learning rate out of range",
+                 format_number("%g", k_min_lr) + " to " + format_number("%g", k_max_lr) +
+                     ", as train's --lr",
+                 format_number("%g", lr), "LoRA learning rates are usually 1e-4 to 1e-2");
     }
   }
   check_unique("--ranks", o.ranks);
@@ -152,6 +154,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   out.progress = !o.t.common.quiet;
   check_sweep_dir(out);  // refuse before the slow part
   const FolderLock lock(out.dir, "--out");
+  warn_alpha_habit(o.t, so.lora, so.ranks);
   std::vector<torch::Device> devices;
   if (!o.devices.empty()) {
     devices = resolve_devices(o.devices);
@@ -160,7 +163,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   const int64_t jobs = o.jobs > 0 ? o.jobs : std::max<int64_t>(1, int64_t(devices.size()));
   // With trainings in other processes this one only reads the data (for the settings' fingerprint).
   Session s = open_session(o.t.common, o.t.data, /*load_data=*/true, /*load_model=*/jobs == 1);
-  if (s.model) {  // else each training checks, in its own log
+  if (s.model) {  // else each training checks, and its warnings are passed on as it ends
     check_every_key_matches(*s.model, so.lora, "");
     warn_ranks_beyond_full(*s.model, so.lora, so.ranks);
   }
@@ -206,6 +209,14 @@ int run_sweep_cmd(SweepCliOptions& o) {
       bar->started(dir);
     };
     j.on_end = [&](const std::string& dir) { bar->ended(dir); };
+    // Each training warns in its own log (of ranks above a module's full rank, say): each
+    // warning once, here.
+    std::set<std::string> warned;
+    j.on_warning = [&](const std::string& line) {
+      std::lock_guard<std::mutex> lock(bar_mu);
+      if (!warned.insert(line).second) return;
+      std::fprintf(stderr, "%s%s\n", ::isatty(STDERR_FILENO) ? "\r\033[K" : "", line.c_str());
+    };
     result = run_sweep(size_t(jobs), process_trainer(j), data, so, out, on_run);
     bar.reset();
   }
@@ -249,7 +260,10 @@ Subcommand sweep_subcommand() {
                                   0, 256},
                              });
             add_options(app, train_option_specs(o->t, /*sweep=*/true));
-            return [o] { return run_sweep_cmd(*o); };
+            return [o, &app] {
+              note_lora_flags_given(app, o->t);
+              return run_sweep_cmd(*o);
+            };
           }};
 }
 

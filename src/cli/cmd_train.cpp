@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -50,8 +51,10 @@ std::map<std::string, T> parse_pattern(const std::vector<std::string>& items, co
       used = 0;
     }
     if (used != value.size() || !(v > 0) || (std::is_integral_v<T> && v != std::floor(v))) {
-      fail(option, "bad value for " + item.substr(0, eq),
-           std::is_integral_v<T> ? "a positive integer" : "a positive number", value);
+      fail(
+          option, "bad value for " + item.substr(0, eq),
+          std::is_integral_v<T> ? "a positive integer" : "a positive number", value,
+          std::is_integral_v<T> ? "a rank of 1 or more: q_proj=16" : "an alpha above 0: q_proj=32");
     }
     out[item.substr(0, eq)] = static_cast<T>(v);
   }
@@ -102,22 +105,6 @@ void print_result(const TrainResult& r, const std::string& out) {
               r.checkpointing ? "; blocks recomputed" : "");
 }
 
-// PEFT's habit of alpha = r or 2r, under rsLoRA (lorank's default), scales the update by sqrt(r)
-// or 2 sqrt(r): at r=64 an eight times larger step than the user meant. Recommend's alpha is 8.
-void warn_alpha_habit(const TrainCliOptions& o, const LoraConfig& c) {
-  auto given = [&](const char* flag) {
-    return std::find(o.lora_flags_given.begin(), o.lora_flags_given.end(), flag) !=
-           o.lora_flags_given.end();
-  };
-  if (!given("--alpha") || given("--rslora") || given("--no-rslora") || !c.rslora) return;
-  if (!(c.alpha > 8 && c.alpha >= double(c.r))) return;
-  std::fprintf(stderr,
-               "warning: --alpha %g with rsLoRA (the default) scales the adapter by alpha/sqrt(r) "
-               "= %.3g at r=%lld; PEFT's alpha/r would be %.3g: add --no-rslora for PEFT's "
-               "scaling, or --rslora to keep this one and silence this warning\n",
-               c.alpha, c.alpha / std::sqrt(double(c.r)), (long long)c.r, c.alpha / double(c.r));
-}
-
 int run_train(TrainCliOptions& o) {
   finalize(o);
   LoraConfig lora = lora_config_from(o);
@@ -128,7 +115,7 @@ int run_train(TrainCliOptions& o) {
   out.progress = !o.common.quiet;
   inspect_output_dir(out);  // refuse before the slow part
   const FolderLock lock(out.dir, "--out");
-  warn_alpha_habit(o, lora);
+  warn_alpha_habit(o, lora, {});
   Session s = open_session(o.common, o.data);
   check_every_key_matches(*s.model, lora, o.adapter_config);
   warn_ranks_beyond_full(*s.model, lora, {});
@@ -172,6 +159,32 @@ int run_train(TrainCliOptions& o) {
 }
 
 }  // namespace
+
+// PEFT's habit of alpha = r or 2r, under rsLoRA (lorank's default), scales the update by sqrt(r)
+// or 2 sqrt(r): at r=64 an eight times larger step than the user meant. Recommend's alpha is 8.
+void warn_alpha_habit(const TrainCliOptions& o, const LoraConfig& c,
+                      const std::vector<int64_t>& ranks) {
+  auto given = [&](const char* flag) {
+    return std::find(o.lora_flags_given.begin(), o.lora_flags_given.end(), flag) !=
+           o.lora_flags_given.end();
+  };
+  if (!given("--alpha") || given("--rslora") || given("--no-rslora") || !c.rslora) return;
+  const int64_t r = ranks.empty() ? c.r : *std::min_element(ranks.begin(), ranks.end());
+  if (!(c.alpha > 8 && c.alpha >= double(r))) return;
+  std::fprintf(stderr,
+               "warning: --alpha %g with rsLoRA (the default) scales the adapter by alpha/sqrt(r) "
+               "= %.3g at r=%lld; PEFT's alpha/r would be %.3g: add --no-rslora for PEFT's "
+               "scaling, or --rslora to keep this one and silence this warning\n",
+               c.alpha, c.alpha / std::sqrt(double(r)), (long long)r, c.alpha / double(r));
+}
+
+void note_lora_flags_given(const CLI::App& app, TrainCliOptions& o) {
+  for (const char* flag : {"--rank", "--rank-pattern", "--alpha", "--rslora", "--no-rslora",
+                           "--targets", "--alpha-pattern", "--dropout"}) {
+    const CLI::Option* opt = app.get_option_no_throw(flag);
+    if (opt && opt->count() > 0) o.lora_flags_given.push_back(flag);
+  }
+}
 
 std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
   TrainOptions& t = o.train;
@@ -221,8 +234,8 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
       {"--eval-batch-tokens", &o.eval_batch_tokens, "padded tokens per evaluation batch", 16, 1e9},
       {"--save-every", &t.save_every, "also checkpoint every N steps (0: at evaluations only)", 0,
        1e12},
-      {"--stop-after", &t.stop_after, "stop after N steps with a checkpoint (continue: --resume)",
-       0, 1e12},
+      {"--stop-after", &t.stop_after,
+       "stop after N more steps with a checkpoint (continue: --resume)", 0, 1e12},
       {"--checkpointing",
        &o.checkpointing,
        "recompute decoder blocks in backward: less memory, a third more time (auto: from the "
@@ -250,9 +263,26 @@ void finalize(TrainCliOptions& o) {
   o.train.recompute_on_oom = o.checkpointing == "auto";
   validate(o.train);
   if (o.resume && o.force) {
-    fail("--resume/--force", "conflicting options", "one of them", "both",
-         "--resume continues the run in --out, --force discards it");
+    fail_usage("--resume/--force", "conflicting options", "one of them", "both",
+               "--resume continues the run in --out, --force discards it");
   }
+}
+
+// An adapter_config.json names the model it was made for: without --model, train would adapt the
+// built-in demo instead, and name it in the adapter it writes.
+void check_adapter_base_model(const TrainCliOptions& o, const std::string& path) {
+  if (!o.common.model_dir.empty()) return;
+  std::ifstream in(path);
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const auto base = j.is_object() ? j.find("base_model_name_or_path") : j.end();
+  if (base == j.end() || !base->is_string() || base->get<std::string>().empty()) return;
+  const std::string model = base->get<std::string>();
+  std::error_code ec;
+  if (std::filesystem::equivalent(model, demo_assets_dir() + "/tiny-llama", ec)) return;
+  fail(path,
+       "names a base model, but no --model was given (training would adapt the built-in demo)",
+       "--model for " + model, "no --model",
+       "pass --model " + model + " (or the folder holding it here)");
 }
 
 LoraConfig lora_config_from(const TrainCliOptions& o) {
@@ -260,14 +290,15 @@ LoraConfig lora_config_from(const TrainCliOptions& o) {
     std::string path = o.adapter_config;
     if (std::filesystem::is_directory(path)) path += "/adapter_config.json";
     if (!o.lora_flags_given.empty()) {
-      fail(o.lora_flags_given.front(), "conflicts with --adapter-config",
-           "the LoRA settings from one place", "both",
-           "edit " + path + ", or drop --adapter-config and give every LoRA option");
+      fail_usage(o.lora_flags_given.front(), "conflicts with --adapter-config",
+                 "the LoRA settings from one place", "both",
+                 "edit " + path + ", or drop --adapter-config and give every LoRA option");
     }
     if (!std::filesystem::exists(path)) {
       fail("--adapter-config", "not found", "a PEFT adapter_config.json or the folder holding one",
            path, "lorank recommend --out DIR writes DIR/adapter_config.json");
     }
+    check_adapter_base_model(o, path);
     return LoraAdapters::read_peft_config(path);
   }
   LoraConfig c;
@@ -340,7 +371,9 @@ TrainData load_train_data(const Session& s, const TrainCliOptions& o) {
 }
 
 std::string describe_data(const Session& session, const TrainData& d, const TrainCliOptions& o) {
-  std::string s = "data " + session.data_path +
+  std::string s = "model " + session.model_dir +
+                  (o.common.model_dir.empty() ? " (the built-in demo; --model names yours)" : "") +
+                  ", data " + session.data_path +
                   (o.common.data_path.empty() ? " (the built-in demo; --data names yours)" : "") +
                   ": " + std::to_string(d.train.size()) + " training examples";
   s += d.val.empty() ? ", no validation (the last adapter is kept)"
@@ -378,11 +411,7 @@ Subcommand train_subcommand() {
             add_options(app, data_option_specs(o->data));
             add_options(app, train_option_specs(*o, /*sweep=*/false));
             return [o, &app] {
-              for (const char* flag :
-                   {"--rank", "--rank-pattern", "--alpha", "--rslora", "--no-rslora", "--targets",
-                    "--alpha-pattern", "--dropout"}) {
-                if (app.count(flag) > 0) o->lora_flags_given.push_back(flag);
-              }
+              note_lora_flags_given(app, *o);
               return run_train(*o);
             };
           }};

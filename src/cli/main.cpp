@@ -27,10 +27,14 @@ int main(int argc, char** argv) {
   }
   int rc = 1;
   try {
+    lorank::cli::check_empty_values(argc, argv);
     app.parse(argc, argv);
     rc = run ? run() : 0;
   } catch (const CLI::ParseError& e) {
     rc = e.get_exit_code() == 0 ? app.exit(e) : lorank::cli::usage_error(app, argc, argv, e);
+  } catch (const lorank::UsageError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    rc = 2;
   } catch (const lorank::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
   } catch (const std::exception& e) {

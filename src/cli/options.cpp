@@ -188,22 +188,29 @@ std::vector<std::string> changed_option_args(const std::vector<OptionSpec>& spec
 
 std::vector<OptionSpec> common_option_specs(CommonOptions& o) {
   return {
-      {"--model,-m", &o.model_dir, "Hugging Face model folder (config.json, *.safetensors, tokenizer)"},
+      {"--model,-m", &o.model_dir,
+       "Hugging Face model folder (config.json, *.safetensors, tokenizer)"},
       {"--data,-d", &o.data_path, "dataset: JSONL, JSON array or CSV"},
       {"--device", &o.device,
        "where to run: auto, cpu, cuda, cuda:N, or a list (cuda:0,cuda:1; all) to split the model's "
        "layers over (auto splits a model too large for one GPU)"},
-      {"--dtype", &o.dtype, "compute dtype (auto: bf16 on CUDA, fp32 on CPU)", -1e300, 1e300,
+      {"--dtype",
+       &o.dtype,
+       "compute dtype (auto: bf16 on CUDA, fp32 on CPU)",
+       -1e300,
+       1e300,
        {"auto", "fp32", "bf16"}},
       {"--gpu-memory", &o.gpu_memory_gib,
-       "GiB of CUDA memory to use (0: the card's); batches fit it and more fails, as on a card that size",
+       "GiB of CUDA memory to use (0: the card's); batches fit it and more fails, as on a card "
+       "that size",
        0, 1e6},
       {"--threads", &o.threads,
        "CPU threads for compute and tokenizing (0: the default, under OpenBLAS its threads; "
        "every core for tokenizing)",
        0, 1024},
       {"--json", &o.json, "print machine-readable JSON instead of tables"},
-      {"--quiet,-q", &o.quiet, "no progress bars"},
+      {"--quiet,-q", &o.quiet,
+       "no progress bars or status lines (warnings and errors still print)"},
   };
 }
 

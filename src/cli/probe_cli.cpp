@@ -14,11 +14,15 @@ std::vector<OptionSpec> probe_option_specs(ProbeCliOptions& o, bool for_recommen
       {"--seed", &o.seed, "sampling, shards and sketches", 0, k_max_seed},
       {"--sample", &o.sample, "probe a seeded sample of N examples (0: all)", 0, 1e15},
       {"--max-tokens", &o.max_tokens,
-       for_recommend ? "probe a seeded sample of about N tokens (0: 16k on CPU, 256k on CUDA)"
+       for_recommend ? "probe a seeded sample of about N tokens (0: 16k on CPU, 256k on CUDA, "
+                       "or no limit with --sample)"
                      : "probe a seeded sample of about N tokens (0: no limit)",
        0, 1e15},
       {"--targets", &o.targets, "module types (default: all seven)"},
-      {"--layers", &o.layers, "layer indices (default: all)"},
+      {"--layers", &o.layers,
+       for_recommend ? "probe only these layer indices (default: all); the configs still adapt "
+                       "every layer"
+                     : "layer indices (default: all)"},
       {"--grad-mode",
        &o.grad_mode,
        "exact G, randomized sketches, or by memory",
@@ -27,7 +31,12 @@ std::vector<OptionSpec> probe_option_specs(ProbeCliOptions& o, bool for_recommen
        {"auto", "exact", "sketch"}},
       {"--sketch-rank", &o.sketch_rank, "sketch size k (caps the rank grid)", 1, 4096},
       {"--exact-budget-mb", &o.exact_budget_mb, "auto: exact when K x G fit in this", 0, 1e9},
-      {"--damping", &o.damping, "K-FAC damping relative to mean input eigenvalue", 0, 1e6},
+      {"--damping", &o.damping,
+       for_recommend
+           ? "K-FAC damping relative to mean input eigenvalue (with --whitened; else unused)"
+           : "K-FAC damping relative to mean input eigenvalue (the whitened spectra; "
+             "unused with --no-moments)",
+       0, 1e6},
       {"--splits", &o.splits, "half splits averaged", 1, 1000},
       {"--batch-tokens", &o.batch_tokens,
        "padded tokens per forward pass (0: 2048 on CPU; on CUDA up to 16384 as free memory allows)",

@@ -35,6 +35,16 @@ void check_ids_fit_model(const Session& s) {
 
 }  // namespace
 
+namespace {
+
+std::vector<std::string> chat_format_choices() {
+  std::vector<std::string> names = chat_format_names();
+  names.push_back("mistral");
+  return names;
+}
+
+}  // namespace
+
 std::vector<OptionSpec> data_option_specs(DataOptions& o) {
   return {
       {"--schema",
@@ -44,8 +54,9 @@ std::vector<OptionSpec> data_option_specs(DataOptions& o) {
        1e300,
        {"auto", "text", "prompt-completion", "alpaca", "messages"}},
       {"--chat-format", &o.chat_format,
-       "chat format for messages: " + join(chat_format_names(), ", ") +
-           " (default: recognised from tokenizer_config.json)"},
+       "chat format for messages (default: recognised from tokenizer_config.json; mistral = "
+       "mistral-v3)",
+       -1e300, 1e300, chat_format_choices()},
       {"--turns",
        &o.turns,
        "messages: what the loss covers: every assistant turn (all: axolotl, LLaMA-Factory, TRL's "
@@ -138,6 +149,8 @@ void note_beyond_positions(Session& s) {
                                   std::to_string(max_pos) + " keeps them within it");
 }
 
+}  // namespace
+
 // The built-in demo's folder: $LORANK_ASSETS_DIR, the installed copy (PREFIX/share/lorank/assets),
 // then the source tree's, so that an installed or copied binary does not need the checkout.
 std::string demo_assets_dir() {
@@ -166,8 +179,6 @@ std::string demo_assets_dir() {
        "pass --model DIR and --data FILE, or set LORANK_ASSETS_DIR to a copy of the "
        "repository's assets/ folder");
 }
-
-}  // namespace
 
 void refuse_split_model(const Session& s, const std::string& doing) {
   if (s.devices.size() <= 1) return;

@@ -34,6 +34,10 @@ struct Session {
   Dataset data;
 };
 
+// The built-in demo's folder (tiny-llama/ and demo.jsonl): $LORANK_ASSETS_DIR, the installed copy,
+// then the source tree's.
+std::string demo_assets_dir();
+
 // Caps `device` at --gpu-memory GiB (0: no cap) before a model loads there, so that its weights
 // count against the limit as on a smaller card.
 void limit_gpu_memory(const torch::Device& device, double gib);

@@ -40,6 +40,18 @@ std::string plain_message(const std::string& what) {
 
 }  // namespace
 
+void check_empty_values(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") return;
+    if (arg.size() > 3 && arg.rfind("--", 0) == 0 && arg.back() == '=') {
+      const std::string name = arg.substr(0, arg.size() - 1);
+      throw CLI::ValidationError(
+          name, "nothing after '=' (expected " + name + "=VALUE or " + name + " VALUE)");
+    }
+  }
+}
+
 int usage_error(const CLI::App& app, int argc, char** argv, const CLI::ParseError& e) {
   std::string names, sub, closest;
   size_t best = 3;  // further than two edits away is not a typo of it

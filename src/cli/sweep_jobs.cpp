@@ -95,6 +95,12 @@ SweepRun run_process(const SweepJobs& jobs, const std::string& exe, size_t slot,
   if (jobs.on_start) jobs.on_start(dir);
   const int status = wait_for(spawn(args, log), stop);
   if (jobs.on_end) jobs.on_end(dir);
+  if (jobs.on_warning) {
+    std::ifstream in(log);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("warning:", 0) == 0) jobs.on_warning(line);
+    }
+  }
   const std::string summary = (fs::path(dir) / kSummaryFile).string();
   if (fs::exists(summary)) {
     const TrainResult r = read_train_summary(summary);

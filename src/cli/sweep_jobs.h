@@ -24,6 +24,8 @@ struct SweepJobs {
   std::string sweep_dir;
   // Called with a run's folder as its process starts and after it ends (from the slots' threads).
   std::function<void(const std::string& run_dir)> on_start, on_end;
+  // Called with each "warning: ..." line of a run's log once the run has ended.
+  std::function<void(const std::string& line)> on_warning;
 };
 
 // Trains (rank, lr) as `lorank train <train_args> --r R --lr LR --device D --out DIR/runs/...

@@ -49,6 +49,12 @@ LoraConfig lora_config_from(const TrainCliOptions& o);
 // Warns of the ranks (each of `ranks`, or cfg's own when empty) above a target module's
 // min(d_in, d_out): PEFT trains them, but there they add parameters, not capacity.
 void warn_ranks_beyond_full(Model& model, const LoraConfig& cfg, const std::vector<int64_t>& ranks);
+// Which LoRA settings the command line gave (o.lora_flags_given), from the parsed app.
+void note_lora_flags_given(const CLI::App& app, TrainCliOptions& o);
+// Warns when --alpha looks like PEFT's alpha = r or 2r habit (above 8 and at least the smallest
+// of `ranks`, or cfg's r) while rsLoRA, lorank's default, scales by alpha/sqrt(r).
+void warn_alpha_habit(const TrainCliOptions& o, const LoraConfig& cfg,
+                      const std::vector<int64_t>& ranks);
 // Train/validation examples from --data (split by --val-fraction unless --val), test from --test.
 TrainData load_train_data(const Session& s, const TrainCliOptions& o);
 // "data FILE: N training examples, ...": the file named, since without --data it is the demo.

@@ -353,10 +353,12 @@ TEST(BadInput, SweepGridIsChecked) {
   TempDir tmp("bad-sweep-grid");
   const std::string out = tmp.path + "/out";
   expect_failure("sweep --ranks 1 --lrs 20 " + kTrainArgs + out,
-                 {"--lrs", "learning rate out of range", "1e-12 to 10", "got 20"});
+                 {"--lrs", "learning rate out of range", "1e-12 to 10", "got 20", "hint:"});
   expect_failure("sweep --ranks 2,2 --lrs 1e-3 " + kTrainArgs + out,
                  {"--ranks", "a value given twice", "hint:"});
-  expect_failure("sweep --ranks 2 --lrs 1e-3,0.001 " + kTrainArgs + out, {"--lrs", "given twice"});
+  auto r = expect_failure("sweep --ranks 2 --lrs 1e-3,0.001 " + kTrainArgs + out,
+                          {"--lrs", "given twice"});
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_FALSE(fs::exists(out));
 }
 

@@ -257,6 +257,20 @@ TEST(CliUsage, RefusedCommandLinesSayWhatWasExpected) {
   r = run_lorank("train --checkpointing maybe");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("--checkpointing"), std::string::npos) << r.output;
+  // "--name=" with nothing after it: CLI11 alone would read it as the bare option (here: on), or
+  // give the option the next argument.
+  r = run_lorank("train --checkpointing= --out /tmp/never");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: --checkpointing: nothing after '='"), std::string::npos)
+      << r.output;
+  // A chat format is checked with the command line, whatever the data (the demo is alpaca).
+  r = run_lorank("inspect --no-loss --chat-format foo");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: --chat-format: foo not in {llama3,"), std::string::npos)
+      << r.output;
+  r = run_lorank("train --out= --max-steps 1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: --out: nothing after '='"), std::string::npos) << r.output;
 }
 
 // LORANK_TRACE=1: where a run's time goes, in order, in seconds since the process started; nothing

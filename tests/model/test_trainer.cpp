@@ -725,6 +725,10 @@ TEST(TrainCli, TrainsRefusesAndResumes) {
   r = test::run_lorank(args);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("already holds the results"), std::string::npos) << r.output;
+  // --stop-after counts the steps of each call: resumed with it, the run goes one step further.
+  r = test::run_lorank(args + " --stop-after 1 --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("stopped at step 2 of 3"), std::string::npos) << r.output;
   r = test::run_lorank(args + " --resume");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("steps      3 of 3 (resumed)"), std::string::npos) << r.output;
@@ -748,6 +752,27 @@ TEST(TrainCli, TrainsRefusesAndResumes) {
   EXPECT_NE(r.output.find("key=value"), std::string::npos) << r.output;
 }
 
+// recommend's adapter_config.json names its model: without --model, train would adapt the built-in
+// demo and name the demo in the adapter; refused, with the --model to pass. The demo's own passes.
+TEST(TrainCli, AdapterConfigWithoutModelIsRefused) {
+  const std::string rec = test::make_temp_dir("cli-adapter-base");
+  test::write_file(rec + "/adapter_config.json", R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
+    "target_modules": ["q_proj"], "base_model_name_or_path": "/models/small-llama"})");
+  const std::string args = "train --data " + test::asset("data/cmudict.jsonl") +
+                           " -q --batch 4 --max-steps 1 --adapter-config " + rec + " --out ";
+  auto r = test::run_lorank(args + rec + "/out");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("names a base model, but no --model was given"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("hint: pass --model /models/small-llama"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(rec + "/out"));
+  test::write_file(rec + "/adapter_config.json", R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
+    "target_modules": ["q_proj"], "base_model_name_or_path": ")" +
+                                                     test::repo_path("assets/tiny-llama") + "\"}");
+  r = test::run_lorank(args + rec + "/demo");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 TEST(TrainCli, AdapterConfigGivesTheLoraSettingsAndNoFlagMayRepeatThem) {
   // What `recommend --out DIR` leaves in DIR: PEFT's adapter_config.json with a rank_pattern.
   const std::string rec = test::make_temp_dir("cli-adapter-config");
@@ -767,7 +792,7 @@ TEST(TrainCli, AdapterConfigGivesTheLoraSettingsAndNoFlagMayRepeatThem) {
   EXPECT_EQ(got["rank_pattern"], nlohmann::json({{"model.layers.1.self_attn.v_proj", 2}}));
   EXPECT_EQ(got["alpha_pattern"], nlohmann::json({{"q_proj", 16}}));
   r = test::run_lorank(args + " --adapter-config " + rec + " --r 8 --force --out " + out);
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);  // the command line alone is wrong
   EXPECT_NE(r.output.find("--rank: conflicts with --adapter-config"), std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find(rec + "/adapter_config.json"), std::string::npos) << r.output;
@@ -780,11 +805,16 @@ TEST(TrainCli, AdapterConfigGivesTheLoraSettingsAndNoFlagMayRepeatThem) {
 TEST(TrainCli, SweepPrintsTheTableAndMarksTheAdequateRank) {
   const std::string dir = test::make_temp_dir("cli-sweep") + "/out";
   auto r = test::run_lorank("sweep " + cli_model_data() +
-                            " --ranks 1,4 --lrs 3e-3 --batch 4 --jobs 2 "
+                            " --ranks 1,4 --lrs 3e-3 --batch 4 --jobs 2 --alpha 12 "
                             "--max-steps 2 --n-evals 1 --val-fraction 0.25 --out " +
                             dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("minimal adequate rank"), std::string::npos) << r.output;
+  // PEFT's alpha habit is said by the sweep too, at its smallest rank.
+  EXPECT_NE(r.output.find("warning: --alpha 12 with rsLoRA (the default) scales the adapter by "
+                          "alpha/sqrt(r) = 12 at r=1"),
+            std::string::npos)
+      << r.output;
   EXPECT_TRUE(fs::exists(dir + "/results.jsonl"));
   EXPECT_TRUE(fs::exists(dir + "/sweep.json"));
   EXPECT_TRUE(fs::exists(dir + "/loss_vs_rank.svg"));
