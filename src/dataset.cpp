@@ -301,13 +301,13 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
           std::count_if(messages.begin(), messages.end(),
                         [](const ChatMessage& m) { return m.role == "assistant"; });
       out.multi_turn = n_replies > 1;
-      out.reply_separator = chat_reply_separator(*chat);
       if (turns == TurnLoss::whole) {  // one piece, as TRL tokenizes the template's text
         out.completion =
             render_chat_text(*chat, messages, config.bos_token, config.eos_token, where);
         out.system_dropped = chat_drops_system(*chat, messages);
         return out;
       }
+      out.reply_separator = chat_reply_separator(*chat);  // not in the whole text: it is there
       // Asked for the last turn only (or one turn): one (prompt, completion), as the bench rule.
       std::vector<ChatTexts> pieces =
           turns == TurnLoss::replies && out.multi_turn

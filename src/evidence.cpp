@@ -164,6 +164,7 @@ std::string evidence_json(const Evidence& e) {
             {"data", data_facts_json(e.data)},
             {"data_args", c.data_args},
             {"targets", c.targets},
+            {"layers", c.layers},
             {"data_warnings", c.data_warnings},
             {"device_args", c.device_args},
             {"modules", modules}};
@@ -199,6 +200,8 @@ Evidence parse_evidence(const std::string& text_in, const std::string& where) {
     e.context.data_args = array_of<std::string>(root, "data_args", where);
     e.context.targets = array_of<std::string>(root, "targets", where);
   }
+  if (root.contains("layers"))  // evidence saved before the key existed: every layer
+    e.context.layers = array_of<int64_t>(root, "layers", where);
   if (root.contains("data_warnings"))  // evidence saved before the key existed has none
     e.context.data_warnings = array_of<std::string>(root, "data_warnings", where);
   if (root.contains("device_args"))  // likewise: the printed commands then run on the default

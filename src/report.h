@@ -23,6 +23,7 @@ struct ReportContext {
   // unknown in evidence saved before they were kept.
   std::vector<std::string> data_args;
   std::vector<std::string> targets;
+  std::vector<int64_t> layers;  // the layers probed when not all (--layers)
   bool data_args_known = false;
   std::vector<std::string> data_warnings;  // what reading --data warned about, for the JSON too
   // --device, --dtype and --gpu-memory as the probe was given them: the printed commands run

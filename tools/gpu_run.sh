@@ -41,11 +41,13 @@ if has golden; then
   python3 tools/make_golden.py --shared ../shared --out tests/assets/golden > "$out/golden.log" 2>&1 \
     || { tail -30 "$out/golden.log"; exit 1; }
   # Llama 2's tokenizer.json for the SentencePiece part: ../shared/tokenizers, or .gpu/llama2.tar.xz
-  # (LORANK_PACK_LLAMA2=1 tools/pack_gpu.sh).
+  # (tools/pack_gpu.sh packs it).
   [ -f ../shared/tokenizers/llama2/tokenizer.json ] || [ ! -f .gpu/llama2.tar.xz ] \
     || tar -C ../shared -xJf .gpu/llama2.tar.xz
-  spm=(); [ -f ../shared/tokenizers/llama2/tokenizer.json ] && spm=(--spm ../shared/tokenizers/llama2)
-  python3 tools/make_multiturn_golden.py "${spm[@]}" >> "$out/golden.log" 2>&1 || { tail -30 "$out/golden.log"; exit 1; }
+  [ -f ../shared/tokenizers/llama2/tokenizer.json ] \
+    || { echo "golden: no Llama 2 tokenizer.json (run tools/pack_gpu.sh)"; exit 1; }
+  python3 tools/make_multiturn_golden.py --spm ../shared/tokenizers/llama2 >> "$out/golden.log" 2>&1 \
+    || { tail -30 "$out/golden.log"; exit 1; }
   tar -cf "$out/golden.tar" tests/assets/golden
 fi
 if has build; then

@@ -171,6 +171,7 @@ Evidence probe_evidence(RecommendCliOptions& o) {
   DataOptions plain;
   ctx.data_args = changed_option_args(data_option_specs(o.data), data_option_specs(plain));
   ctx.targets = o.probe.targets;
+  ctx.layers = o.probe.layers;
   ctx.data_args_known = true;
   CommonOptions plain_common;
   ctx.device_args =
@@ -231,7 +232,7 @@ int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
   check_outputs(o);  // again: files may have appeared during the probe
   if (!o.save_evidence.empty()) write_file_atomic(o.save_evidence, evidence_json(e), o.force);
   Recommendation rec = recommend(e.modules, e.data, rule_options(o));
-  if (!o.probe.layers.empty()) {
+  if (!e.context.layers.empty()) {  // kept in the evidence: decided again, it is said again
     rec.warnings.push_back(
         "--layers probed some layers only, and the parameter counts are theirs: the configs adapt "
         "every layer (no layers_to_transform), so the adapter trained from them is larger");

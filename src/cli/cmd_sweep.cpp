@@ -209,12 +209,12 @@ int run_sweep_cmd(SweepCliOptions& o) {
       bar->started(dir);
     };
     j.on_end = [&](const std::string& dir) { bar->ended(dir); };
-    // Each training warns in its own log (of ranks above a module's full rank, say): each
-    // warning once, here.
+    // Ranks above a module's full rank need the model, which only the trainings load: their
+    // warnings, each once, here (the others this process gave already).
     std::set<std::string> warned;
     j.on_warning = [&](const std::string& line) {
       std::lock_guard<std::mutex> lock(bar_mu);
-      if (!warned.insert(line).second) return;
+      if (line.find("min(d_in, d_out)") == std::string::npos || !warned.insert(line).second) return;
       std::fprintf(stderr, "%s%s\n", ::isatty(STDERR_FILENO) ? "\r\033[K" : "", line.c_str());
     };
     result = run_sweep(size_t(jobs), process_trainer(j), data, so, out, on_run);

@@ -39,8 +39,8 @@ std::map<std::string, T> parse_pattern(const std::vector<std::string>& items, co
   for (const std::string& item : items) {
     const size_t eq = item.rfind('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
-      fail(option, "malformed entry", "key=value (e.g. q_proj=16)", item,
-           "separate entries with commas: q_proj=16,v_proj=4");
+      fail_usage(option, "malformed entry", "key=value (e.g. q_proj=16)", item,
+                 "separate entries with commas: q_proj=16,v_proj=4");
     }
     const std::string value = item.substr(eq + 1);
     size_t used = 0;
@@ -51,7 +51,7 @@ std::map<std::string, T> parse_pattern(const std::vector<std::string>& items, co
       used = 0;
     }
     if (used != value.size() || !(v > 0) || (std::is_integral_v<T> && v != std::floor(v))) {
-      fail(
+      fail_usage(
           option, "bad value for " + item.substr(0, eq),
           std::is_integral_v<T> ? "a positive integer" : "a positive number", value,
           std::is_integral_v<T> ? "a rank of 1 or more: q_proj=16" : "an alpha above 0: q_proj=32");
@@ -169,8 +169,10 @@ void warn_alpha_habit(const TrainCliOptions& o, const LoraConfig& c,
            o.lora_flags_given.end();
   };
   if (!given("--alpha") || given("--rslora") || given("--no-rslora") || !c.rslora) return;
-  const int64_t r = ranks.empty() ? c.r : *std::min_element(ranks.begin(), ranks.end());
-  if (!(c.alpha > 8 && c.alpha >= double(r))) return;
+  const int64_t r_min = ranks.empty() ? c.r : *std::min_element(ranks.begin(), ranks.end());
+  if (!(c.alpha > 8 && c.alpha >= double(r_min))) return;
+  // Said at the largest rank, where the two scales differ most.
+  const int64_t r = ranks.empty() ? c.r : *std::max_element(ranks.begin(), ranks.end());
   std::fprintf(stderr,
                "warning: --alpha %g with rsLoRA (the default) scales the adapter by alpha/sqrt(r) "
                "= %.3g at r=%lld; PEFT's alpha/r would be %.3g: add --no-rslora for PEFT's "

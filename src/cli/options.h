@@ -79,8 +79,9 @@ std::vector<Subcommand> all_subcommands();  // subcommands.cpp: the list main() 
 // subcommand a typo was closest to; returns the exit code, 2.
 int usage_error(const CLI::App& app, int argc, char** argv, const CLI::ParseError& e);
 
-// Throws a CLI::ValidationError for "--name=" with nothing after the "=": CLI11 reads it as the
-// bare option, which then takes the next argument as its value or, for --checkpointing, means on.
+// Throws a CLI::ValidationError for "--name=" with nothing after its first "=": CLI11 reads it as
+// the bare option, which then takes the next argument as its value or, for --checkpointing, means
+// on.
 void check_empty_values(int argc, char** argv);
 
 }  // namespace lorank::cli

@@ -44,7 +44,7 @@ void check_empty_values(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--") return;
-    if (arg.size() > 3 && arg.rfind("--", 0) == 0 && arg.back() == '=') {
+    if (arg.size() > 3 && arg.rfind("--", 0) == 0 && arg.find('=') == arg.size() - 1) {
       const std::string name = arg.substr(0, arg.size() - 1);
       throw CLI::ValidationError(
           name, "nothing after '=' (expected " + name + "=VALUE or " + name + " VALUE)");

@@ -52,7 +52,8 @@ void warn_ranks_beyond_full(Model& model, const LoraConfig& cfg, const std::vect
 // Which LoRA settings the command line gave (o.lora_flags_given), from the parsed app.
 void note_lora_flags_given(const CLI::App& app, TrainCliOptions& o);
 // Warns when --alpha looks like PEFT's alpha = r or 2r habit (above 8 and at least the smallest
-// of `ranks`, or cfg's r) while rsLoRA, lorank's default, scales by alpha/sqrt(r).
+// of `ranks`, or cfg's r) while rsLoRA, lorank's default, scales by alpha/sqrt(r); the scales are
+// quoted at the largest.
 void warn_alpha_habit(const TrainCliOptions& o, const LoraConfig& cfg,
                       const std::vector<int64_t>& ranks);
 // Train/validation examples from --data (split by --val-fraction unless --val), test from --test.

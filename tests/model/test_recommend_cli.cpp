@@ -48,12 +48,17 @@ TEST(RecommendCli, SampleAndLayersDoWhatTheHelpSays) {
   auto r = run_lorank("recommend --quiet --device cpu --json --sample 90");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(nlohmann::json::parse(r.output)["data"]["probe_examples"], 90);
-  // --layers narrows the probe, not the configs: said, since the counts are the probed layers'.
-  r = run_lorank(kArgs + "--json --layers 0,1");
+  // --layers narrows the probe, not the configs: said, since the counts are the probed layers';
+  // the evidence keeps the layers, so that deciding again says it too.
+  TempDir dir("recommend-layers");
+  r = run_lorank(kArgs + "--json --layers 0,1 --save-evidence " + dir.path + "/ev.json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(nlohmann::json::parse(r.output)["warnings"].dump().find("--layers probed some layers"),
             std::string::npos)
       << r.output;
+  auto again = run_lorank("recommend --quiet --json --evidence " + dir.path + "/ev.json");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(again.output, r.output);
 }
 
 TEST(RecommendCli, WritesConfigsPeftReadsAndKeepsThem) {

@@ -689,6 +689,15 @@ TEST(TrainCli, SaysWhenTheRankIsAboveAModulesFullRank) {
   r = test::run_lorank(args + dir + "2 --r 128");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find("min(d_in, d_out)"), std::string::npos) << r.output;
+  // A sweep with trainings in other processes passes on theirs, once each.
+  r = test::run_lorank("sweep " + cli_model_data() +
+                       " --targets q_proj,k_proj --batch 4 --max-steps 1 --n-evals 1 --ranks 4,200 "
+                       "--lrs 1e-3 --jobs 2 --out " +
+                       dir + "3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string warning = "warning: r=200 is above min(d_in, d_out) of 4 of the 8";
+  ASSERT_NE(r.output.find(warning), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find(warning, r.output.find(warning) + 1), std::string::npos) << r.output;
 }
 
 // --n-evals 0 with held-out data evaluates once, at the end: the run keeps and writes an adapter.
@@ -725,13 +734,12 @@ TEST(TrainCli, TrainsRefusesAndResumes) {
   r = test::run_lorank(args);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("already holds the results"), std::string::npos) << r.output;
-  // --stop-after counts the steps of each call: resumed with it, the run goes one step further.
-  r = test::run_lorank(args + " --stop-after 1 --resume");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("stopped at step 2 of 3"), std::string::npos) << r.output;
-  r = test::run_lorank(args + " --resume");
+  // --stop-after counts the steps of each call: resumed at step 1 with --stop-after 2, the run
+  // trains its last two steps (counted from the start, it would stop at step 2).
+  r = test::run_lorank(args + " --stop-after 2 --resume");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("steps      3 of 3 (resumed)"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("stopped at step"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(dir + "/adapter_config.json"));
   EXPECT_TRUE(fs::exists(dir + "/adapter_model.safetensors"));
   r = test::run_lorank(args + " --resume");
@@ -748,7 +756,7 @@ TEST(TrainCli, TrainsRefusesAndResumes) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--grad-accum"), std::string::npos) << r.output;
   r = test::run_lorank(args + " --force --rank-pattern q_proj");
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);  // the command line alone is wrong
   EXPECT_NE(r.output.find("key=value"), std::string::npos) << r.output;
 }
 
@@ -810,9 +818,9 @@ TEST(TrainCli, SweepPrintsTheTableAndMarksTheAdequateRank) {
                             dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("minimal adequate rank"), std::string::npos) << r.output;
-  // PEFT's alpha habit is said by the sweep too, at its smallest rank.
+  // PEFT's alpha habit is said by the sweep too, at its largest rank.
   EXPECT_NE(r.output.find("warning: --alpha 12 with rsLoRA (the default) scales the adapter by "
-                          "alpha/sqrt(r) = 12 at r=1"),
+                          "alpha/sqrt(r) = 6 at r=4; PEFT's alpha/r would be 3"),
             std::string::npos)
       << r.output;
   EXPECT_TRUE(fs::exists(dir + "/results.jsonl"));
