@@ -33,10 +33,6 @@ void check_ids_fit_model(const Session& s) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 std::vector<std::string> chat_format_choices() {
   std::vector<std::string> names = chat_format_names();
   names.push_back("mistral");

@@ -212,37 +212,25 @@ TEST(CliInspect, NumbersAreValidated) {
   EXPECT_NE(r.exit_code, 0);
 }
 
+// A command line refused by itself: exit code 2, and the error says each of `needles`.
+void expect_usage_error(const std::string& args, const std::vector<std::string>& needles) {
+  EXPECT_EQ(expect_failure(args, needles).exit_code, 2) << args;
+}
+
 // What CLI11 refuses reads as lorank's own errors: the option, what was expected (bounds as
 // written, not "0 not in range 0.000000 to 10"), what was given, a hint; exit code 2.
 TEST(CliUsage, RefusedCommandLinesSayWhatWasExpected) {
-  auto r = run_lorank("train --lr 0");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("error: --lr: expected a number in [1e-12, 10], got 0"),
-            std::string::npos)
-      << r.output;
-  EXPECT_NE(r.output.find("hint:"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("train --help"), std::string::npos) << r.output;
-  r = run_lorank("recommend --max-rank abc");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("--max-rank: expected an integer in [1, 65536], got 'abc'"),
-            std::string::npos)
-      << r.output;
-  r = run_lorank("recomend");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("error: recomend: unknown subcommand"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("did you mean"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find(" recommend?"), std::string::npos) << r.output;
-  r = run_lorank("");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("Subcommands:"), std::string::npos) << r.output;
-  r = run_lorank("train --max-steps 2 --max-steps 3");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("error: --max-steps: given 2 times (expected once)"), std::string::npos)
-      << r.output;
-  r = run_lorank("sweep --ranks 4,x");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("error: --ranks: not a number"), std::string::npos) << r.output;
-  r = run_lorank("train --help");
+  expect_usage_error("train --lr 0", {"error: --lr: expected a number in [1e-12, 10], got 0",
+                                      "hint:", "train --help"});
+  expect_usage_error("recommend --max-rank abc",
+                     {"--max-rank: expected an integer in [1, 65536], got 'abc'"});
+  expect_usage_error("recomend",
+                     {"error: recomend: unknown subcommand", "did you mean", " recommend?"});
+  expect_usage_error("", {"Subcommands:"});
+  expect_usage_error("train --max-steps 2 --max-steps 3",
+                     {"error: --max-steps: given 2 times (expected once)"});
+  expect_usage_error("sweep --ranks 4,x", {"error: --ranks: not a number"});
+  auto r = run_lorank("train --help");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("--lr FLOAT in [1e-12, 10]"), std::string::npos) << r.output;
   // A flag and its --no- form are two lines, not CLI11's "--rslora,--no-rslora{false}".
@@ -254,23 +242,15 @@ TEST(CliUsage, RefusedCommandLinesSayWhatWasExpected) {
     EXPECT_NE(r.output.find("--checkpointing TEXT:{auto,on,off}"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("(default auto; given alone: on)"), std::string::npos) << r.output;
   }
-  r = run_lorank("train --checkpointing maybe");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("--checkpointing"), std::string::npos) << r.output;
+  expect_usage_error("train --checkpointing maybe", {"--checkpointing"});
   // "--name=" with nothing after it: CLI11 alone would read it as the bare option (here: on), or
   // give the option the next argument.
-  r = run_lorank("train --checkpointing= --out /tmp/never");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("error: --checkpointing: nothing after '='"), std::string::npos)
-      << r.output;
+  expect_usage_error("train --checkpointing= --out /tmp/never",
+                     {"error: --checkpointing: nothing after '='"});
+  expect_usage_error("train --out= --max-steps 1", {"error: --out: nothing after '='"});
   // A chat format is checked with the command line, whatever the data (the demo is alpaca).
-  r = run_lorank("inspect --no-loss --chat-format foo");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("error: --chat-format: foo not in {llama3,"), std::string::npos)
-      << r.output;
-  r = run_lorank("train --out= --max-steps 1");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("error: --out: nothing after '='"), std::string::npos) << r.output;
+  expect_usage_error("inspect --no-loss --chat-format foo",
+                     {"error: --chat-format: foo not in {llama3,"});
 }
 
 // LORANK_TRACE=1: where a run's time goes, in order, in seconds since the process started; nothing
