@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdint>
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
@@ -22,6 +23,20 @@ const char* const k_header_end = "<|end_header_id|>\n\n";
 const char* const k_eot = "<|eot_id|>";
 const char* const k_im_start = "<|im_start|>";
 const char* const k_im_end = "<|im_end|>";
+
+// Qwen2.5's and Qwen3's tool prompt, around the tools' tojson lines.
+const char* const k_qwen_tools_head =
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are "
+    "provided with function signatures within <tools></tools> XML tags:\n<tools>";
+const char* const k_qwen_tools_tail =
+    "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+    "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, "
+    "\"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n";
+// Llama 3.1's, before the first user message.
+const char* const k_llama31_tools_head =
+    "Given the following functions, please respond with a JSON for a function call with its proper "
+    "arguments that best answers the given prompt.\n\nRespond in the format {\"name\": function "
+    "name, \"parameters\": dictionary of argument name and its value}.Do not use variables.\n\n";
 
 bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
 
@@ -195,6 +210,9 @@ ChatFormat detect_llama3(const std::string& t) {
     f.system_preamble = lit.text + "Today Date: " + date + "\n\n";
     break;
   }
+  if (f.always_system_block && contains(t, "Environment: ipython") && contains(t, "tool_calls") &&
+      contains(t, "Given the following functions, please respond with a JSON for a function call "))
+    f.tool_style = ToolStyle::llama31;
   return f;
 }
 
@@ -215,6 +233,12 @@ ChatFormat detect_chatml(const std::string& t) {
   f.think_block =
       contains(t, "<think>") && contains(t, "</think>") && contains(t, "last_query_index");
   if (f.think_block) f.name = "qwen3";
+  bool tools_head = false, tools_tail = false;
+  for (const Literal& lit : jinja_literals(t)) {
+    tools_head = tools_head || contains(lit.text, k_qwen_tools_head);
+    tools_tail = tools_tail || contains(lit.text, k_qwen_tools_tail);
+  }
+  if (tools_head && tools_tail && contains(t, "<tool_response>")) f.tool_style = ToolStyle::qwen;
   return f;
 }
 
@@ -311,9 +335,43 @@ struct Conversation {
   }
 };
 
+// Llama 3.1's tool turns: the tools before the first user message's text, a tool call written as
+// one JSON object (the message's content left out), a tool result as an ipython turn in tojson.
+void write_llama31_tools(Conversation& c, const std::vector<ChatMessage>& messages, size_t& first,
+                         const ChatTools& tools, const std::string& where) {
+  if (first >= messages.size() || messages[first].role != "user") {
+    fail(where, "Llama 3.1's template puts the tools in the first user message",
+         "a user message after the system message",
+         "messages[" + std::to_string(first) + "] with role \"" + messages[first].role + "\"",
+         "start the conversation with the user's message");
+  }
+  std::string text = k_llama31_tools_head;
+  for (const ToolSpec& tool : tools.list) text += tool.json_indented + "\n\n";
+  c.write(std::string(k_header_start) + "user" + k_header_end + text +
+          python_strip(messages[first].content) + k_eot);
+  ++first;
+}
+
+std::string llama31_tool_call(const ChatMessage& m, const std::string& where) {
+  if (m.tool_calls.size() != 1) {
+    fail(where, "Llama 3.1's template takes one tool call per message", "1 tool call",
+         std::to_string(m.tool_calls.size()), "split the calls into messages of one call each");
+  }
+  if (!m.tool_calls[0].in_function) {
+    fail(where, "Llama 3.1's template reads a tool call from its \"function\" object",
+         "{\"type\": \"function\", \"function\": {\"name\", \"arguments\"}}",
+         "{\"name\", \"arguments\"} without \"function\"",
+         "wrap each call as OpenAI writes it: {\"type\": \"function\", \"function\": {...}}");
+  }
+  return "{\"name\": \"" + m.tool_calls[0].name +
+         "\", \"parameters\": " + m.tool_calls[0].arguments_json + "}" + k_eot;
+}
+
 Conversation render_llama3(const ChatFormat& f, const std::vector<ChatMessage>& messages,
-                           const std::string& bos) {
+                           const std::string& bos, const ChatTools& tools,
+                           const std::string& where) {
   auto header = [](const std::string& role) { return k_header_start + role + k_header_end; };
+  const bool llama31_tools = f.tool_style == ToolStyle::llama31;
   Conversation c;
   c.write(f.bos_at_start ? bos : "");
   size_t first = 0;
@@ -323,15 +381,26 @@ Conversation render_llama3(const ChatFormat& f, const std::vector<ChatMessage>& 
       system = python_strip(messages[0].content);
       first = 1;
     }
-    c.write(header("system") + f.system_preamble + system + k_eot);
+    const std::string environment = llama31_tools && tools.given ? "Environment: ipython\n" : "";
+    c.write(header("system") + environment + f.system_preamble + system + k_eot);
   }
+  if (llama31_tools && tools.given) write_llama31_tools(c, messages, first, tools, where);
   for (size_t i = first; i < messages.size(); ++i) {
-    c.write(header(messages[i].role));
-    const std::string text = python_strip(messages[i].content) + k_eot;
-    if (messages[i].role == "assistant")
-      c.reply(text);
-    else
-      c.write(text);
+    const ChatMessage& m = messages[i];
+    if (llama31_tools && m.has_tool_calls_key) {
+      c.write(header("assistant"));
+      c.reply(llama31_tool_call(m, where));
+    } else if (llama31_tools && (m.role == "tool" || m.role == "ipython")) {
+      // A string is iterable in Jinja, so the template writes it through tojson too, quoted.
+      c.write(header("ipython") + nlohmann::json(m.content).dump() + k_eot);
+    } else {
+      c.write(header(m.role));
+      const std::string text = python_strip(m.content) + k_eot;
+      if (m.role == "assistant")
+        c.reply(text);
+      else
+        c.write(text);
+    }
   }
   return c;
 }
@@ -342,47 +411,114 @@ std::string strip_chars(const std::string& s, const char* chars, bool left, bool
   return end > begin ? s.substr(begin, end - begin) : "";
 }
 
-// Qwen3's assistant branch: reasoning written as "<think>...</think>" in the content is split off;
-// a reply after the last user message keeps it in a <think> block (empty when there is none), an
-// earlier reply loses it.
-std::string qwen3_reply(const std::string& content, bool after_last_query, bool last) {
+// Qwen3's assistant branch: reasoning given as reasoning_content, or written as
+// "<think>...</think>" in the content, is split off; a reply after the last user message keeps it
+// in a <think> block (empty when there is none), an earlier reply loses it. `visible` is the
+// content without the reasoning, which decides the "\n" before a tool call.
+std::string qwen3_reply(const ChatMessage& m, const std::string& content, bool after_last_query,
+                        bool last, std::string& visible) {
+  visible = content;
+  std::string reasoning;
   const size_t close = content.find("</think>");
-  if (close == std::string::npos && !(after_last_query && last)) return content;
-  std::string reasoning, text = content;
-  if (close != std::string::npos) {
+  if (m.has_reasoning) {
+    reasoning = m.reasoning;
+  } else if (close != std::string::npos) {
     const std::string before = strip_chars(content.substr(0, close), "\n", false, true);
     const size_t open = before.rfind("<think>");
     reasoning = strip_chars(open == std::string::npos ? before : before.substr(open + 7), "\n",
                             true, false);
-    text = strip_chars(content.substr(content.rfind("</think>") + 8), "\n", true, false);
+    visible = strip_chars(content.substr(content.rfind("</think>") + 8), "\n", true, false);
   }
-  if (!after_last_query || (!last && reasoning.empty())) return text;
+  if (!after_last_query || (!last && reasoning.empty())) return visible;
   return "<think>\n" + strip_chars(reasoning, "\n", true, true) + "\n</think>\n\n" +
-         strip_chars(text, "\n", true, false);
+         strip_chars(visible, "\n", true, false);
+}
+
+// The <tool_call> blocks after a reply's text: Qwen3 writes string arguments as they are and a "\n"
+// before the first only after text; Qwen2.5 writes every argument through tojson, each block after
+// a "\n" (the first one's is the header's when there is no text).
+std::string qwen_tool_calls(const ChatFormat& f, const ChatMessage& m, const std::string& visible) {
+  std::string out;
+  for (size_t k = 0; k < m.tool_calls.size(); ++k) {
+    const ToolCall& call = m.tool_calls[k];
+    const bool raw = f.think_block && call.arguments_are_text;
+    if (k > 0 || !visible.empty()) out += "\n";
+    out += "<tool_call>\n{\"name\": \"" + call.name +
+           "\", \"arguments\": " + (raw ? call.arguments_text : call.arguments_json) +
+           "}\n</tool_call>";
+  }
+  return out;
+}
+
+// Qwen's tool results: consecutive ones share one user turn.
+void write_qwen_tool_result(Conversation& c, const std::vector<ChatMessage>& messages, size_t i) {
+  if (i == 0 || messages[i - 1].role != "tool") c.write(std::string(k_im_start) + "user");
+  c.write("\n<tool_response>\n" + messages[i].content + "\n</tool_response>");
+  if (i + 1 == messages.size() || messages[i + 1].role != "tool")
+    c.write(std::string(k_im_end) + "\n");
+}
+
+// Qwen3's last_query_index: the last user message that is not a tool result written as one.
+size_t qwen_last_query(const std::vector<ChatMessage>& messages) {
+  const std::string open = "<tool_response>", close = "</tool_response>";
+  for (size_t i = messages.size(); i-- > 0;) {
+    const std::string& t = messages[i].content;
+    const bool tool_result = t.size() >= open.size() + close.size() &&
+                             t.compare(0, open.size(), open) == 0 &&
+                             t.compare(t.size() - close.size(), close.size(), close) == 0;
+    if (messages[i].role == "user" && !tool_result) return i;
+  }
+  return messages.size() - 1;
+}
+
+// The system turn: with tools, Qwen's tool prompt follows the system text (Qwen2.5: or its
+// default system message); without, Qwen2/2.5's default when the conversation has none.
+size_t write_chatml_system(Conversation& c, const ChatFormat& f,
+                           const std::vector<ChatMessage>& messages, const ChatTools& tools) {
+  const bool has_system = messages[0].role == "system";
+  if (f.tool_style == ToolStyle::qwen && !tools.list.empty()) {
+    std::string system = has_system ? messages[0].content : f.default_system;
+    if (f.think_block)
+      system = has_system ? messages[0].content + "\n\n" : "";
+    else
+      system += "\n\n";
+    c.write(std::string(k_im_start) + "system\n" + system + k_qwen_tools_head);
+    for (const ToolSpec& tool : tools.list) c.write("\n" + tool.json);
+    c.write(k_qwen_tools_tail);
+    return has_system ? 1 : 0;
+  }
+  if (!f.default_system.empty() && !has_system)
+    c.write(std::string(k_im_start) + "system\n" + f.default_system + k_im_end + "\n");
+  return 0;
 }
 
 Conversation render_chatml(const ChatFormat& f, const std::vector<ChatMessage>& messages,
-                           const std::string& bos, bool whole) {
+                           const std::string& bos, bool whole, const ChatTools& tools) {
   Conversation c;
   c.write(f.bos_at_start ? bos : "");
-  if (!f.default_system.empty() && messages[0].role != "system") {
-    c.write(std::string(k_im_start) + "system\n" + f.default_system + k_im_end + "\n");
-  }
-  size_t last_user = messages.size() - 1;
-  for (size_t i = 0; i < messages.size(); ++i) {
-    if (messages[i].role == "user") last_user = i;
-  }
-  for (size_t i = 0; i < messages.size(); ++i) {
+  const size_t first = write_chatml_system(c, f, messages, tools);
+  const size_t last_query = qwen_last_query(messages);
+  for (size_t i = first; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    if (f.tool_style == ToolStyle::qwen && m.role == "tool") {
+      write_qwen_tool_result(c, messages, i);
+      continue;
+    }
     const bool last = i + 1 == messages.size();
-    std::string content = messages[i].content;
+    std::string content = m.content;
     // The template writes content unstripped; the bench rule strips the completion.
     if (last && !whole) content = python_strip(content);
-    // Not the completion, which the bench rule takes as written.
-    if (f.think_block && messages[i].role == "assistant" && (whole || !last))
-      content = qwen3_reply(content, i > last_user, last);
-    c.write(k_im_start + messages[i].role + "\n");
-    if (messages[i].role == "assistant")
-      c.reply(content + k_im_end + "\n");  // a reply ends with <|im_end|> and the "\n" after it
+    std::string visible = content;
+    // Not the completion, which the bench rule takes as written: its reasoning_content, written
+    // into the content as the template would, stays supervised as inline reasoning does.
+    if (f.think_block && m.role == "assistant" && (whole || !last))
+      content = qwen3_reply(m, content, i > last_query, last, visible);
+    else if (f.think_block && m.role == "assistant" && m.has_reasoning)
+      content =
+          "<think>\n" + strip_chars(m.reasoning, "\n", true, true) + "\n</think>\n\n" + content;
+    c.write(k_im_start + m.role + "\n");
+    if (m.role == "assistant")  // a reply ends with <|im_end|> and the "\n" after it
+      c.reply(content + qwen_tool_calls(f, m, visible) + k_im_end + "\n");
     else
       c.write(content + k_im_end + "\n");
   }
@@ -452,15 +588,48 @@ Conversation render_inst(const ChatFormat& f, const std::vector<ChatMessage>& me
 
 // whole: the text the template writes for the whole conversation (apply_chat_template(messages));
 // else the bench rule: the template over the prompt messages, the completion stripped.
+// A template without tool turns would drop the calls and train on an empty reply (a record's
+// "tools" alone it leaves out, as the template does).
+void check_tools_supported(const ChatFormat& f, const std::vector<ChatMessage>& messages,
+                           const std::string& where) {
+  if (f.tool_style != ToolStyle::none) return;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (messages[i].tool_calls.empty()) continue;
+    fail(where, "this chat template (" + f.name + ") has no place for tool calls",
+         "a template that writes them (Qwen2.5's, Qwen3's, Llama 3.1's)",
+         "messages[" + std::to_string(i) + "] with tool_calls",
+         "the template would drop them and train on an empty reply; pass the --chat-format the "
+         "model was trained with (qwen3, llama3.1; Qwen2.5's is recognised from its "
+         "tokenizer_config.json), or write the calls into the assistant's content");
+  }
+}
+
+// Qwen's templates write system, user, assistant and tool turns and skip any other role.
+void check_qwen_roles(const ChatFormat& f, const std::vector<ChatMessage>& messages,
+                      const std::string& where) {
+  if (f.tool_style != ToolStyle::qwen) return;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string& role = messages[i].role;
+    if (role == "system" || role == "user" || role == "assistant" || role == "tool") continue;
+    fail(where, "messages[" + std::to_string(i) + "]: a role this template leaves out",
+         "system, user, assistant or tool", "role \"" + role + "\"",
+         "write a call as an assistant message with tool_calls and its result as a \"tool\" "
+         "message (ShareGPT's function_call and observation)");
+  }
+}
+
 Conversation render_conversation(const ChatFormat& format, const std::vector<ChatMessage>& messages,
                                  const std::string& bos_token, const std::string& eos_token,
-                                 const std::string& where, bool whole = false) {
+                                 const std::string& where, const ChatTools& tools,
+                                 bool whole = false) {
   check_last_is_assistant(messages, where);
+  check_tools_supported(format, messages, where);
+  check_qwen_roles(format, messages, where);
   switch (format.family) {
     case ChatFamily::llama3:
-      return render_llama3(format, messages, bos_token);
+      return render_llama3(format, messages, bos_token, tools, where);
     case ChatFamily::chatml:
-      return render_chatml(format, messages, bos_token, whole);
+      return render_chatml(format, messages, bos_token, whole, tools);
     case ChatFamily::inst:
       return render_inst(format, messages, bos_token, eos_token, whole, where);
   }
@@ -539,6 +708,7 @@ ChatFormat chat_format_by_name(const std::string& name) {
     f.name = name;
     f.always_system_block = true;
     f.system_preamble = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n";
+    f.tool_style = ToolStyle::llama31;
     return f;
   }
   if (name == "chatml" || name == "qwen3") {
@@ -546,6 +716,7 @@ ChatFormat chat_format_by_name(const std::string& name) {
     f.name = name;
     f.family = ChatFamily::chatml;
     f.think_block = name == "qwen3";
+    if (f.think_block) f.tool_style = ToolStyle::qwen;
     return f;
   }
   f = ChatFormat{};
@@ -599,8 +770,8 @@ ChatFormat detect_chat_format(const std::string& t, const std::string& where) {
 
 ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& messages,
                       const std::string& bos_token, const std::string& eos_token,
-                      const std::string& where) {
-  Conversation c = render_conversation(format, messages, bos_token, eos_token, where);
+                      const std::string& where, const ChatTools& tools) {
+  Conversation c = render_conversation(format, messages, bos_token, eos_token, where, tools);
   ChatTexts out;
   out.prompt = c.joined(c.turns.size() - 1) + c.turns.back().prompt;
   out.completion = std::move(c.turns.back().completion);
@@ -610,15 +781,15 @@ ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& 
 std::vector<ChatTexts> render_chat_turns(const ChatFormat& format,
                                          const std::vector<ChatMessage>& messages,
                                          const std::string& bos_token, const std::string& eos_token,
-                                         const std::string& where) {
-  return render_conversation(format, messages, bos_token, eos_token, where).turns;
+                                         const std::string& where, const ChatTools& tools) {
+  return render_conversation(format, messages, bos_token, eos_token, where, tools).turns;
 }
 
 std::string render_chat_text(const ChatFormat& format, const std::vector<ChatMessage>& messages,
                              const std::string& bos_token, const std::string& eos_token,
-                             const std::string& where) {
+                             const std::string& where, const ChatTools& tools) {
   Conversation c =
-      render_conversation(format, messages, bos_token, eos_token, where, /*whole=*/true);
+      render_conversation(format, messages, bos_token, eos_token, where, tools, /*whole=*/true);
   return c.joined(c.turns.size());
 }
 

@@ -11,6 +11,11 @@ namespace lorank {
 
 enum class ChatFamily { llama3, chatml, inst };
 
+// How a template writes tool calls: not at all, as Qwen2.5/Qwen3 (<tool_call> blocks, tool results
+// in a user turn, the tools in the system message) or as Llama 3.1 (one JSON call, ipython turns,
+// the tools in the first user message).
+enum class ToolStyle { none, qwen, llama31 };
+
 // Where an [INST] template puts a system message.
 enum class InstSystem { unsupported, llama2_sys, first_user, last_user };
 
@@ -34,10 +39,36 @@ struct ChatFormat {
   std::string assistant_prefix;      // " " in most [INST] templates (SentencePiece's "▁")
   bool strip_assistant = false;
   std::string assistant_suffix;      // Llama 2: " " between content and eos_token
+  // Where the template writes tool calls, tool results and the record's tools; none: a record
+  // with them is refused, as the template would drop them.
+  ToolStyle tool_style = ToolStyle::none;
+};
+
+// One entry of an assistant message's tool_calls (OpenAI's {"function": {name, arguments}}).
+struct ToolCall {
+  std::string name;
+  std::string arguments_json;  // the arguments as the template's tojson writes them
+  std::string arguments_text;  // the arguments themselves when given as a string
+  bool arguments_are_text = false;
+  bool in_function = true;  // written as {"function": {...}}, which Llama 3.1's template reads
 };
 
 struct ChatMessage {
   std::string role, content;
+  std::vector<ToolCall> tool_calls;
+  bool has_tool_calls_key = false;  // Llama 3.1's template asks whether the key is there at all
+  bool has_reasoning = false;       // reasoning_content given as a string (Qwen3 writes it)
+  std::string reasoning;
+};
+
+// The record's "tools" (function definitions) as the templates print them: tojson, and
+// tojson(indent=4) for Llama 3.1.
+struct ToolSpec {
+  std::string json, json_indented;
+};
+struct ChatTools {
+  bool given = false;  // "tools" holds a list, maybe empty: Llama 3.1 writes its tool prompt then
+  std::vector<ToolSpec> list;
 };
 
 struct ChatTexts {
@@ -58,11 +89,13 @@ std::string chat_turn_marker(const ChatFormat& format);
 // `where` when the template is missing or of an unknown kind, with the --chat-format hint.
 ChatFormat detect_chat_format(const std::string& chat_template, const std::string& where);
 
+// Every render_* takes the record's `tools` (empty when it has none) and refuses tool calls,
+// tool results or tools where the format's template has no place for them.
 // Renders messages[0..n-2] with the generation prompt, and messages[n-1] (role assistant) as the
 // completion. `where` ("data.jsonl:12") names the record in errors (wrong roles, too few messages).
 ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& messages,
                       const std::string& bos_token, const std::string& eos_token,
-                      const std::string& where);
+                      const std::string& where, const ChatTools& tools = {});
 
 // Every assistant turn as a (context, reply) pair, the context being what the template writes since
 // the previous reply: the turns put together are the whole conversation as the template writes it,
@@ -73,7 +106,7 @@ ChatTexts render_chat(const ChatFormat& format, const std::vector<ChatMessage>& 
 std::vector<ChatTexts> render_chat_turns(const ChatFormat& format,
                                          const std::vector<ChatMessage>& messages,
                                          const std::string& bos_token, const std::string& eos_token,
-                                         const std::string& where);
+                                         const std::string& where, const ChatTools& tools = {});
 
 // What the template writes between a context and its reply that the reply, tokenized on its own,
 // leaves to the tokenizer's dummy prefix: " " in the [INST] family, else "".
@@ -85,7 +118,7 @@ std::string chat_reply_separator(const ChatFormat& format);
 // is left out, as the template does (see chat_drops_system).
 std::string render_chat_text(const ChatFormat& format, const std::vector<ChatMessage>& messages,
                              const std::string& bos_token, const std::string& eos_token,
-                             const std::string& where);
+                             const std::string& where, const ChatTools& tools = {});
 
 // Whether render_chat_text leaves out these messages' system message (Mistral v3's templates).
 bool chat_drops_system(const ChatFormat& format, const std::vector<ChatMessage>& messages);

@@ -15,7 +15,7 @@
 namespace lorank {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 
 const char* const k_schema_hint =
     "every record of a file must share one schema; --schema forces one (text, prompt-completion, "
@@ -103,6 +103,73 @@ ConversationShape conversation_shape(const json& f) {
   return {{"messages"}};
 }
 
+// OpenAI's {"type": "function", "function": {"name", "arguments"}}, or the inner object alone.
+ToolCall read_tool_call(const json& entry, const std::string& item, const std::string& where) {
+  const json& call = entry.is_object() && entry.contains("function") ? entry["function"] : entry;
+  if (!call.is_object() || !call.contains("name") || !call["name"].is_string() ||
+      !call.contains("arguments")) {
+    fail(where, item + ": a tool call without a name and arguments",
+         "{\"function\": {\"name\": \"...\", \"arguments\": ...}}",
+         call.is_object() ? "keys " + key_list(call) : std::string("a JSON ") + call.type_name());
+  }
+  ToolCall out;
+  out.in_function = &call != &entry;
+  out.name = call["name"].get<std::string>();
+  const json& args = call["arguments"];
+  out.arguments_are_text = args.is_string();
+  if (out.arguments_are_text) out.arguments_text = args.get<std::string>();
+  out.arguments_json = python_json(args);
+  return out;
+}
+
+void read_tool_calls(const json& m, const std::string& item, const std::string& where,
+                     ChatMessage& message) {
+  if (m.contains("reasoning_content") && m["reasoning_content"].is_string()) {
+    message.has_reasoning = true;
+    message.reasoning = m["reasoning_content"].get<std::string>();
+  }
+  if (!m.contains("tool_calls") || m["tool_calls"].is_null()) return;
+  const json& calls = m["tool_calls"];
+  if (!calls.is_array()) {
+    fail(where, item + ": tool_calls must be a list", "a list of tool calls",
+         std::string("a JSON ") + calls.type_name());
+  }
+  message.has_tool_calls_key = true;
+  for (size_t k = 0; k < calls.size(); ++k)
+    message.tool_calls.push_back(
+        read_tool_call(calls[k], item + ".tool_calls[" + std::to_string(k) + "]", where));
+}
+
+// A record's "tools": function definitions as a list, or that list as a JSON string (as
+// datasets often store it).
+ChatTools read_tools(const Record& rec, const std::string& where) {
+  ChatTools out;
+  const auto it = rec.fields.find("tools");
+  // null and "" are how datasets fill the column for records without tools
+  if (it == rec.fields.end() || it->is_null() ||
+      (it->is_string() && it->get_ref<const std::string&>().empty()))
+    return out;
+  json parsed;
+  if (it->is_string()) {
+    try {
+      parsed = json::parse(it->get<std::string>());
+    } catch (const json::exception& e) {
+      std::string msg = e.what();
+      msg = msg.substr(msg.find(']') == std::string::npos ? 0 : msg.find(']') + 2);
+      fail(where, "field \"tools\" is a string that is not JSON", "a list of tool definitions", msg,
+           "write the tools as a JSON list, or that list as a string");
+    }
+  }
+  const json& tools = it->is_string() ? parsed : *it;
+  if (!tools.is_array()) {
+    fail(where, "field \"tools\" must be a list", "a list of tool definitions",
+         std::string("a JSON ") + tools.type_name());
+  }
+  out.given = true;
+  for (const json& tool : tools) out.list.push_back({python_json(tool), python_json(tool, 4)});
+  return out;
+}
+
 std::vector<ChatMessage> read_messages(const Record& rec, const std::string& where) {
   const ConversationShape shape = conversation_shape(rec.fields);
   const char* role_key = shape.role_key;
@@ -118,7 +185,9 @@ std::vector<ChatMessage> read_messages(const Record& rec, const std::string& whe
     for (size_t i = 0; i < list.size(); ++i) {
       const json& m = list[i];
       std::string item = std::string(key) + "[" + std::to_string(i) + "]";
-      if (!m.is_object() || !m.contains(role_key) || !m.contains(content_key)) {
+      const bool calls = m.is_object() && m.contains("tool_calls") && m["tool_calls"].is_array() &&
+                         !m["tool_calls"].empty();
+      if (!m.is_object() || !m.contains(role_key) || (!m.contains(content_key) && !calls)) {
         fail(where, item + " is not a {" + role_key + ", " + content_key + "} object",
              std::string("keys ") + role_key + ", " + content_key,
              m.is_object() ? "keys " + key_list(m) : std::string("a JSON ") + m.type_name());
@@ -128,8 +197,14 @@ std::vector<ChatMessage> read_messages(const Record& rec, const std::string& whe
              std::string("a JSON ") + m[role_key].type_name());
       }
       const std::string role = m[role_key].get<std::string>();
-      messages.push_back({shape.sharegpt ? sharegpt_role(role) : role,
-                          message_content(m[content_key], item, where)});
+      ChatMessage message;
+      message.role = shape.sharegpt ? sharegpt_role(role) : role;
+      read_tool_calls(m, item, where, message);
+      // A message that only calls tools may have no content (OpenAI writes null).
+      const bool no_content = m[content_key].is_null() && !message.tool_calls.empty();
+      if (!no_content && m.contains(content_key))
+        message.content = message_content(m[content_key], item, where);
+      messages.push_back(std::move(message));
     }
   }
   return messages;
@@ -182,6 +257,12 @@ bool completion_is_empty(const Record& rec, Schema schema) {
     case Schema::messages: {  // format_record checked the shape
       const ConversationShape shape = conversation_shape(rec.fields);
       const json& last = rec.fields[shape.keys.back()].back();
+      if (last.contains("tool_calls") && last["tool_calls"].is_array() &&
+          !last["tool_calls"].empty())
+        return false;  // the reply is the call
+      if (last.contains("reasoning_content") && last["reasoning_content"].is_string() &&
+          !last["reasoning_content"].get_ref<const std::string&>().empty())
+        return false;  // Qwen3 writes it before the content
       const json& content = last[shape.content_key];
       return content.is_string() ? python_strip(content.get<std::string>()).empty()
                                  : content.empty();
@@ -297,13 +378,14 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
       require_keys(rec, schema, conversation_shape(rec.fields).keys, where);
       if (!chat) fail(where, "no chat format to render messages with");
       const std::vector<ChatMessage> messages = read_messages(rec, where);
+      const ChatTools tools = read_tools(rec, where);
       const auto n_replies =
           std::count_if(messages.begin(), messages.end(),
                         [](const ChatMessage& m) { return m.role == "assistant"; });
       out.multi_turn = n_replies > 1;
       if (turns == TurnLoss::whole) {  // one piece, as TRL tokenizes the template's text
         out.completion =
-            render_chat_text(*chat, messages, config.bos_token, config.eos_token, where);
+            render_chat_text(*chat, messages, config.bos_token, config.eos_token, where, tools);
         out.system_dropped = chat_drops_system(*chat, messages);
         return out;
       }
@@ -311,9 +393,9 @@ FormattedText format_record(const Record& rec, Schema schema, const ChatFormat* 
       // Asked for the last turn only (or one turn): one (prompt, completion), as the bench rule.
       std::vector<ChatTexts> pieces =
           turns == TurnLoss::replies && out.multi_turn
-              ? render_chat_turns(*chat, messages, config.bos_token, config.eos_token, where)
+              ? render_chat_turns(*chat, messages, config.bos_token, config.eos_token, where, tools)
               : std::vector<ChatTexts>{
-                    render_chat(*chat, messages, config.bos_token, config.eos_token, where)};
+                    render_chat(*chat, messages, config.bos_token, config.eos_token, where, tools)};
       out.prompt = std::move(pieces.back().prompt);
       out.completion = std::move(pieces.back().completion);
       pieces.pop_back();

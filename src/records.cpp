@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -14,7 +17,7 @@
 namespace lorank {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 
 bool is_blank(const std::string& s) {
   return std::all_of(s.begin(), s.end(),
@@ -513,6 +516,76 @@ std::vector<Record> parse_records(const std::string& bytes, const std::string& p
 
 std::vector<Record> read_records(const std::string& path, int64_t max_records) {
   return parse_records(read_data_file(path), path, max_records);
+}
+
+namespace {
+
+// Python's repr of a float: the shortest digits that read back the same, fixed notation for
+// decimal exponents -4 to 15 ("1.0", "0.0001"), else "1e-05", "1.5e+16".
+std::string python_float(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v < 0 ? "-Infinity" : "Infinity";
+  char buf[40];
+#if defined(__cpp_lib_to_chars) && __cpp_lib_to_chars >= 201611L
+  // The shortest digits that read back, and of those the closest, as repr picks them (the
+  // correctly rounded ones can miss at a power of two: 2**-24).
+  *std::to_chars(buf, buf + sizeof buf - 1, v, std::chars_format::scientific).ptr = '\0';
+#else
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*e", precision - 1, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+#endif
+  std::string s = buf;  // "-d.ddde+XX"
+  const size_t e = s.find('e');
+  const int exp10 = std::stoi(s.substr(e + 1));
+  const bool negative = s[0] == '-';
+  std::string digits;
+  for (size_t i = negative ? 1 : 0; i < e; ++i)
+    if (s[i] != '.') digits += s[i];
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  std::string out = negative ? "-" : "";
+  if (exp10 >= -4 && exp10 < 16) {
+    if (exp10 < 0) return out + "0." + std::string(size_t(-exp10 - 1), '0') + digits;
+    const size_t point = size_t(exp10) + 1;
+    if (digits.size() <= point)
+      return out + digits + std::string(point - digits.size(), '0') + ".0";
+    return out + digits.substr(0, point) + "." + digits.substr(point);
+  }
+  out += digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "");
+  const int mag = exp10 < 0 ? -exp10 : exp10;
+  return out + (exp10 < 0 ? "e-" : "e+") + (mag < 10 ? "0" : "") + std::to_string(mag);
+}
+
+void write_python_json(const json& v, int indent, int depth, std::string& out) {
+  const bool object = v.is_object();
+  if (!object && !v.is_array()) {
+    out += v.is_number_float() ? python_float(v.get<double>()) : v.dump();
+    return;
+  }
+  if (v.empty()) {
+    out += object ? "{}" : "[]";
+    return;
+  }
+  const std::string inner = indent > 0 ? "\n" + std::string(size_t(indent * (depth + 1)), ' ') : "";
+  out += object ? "{" : "[";
+  bool first = true;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    out += first ? inner : (indent > 0 ? "," + inner : ", ");
+    first = false;
+    if (object) out += json(it.key()).dump() + ": ";
+    write_python_json(*it, indent, depth + 1, out);
+  }
+  if (indent > 0) out += "\n" + std::string(size_t(indent * depth), ' ');
+  out += object ? "}" : "]";
+}
+
+}  // namespace
+
+std::string python_json(const nlohmann::ordered_json& value, int indent) {
+  std::string out;
+  write_python_json(value, indent, 0, out);
+  return out;
 }
 
 }  // namespace lorank

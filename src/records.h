@@ -14,7 +14,8 @@ namespace lorank {
 
 // One record as read: an object of fields (CSV cells are strings) and the line it starts on.
 struct Record {
-  nlohmann::json fields;
+  nlohmann::ordered_json
+      fields;  // keys in file order, as Python reads them (a chat template's tojson)
   int64_t line = 0;
 };
 
@@ -41,5 +42,10 @@ std::vector<Record> read_records(const std::string& path, int64_t max_records = 
 // The same for bytes already in memory; `path` picks the format and names the source in errors.
 std::vector<Record> parse_records(const std::string& bytes, const std::string& path,
                                   int64_t max_records = 0);
+
+// `value` as Python's json.dumps(value, ensure_ascii=False) writes it, which is what a chat
+// template's tojson filter prints in transformers: ", " and ": " between items, or with indent > 0
+// one item per line at `indent` spaces a level; floats as Python's repr.
+std::string python_json(const nlohmann::ordered_json& value, int indent = 0);
 
 }  // namespace lorank

@@ -11,7 +11,7 @@
 namespace lorank {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;  // as Record::fields
 
 using test::error_of;
 
