@@ -167,8 +167,11 @@ std::string evidence_json(const Evidence& e) {
             {"layers", c.layers},
             {"data_warnings", c.data_warnings},
             {"device_args", c.device_args},
+            {"probe_args", c.probe_args},
+            {"threads", c.threads},
+            {"lorank_version", c.lorank_version},
             {"modules", modules}};
-  return j.dump() + "\n";
+  return json_output(j, -1) + "\n";
 }
 
 Evidence parse_evidence(const std::string& text_in, const std::string& where) {
@@ -206,6 +209,11 @@ Evidence parse_evidence(const std::string& text_in, const std::string& where) {
     e.context.data_warnings = array_of<std::string>(root, "data_warnings", where);
   if (root.contains("device_args"))  // likewise: the printed commands then run on the default
     e.context.device_args = array_of<std::string>(root, "device_args", where);
+  if (root.contains("probe_args")) {  // likewise: unknown, and said so by an empty list and 0
+    e.context.probe_args = array_of<std::string>(root, "probe_args", where);
+    e.context.threads = number<int64_t>(root, "threads", where);
+    e.context.lorank_version = text(root, "lorank_version", where);
+  }
   const json& data = field(root, "data", where);
   if (!data.is_object())
     fail(where, "key \"data\" has the wrong type", "an object", json_excerpt(data, 40), kHint);

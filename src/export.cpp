@@ -37,7 +37,7 @@ std::string number_text(double v) {
 
 // A JSON string literal is also a valid YAML double-quoted scalar and Python string literal.
 std::string quoted(const std::string& s) {
-  return nlohmann::json(s).dump();
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // Module names stay plain in YAML; anything YAML could read as another type is quoted.

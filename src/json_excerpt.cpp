@@ -44,4 +44,8 @@ std::string json_excerpt(const nlohmann::json& value, size_t max_chars) {
   return out.substr(0, cut) + "...";
 }
 
+std::string json_output(const nlohmann::json& value, int indent) {
+  return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace lorank

@@ -13,4 +13,9 @@ namespace lorank {
 // below a few levels is shown as [...] / {...}.
 std::string json_excerpt(const nlohmann::json& value, size_t max_chars = 80);
 
+// The text of an output (--json, recommendation.json, train_summary.json): indent 2, and bytes
+// that are not UTF-8 (a path from a non-UTF-8 working folder) written as U+FFFD instead of an
+// exception after the work is done.
+std::string json_output(const nlohmann::json& value, int indent = 2);
+
 }  // namespace lorank

@@ -539,8 +539,9 @@ std::string peft_config_json(const LoraConfig& cfg, const std::vector<std::strin
             {"target_modules", target},
             {"task_type", "CAUSAL_LM"},
             {"use_rslora", cfg.rslora}};
-  return j.dump(2, ' ',
-                true);  // sorted keys, indent 2, ASCII: as json.dumps(indent=2, sort_keys=True)
+  // Sorted keys, indent 2, ASCII: as json.dumps(indent=2, sort_keys=True); a path that is not
+  // UTF-8 (a non-UTF-8 working folder) as U+FFFD rather than an exception after training.
+  return j.dump(2, ' ', true, nlohmann::json::error_handler_t::replace);
 }
 
 std::string LoraAdapters::peft_config_json(const std::string& base_model_path) const {

@@ -483,10 +483,11 @@ double ProbeResult::base_loss() const {
 std::vector<Linear*> probe_targets(Model& model, const ProbeOptions& opts) {
   for (const auto& k : opts.target_kinds) {
     if (std::find(kKinds.begin(), kKinds.end(), k) == kKinds.end()) {
-      fail("--targets", "unknown module type '" + k + "'",
-           "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj", k,
-           "name module types, comma-separated (--targets q_proj,v_proj); the probe adapts no "
-           "lm_head");
+      fail_usage(
+          "--targets", "unknown module type '" + k + "'",
+          "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj", k,
+          "name module types, comma-separated (--targets q_proj,v_proj); the probe adapts no "
+          "lm_head");
     }
   }
   const int64_t n_layer = model.config().n_layer;

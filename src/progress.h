@@ -34,6 +34,9 @@ std::string format_count(double n);           // "1.23M", "45.6k", "789"
 std::string format_rate(double per_second, const std::string& unit);
 // One number through a printf format (e.g. "%.3f"): the formatting the reports share.
 std::string format_number(const char* printf_format, double v);
+// The fewest %g digits that read back as `v` ("0.001", "0.0010000001"): for values a command or
+// a folder name must keep exactly.
+std::string format_exact(double v);
 // "1 rank", "3 ranks": a count and its noun, plural by adding "s".
 std::string count_of(int64_t n, const std::string& noun);
 

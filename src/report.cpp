@@ -1,14 +1,14 @@
 #include "report.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "evidence.h"
+#include "json_excerpt.h"
 #include "progress.h"
 #include "sweep.h"
 
@@ -115,7 +115,7 @@ std::string check_command(const Recommendation& rec, const ReportContext& ctx) {
   std::string targets;
   for (const auto& t : ctx.targets) targets += (targets.empty() ? " --targets " : ",") + t;
   return shell_word(ctx.program) + " sweep " + model_and_data_args(ctx) + targets + " --alpha " +
-         format_number("%g", rec.alpha) + " --ranks " + ranks +
+         format_exact(rec.alpha) + " --ranks " + ranks +
          (jobs > 1 ? " --jobs " + std::to_string(jobs) : std::string()) + " --out lorank-check";
 }
 
@@ -156,8 +156,13 @@ std::string recommendation_json(const Recommendation& rec, const ReportContext& 
   j["model"] = {{"path", ctx.model_path}, {"device", ctx.device}};
   j["data"]["path"] = ctx.data_path;
   j["data"]["warnings"] = ctx.data_warnings;
-  j["probe"] = {{"grad_mode", ctx.grad_mode}, {"sketch_rank", ctx.sketch_rank}};
-  return j.dump(2) + "\n";
+  j["probe"] = {{"grad_mode", ctx.grad_mode},
+                {"sketch_rank", ctx.sketch_rank},
+                {"args", ctx.probe_args},
+                {"threads", ctx.threads}};
+  j["lorank_version"] =
+      ctx.lorank_version.empty() ? nlohmann::json(nullptr) : nlohmann::json(ctx.lorank_version);
+  return json_output(j) + "\n";
 }
 
 std::string recommendation_report(const Recommendation& rec, const ReportContext& ctx) {

@@ -29,6 +29,12 @@ struct ReportContext {
   // --device, --dtype and --gpu-memory as the probe was given them: the printed commands run
   // where the user asked.
   std::vector<std::string> device_args;
+  // The probe's options given (--seed, --sample, --shards, ...) as arguments, and its compute
+  // threads (they order BLAS sums, which moves the last digits): what re-deriving the
+  // recommendation needs. Unknown (empty, 0) in evidence saved before they were kept.
+  std::vector<std::string> probe_args;
+  int64_t threads = 0;
+  std::string lorank_version;  // of the binary that probed ("" in evidence saved before)
 };
 
 // "lorank sweep --model M --data D ... --ranks ... --out lorank-check", lorank as ctx.program:

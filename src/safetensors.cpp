@@ -1,27 +1,27 @@
 #include "safetensors.h"
 
-#include "files.h"
-#include "tokenizer_unicode.h"
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
-#include <tuple>
 #include <sstream>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <tuple>
 
 #include "error.h"
-#include "tokenizer_unicode.h"
+#include "files.h"
 #include "json_excerpt.h"
+#include "tokenizer_unicode.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -604,6 +604,34 @@ std::vector<std::string> SafetensorsModel::names() const {
   for (const auto& entry : where_) out.push_back(entry.first);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+uint64_t fnv1a64(uint64_t h, const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001B3ULL;
+  return h;
+}
+
+std::string hex64(uint64_t h) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string weights_fingerprint(const SafetensorsModel& model) {
+  constexpr size_t kSample = 64;
+  uint64_t h = kFnvOffset;
+  for (const std::string& name : model.names()) {
+    const TensorView& t = model.tensor(name);
+    h = fnv1a64(h, name.data(), name.size() + 1);  // with its '\0': names do not run together
+    const std::string dtype = dtype_name(t.dtype);
+    h = fnv1a64(h, dtype.data(), dtype.size());
+    h = fnv1a64(h, t.shape.data(), t.shape.size() * sizeof(int64_t));
+    const size_t n = std::min(kSample, t.n_bytes);
+    for (size_t at : {size_t(0), (t.n_bytes - n) / 2, t.n_bytes - n})
+      h = fnv1a64(h, t.data + at, n);
+  }
+  return hex64(h);
 }
 
 float bf16_to_f32(uint16_t bits) {

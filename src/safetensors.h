@@ -91,6 +91,16 @@ class SafetensorsModel {
   std::unordered_map<std::string, size_t> where_;  // tensor name -> index into files_
 };
 
+// FNV-1a, 64-bit, continuing from `h` (start from kFnvOffset): stable across runs and machines.
+constexpr uint64_t kFnvOffset = 0xCBF29CE484222325ULL;
+uint64_t fnv1a64(uint64_t h, const void* data, size_t n);
+std::string hex64(uint64_t h);  // 16 hex digits
+
+// A cheap fingerprint of a model's weights (16 hex digits): every tensor's name, dtype, shape and
+// 64 bytes at its start, middle and end. Another checkpoint with the same shapes (a fine-tune, the
+// instruct model) gets another; a few pages are read per tensor, not the weights.
+std::string weights_fingerprint(const SafetensorsModel& model);
+
 // Element-wise conversion to f32 (F32, F16, BF16, F64); `where` prefixes errors for other dtypes.
 std::vector<float> to_f32(const TensorView& tensor, const std::string& where);
 float bf16_to_f32(uint16_t bits);  // exact: bf16 is the top half of an f32

@@ -22,6 +22,7 @@
 #include "compat.h"
 #include "error.h"
 #include "files.h"
+#include "json_excerpt.h"
 #include "model.h"
 #include "progress.h"
 
@@ -38,7 +39,7 @@ constexpr const char* kSvgFile = "loss_vs_rank.svg";
 constexpr const char* kRunsDir = "runs";
 
 std::string run_dir_name(int64_t rank, double lr) {
-  return "r" + std::to_string(rank) + "-lr" + format_number("%g", lr);
+  return "r" + std::to_string(rank) + "-lr" + format_exact(lr);
 }
 
 bool same_lr(double a, double b) {
@@ -194,7 +195,7 @@ std::string sweep_json(const SweepSummary& s, const std::vector<SweepRun>& runs)
             {"rule", "smallest r with L(r) <= best + max(0.005, 0.01 * best)"},
             {"per_rank", per_rank},
             {"runs", all}};
-  return j.dump(2) + "\n";
+  return json_output(j) + "\n";
 }
 
 namespace {
@@ -341,15 +342,11 @@ void prepare_sweep_dir(const SweepOutput& out, const std::string& fingerprint) {
     std::ifstream in(config_path);
     json saved = json::parse(in, nullptr, /*allow_exceptions=*/false);
     json now = json::parse(fingerprint);
-    if (saved != now) {
-      std::string diff;
-      for (auto& [k, v] : now.items()) {
-        if (!saved.is_object() || !saved.contains(k) || saved[k] != v)
-          diff += (diff.empty() ? "" : ", ") + k;
-      }
+    const std::string diff = settings_diff(saved, now);
+    if (!diff.empty()) {
       fail(config_path, "the sweep in this folder used other settings or data",
-           "the same settings (ranks and learning rates may change)", "different " + diff,
-           "resume with the original options, --force to start over, or another --out");
+           "the same settings (ranks and learning rates may change)", diff,
+           settings_hint(diff) + " (or choose another --out)");
     }
   } else {
     write_file_atomic(config_path, json::parse(fingerprint).dump(2) + "\n", /*overwrite=*/true);
@@ -367,6 +364,7 @@ SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts
   train.checkpointing = *recompute;
   train.interrupt = &stop;
   TrainOutput to;
+  to.warnings = out.warnings;
   to.dir = (fs::path(out.dir) / sweep_run_dir(rank, lr)).string();
   to.base_model_path = out.base_model_path;
   to.resume = true;  // a half-finished run continues from its checkpoint
@@ -417,7 +415,7 @@ void sweep_worker(size_t slot, const SweepTrainer& train, SweepQueue& q,
         q.stop = true;
         return;
       }
-      append_durably(q.results_path, run_to_json(run).dump() + "\n");
+      append_durably(q.results_path, json_output(run_to_json(run), -1) + "\n");
       q.done[pos] = run;
       if (on_run) on_run(run, false);
     }

@@ -60,6 +60,7 @@ struct SweepOutput {
   bool resume = false;  // skip finished pairs, resume a half-finished run from its checkpoint
   bool force = false;   // discard an earlier sweep's results in dir
   bool progress = true;
+  std::vector<std::string> warnings;  // the data's, kept in each run's train_summary.json
 };
 
 inline constexpr const char* kResultsFile = "results.jsonl";

@@ -12,6 +12,7 @@
 #include "compat.h"
 #include "error.h"
 #include "files.h"
+#include "json_excerpt.h"
 #include "model.h"
 #include "progress.h"
 #include "safetensors.h"
@@ -47,12 +48,6 @@ uint64_t mix_seed(uint64_t seed, uint64_t epoch) {
   return z ^ (z >> 31);
 }
 
-uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001B3ULL;
-  return h;
-}
-
 }  // namespace
 
 nlohmann::json number_or_null(double v) {
@@ -64,14 +59,35 @@ double number_or_nan(const nlohmann::json& j) {
 }
 
 std::string examples_hash(const std::vector<Example>& examples) {
-  uint64_t h = 0xCBF29CE484222325ULL;
+  uint64_t h = kFnvOffset;
   for (const auto& e : examples) {
-    h = fnv1a(h, e.ids.data(), e.ids.size() * sizeof(int32_t));
-    h = fnv1a(h, e.loss_mask.data(), e.loss_mask.size());
+    h = fnv1a64(h, e.ids.data(), e.ids.size() * sizeof(int32_t));
+    h = fnv1a64(h, e.loss_mask.data(), e.loss_mask.size());
   }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  return hex64(h);
+}
+
+std::string settings_hint(const std::string& diff) {
+  const bool model = diff.rfind("model ", 0) == 0 || diff.find(", model ") != std::string::npos ||
+                     diff.rfind("dtype ", 0) == 0 || diff.find(", dtype ") != std::string::npos;
+  return model
+             ? "the run was made on other weights (model: a fingerprint of them) or in another "
+               "--dtype: resume with the --model and --dtype it was started with, or pass --force "
+               "to start afresh"
+             : "resume with the original options, or pass --force to start afresh";
+}
+
+std::string settings_diff(const json& saved, const json& now) {
+  static const std::set<std::string> added_later = {"model", "dtype"};
+  std::string diff;
+  for (auto& [k, v] : now.items()) {
+    const bool has = saved.is_object() && saved.contains(k);
+    if (!has && added_later.count(k)) continue;  // a run from before lorank wrote it
+    if (!has || saved[k] != v)
+      diff +=
+          (diff.empty() ? "" : ", ") + k + " " + (has ? saved[k].dump() : "?") + " -> " + v.dump();
+  }
+  return diff;
 }
 
 namespace {
@@ -409,6 +425,8 @@ std::string run_fingerprint(const LoraConfig& l, const TrainOptions& o, const Tr
             {"train", examples_hash(data.train)},
             {"val", examples_hash(data.val)},
             {"test", examples_hash(data.test)}};
+  if (!o.model_fingerprint.empty()) j["model"] = o.model_fingerprint;
+  if (!o.compute_dtype.empty()) j["dtype"] = o.compute_dtype;
   return j.dump();
 }
 
@@ -440,18 +458,10 @@ void Trainer::save_checkpoint(const std::string& path) const {
 
 void Trainer::check_same_settings(const json& saved, const std::string& path,
                                   const std::string& what) const {
-  const json now = json::parse(options_fingerprint());
-  std::string diff;
-  for (auto& [k, v] : now.items()) {
-    if (!saved.contains(k) || saved[k] != v) {
-      diff += (diff.empty() ? "" : ", ") + k + " " + (saved.contains(k) ? saved[k].dump() : "?") +
-              " -> " + v.dump();
-    }
-  }
-  if (!diff.empty()) {
+  const std::string diff = settings_diff(saved, json::parse(options_fingerprint()));
+  if (!diff.empty())
     fail(path, what + " was trained with other settings or data", "the same settings", diff,
-         "resume with the original options, or pass --force to start afresh");
-  }
+         settings_hint(diff));
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
@@ -516,7 +526,7 @@ class MetricsLog {
   }
   void write(const json& j) {
     if (!f_) return;
-    std::string line = j.dump() + "\n";
+    std::string line = json_output(j, -1) + "\n";
     std::fwrite(line.data(), 1, line.size(), f_);
     std::fflush(f_);  // a killed run keeps every line written so far
   }
@@ -570,6 +580,7 @@ json train_summary_json(const TrainResult& r) {
           {"seconds", r.seconds},
           {"tokens_per_s", r.tokens_per_s},
           {"evals", evals},
+          {"examples", {{"train", r.n_train}, {"val", r.n_val}, {"test", r.n_test}}},
           {"warnings", r.warnings}};
 }
 
@@ -600,6 +611,10 @@ TrainResult train_result_from(const json& j) {
   for (const auto& e : j.value("evals", json::array()))
     r.evals.push_back({e[0].get<int64_t>(), number_or_nan(e[1])});
   if (j.contains("warnings")) r.warnings = j.at("warnings").get<std::vector<std::string>>();
+  const json examples = j.value("examples", json::object());
+  r.n_train = examples.value("train", int64_t(0));
+  r.n_val = examples.value("val", int64_t(0));
+  r.n_test = examples.value("test", int64_t(0));
   return r;
 }
 
@@ -655,6 +670,11 @@ bool Trainer::open_output(const TrainOutput& out, TrainResult& r) {
       check_same_settings(saved["options"], path, "this finished run");
     r.resumed = true;
     r.already_finished = true;
+    if (!saved.contains("examples")) {  // a summary from before the key: the same data, checked
+      r.n_train = int64_t(data_.train.size());
+      r.n_val = int64_t(data_.val.size());
+      r.n_test = int64_t(data_.test.size());
+    }
     return false;
   }
   if (!out.dir.empty()) {
@@ -724,12 +744,16 @@ TrainResult Trainer::run(const TrainOutput& out) {
   r.best_step = best_step_;
   r.best_val_loss = best_val_;
   r.seconds = elapsed_before_ + seconds_since(session_start_);
+  r.n_train = int64_t(data_.train.size());
+  r.n_val = int64_t(data_.val.size());
+  r.n_test = int64_t(data_.test.size());
+  r.warnings.insert(r.warnings.begin(), out.warnings.begin(), out.warnings.end());
   const std::string blowup = r.finished ? blowup_warning(r, opts_.lr) : "";
   if (!blowup.empty()) r.warnings.push_back(blowup);
   if (r.finished && !out.dir.empty()) {
     json summary = train_summary_json(r);
     summary["options"] = json::parse(options_fingerprint());  // what --resume checks
-    write_file_atomic((fs::path(out.dir) / kSummaryFile).string(), summary.dump(2) + "\n",
+    write_file_atomic((fs::path(out.dir) / kSummaryFile).string(), json_output(summary) + "\n",
                       /*overwrite=*/true);
     remove_tree(ckpt);  // the summary now says the run is done
   }

@@ -51,6 +51,9 @@ struct TrainOptions {
   // time-limited jobs): a resumed run counts from where it resumed.
   int64_t stop_after = 0;
   const std::atomic<bool>* interrupt = nullptr;  // set (e.g. by SIGINT): checkpoint and stop
+  // What the run adapts, for --resume to refuse another: weights_fingerprint of the model and the
+  // compute dtype ("" when not known: not compared).
+  std::string model_fingerprint, compute_dtype;
   // Called with each micro-batch's size before its forward pass; tests throw
   // compat::throw_out_of_memory from it to exercise the out-of-memory fallback on the CPU.
   std::function<void(int64_t micro_batch)> before_micro_batch;
@@ -85,6 +88,11 @@ double number_or_nan(const nlohmann::json& j);
 
 // FNV-1a over ids and loss masks: tells whether a checkpoint was made on the same data.
 std::string examples_hash(const std::vector<Example>& examples);
+// The settings of a run fingerprint `now` that differ from `saved` ("lr 0.001 -> 0.002, ..."); the
+// keys added later (model, dtype) count only when `saved` has them.
+std::string settings_diff(const nlohmann::json& saved, const nlohmann::json& now);
+// The hint for such a difference: another model or dtype needs the original --model/--dtype.
+std::string settings_hint(const std::string& diff);
 
 // The settings and data a run's result depends on, as a JSON object (checkpoints and sweeps
 // refuse to mix results of different settings).
@@ -123,7 +131,9 @@ struct TrainResult {
   bool checkpointing = false;      // blocks recomputed at the end (asked, or after out of memory)
   std::vector<StepMetrics> steps;  // this session's steps
   std::vector<EvalPoint> evals;    // all evaluations of the run
-  std::vector<std::string> warnings;  // e.g. a validation loss that only rose (lr too high)
+  std::vector<std::string> warnings;  // the data's (TrainOutput), then e.g. a validation loss
+                                      // that only rose (lr too high)
+  int64_t n_train = 0, n_val = 0, n_test = 0;  // examples
 };
 
 // Where results go. An empty dir keeps everything in memory (tests).
@@ -134,6 +144,9 @@ struct TrainOutput {
   bool force = false;   // replace results already in dir
   bool progress = true;
   std::string label = "train";  // the progress bar's label
+  // Said before training (what reading the data warned about): kept in the result and in
+  // train_summary.json, for scripts that read those rather than stderr.
+  std::vector<std::string> warnings;
 };
 
 // Files a run writes into TrainOutput::dir.

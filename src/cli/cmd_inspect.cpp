@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "evaluate.h"
+#include "json_excerpt.h"
 #include "progress.h"
 #include "safetensors.h"
 #include "session.h"
@@ -288,7 +289,7 @@ int run_inspect(const InspectOptions& o) {
   if (o.show > 0) j["data"]["shown"] = shown_examples(s, o.show);
   if (!o.no_loss) j["base_loss"] = measure_base_loss(s, o);
   if (o.common.json) {
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", json_output(j).c_str());
   } else {
     print_human(j);
     if (o.show > 0) print_shown(j["data"]["shown"], s.data_path);

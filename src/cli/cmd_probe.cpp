@@ -1,12 +1,12 @@
 // lorank probe: gradient statistics of every target module on a sample of the data, and what their
 // spectra say (signal rank, cross-fitted gain, whitened gain, energy, input explained variance).
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 
+#include "json_excerpt.h"
 #include "probe_cli.h"
 #include "progress.h"
 #include "session.h"
@@ -196,7 +196,7 @@ int run_probe_cmd(const ProbeCmdOptions& c) {
                     {"energy", agg.energy}, {"rank_at", thresholds_json(agg.grid, agg.gain_norm)},
                     {"rank_at_whitened", thresholds_json(agg.grid, agg.gain_whitened_norm)}};
   if (c.common.json) {
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", json_output(j).c_str());
   } else {
     print_human(j);
   }

@@ -16,6 +16,7 @@
 #include "recommend.h"
 #include "report.h"
 #include "sweep.h"
+#include "version.h"
 
 namespace lorank::cli {
 
@@ -142,6 +143,7 @@ DataFacts data_facts(const Session& s, const ProbeResult& r) {
 
 // Probes the data (the slow part) and gathers what the decision rests on.
 Evidence probe_evidence(RecommendCliOptions& o) {
+  ProbeCliOptions given = o.probe;  // as given, before the defaults below fill it in
   const auto t0 = std::chrono::steady_clock::now();
   Session s = open_session(o.common, o.data);
   const double load_s =
@@ -177,6 +179,11 @@ Evidence probe_evidence(RecommendCliOptions& o) {
   ctx.device_args =
       changed_option_args(device_option_specs(o.common), device_option_specs(plain_common));
   ctx.data_warnings = s.data.stats.warnings;
+  ProbeCliOptions plain_probe;
+  ctx.probe_args =
+      changed_option_args(probe_option_specs(given, true), probe_option_specs(plain_probe, true));
+  ctx.threads = s.runtime.threads;
+  ctx.lorank_version = kLorankVersion;
   return {ctx, data_facts(s, run.probe), module_evidence(run.probe, run.spectra)};
 }
 

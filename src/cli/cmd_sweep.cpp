@@ -171,8 +171,9 @@ int run_sweep_cmd(SweepCliOptions& o) {
   if (devices.empty()) devices = {s.device};
   const std::string memory_note = plan_job_memory(o, s, devices, jobs);
   out.base_model_path = absolute_path(s.model_dir);
+  set_model_identity(s, so.train);
   so.train.eval.pad_id = pad_id_for(s);
-  TrainData data = load_train_data(s, o.t);
+  TrainData data = load_train_data(s, o.t, out.warnings);  // each run's summary keeps them
   so.train.interrupt = install_interrupt_handler();
   if (!o.t.common.quiet) {
     std::fprintf(stderr, "%s; %s x %s on %s%s\n", describe_data(s, data, o.t).c_str(),

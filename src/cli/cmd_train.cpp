@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "files.h"
+#include "json_excerpt.h"
 #include "model.h"
 #include "progress.h"
 #include "train_cli.h"
@@ -61,11 +62,13 @@ std::map<std::string, T> parse_pattern(const std::vector<std::string>& items, co
   return out;
 }
 
-Dataset load_extra(const Session& s, const TrainCliOptions& o, const std::string& path) {
+Dataset load_extra(const Session& s, const TrainCliOptions& o, const std::string& path,
+                   std::vector<std::string>& warnings) {
   Dataset d = load_dataset(path, *s.tokenizer, s.tokenizer_config,
                            dataset_options(o.data, o.common.threads),
                            s.model_dir + "/tokenizer_config.json");
   print_data_warnings(path, d.stats);
+  for (std::string& w : data_warnings(path, d.stats)) warnings.push_back(std::move(w));
   return d;
 }
 
@@ -120,8 +123,9 @@ int run_train(TrainCliOptions& o) {
   check_every_key_matches(*s.model, lora, o.adapter_config);
   warn_ranks_beyond_full(*s.model, lora, {});
   out.base_model_path = absolute_path(s.model_dir);
+  set_model_identity(s, o.train);
   o.train.eval.pad_id = pad_id_for(s);
-  TrainData data = load_train_data(s, o);
+  TrainData data = load_train_data(s, o, out.warnings);
   o.train.interrupt = install_interrupt_handler();
   Trainer trainer(*s.model, lora, data, o.train);
   if (!o.common.quiet) {
@@ -132,7 +136,7 @@ int run_train(TrainCliOptions& o) {
   }
   TrainResult r = trainer.run(out);
   if (o.common.json) {
-    std::printf("%s\n", result_json(r, o.out).dump(2).c_str());
+    std::printf("%s\n", json_output(result_json(r, o.out)).c_str());
   } else if (r.finished) {
     print_result(r, o.out);
   }
@@ -143,7 +147,10 @@ int run_train(TrainCliOptions& o) {
                  (long long)r.steps_done, (long long)r.total_steps, o.out.c_str());
     return stopped_exit_code();
   }
-  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  for (const auto& w : r.warnings) {  // the data's were said as it was read
+    if (std::find(out.warnings.begin(), out.warnings.end(), w) == out.warnings.end())
+      std::fprintf(stderr, "warning: %s\n", w.c_str());
+  }
   if (r.diverged) {
     if (!std::isfinite(r.best_val_loss) && !data.val.empty()) {
       fail("lorank train", "training diverged before the first evaluation", "finite losses",
@@ -350,13 +357,15 @@ void warn_if_training_file(const Session& s, const std::string& path, const char
   }
 }
 
-TrainData load_train_data(const Session& s, const TrainCliOptions& o) {
+TrainData load_train_data(const Session& s, const TrainCliOptions& o,
+                          std::vector<std::string>& warnings) {
   TrainData d;
+  warnings = data_warnings(s.data_path, s.data.stats);
   if (!o.val_path.empty()) warn_if_training_file(s, o.val_path, "--val");
   if (!o.test_path.empty()) warn_if_training_file(s, o.test_path, "--test");
   if (!o.val_path.empty()) {
     d.train = s.data.examples;
-    d.val = load_extra(s, o, o.val_path).examples;
+    d.val = load_extra(s, o, o.val_path, warnings).examples;
   } else if (o.val_fraction > 0) {
     if (s.data.examples.size() < 2) {
       fail(s.data_path, "too few examples to hold some out", "at least 2",
@@ -368,7 +377,7 @@ TrainData load_train_data(const Session& s, const TrainCliOptions& o) {
   } else {
     d.train = s.data.examples;
   }
-  if (!o.test_path.empty()) d.test = load_extra(s, o, o.test_path).examples;
+  if (!o.test_path.empty()) d.test = load_extra(s, o, o.test_path, warnings).examples;
   return d;
 }
 

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "options.h"
 #include "progress.h"
+#include "version.h"
 
 int main(int argc, char** argv) {
   lorank::trace("main");
@@ -18,7 +19,7 @@ int main(int argc, char** argv) {
   if (argc > 0) lorank::cli::set_program_name(argv[0]);
   CLI::App app{"lorank: which LoRA rank does this model and this data need?"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "lorank 0.1.0");
+  app.set_version_flag("--version", std::string("lorank ") + lorank::kLorankVersion);
   std::function<int()> run;
   for (const auto& sub : lorank::cli::all_subcommands()) {
     CLI::App* cmd = app.add_subcommand(sub.name, sub.description);
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   int rc = 1;
   try {
     lorank::cli::check_empty_values(argc, argv);
+    lorank::cli::check_utf8_arguments(argc, argv);
     app.parse(argc, argv);
     rc = run ? run() : 0;
   } catch (const CLI::ParseError& e) {

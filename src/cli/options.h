@@ -83,5 +83,8 @@ int usage_error(const CLI::App& app, int argc, char** argv, const CLI::ParseErro
 // the bare option, which then takes the next argument as its value or, for --checkpointing, means
 // on.
 void check_empty_values(int argc, char** argv);
+// Refuses an argument that is not UTF-8 (a Latin-1 file name): lorank writes paths into JSON and
+// trainer configs, which must be UTF-8, so it says so before any work, naming the option.
+void check_utf8_arguments(int argc, char** argv);
 
 }  // namespace lorank::cli

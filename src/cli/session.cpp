@@ -10,6 +10,8 @@
 #include "files.h"
 #include "hf_config.h"
 #include "progress.h"
+#include "safetensors.h"
+#include "trainer.h"
 
 namespace lorank::cli {
 
@@ -85,6 +87,13 @@ void limit_gpu_memory(const torch::Device& device, double gib) {
 double weights_gib(const Session& s) {
   return double(count_parameters(load_model_config(s.model_dir)).total()) *
          double(torch::elementSize(s.dtype)) / double(int64_t(1) << 30);
+}
+
+void set_model_identity(const Session& s, TrainOptions& train) {
+  train.model_fingerprint = weights_fingerprint(SafetensorsModel(s.model_dir));
+  train.compute_dtype = s.dtype == torch::kBFloat16 ? "bf16"
+                        : s.dtype == torch::kHalf   ? "fp16"
+                                                    : "fp32";
 }
 
 double card_gib(const std::vector<torch::Device>& devices, double gpu_memory_gib) {
@@ -231,9 +240,14 @@ Session open_session(const CommonOptions& common, const DataOptions& data_opts, 
   return s;
 }
 
+std::vector<std::string> data_warnings(const std::string& path, const DatasetStats& stats) {
+  std::vector<std::string> out;
+  for (const auto& w : stats.warnings) out.push_back(path + ": " + w);
+  return out;
+}
+
 void print_data_warnings(const std::string& path, const DatasetStats& stats) {
-  for (const auto& w : stats.warnings)
-    std::fprintf(stderr, "warning: %s: %s\n", path.c_str(), w.c_str());
+  for (const auto& w : data_warnings(path, stats)) std::fprintf(stderr, "warning: %s\n", w.c_str());
 }
 
 DatasetOptions dataset_options(const DataOptions& data, int64_t threads) {

@@ -10,6 +10,10 @@
 #include "runtime.h"
 #include "tokenizer.h"
 
+namespace lorank {
+struct TrainOptions;
+}
+
 namespace lorank::cli {
 
 struct DataOptions {
@@ -50,9 +54,12 @@ Session open_session(const CommonOptions& common, const DataOptions& data, bool 
 DatasetOptions dataset_options(const DataOptions& data, int64_t threads);
 // "warning: FILE: ..." on stderr for each of what reading the data file warned about.
 void print_data_warnings(const std::string& path, const DatasetStats& stats);
+std::vector<std::string> data_warnings(const std::string& path, const DatasetStats& stats);
 int32_t pad_id_for(const Session& s);  // pad, else eos, else 0: padding is masked out anyway
 // GiB of the model's weights in the session's compute dtype, from config.json alone.
 double weights_gib(const Session& s);
+// What --resume checks a run was made on: the weights' fingerprint and the compute dtype.
+void set_model_identity(const Session& s, TrainOptions& train);
 // GiB a process may use on `device` (a CUDA one): --gpu-memory when given, else the card's total;
 // with several devices the smallest.
 double card_gib(const std::vector<torch::Device>& devices, double gpu_memory_gib);

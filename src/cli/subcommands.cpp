@@ -3,6 +3,7 @@
 #include <regex>
 
 #include "options.h"
+#include "tokenizer_unicode.h"
 
 namespace lorank::cli {
 
@@ -49,6 +50,24 @@ void check_empty_values(int argc, char** argv) {
       throw CLI::ValidationError(
           name, "nothing after '=' (expected " + name + "=VALUE or " + name + " VALUE)");
     }
+  }
+}
+
+void check_utf8_arguments(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const size_t bad = tok::first_invalid_utf8(arg);
+    if (bad == std::string::npos) continue;
+    std::string name = arg.rfind("--", 0) == 0 ? arg.substr(0, arg.find('=')) : "argument";
+    if (name == "argument" && i > 1 && argv[i - 1][0] == '-') name = argv[i - 1];
+    char byte[8];
+    std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(arg[bad]));
+    throw CLI::ValidationError(
+        tok::valid_utf8(name),
+        "not valid UTF-8 (expected UTF-8 text, which the JSON outputs and trainer configs that "
+        "name it need, got byte " +
+            std::string(byte) + " at offset " + std::to_string(bad) +
+            "); rename the file or folder, e.g. convmv -f latin1 -t utf-8");
   }
 }
 

@@ -57,7 +57,9 @@ void note_lora_flags_given(const CLI::App& app, TrainCliOptions& o);
 void warn_alpha_habit(const TrainCliOptions& o, const LoraConfig& cfg,
                       const std::vector<int64_t>& ranks);
 // Train/validation examples from --data (split by --val-fraction unless --val), test from --test.
-TrainData load_train_data(const Session& s, const TrainCliOptions& o);
+// The data's warnings (the training file's, then --val's and --test's) go to `warnings`.
+TrainData load_train_data(const Session& s, const TrainCliOptions& o,
+                          std::vector<std::string>& warnings);
 // "data FILE: N training examples, ...": the file named, since without --data it is the demo.
 std::string describe_data(const Session& s, const TrainData& d, const TrainCliOptions& o);
 

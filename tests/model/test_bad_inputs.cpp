@@ -315,6 +315,72 @@ void expect_results_kept(const std::string& cmd, const std::string& tag) {
   EXPECT_EQ(tree(mine), (std::map<std::string, std::string>{{"/notes.txt", "my notes"}}));
 }
 
+// --resume on another model of the same shapes (a fine-tune, another checkpoint) or in another
+// dtype is refused, for a stopped run, a finished one and a sweep: the run would mix two models.
+TEST(BadInput, ResumeOnAnotherModelIsRefused) {
+  TempDir tmp("bad-resume-model");
+  const std::string other = model_copy(tmp);
+  Safetensors st(read_file(other + "/model.safetensors"));
+  const std::string name = st.by_position(3);
+  st.data[st.header[name]["data_offsets"][0].get<size_t>()] ^= 0x40;  // one weight's sign bit
+  write_file(other + "/model.safetensors", st.bytes());
+  const std::string stopped = tmp.path + "/stopped", finished = tmp.path + "/finished";
+  const std::string train =
+      "train --device cpu --max-examples 32 --batch 4 --max-steps 4 "
+      "--n-evals 1 -q --out ";
+  auto first = test::run_lorank(train + stopped + " --stop-after 2");
+  ASSERT_NE(first.exit_code, 1) << first.output;
+  expect_failure(train + stopped + " --resume --model " + other,
+                 {"checkpoint.safetensors", "other settings or data", "model \"", "hint:"});
+  expect_failure(train + stopped + " --resume --dtype bf16",
+                 {"dtype \"fp32\" -> \"bf16\"", "the --model and --dtype it was started with"});
+  auto done = test::run_lorank(train + finished);
+  ASSERT_EQ(done.exit_code, 0) << done.output;
+  expect_failure(train + finished + " --resume --model " + other,
+                 {"train_summary.json", "other settings or data", "model \""});
+  auto same = test::run_lorank(train + finished + " --resume");
+  EXPECT_EQ(same.exit_code, 0) << same.output;
+  const std::string sweep = tmp.path + "/sweep";
+  const std::string args =
+      "sweep --ranks 1 --lrs 0.003 --device cpu --max-examples 32 --batch 4 "
+      "--max-steps 2 --n-evals 1 -q --out " +
+      sweep;
+  ASSERT_EQ(test::run_lorank(args).exit_code, 0);
+  expect_failure(args + " --resume --model " + other, {"sweep_config.json", "model \""});
+}
+
+// A Latin-1 file name cannot go into the JSON outputs and trainer configs that name it: refused
+// before any work, naming the option, exit code 2.
+TEST(BadInput, ArgumentThatIsNotUtf8IsRefusedFirst) {
+  auto r = expect_failure("inspect --json --data caf\xE9.jsonl",
+                          {"--data: not valid UTF-8", "byte 0xE9 at offset 3", "rename"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = expect_failure("train --out=out\xE9", {"--out: not valid UTF-8"});
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+// The data's warnings and the split go into train --json and train_summary.json, not only stderr.
+TEST(BadInput, TrainJsonKeepsTheDataWarnings) {
+  TempDir tmp("train-json-warnings");
+  const std::string out = tmp.path + "/out";
+  auto r = test::run_lorank(
+      "train --device cpu --max-examples 40 --batch 4 --max-steps 2 "
+      "--n-evals 1 -q --max-len 160 --json --out " +
+      out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  const auto summary = nlohmann::json::parse(read_file(out + "/train_summary.json"));
+  for (const auto& doc : {j, summary}) {
+    ASSERT_FALSE(doc["warnings"].empty()) << doc.dump();
+    EXPECT_NE(doc["warnings"][0].get<std::string>().find("cut to it"), std::string::npos)
+        << doc.dump();
+    const int64_t n_train = doc["examples"]["train"], n_val = doc["examples"]["val"];
+    EXPECT_GT(n_train, n_val) << doc.dump();
+    EXPECT_GT(n_val, 0) << doc.dump();
+    EXPECT_LE(n_train + n_val, 40) << doc.dump();  // less what --max-len left no target in
+  }
+}
+
 TEST(BadInput, TrainOutputHoldingResultsIsKept) {
   expect_results_kept("train", "bad-train-out");
 }
@@ -364,8 +430,9 @@ TEST(BadInput, SweepGridIsChecked) {
 
 // The probe's module selection names the option it came from.
 TEST(BadInput, ProbeTargetsAndLayersNameTheirOption) {
-  expect_failure("probe --quiet --device cpu --targets q_proj,foo",
-                 {"--targets: unknown module type 'foo'", "hint:"});
+  auto r = expect_failure("probe --quiet --device cpu --targets q_proj,foo",
+                          {"--targets: unknown module type 'foo'", "hint:"});
+  EXPECT_EQ(r.exit_code, 2);  // a value not in the option's set
   expect_failure("recommend --quiet --device cpu --layers 0,99",
                  {"--layers: layer out of range", "0 <= layer < 4", "got 99", "has 4"});
 }

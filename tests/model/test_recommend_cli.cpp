@@ -40,6 +40,12 @@ TEST(RecommendCli, JsonIsByteIdenticalForTheSameInputs) {
   auto c = run_lorank(kArgs + "--json --seed 1");  // another sample: the JSON says so
   ASSERT_EQ(c.exit_code, 0) << c.output;
   EXPECT_NE(a.output, c.output);
+  // ... and records how it was measured, to be derived again.
+  const auto jc = nlohmann::json::parse(c.output);
+  const auto args = jc["probe"]["args"].get<std::vector<std::string>>();
+  EXPECT_NE(std::find(args.begin(), args.end(), "--seed"), args.end()) << c.output;
+  EXPECT_GE(jc["probe"]["threads"].get<int64_t>(), 1);
+  EXPECT_EQ(jc["lorank_version"], "0.1.0");
 }
 
 // --sample alone probes the examples asked for: the default token cap (16k on CPU, 74 of the demo's

@@ -1,7 +1,11 @@
 // Numbers in progress lines: counts, durations and rates that stay readable under one a second.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "progress.h"
+#include "test_common.h"
+#include "version.h"
 
 namespace lorank {
 namespace {
@@ -14,6 +18,24 @@ TEST(Progress, RatesUnderOneASecondAreTimePerUnit) {
   EXPECT_EQ(format_rate(0, "step"), "0 step/s");  // nothing done yet
   EXPECT_EQ(format_count(1234567), "1.23M");
   EXPECT_EQ(format_duration(12.3), "12.3s");
+}
+
+// A value a command line or a folder name must keep: %g's six digits while they read back the
+// same, more when they do not (two learning rates a sweep would put in one folder).
+TEST(Progress, ExactNumbersReadBackAsTheValue) {
+  EXPECT_EQ(format_exact(0.001), "0.001");
+  EXPECT_EQ(format_exact(3e-3), "0.003");
+  EXPECT_EQ(format_exact(8), "8");
+  EXPECT_EQ(format_exact(1.0000001e-3), "0.0010000001");
+  EXPECT_EQ(format_exact(0.123456789012345), "0.123456789012345");
+  EXPECT_EQ(std::strtod(format_exact(0.1 + 0.2).c_str(), nullptr), 0.1 + 0.2);
+}
+
+// --version and the outputs' lorank_version say the version CMake builds.
+TEST(Progress, VersionIsCMakesProjectVersion) {
+  const std::string cmake = test::read_file(test::repo_path("CMakeLists.txt"));
+  EXPECT_NE(cmake.find(std::string("project(lorank VERSION ") + kLorankVersion + " "),
+            std::string::npos);
 }
 
 }  // namespace
