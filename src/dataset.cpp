@@ -154,10 +154,8 @@ ChatTools read_tools(const Record& rec, const std::string& where) {
     try {
       parsed = json::parse(it->get<std::string>());
     } catch (const json::exception& e) {
-      std::string msg = e.what();
-      msg = msg.substr(msg.find(']') == std::string::npos ? 0 : msg.find(']') + 2);
-      fail(where, "field \"tools\" is a string that is not JSON", "a list of tool definitions", msg,
-           "write the tools as a JSON list, or that list as a string");
+      fail(where, "field \"tools\" is a string that is not JSON", "a list of tool definitions",
+           parser_message(e), "write the tools as a JSON list, or that list as a string");
     }
   }
   const json& tools = it->is_string() ? parsed : *it;
@@ -200,9 +198,10 @@ std::vector<ChatMessage> read_messages(const Record& rec, const std::string& whe
       ChatMessage message;
       message.role = shape.sharegpt ? sharegpt_role(role) : role;
       read_tool_calls(m, item, where, message);
-      // A message that only calls tools may have no content (OpenAI writes null).
-      const bool no_content = m[content_key].is_null() && !message.tool_calls.empty();
-      if (!no_content && m.contains(content_key))
+      // A message that only calls tools may have no content (OpenAI writes null, or leaves it
+      // out). Looked up with contains first: a const object's operator[] on a missing key is UB.
+      const bool has_content = m.contains(content_key) && !m[content_key].is_null();
+      if (has_content || message.tool_calls.empty())
         message.content = message_content(m[content_key], item, where);
       messages.push_back(std::move(message));
     }

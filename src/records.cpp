@@ -24,14 +24,6 @@ bool is_blank(const std::string& s) {
                      [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
 }
 
-// nlohmann's message without its "[json.exception.parse_error.101] " tag.
-std::string parser_message(const std::exception& e) {
-  std::string msg = e.what();
-  size_t tag_end = msg.find("] ");
-  if (!msg.empty() && msg[0] == '[' && tag_end != std::string::npos) msg.erase(0, tag_end + 2);
-  return msg;
-}
-
 bool ends_with_ci(const std::string& s, const std::string& suffix) {
   if (s.size() < suffix.size()) return false;
   std::string tail = s.substr(s.size() - suffix.size());
@@ -581,6 +573,13 @@ void write_python_json(const json& v, int indent, int depth, std::string& out) {
 }
 
 }  // namespace
+
+std::string parser_message(const std::exception& e) {
+  std::string msg = e.what();
+  size_t tag_end = msg.find("] ");
+  if (!msg.empty() && msg[0] == '[' && tag_end != std::string::npos) msg.erase(0, tag_end + 2);
+  return msg;
+}
 
 std::string python_json(const nlohmann::ordered_json& value, int indent) {
   std::string out;

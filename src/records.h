@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -42,6 +43,9 @@ std::vector<Record> read_records(const std::string& path, int64_t max_records = 
 // The same for bytes already in memory; `path` picks the format and names the source in errors.
 std::vector<Record> parse_records(const std::string& bytes, const std::string& path,
                                   int64_t max_records = 0);
+
+// nlohmann's message without its "[json.exception.parse_error.101] " tag, for errors.
+std::string parser_message(const std::exception& e);
 
 // `value` as Python's json.dumps(value, ensure_ascii=False) writes it, which is what a chat
 // template's tojson filter prints in transformers: ", " and ": " between items, or with indent > 0

@@ -192,6 +192,7 @@ TEST(ToolCalls, BadToolFieldsNameTheRecord) {
   err = error_for(R"({"messages": [)" + user +
                   R"(, {"role": "assistant", "content": "a"}], "tools": "[{"})");
   EXPECT_NE(err.find("field \"tools\" is a string that is not JSON"), std::string::npos) << err;
+  EXPECT_EQ(err.find("[json.exception"), std::string::npos) << err;  // the parser's words alone
   err = error_for(R"({"messages": [)" + user +
                   R"(, {"role": "assistant", "content": "a"}], "tools": {"a": 1}})");
   EXPECT_NE(err.find("field \"tools\" must be a list"), std::string::npos) << err;
