@@ -63,12 +63,12 @@ std::vector<torch::Device> resolve_devices(const std::string& list, const std::s
   while (begin <= list.size()) {
     const size_t end = std::min(list.find(',', begin), list.size());
     const std::string name = list.substr(begin, end - begin);
-    if (name.empty()) fail(option, "an empty entry in the list", "cpu, cuda or cuda:N", list);
+    if (name.empty()) fail_usage(option, "an empty entry in the list", "cpu, cuda or cuda:N", list);
     const torch::Device d = named_device(option, name);
     if (std::find(out.begin(), out.end(), d) != out.end()) {
-      fail(option, "a device is listed twice", "each device once", name,
-           option == "--devices" ? "--jobs runs several trainings on one device"
-                                 : "name each device once; its layers are already together");
+      fail_usage(option, "a device is listed twice", "each device once", name,
+                 option == "--devices" ? "--jobs runs several trainings on one device"
+                                       : "name each device once; its layers are already together");
     }
     out.push_back(d);
     begin = end + 1;

@@ -170,7 +170,7 @@ bool is_ours(const std::string& file) {
 void validate(const TrainOptions& o) {
   auto check = [](bool ok, const std::string& option, const std::string& expected, double got,
                   const std::string& hint = "") {
-    if (!ok) fail(option, "value out of range", expected, fmt_double(got), hint);
+    if (!ok) fail_usage(option, "value out of range", expected, fmt_double(got), hint);
   };
   check(o.lr > 0 && std::isfinite(o.lr), "--lr", "a positive number", o.lr);
   check(o.epochs >= 1, "--epochs", ">= 1", double(o.epochs));
@@ -185,7 +185,7 @@ void validate(const TrainOptions& o) {
   check(o.n_evals >= 0, "--n-evals", ">= 0", double(o.n_evals));
   check(o.eval_every >= 0, "--eval-every", ">= 0", double(o.eval_every));
   if (o.schedule != "linear" && o.schedule != "cosine" && o.schedule != "constant") {
-    fail("--schedule", "unknown schedule", "linear, cosine or constant", o.schedule);
+    fail_usage("--schedule", "unknown schedule", "linear, cosine or constant", o.schedule);
   }
 }
 

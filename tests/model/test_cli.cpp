@@ -249,8 +249,14 @@ TEST(CliUsage, RefusedCommandLinesSayWhatWasExpected) {
                      {"error: --checkpointing: nothing after '='"});
   expect_usage_error("train --out= --max-steps 1", {"error: --out: nothing after '='"});
   // A chat format is checked with the command line, whatever the data (the demo is alpaca).
-  expect_usage_error("inspect --no-loss --chat-format foo",
-                     {"error: --chat-format: foo not in {llama3,"});
+  expect_usage_error(
+      "inspect --no-loss --chat-format foo",
+      {"error: --chat-format: foo not in {llama3,"});  // Values wrong whatever the machine and
+                                                       // data: a device named twice, a batch
+                                                       // grad-accum can't split.
+  expect_usage_error("inspect --no-loss --device cpu,cpu", {"--device: a device is listed twice"});
+  expect_usage_error("train --batch 8 --grad-accum 3 --out /tmp/never",
+                     {"--grad-accum: value out of range", "a divisor of --batch (8)"});
 }
 
 // LORANK_TRACE=1: where a run's time goes, in order, in seconds since the process started; nothing
