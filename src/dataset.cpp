@@ -104,6 +104,17 @@ ConversationShape conversation_shape(const json& f) {
 }
 
 // OpenAI's {"type": "function", "function": {"name", "arguments"}}, or the inner object alone.
+// Tool definitions and arguments are written out as JSON (the templates' tojson); a value nested
+// past Python's recursion limit makes transformers raise, and would exhaust lorank's stack.
+void check_depth(const json& value, const std::string& item, const std::string& where) {
+  const size_t depth = json_depth(value);
+  if (depth > kMaxJsonDepth) {
+    fail(where, item + " is nested too deeply to write as JSON",
+         "at most " + std::to_string(kMaxJsonDepth) + " levels", std::to_string(depth) + " levels",
+         "transformers' tojson fails on it as well (Python's recursion limit)");
+  }
+}
+
 ToolCall read_tool_call(const json& entry, const std::string& item, const std::string& where) {
   const json& call = entry.is_object() && entry.contains("function") ? entry["function"] : entry;
   if (!call.is_object() || !call.contains("name") || !call["name"].is_string() ||
@@ -118,6 +129,7 @@ ToolCall read_tool_call(const json& entry, const std::string& item, const std::s
   const json& args = call["arguments"];
   out.arguments_are_text = args.is_string();
   if (out.arguments_are_text) out.arguments_text = args.get<std::string>();
+  check_depth(args, item + ".arguments", where);
   out.arguments_json = python_json(args);
   return out;
 }
@@ -151,11 +163,11 @@ ChatTools read_tools(const Record& rec, const std::string& where) {
     return out;
   json parsed;
   if (it->is_string()) {
-    try {
-      parsed = json::parse(it->get<std::string>());
-    } catch (const json::exception& e) {
+    std::string error;
+    parsed = parse_json_text(it->get_ref<const std::string&>(), error);
+    if (!error.empty()) {
       fail(where, "field \"tools\" is a string that is not JSON", "a list of tool definitions",
-           parser_message(e), "write the tools as a JSON list, or that list as a string");
+           error, "write the tools as a JSON list, or that list as a string");
     }
   }
   const json& tools = it->is_string() ? parsed : *it;
@@ -164,6 +176,7 @@ ChatTools read_tools(const Record& rec, const std::string& where) {
          std::string("a JSON ") + tools.type_name());
   }
   out.given = true;
+  check_depth(tools, "field \"tools\"", where);
   for (const json& tool : tools) out.list.push_back({python_json(tool), python_json(tool, 4)});
   return out;
 }
@@ -608,11 +621,22 @@ class DatasetBuilder {
   void start(const Record& first) {
     schema_ = options_.schema == Schema::automatic ? detect_schema(first, path_) : options_.schema;
     if (schema_ == Schema::messages) {
+      if (options_.chat_format.empty()) refuse_unnamed_templates();
       chat_ = options_.chat_format.empty()
-                  ? detect_chat_format(config_.chat_template, config_where_)
+                  ? detect_chat_format(config_.chat_template, config_.chat_template_path.empty()
+                                                                  ? config_where_
+                                                                  : config_.chat_template_path)
                   : chat_format_by_name(options_.chat_format);
       if (!options_.chat_format.empty()) note_foreign_marker();
     }
+  }
+
+  void refuse_unnamed_templates() const {
+    if (!config_.chat_template.empty() || config_.chat_template_names.empty()) return;
+    fail(config_where_ + " [chat_template]", "several named chat templates, none named \"default\"",
+         "a \"default\" entry", join(config_.chat_template_names, ", "),
+         "transformers refuses to choose as well: pass the --chat-format the model was trained "
+         "with");
   }
 
   // The rank is chosen for the tokens lorank sees: cut or dropped examples are said, since a

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "compat.h"
@@ -143,6 +144,14 @@ void shrink_batches_after_oom(EvalOptions& opts, const std::vector<Example>& exa
                doing.c_str(), static_cast<long long>(n), static_cast<long long>(padded),
                static_cast<long long>(opts.max_batch), static_cast<long long>(opts.batch_tokens));
   std::fflush(stderr);
+}
+
+void require_finite_base_loss(double loss) {
+  if (std::isfinite(loss)) return;
+  fail("the base model", "its loss on this data is not finite", "a finite loss",
+       format_number("%g", loss),
+       "the weights are finite but overflow in the forward pass: is the checkpoint damaged, or "
+       "not a trained model? transformers gives the same on it");
 }
 
 EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,

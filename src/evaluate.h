@@ -67,6 +67,10 @@ void shrink_batches_after_oom(EvalOptions& opts, const std::vector<Example>& exa
 // The examples of batches[first..], in order: what is left to redo after batch `first` failed.
 std::vector<size_t> batches_from(const std::vector<std::vector<size_t>>& batches, size_t first);
 
+// Finite weights can still overflow in the forward pass (a damaged or untrained checkpoint):
+// lorank would report a loss of nan, or fail in a decomposition far from the cause.
+void require_finite_base_loss(double loss);
+
 // No gradients. `progress` (optional) advances by real tokens. On CUDA out of memory the batch
 // limits are halved (with a warning) and the rest is redone; a lone example that won't fit throws.
 EvalResult evaluate_loss(Model& model, const std::vector<Example>& examples,

@@ -125,12 +125,13 @@ void write_file_atomic(const std::string& path, const std::vector<ByteRange>& ch
     fail(path, "cannot create a temporary file next to the output", "", std::strerror(errno),
          "check that the output folder exists and is writable");
   try {
-    for (const auto& [data, n] : chunks) write_all(fd, data, n, temp);
+    // errors name the output: the temporary file is removed below
+    for (const auto& [data, n] : chunks) write_all(fd, data, n, path);
     if (::fsync(fd) != 0)
-      fail(temp, "cannot flush to disk", "", std::strerror(errno), "check free disk space");
+      fail(path, "cannot flush to disk", "", std::strerror(errno), "check free disk space");
     int rc = ::close(fd);
     fd = -1;
-    if (rc != 0) fail(temp, "cannot close", "", std::strerror(errno), "check free disk space");
+    if (rc != 0) fail(path, "cannot close", "", std::strerror(errno), "check free disk space");
     publish(temp, path, overwrite);
   } catch (...) {
     if (fd >= 0) ::close(fd);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -325,6 +326,39 @@ bool looks_like_hub_id(const std::string& s) {
   });
 }
 
+// An environment variable's path with "~/" expanded, as huggingface_hub expands it; "" when unset.
+fs::path env_path(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return {};
+  const std::string s = v;
+  const char* home = std::getenv("HOME");
+  return s.rfind("~/", 0) == 0 && home ? fs::path(home) / s.substr(2) : fs::path(s);
+}
+
+// huggingface_hub's cache: $HF_HUB_CACHE (or its old name $HUGGINGFACE_HUB_CACHE), else
+// $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub.
+fs::path hub_cache_root() {
+  for (const char* name : {"HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"})
+    if (fs::path p = env_path(name); !p.empty()) return p;
+  if (fs::path p = env_path("HF_HOME"); !p.empty()) return p / "hub";
+  if (fs::path p = env_path("XDG_CACHE_HOME"); !p.empty()) return p / "huggingface" / "hub";
+  const char* home = std::getenv("HOME");
+  return home && *home ? fs::path(home) / ".cache" / "huggingface" / "hub" : fs::path();
+}
+
+// The snapshot refs/main names in a cache folder (models--org--name), else its only snapshot.
+std::string cache_snapshot(const fs::path& repo) {
+  std::error_code ec;
+  std::ifstream ref(repo / "refs" / "main");
+  std::string hash;
+  if (ref >> hash && fs::is_directory(repo / "snapshots" / hash, ec))
+    return (repo / "snapshots" / hash).string();
+  std::vector<fs::path> found;
+  for (const auto& e : fs::directory_iterator(repo / "snapshots", ec))
+    if (e.is_directory(ec)) found.push_back(e.path());
+  return found.size() == 1 ? found[0].string() : "";
+}
+
 std::string adapter_base_model(const fs::path& adapter_config) {
   std::ifstream in(adapter_config, std::ios::binary);
   std::ostringstream ss;
@@ -338,6 +372,15 @@ std::string adapter_base_model(const fs::path& adapter_config) {
 
 }  // namespace
 
+std::string find_in_hub_cache(const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) || !looks_like_hub_id(dir) || hub_cache_root().empty()) return "";
+  std::string repo = "models--" + dir;
+  repo.replace(repo.find('/'), 1, "--");
+  const std::string snapshot = cache_snapshot(hub_cache_root() / repo);
+  return !snapshot.empty() && fs::exists(fs::path(snapshot) / "config.json", ec) ? snapshot : "";
+}
+
 void check_model_folder(const std::string& dir) {
   const fs::path d(dir);
   std::error_code ec;
@@ -346,9 +389,11 @@ void check_model_folder(const std::string& dir) {
     std::string hint = "pass --model DIR (a Hugging Face model folder" +
                        std::string(is_file ? ", the one holding this file)" : ")");
     if (!is_file && looks_like_hub_id(dir))
-      hint = "\"" + dir + "\" looks like a Hugging Face Hub id; lorank reads a local folder: " +
-             "huggingface-cli download " + dir + " --local-dir DIR --exclude '*.bin' '*.pth', " +
-             "then pass --model DIR";
+      hint = "\"" + dir + "\" looks like a Hugging Face Hub id, and " +
+             (hub_cache_root().empty() ? std::string("there is no cache to look in")
+                                       : (hub_cache_root() / "").string() + " does not hold it") +
+             "; lorank reads a local folder: " + "huggingface-cli download " + dir +
+             " --local-dir DIR --exclude '*.bin' '*.pth', " + "then pass --model DIR";
     fail(dir, is_file ? "is a file, not a model folder" : "model folder not found",
          "a folder with config.json and *.safetensors", is_file ? "a file" : "no such folder",
          hint);
@@ -363,9 +408,12 @@ void check_model_folder(const std::string& dir) {
                             " (base_model_name_or_path): pass that folder as --model");
   }
   if (fs::is_directory(d / "snapshots", ec)) {
+    const std::string snapshot = cache_snapshot(d);
     fail(dir, "a Hugging Face cache folder, not a model folder", "a folder with config.json",
          "snapshots/",
-         "pass one of its snapshots: --model " + (d / "snapshots").string() + "/<hash>");
+         "pass " + (snapshot.empty()
+                        ? "one of its snapshots: --model " + (d / "snapshots").string() + "/<hash>"
+                        : "its snapshot: --model " + snapshot));
   }
   fail(dir, "no config.json in the model folder", "a folder with config.json and *.safetensors",
        "no config.json",

@@ -65,6 +65,9 @@ ModelConfig load_model_config(const std::string& path);
 // folder (a Hub id gets the download command), a PEFT adapter (naming its base model), a Hugging
 // Face cache root (naming snapshots/).
 void check_model_folder(const std::string& dir);
+// A Hub id ("meta-llama/Llama-3.1-8B") that is no local path: the snapshot huggingface_hub's cache
+// holds for it (refs/main), as transformers would load it; "" when there is none.
+std::string find_in_hub_cache(const std::string& dir);
 
 ParamCounts count_parameters(const ModelConfig& cfg);
 

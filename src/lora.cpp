@@ -19,6 +19,7 @@
 #include "error.h"
 #include "files.h"
 #include "model.h"
+#include "progress.h"
 #include "safetensors.h"
 
 namespace fs = std::filesystem;
@@ -101,6 +102,15 @@ void validate_config(const LoraConfig& cfg, const std::string& where) {
     if (r <= 0)
       fail(where + " [rank_pattern." + key + "]", "rank must be positive", ">= 1",
            std::to_string(r), hint);
+  }
+  // alpha 0 scales the update to nothing: training would move no weight and say nothing
+  const std::string alpha_hint = "lora_alpha is a positive scale, such as 16 or twice r";
+  if (!(cfg.alpha > 0 && std::isfinite(cfg.alpha)))
+    fail(where, "lora_alpha must be positive", "> 0", format_exact(cfg.alpha), alpha_hint);
+  for (const auto& [key, alpha] : cfg.alpha_pattern) {
+    if (!(alpha > 0 && std::isfinite(alpha)))
+      fail(where + " [alpha_pattern." + key + "]", "alpha must be positive", "> 0",
+           format_exact(alpha), alpha_hint);
   }
   if (!(cfg.dropout >= 0.0 && cfg.dropout < 1.0)) {
     fail(where, "lora_dropout out of range", "0 <= dropout < 1", std::to_string(cfg.dropout),

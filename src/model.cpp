@@ -305,12 +305,36 @@ std::vector<Model::Slot> Model::slots() {
   return s;
 }
 
+namespace {
+
+// A quantized layout's tensors, for folders whose config.json does not say so (older GPTQ/AWQ
+// releases keep quantize_config.json apart; MLX writes "quantization"): GPTQ/AWQ qweight, qzeros
+// and scales, bitsandbytes absmax and SCB, FP8 weight_scale.
+std::string quantized_tensor(const std::vector<std::string>& names) {
+  for (const std::string& n : names) {
+    for (const std::string suffix :
+         {".qweight", ".qzeros", ".scales", ".absmax", ".SCB", ".weight_scale"}) {
+      if (n.size() > suffix.size() &&
+          n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0)
+        return n;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
 void Model::check_names_and_shapes(const std::vector<Slot>& table, const WeightSource& src) const {
   const std::string cfg_hint =
       "config.json and the weights disagree: check model_type, hidden_size, num_attention_heads, "
       "num_key_value_heads, head_dim, intermediate_size and vocab_size against the checkpoint";
   std::vector<std::string> present = src.names();
   std::set<std::string> have(present.begin(), present.end());
+  if (const std::string q = quantized_tensor(present); !q.empty()) {
+    fail(src.where(q), "a quantized checkpoint", "bf16, fp16 or fp32 weights", "tensor " + q,
+         "lorank needs the unquantized model this one was made from (for a -GPTQ, -AWQ, -4bit or "
+         "-bnb-4bit release, its base repository)");
+  }
   std::vector<std::string> missing;
   for (const Slot& s : table) {
     if (!have.count(s.hf_name)) missing.push_back(s.hf_name);

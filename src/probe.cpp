@@ -361,7 +361,9 @@ void probe_batch(Model& model, const Batch& batch, const ProbeOptions& opts, Bat
   trace_synced(model, "  backward and sums");
   r.shard_tokens[ctx.shard] += ctx.real.size(0);
   r.shard_supervised[ctx.shard] += loss.n_tokens;
-  r.shard_loss_sum[ctx.shard] += loss.sum.item<double>();
+  const double sum = loss.sum.item<double>();
+  require_finite_base_loss(sum);
+  r.shard_loss_sum[ctx.shard] += sum;
 }
 
 void finish_moments(ProbeResult& r, const std::vector<Linear*>& targets,

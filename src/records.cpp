@@ -10,6 +10,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <unordered_map>
 
 #include "error.h"
 #include "tokenizer_unicode.h"
@@ -39,6 +40,113 @@ void require_object(const json& value, const std::string& where) {
   }
 }
 
+// nlohmann's message without its "[json.exception.parse_error.101] " tag, for errors.
+std::string parser_message(const std::exception& e) {
+  std::string msg = e.what();
+  size_t tag_end = msg.find("] ");
+  if (!msg.empty() && msg[0] == '[' && tag_end != std::string::npos) msg.erase(0, tag_end + 2);
+  return msg;
+}
+
+// Builds JSON values from nlohmann's SAX events. ordered_json looks a key up by a linear search, so
+// its own parser took n^2/2 comparisons for an object of n keys (28 s at 100k); here an object
+// past a few keys gets a hash index. A repeated key keeps its first place and takes the last value,
+// as Python's json.loads does.
+class JsonBuilder : public nlohmann::json_sax<json> {
+ public:
+  bool null() override { return value(json(nullptr)); }
+  bool boolean(bool v) override { return value(json(v)); }
+  bool number_integer(number_integer_t v) override { return value(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return value(json(v)); }
+  bool number_float(number_float_t v, const string_t&) override { return value(json(v)); }
+  bool string(string_t& v) override { return value(json(std::move(v))); }
+  bool binary(binary_t& v) override { return value(json::binary(std::move(v))); }
+  bool start_object(std::size_t) override { return open(json::object()); }
+  bool key(string_t& k) override {
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(json::array()); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t, const std::string&, const json::exception& e) override {
+    error_ = parser_message(e);
+    return false;
+  }
+  const std::string& error() const { return error_; }
+
+ protected:
+  // Takes each complete top-level value; false stops the parser.
+  virtual bool done(json v) = 0;
+  size_t depth() const { return stack_.size(); }
+
+ private:
+  static constexpr size_t kIndexFrom = 16;  // keys before an object gets its hash index
+  struct Open {
+    json* value;
+    std::unordered_map<std::string, size_t> index;  // key -> place, once the object is large
+  };
+
+  json* insert_member(Open& parent, json v) {
+    auto& members = parent.value->get_ref<json::object_t&>();  // a vector of (key, value)
+    if (parent.index.empty() && members.size() < kIndexFrom) {
+      const auto it = members.find(key_);
+      if (it != members.end()) return &(it->second = std::move(v));
+    } else {
+      if (parent.index.empty()) {
+        for (size_t i = 0; i < members.size(); ++i)
+          parent.index.emplace(members.begin()[i].first, i);
+      }
+      const auto [it, added] = parent.index.emplace(key_, members.size());
+      if (!added) return &(members.begin()[it->second].second = std::move(v));
+    }
+    members.emplace_back(std::move(key_), std::move(v));  // no lookup: the key is new
+    return &members.back().second;
+  }
+  // The parent is not written to while a child is open, so the pointers stay valid.
+  json* insert(json v) {
+    Open& parent = stack_.back();
+    if (parent.value->is_object()) return insert_member(parent, std::move(v));
+    parent.value->push_back(std::move(v));
+    return &parent.value->back();
+  }
+  bool open(json v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      stack_.push_back({&root_, {}});
+    } else {
+      stack_.push_back({insert(std::move(v)), {}});
+    }
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    return stack_.empty() ? done(std::move(root_)) : true;
+  }
+  bool value(json v) {
+    if (stack_.empty()) return done(std::move(v));
+    insert(std::move(v));
+    return true;
+  }
+
+  std::vector<Open> stack_;  // the open containers, outermost first
+  json root_;
+  std::string key_;
+  std::string error_;
+};
+
+// One JSON text as one value.
+class ValueBuilder : public JsonBuilder {
+ public:
+  json value;
+
+ private:
+  bool done(json v) override {
+    value = std::move(v);
+    return true;
+  }
+};
+
 // Pulls JSONL records a part at a time from a cursor into the bytes.
 class JsonlReader {
  public:
@@ -63,10 +171,9 @@ class JsonlReader {
     const std::string where = where_line(path_, line_no_);
     Record rec;
     rec.line = line_no_;
-    try {
-      rec.fields = json::parse(line);
-    } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
-      const std::string msg = parser_message(e);
+    std::string msg;
+    rec.fields = parse_json_text(line, msg);
+    if (!msg.empty()) {  // a parse error, or a number past double's range (1e999)
       if (msg.find("UTF-8") != std::string::npos) {
         fail(where, "text is not valid UTF-8", "UTF-8 encoded JSON", msg,
              "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 in.jsonl > out.jsonl");
@@ -122,7 +229,7 @@ std::vector<int64_t> array_element_lines(const std::string& bytes, size_t start)
 
 // Builds each element of a top-level JSON array from nlohmann's SAX events and hands the records
 // over a part at a time, so that the array is never held whole as JSON objects.
-class ArrayReader : public nlohmann::json_sax<json> {
+class ArrayReader : public JsonBuilder {
  public:
   ArrayReader(const std::string& path, std::vector<int64_t> lines, int64_t max_records,
               size_t part_size, const TakeRecords& take)
@@ -132,62 +239,21 @@ class ArrayReader : public nlohmann::json_sax<json> {
         part_size_(part_size),
         take_(take) {}
 
-  bool null() override { return value(json(nullptr)); }
-  bool boolean(bool v) override { return value(json(v)); }
-  bool number_integer(number_integer_t v) override { return value(json(v)); }
-  bool number_unsigned(number_unsigned_t v) override { return value(json(v)); }
-  bool number_float(number_float_t v, const string_t&) override { return value(json(v)); }
-  bool string(string_t& v) override { return value(json(std::move(v))); }
-  bool binary(binary_t& v) override { return value(json::binary(std::move(v))); }
-  bool start_object(std::size_t) override { return open(json::object()); }
-  bool key(string_t& k) override {
-    key_ = std::move(k);
-    return true;
+  bool start_array(std::size_t n) override {
+    if (depth() == 0 && !in_root_) return in_root_ = true;  // the file's own array
+    return JsonBuilder::start_array(n);
   }
-  bool end_object() override { return close(); }
-  bool start_array(std::size_t) override {
-    if (stack_.empty() && !in_root_) return in_root_ = true;  // the file's own array
-    return open(json::array());
-  }
-  bool end_array() override { return stack_.empty() ? true : close(); }
-  bool parse_error(std::size_t, const std::string&, const json::exception& e) override {
-    error_ = parser_message(e);
-    return false;
-  }
+  bool end_array() override { return depth() == 0 ? true : JsonBuilder::end_array(); }
 
   // The records not yet taken, then the parser's error if it stopped on one.
   void finish() {
     take_part();
-    if (!error_.empty()) fail(path_, "malformed JSON", "a JSON array of records", error_);
+    if (!error().empty()) fail(path_, "malformed JSON", "a JSON array of records", error());
   }
 
  private:
-  json* insert(json v) {
-    json* parent = stack_.back();
-    if (parent->is_object()) return &((*parent)[key_] = std::move(v));
-    parent->push_back(std::move(v));
-    return &parent->back();
-  }
-  bool open(json v) {
-    if (stack_.empty()) {
-      element_ = std::move(v);
-      stack_.push_back(&element_);
-    } else {
-      stack_.push_back(insert(std::move(v)));
-    }
-    return true;
-  }
-  bool close() {
-    stack_.pop_back();
-    return stack_.empty() ? element_done(std::move(element_)) : true;
-  }
-  bool value(json v) {
-    if (stack_.empty()) return element_done(std::move(v));
-    insert(std::move(v));
-    return true;
-  }
   // false stops the parser: max_records are read.
-  bool element_done(json v) {
+  bool done(json v) override {
     const size_t index = n_elements_++;
     const int64_t line = index < lines_.size() ? lines_[index] : 0;
     require_object(v, where_line(path_, line));
@@ -207,12 +273,8 @@ class ArrayReader : public nlohmann::json_sax<json> {
   size_t part_size_;
   const TakeRecords& take_;
   bool in_root_ = false;
-  std::vector<json*> stack_;  // the open containers of the current element, outermost first
-  json element_;
-  std::string key_;
   size_t n_elements_ = 0;
   std::vector<Record> part_;
-  std::string error_;
 };
 
 struct CsvRow {
@@ -239,8 +301,16 @@ class CsvReader {
       : path_(path), bytes_(bytes), pos_(start) {
     CsvRow header;
     if (!read_row(header)) return;
-    for (const std::string& name : header.cells) {
+    for (size_t c = 0; c < header.cells.size(); ++c) {
+      const std::string& name = header.cells[c];
       require_utf8(name, "the header", where_line(path_, header.line));
+      // pandas and datasets would read the first, lorank's object the last: say it instead
+      if (!name.empty() && std::find(header.cells.begin(), header.cells.begin() + std::ptrdiff_t(c),
+                                     name) != header.cells.begin() + std::ptrdiff_t(c)) {
+        fail(where_line(path_, header.line), "column \"" + name + "\" is named twice",
+             "each column name once", "\"" + name + "\" again in column " + std::to_string(c + 1),
+             "rename or drop one of them");
+      }
     }
     header_ = std::move(header.cells);
   }
@@ -330,12 +400,10 @@ class CsvReader {
     for (size_t c = 0; c < header_.size(); ++c) {
       require_utf8(row.cells[c], "the \"" + header_[c] + "\" cell", where);
       if (header_[c] == "messages") {  // a conversation is stored as JSON text in its cell
-        try {
-          rec.fields[header_[c]] = json::parse(row.cells[c]);
-        } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
-          fail(where, "the messages cell is not valid JSON", "a JSON list of {role, content}",
-               parser_message(e));
-        }
+        std::string msg;
+        rec.fields[header_[c]] = parse_json_text(row.cells[c], msg);
+        if (!msg.empty())
+          fail(where, "the messages cell is not valid JSON", "a JSON list of {role, content}", msg);
       } else {
         rec.fields[header_[c]] = row.cells[c];
       }
@@ -574,11 +642,24 @@ void write_python_json(const json& v, int indent, int depth, std::string& out) {
 
 }  // namespace
 
-std::string parser_message(const std::exception& e) {
-  std::string msg = e.what();
-  size_t tag_end = msg.find("] ");
-  if (!msg.empty() && msg[0] == '[' && tag_end != std::string::npos) msg.erase(0, tag_end + 2);
-  return msg;
+nlohmann::ordered_json parse_json_text(const std::string& text, std::string& error) {
+  ValueBuilder builder;
+  json::sax_parse(text, &builder);
+  error = builder.error();
+  return error.empty() ? std::move(builder.value) : json();
+}
+
+size_t json_depth(const nlohmann::ordered_json& value) {
+  size_t deepest = 0;
+  std::vector<std::pair<const json*, size_t>> todo = {{&value, 1}};  // no recursion: any depth
+  while (!todo.empty()) {
+    const auto [v, depth] = todo.back();
+    todo.pop_back();
+    deepest = std::max(deepest, depth);
+    if (v->is_structured())
+      for (const json& child : *v) todo.push_back({&child, depth + 1});
+  }
+  return deepest;
 }
 
 std::string python_json(const nlohmann::ordered_json& value, int indent) {

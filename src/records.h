@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <exception>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -44,8 +43,14 @@ std::vector<Record> read_records(const std::string& path, int64_t max_records = 
 std::vector<Record> parse_records(const std::string& bytes, const std::string& path,
                                   int64_t max_records = 0);
 
-// nlohmann's message without its "[json.exception.parse_error.101] " tag, for errors.
-std::string parser_message(const std::exception& e);
+// One JSON text as ordered_json, in time linear in its keys (ordered_json::parse is quadratic in
+// one object's); on a parse error or a number past double's range, null and `error` says why.
+nlohmann::ordered_json parse_json_text(const std::string& text, std::string& error);
+
+// Levels of nesting (a scalar: 1), counted without recursion.
+size_t json_depth(const nlohmann::ordered_json& value);
+// python_json of a value nested deeper fails in Python too (json.dumps past its recursion limit)
+constexpr size_t kMaxJsonDepth = 1000;
 
 // `value` as Python's json.dumps(value, ensure_ascii=False) writes it, which is what a chat
 // template's tojson filter prints in transformers: ", " and ": " between items, or with indent > 0

@@ -315,7 +315,8 @@ void check_sweep_dir(const SweepOutput& out) {
     others = others || !is_ours(name);
   }
   if (!any || out.force) return;
-  if (others) {
+  // a sweep started with --force beside the user's files continues beside them
+  if (others && !(out.resume && fs::exists(dir / kConfigFile))) {
     fail(out.dir, "holds files that are not from a lorank sweep", "an empty or new folder", "",
          "choose another --out (--force replaces only lorank's own files there)");
   }

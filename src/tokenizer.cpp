@@ -1,5 +1,6 @@
 #include "tokenizer.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -48,18 +49,26 @@ std::string token_field(const json& config, const char* key, const std::string& 
        "check tokenizer_config.json");
 }
 
-// chat_template: a string, or a list of {name, template} (the "default" one is used).
-std::string chat_template_field(const json& config, const std::string& where) {
+// chat_template: a string, or a list of {name, template} (the "default" one is used; without one,
+// `names` gets the names, as transformers refuses to choose).
+std::string chat_template_field(const json& config, const std::string& where,
+                                std::vector<std::string>& names) {
   if (!config.contains("chat_template") || config["chat_template"].is_null()) return "";
   const json& v = config["chat_template"];
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_array() && !v.empty()) {
-    for (const json& entry : v)
-      if (entry.is_object() && entry.contains("name") && entry["name"] == "default" &&
-          entry.contains("template") && entry["template"].is_string())
+  auto named = [](const json& e) {
+    return e.is_object() && e.contains("name") && e["name"].is_string() && e.contains("template") &&
+           e["template"].is_string();
+  };
+  if (v.is_array() && !v.empty() && std::all_of(v.begin(), v.end(), named)) {
+    for (const json& entry : v) {
+      if (entry["name"] == "default") {
+        names.clear();
         return entry["template"].get<std::string>();
-    if (v[0].is_object() && v[0].contains("template") && v[0]["template"].is_string())
-      return v[0]["template"].get<std::string>();
+      }
+      names.push_back(entry["name"].get<std::string>());
+    }
+    return "";
   }
   fail(where + " [chat_template]", "unrecognised chat_template",
        "a string or a list of {\"name\", \"template\"}", json_excerpt(v),
@@ -83,32 +92,61 @@ std::optional<int32_t> resolve(const std::string& token, const char* key, const 
 
 }  // namespace
 
+namespace {
+
+json read_json_object(const fs::path& path) {
+  json j;
+  try {
+    j = json::parse(read_text(path));
+  } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
+    fail(path.string(), "invalid JSON", "a JSON document", e.what(), "the file may be truncated");
+  }
+  if (!j.is_object())
+    fail(path.string(), "not a tokenizer config", "a JSON object", j.type_name(), "check the file");
+  return j;
+}
+
+// A special token as transformers reads a folder: a config without added_tokens_decoder (saved
+// before transformers 4.34) takes special_tokens_map.json's over its own; a newer one never opens
+// the map. `from` names the file the token came from.
+std::string special_token(const json& config, const json& map, const char* key,
+                          const std::string& where, const std::string& map_where,
+                          std::string& from) {
+  const std::string mapped = token_field(map, key, map_where);
+  from = mapped.empty() ? where : map_where;
+  return mapped.empty() ? token_field(config, key, where) : mapped;
+}
+
+}  // namespace
+
 TokenizerConfig load_tokenizer_config(const std::string& model_dir, const Tokenizer& tok) {
   TokenizerConfig config;
   fs::path dir(model_dir);
   fs::path path = dir / "tokenizer_config.json";
   std::string where = path.string();
-  json j = json::object();
   config.path = where;
   config.found = fs::exists(path);
-  if (config.found) {
-    try {
-      j = json::parse(read_text(path));
-    } catch (const json::exception& e) {  // parse_error; out_of_range for 1e999
-      fail(where, "invalid JSON", "a JSON document", e.what(), "the file may be truncated");
-    }
-    if (!j.is_object())
-      fail(where, "not a tokenizer config", "a JSON object", j.type_name(), "check the file");
+  const json j = config.found ? read_json_object(path) : json::object();
+  const fs::path map_path = dir / "special_tokens_map.json";
+  const json map = !j.contains("added_tokens_decoder") && fs::exists(map_path)
+                       ? read_json_object(map_path)
+                       : json::object();
+  std::string from;
+  config.bos_token = special_token(j, map, "bos_token", where, map_path.string(), from);
+  config.bos_id = resolve(config.bos_token, "bos_token", tok, from);
+  config.eos_token = special_token(j, map, "eos_token", where, map_path.string(), from);
+  config.eos_id = resolve(config.eos_token, "eos_token", tok, from);
+  config.pad_token = special_token(j, map, "pad_token", where, map_path.string(), from);
+  config.pad_id = resolve(config.pad_token, "pad_token", tok, from);
+  // transformers >= 4.43 writes chat_template.jinja, and reads it before the config's entry.
+  const fs::path jinja = dir / "chat_template.jinja";
+  if (fs::exists(jinja)) {
+    config.chat_template = read_text(jinja);
+    config.chat_template_path = jinja.string();
+  } else {
+    config.chat_template = chat_template_field(j, where, config.chat_template_names);
+    config.chat_template_path = where;
   }
-  config.bos_token = token_field(j, "bos_token", where);
-  config.eos_token = token_field(j, "eos_token", where);
-  config.pad_token = token_field(j, "pad_token", where);
-  config.bos_id = resolve(config.bos_token, "bos_token", tok, where);
-  config.eos_id = resolve(config.eos_token, "eos_token", tok, where);
-  config.pad_id = resolve(config.pad_token, "pad_token", tok, where);
-  config.chat_template = chat_template_field(j, where);
-  if (config.chat_template.empty() && fs::exists(dir / "chat_template.jinja"))
-    config.chat_template = read_text(dir / "chat_template.jinja");  // transformers >= 4.43
   const json& max_len = j.contains("model_max_length") ? j["model_max_length"] : json();
   // transformers writes 1e30 for "no limit"; keep 0 for that
   if (max_len.is_number() && max_len.get<double>() > 0 && max_len.get<double>() < 1e15)

@@ -35,6 +35,8 @@ struct TokenizerConfig {
   std::string bos_token, eos_token, pad_token;
   std::optional<int32_t> bos_id, eos_id, pad_id;
   std::string chat_template;     // raw Jinja text; chat_template.h recognises which format it is
+  std::string chat_template_path;  // the file it came from: chat_template.jinja or the config
+  std::vector<std::string> chat_template_names;  // named templates, none "default": none chosen
   int64_t model_max_length = 0;  // 0: not given, or transformers' "no limit"
   std::string path;              // the file read, or looked for ("" when not from a folder)
   bool found = false;            // whether that file exists

@@ -464,8 +464,25 @@ void Trainer::check_same_settings(const json& saved, const std::string& path,
          settings_hint(diff));
 }
 
+namespace {
+
+// The reader's hint is for downloads; a checkpoint is lorank's own file, cut short by a full disk
+// or a copy.
+SafetensorsFile open_checkpoint(const std::string& path) {
+  try {
+    return SafetensorsFile(path);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    throw Error(what.substr(0, what.find("\n  hint:")) +
+                "\n  hint: the checkpoint is damaged: restore it, or pass --force instead of "
+                "--resume to start the run afresh");
+  }
+}
+
+}  // namespace
+
 void Trainer::load_checkpoint(const std::string& path) {
-  SafetensorsFile f(path);
+  SafetensorsFile f = open_checkpoint(path);
   auto it = f.metadata().find("state");
   if (it == f.metadata().end()) {
     fail(path, "not a lorank checkpoint", "__metadata__ with a \"state\" entry", "none",
@@ -569,19 +586,21 @@ std::string blowup_warning(const TrainResult& r, double lr) {
 json train_summary_json(const TrainResult& r) {
   json evals = json::array();
   for (const auto& e : r.evals) evals.push_back({e.step, number_or_null(e.val_loss)});
-  return {{"finished", r.finished},
-          {"diverged", r.diverged},
-          {"total_steps", r.total_steps},
-          {"steps_done", r.steps_done},
-          {"best_step", r.best_step},
-          {"best_val_loss", number_or_null(r.best_val_loss)},
-          {"test_loss", number_or_null(r.test_loss)},
-          {"n_trainable", r.n_trainable},
-          {"seconds", r.seconds},
-          {"tokens_per_s", r.tokens_per_s},
-          {"evals", evals},
-          {"examples", {{"train", r.n_train}, {"val", r.n_val}, {"test", r.n_test}}},
-          {"warnings", r.warnings}};
+  return {
+      {"finished", r.finished},
+      {"diverged", r.diverged},
+      {"total_steps", r.total_steps},
+      {"steps_done", r.steps_done},
+      {"best_step", r.best_step},
+      {"best_val_loss", number_or_null(r.best_val_loss)},
+      {"test_loss", number_or_null(r.test_loss)},
+      {"base_val_loss", number_or_null(r.base_val_loss)},  // measured when the best may be worse
+      {"n_trainable", r.n_trainable},
+      {"seconds", r.seconds},
+      {"tokens_per_s", r.tokens_per_s},
+      {"evals", evals},
+      {"examples", {{"train", r.n_train}, {"val", r.n_val}, {"test", r.n_test}}},
+      {"warnings", r.warnings}};
 }
 
 namespace {
@@ -639,10 +658,11 @@ OutputState inspect_output_dir(const TrainOutput& out) {
   if (!any) return OutputState::fresh;
   if (out.force) return OutputState::fresh;
   auto has = [&](const char* name) { return fs::exists(dir / name); };
-  if (out.resume && !others) {
+  if (out.resume) {  // a run started with --force beside the user's files continues beside them
     if (has(kSummaryFile)) return OutputState::finished;
     if (has(kCheckpointFile)) return OutputState::checkpoint;
-    if (!has("adapter_model.safetensors") && !has("adapter_config.json")) return OutputState::fresh;
+    if (!others && !has("adapter_model.safetensors") && !has("adapter_config.json"))
+      return OutputState::fresh;
   }
   const std::string what =
       others ? "holds files that are not from a lorank run" : "already holds the results of a run";
@@ -711,6 +731,7 @@ TrainResult Trainer::run(const TrainOutput& out) {
     train_s += m.seconds;
     tokens += m.tokens;
     log.write(step_json(m, elapsed_before_ + seconds_since(session_start_)));
+    if (m.step == 1) require_finite_base_loss(m.loss);  // B = 0: the base model's, not the lr's
     if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
       r.diverged = true;
       break;
@@ -748,7 +769,8 @@ TrainResult Trainer::run(const TrainOutput& out) {
   r.n_val = int64_t(data_.val.size());
   r.n_test = int64_t(data_.test.size());
   r.warnings.insert(r.warnings.begin(), out.warnings.begin(), out.warnings.end());
-  const std::string blowup = r.finished ? blowup_warning(r, opts_.lr) : "";
+  const bool worse = r.base_val_loss < best_val_;  // said already, more precisely
+  const std::string blowup = r.finished && !worse ? blowup_warning(r, opts_.lr) : "";
   if (!blowup.empty()) r.warnings.push_back(blowup);
   if (r.finished && !out.dir.empty()) {
     json summary = train_summary_json(r);
@@ -770,6 +792,30 @@ void Trainer::finish(const TrainOutput& out, TrainResult& r) {
   }
   if (!out.dir.empty()) adapters_->save_peft(out.dir, out.base_model_path, /*overwrite=*/true);
   if (!data_.test.empty()) r.test_loss = evaluate(data_.test);
+  note_worse_than_base(r);
+}
+
+// A learning rate that blew the run up before its first evaluation leaves an adapter worse than
+// none, whose later evaluations still fall (blowup_warning misses it). Step 1's loss, taken with
+// B = 0, is the base model's on one batch; only a best validation loss above it costs one more
+// evaluation, of the base model on the validation data, to be sure.
+void Trainer::note_worse_than_base(TrainResult& r) {
+  if (data_.val.empty() || best_state_.empty() || r.steps.empty() || r.steps.front().step != 1 ||
+      !(best_val_ > r.steps.front().loss))
+    return;
+  std::map<std::string, torch::Tensor> base = best_state_;
+  for (auto& [name, t] : base) {
+    if (name.find(".lora_B.") != std::string::npos) t = torch::zeros_like(t);
+  }
+  adapters_->load_state_dict(base, "base model");
+  r.base_val_loss = evaluate(data_.val);
+  adapters_->load_state_dict(best_state_, "best adapter");
+  if (!(best_val_ > r.base_val_loss)) return;
+  r.warnings.push_back("the adapter kept is worse than none: its validation loss " +
+                       format_number("%.4g", best_val_) + " is above the base model's " +
+                       format_number("%.4g", r.base_val_loss) + ": the learning rate (" +
+                       format_number("%g", opts_.lr) +
+                       ") is likely too high for this run; lower --lr (a sweep's --lrs finds one)");
 }
 
 }  // namespace lorank

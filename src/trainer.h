@@ -124,6 +124,8 @@ struct TrainResult {
   int64_t best_step = 0;  // the adapter kept; 0 when nothing was evaluated
   double best_val_loss = std::numeric_limits<double>::quiet_NaN();
   double test_loss = std::numeric_limits<double>::quiet_NaN();
+  // the base model's validation loss, measured only when the best adapter's might be above it
+  double base_val_loss = std::numeric_limits<double>::quiet_NaN();
   int64_t n_trainable = 0;
   double seconds = 0;              // training and evaluation, summed over resumed sessions
   double tokens_per_s = 0;         // training tokens per second, this session only
@@ -205,6 +207,7 @@ class Trainer {
   void shrink_micro_batch(int64_t failed_size, const c10::Error& oom);
   void record_eval(int64_t step, double val_loss);
   void finish(const TrainOutput& out, TrainResult& r);
+  void note_worse_than_base(TrainResult& r);
   bool open_output(const TrainOutput& out, TrainResult& r);  // false: the run was already done
   std::string status_line(const StepMetrics& m) const;
   const std::string& options_fingerprint() const;

@@ -221,6 +221,7 @@ nlohmann::json measure_base_loss(Session& s, const InspectOptions& o) {
   }
   progress.finish();
   const double mean = std::accumulate(sums.begin(), sums.end(), 0.0) / double(total.n_supervised);
+  require_finite_base_loss(mean);
   nlohmann::json se = sampled ? nlohmann::json() : nlohmann::json(0.0);
   if (sampled && n_groups > 1) {
     double v = 0;

@@ -74,6 +74,8 @@ bool exists(const std::string& path) {
 
 // Every file is checked before the first is written: a refusal leaves the folder as it was.
 void check_outputs(const RecommendCliOptions& o) {
+  refuse_inputs_as_output(o.save_evidence, "--save-evidence", o.common, {o.evidence});
+  refuse_inputs_as_output(o.out, "--out", o.common, {o.evidence});
   if (!o.save_evidence.empty()) check_can_write_file(o.save_evidence, "--save-evidence");
   if (!o.out.empty()) check_can_write_folder(o.out, "--out");
   for (const char* weights : {"adapter_model.safetensors", "adapter_model.bin"}) {
@@ -91,7 +93,7 @@ void check_outputs(const RecommendCliOptions& o) {
   }
   for (const auto& [path, expected] : paths) {
     if (exists(path)) {
-      fail(path, "refusing to overwrite an earlier recommendation", expected, "the file exists",
+      fail(path, "refusing to overwrite a file", expected, "the file exists",
            "choose another --out or --save-evidence, or add --force to replace it");
     }
   }
@@ -168,8 +170,9 @@ Evidence probe_evidence(RecommendCliOptions& o) {
           ? trainings_that_fit(card_gib({s.device}, o.common.gpu_memory_gib), weights_gib(s))
           : 1;
   // Absolute: the configs and the evidence are read from other folders.
-  ReportContext ctx{absolute_path(s.model_dir),     absolute_path(s.data_path), s.runtime.device,
-                    grad_mode_name(run.probe.mode), run.probe.sketch_rank,      fit};
+  ReportContext ctx{model_reference(s),    absolute_path(s.data_path),
+                    s.runtime.device,      grad_mode_name(run.probe.mode),
+                    run.probe.sketch_rank, fit};
   DataOptions plain;
   ctx.data_args = changed_option_args(data_option_specs(o.data), data_option_specs(plain));
   ctx.targets = o.probe.targets;

@@ -139,6 +139,19 @@ std::string plan_job_memory(SweepCliOptions& o, const Session& s,
   return ", each within " + format_number("%.1f", share) + " GiB";
 }
 
+// Each training process reads the data files again: a pipe (/dev/stdin, a FIFO) is empty by then.
+void refuse_data_read_once(const TrainCliOptions& t) {
+  for (const std::string& path : {t.common.data_path, t.val_path, t.test_path}) {
+    std::error_code ec;
+    if (path.empty() || std::filesystem::is_regular_file(path, ec)) continue;
+    // a missing file or a folder is said as the data is read
+    if (!std::filesystem::exists(path, ec) || std::filesystem::is_directory(path, ec)) continue;
+    fail(path, "--jobs trains in several processes, and each reads the data again",
+         "a regular file", "a pipe or other special file, which can be read once",
+         "save the data to a file first (cat > data.jsonl), or leave out --jobs");
+  }
+}
+
 int run_sweep_cmd(SweepCliOptions& o) {
   finalize(o.t);
   check_grid(o);
@@ -152,6 +165,8 @@ int run_sweep_cmd(SweepCliOptions& o) {
   out.resume = o.t.resume;
   out.force = o.t.force;
   out.progress = !o.t.common.quiet;
+  refuse_inputs_as_output(o.t.out, "--out", o.t.common,
+                          {o.t.val_path, o.t.test_path, o.t.adapter_config});
   check_sweep_dir(out);  // refuse before the slow part
   const FolderLock lock(out.dir, "--out");
   warn_alpha_habit(o.t, so.lora, so.ranks);
@@ -161,6 +176,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
     o.t.common.device = devices[0].str();
   }
   const int64_t jobs = o.jobs > 0 ? o.jobs : std::max<int64_t>(1, int64_t(devices.size()));
+  if (jobs > 1) refuse_data_read_once(o.t);
   // With trainings in other processes this one only reads the data (for the settings' fingerprint).
   Session s = open_session(o.t.common, o.t.data, /*load_data=*/true, /*load_model=*/jobs == 1);
   if (s.model) {  // else each training checks, and its warnings are passed on as it ends
@@ -170,7 +186,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   if (jobs > 1) refuse_split_model(s, "lorank sweep");
   if (devices.empty()) devices = {s.device};
   const std::string memory_note = plan_job_memory(o, s, devices, jobs);
-  out.base_model_path = absolute_path(s.model_dir);
+  out.base_model_path = model_reference(s);
   set_model_identity(s, so.train);
   so.train.eval.pad_id = pad_id_for(s);
   TrainData data = load_train_data(s, o.t, out.warnings);  // each run's summary keeps them
@@ -224,8 +240,9 @@ int run_sweep_cmd(SweepCliOptions& o) {
   if (!result.complete) {
     std::fprintf(stderr,
                  "sweep stopped with %zu of %zu runs done; run the same command with "
-                 "--resume to continue\n",
-                 result.runs.size(), so.ranks.size() * so.lrs.size());
+                 "--resume%s to continue\n",
+                 result.runs.size(), so.ranks.size() * so.lrs.size(),
+                 o.t.force ? " instead of --force" : "");
     return stopped_exit_code();
   }
   if (o.t.common.json) {

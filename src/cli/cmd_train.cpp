@@ -1,8 +1,11 @@
 // lorank train: one LoRA training run, the best adapter written as PEFT files.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -21,10 +24,14 @@ namespace {
 
 std::atomic<bool> g_interrupted{false};
 std::atomic<int> g_signal{0};  // the first stopping signal
+pid_t g_sweep_parent = 0;      // a sweep --jobs training's sweep; set before the handler
 
 // Schedulers, `timeout` and `docker stop` send SIGTERM, a closed terminal SIGHUP: each
 // checkpoints as Ctrl-C does. A second signal ends the process at once.
-void on_stop_signal(int sig) {
+void on_stop_signal(int sig, siginfo_t* info, void*) {
+  // A sweep passes on one SIGINT; a later signal from its pid is the kernel's death signal, sent
+  // once per thread of the dying sweep: not a second Ctrl-C.
+  if (g_interrupted.load() && g_sweep_parent > 0 && info && info->si_pid == g_sweep_parent) return;
   if (g_interrupted.load()) {
     std::signal(sig, SIG_DFL);
     std::raise(sig);
@@ -51,13 +58,20 @@ std::map<std::string, T> parse_pattern(const std::vector<std::string>& items, co
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != value.size() || !(v > 0) || (std::is_integral_v<T> && v != std::floor(v))) {
+    // the ranges of --rank and --alpha; a cast of inf or 1e19 to an integer is undefined
+    const double most = std::is_integral_v<T> ? 65536 : 1e9;
+    // std::stod also reads hex and leading spaces: numbers here are decimal, as on the command line
+    if (used != value.size() || value.find_first_of("xX \t") != std::string::npos ||
+        !(v > 0 && v <= most) || (std::is_integral_v<T> && v != std::floor(v))) {
       fail_usage(
           option, "bad value for " + item.substr(0, eq),
-          std::is_integral_v<T> ? "a positive integer" : "a positive number", value,
+          std::is_integral_v<T> ? "an integer in [1, 65536]" : "a number in (0, 1e9]", value,
           std::is_integral_v<T> ? "a rank of 1 or more: q_proj=16" : "an alpha above 0: q_proj=32");
     }
-    out[item.substr(0, eq)] = static_cast<T>(v);
+    if (!out.emplace(item.substr(0, eq), static_cast<T>(v)).second) {
+      fail_usage(option, "key " + item.substr(0, eq) + " given twice", "each key once", item,
+                 "keep one value per key");
+    }
   }
   return out;
 }
@@ -116,13 +130,14 @@ int run_train(TrainCliOptions& o) {
   out.resume = o.resume;
   out.force = o.force;
   out.progress = !o.common.quiet;
+  refuse_inputs_as_output(o.out, "--out", o.common, {o.val_path, o.test_path, o.adapter_config});
   inspect_output_dir(out);  // refuse before the slow part
   const FolderLock lock(out.dir, "--out");
   warn_alpha_habit(o, lora, {});
   Session s = open_session(o.common, o.data);
   check_every_key_matches(*s.model, lora, o.adapter_config);
   warn_ranks_beyond_full(*s.model, lora, {});
-  out.base_model_path = absolute_path(s.model_dir);
+  out.base_model_path = model_reference(s);
   set_model_identity(s, o.train);
   o.train.eval.pad_id = pad_id_for(s);
   TrainData data = load_train_data(s, o, out.warnings);
@@ -143,8 +158,9 @@ int run_train(TrainCliOptions& o) {
   if (!r.finished) {
     std::fprintf(stderr,
                  "stopped at step %lld of %lld; the checkpoint is in %s: run the same "
-                 "command with --resume to continue\n",
-                 (long long)r.steps_done, (long long)r.total_steps, o.out.c_str());
+                 "command with --resume%s to continue\n",
+                 (long long)r.steps_done, (long long)r.total_steps, o.out.c_str(),
+                 o.force ? " instead of --force" : "");
     return stopped_exit_code();
   }
   for (const auto& w : r.warnings) {  // the data's were said as it was read
@@ -258,7 +274,9 @@ std::vector<OptionSpec> train_option_specs(TrainCliOptions& o, bool sweep) {
        "no bf16 autocast on CUDA (a full-precision forward needs --dtype fp32 too)"},
       {"--out,-o", &o.out, "output folder", -1e300, 1e300, {}, true},
       {"--resume", &o.resume, "continue the interrupted run in --out"},
-      {"--force", &o.force, "replace earlier results in --out"},
+      {"--force", &o.force,
+       "replace earlier results in --out (lorank's own files, removed as the run starts; others "
+       "stay)"},
   };
   specs.insert(specs.end(), rest.begin(), rest.end());
   return specs;
@@ -405,7 +423,19 @@ std::string describe_data(const Session& session, const TrainData& d, const Trai
 const std::atomic<bool>* install_interrupt_handler() {
   g_interrupted = false;
   g_signal = 0;
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_stop_signal);
+  const char* sweep = std::getenv(kSweepParentEnv);
+  const long parent = sweep ? std::strtol(sweep, nullptr, 10) : 0;
+  g_sweep_parent = parent > 0 && parent == long(::getppid()) ? pid_t(parent) : 0;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    ::sigaction(sig, nullptr, &old);
+    if (old.sa_handler == SIG_IGN) continue;  // nohup's SIGHUP stays ignored
+    struct sigaction sa {};
+    sa.sa_sigaction = on_stop_signal;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, nullptr);
+  }
   return &g_interrupted;
 }
 

@@ -1,4 +1,6 @@
 // lorank's only catch site: library code throws lorank::Error; here it becomes a message and exit 1.
+#include <c10/util/Exception.h>
+
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdio>
@@ -39,6 +41,11 @@ int main(int argc, char** argv) {
     rc = 2;
   } catch (const lorank::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
+  } catch (const c10::Error& e) {  // its what() carries a C++ backtrace, which says nothing here
+    std::fprintf(stderr,
+                 "error: LibTorch: %s\n  hint: LORANK_TRACE=1 shows the step it failed in; "
+                 "report it with the command that gave it\n",
+                 e.what_without_backtrace());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
   }

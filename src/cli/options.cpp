@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <type_traits>
@@ -23,6 +24,26 @@ std::string long_flag(const std::string& flags, bool negated) {
   return "";
 }
 
+// CLI11 reads "010" as octal 8 and "0x10" as 16; lorank's numbers are decimal, as Python's and
+// the trainers' configs are. An integer's leading zeros are dropped; another base is refused.
+bool to_decimal(std::string& in, bool integral) {
+  if (!integral) return in.find_first_of("xX") == std::string::npos;
+  const size_t start = !in.empty() && (in[0] == '+' || in[0] == '-') ? 1 : 0;
+  if (start == in.size() || !std::all_of(in.begin() + std::ptrdiff_t(start), in.end(),
+                                         [](char c) { return c >= '0' && c <= '9'; }))
+    return false;
+  const size_t first = std::min(in.find_first_not_of('0', start), in.size() - 1);
+  in.erase(start, first - start);
+  return true;
+}
+
+// "0x10", "0o7", "0b1": a number CLI11 would read in another base.
+bool other_base(const std::string& in) {
+  const size_t start = !in.empty() && (in[0] == '+' || in[0] == '-') ? 1 : 0;
+  return in.size() > start + 1 && in[start] == '0' &&
+         std::string("xXoObB").find(in[start + 1]) != std::string::npos;
+}
+
 // CLI11's Range prints its bounds with %f ("0 not in range 0.000000 to 10" for a bound of 1e-12)
 // and calls "abc" out of range: this says what was expected, as lorank's own errors do.
 template <typename T>
@@ -34,10 +55,10 @@ void bound(CLI::Option* opt, const OptionSpec& s) {
                                             format_number("%.10g", s.max) + "]"
                                       : "";
     const double lo = s.min, hi = s.max;
-    opt->check(CLI::Validator(
+    opt->transform(CLI::Validator(
         [=](std::string& in) -> std::string {
           T v{};
-          if (!CLI::detail::lexical_cast(in, v))
+          if (!to_decimal(in, std::is_integral_v<T>) || !CLI::detail::lexical_cast(in, v))
             return "expected " + kind + range + ", got '" + in + "'";
           if (bounded && !(double(v) >= lo && double(v) <= hi)) {
             return "expected " + kind + range + ", got " + in;
@@ -99,6 +120,16 @@ void add_options(CLI::App& app, const std::vector<OptionSpec>& specs) {
               bound<T>(o, s);
             } else {
               o->delimiter(',');
+              if constexpr (!std::is_same_v<T, std::vector<std::string>>) {
+                const bool integral = std::is_integral_v<typename T::value_type>;
+                o->transform(CLI::Validator(
+                    [integral](std::string& in) -> std::string {
+                      if (to_decimal(in, integral) || !other_base(in))
+                        return "";  // CLI11 reads the rest
+                      return "not a decimal number: " + in;
+                    },
+                    ""));
+              }
             }
             o->capture_default_str();
             return o;

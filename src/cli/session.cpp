@@ -196,12 +196,59 @@ void refuse_split_model(const Session& s, const std::string& doing) {
        "leave out --jobs and --devices: a split model trains one run after another");
 }
 
+std::string model_reference(const Session& s) {
+  return s.model_ref.empty() ? absolute_path(s.model_dir) : s.model_ref;
+}
+
+void refuse_inputs_as_output(const std::string& output, const std::string& option,
+                             const CommonOptions& common, std::vector<std::string> inputs) {
+  namespace fs = std::filesystem;
+  if (output.empty()) return;
+  std::string model = common.model_dir, data = common.data_path;
+  if (model.empty() || data.empty()) {
+    try {
+      const std::string assets = demo_assets_dir();
+      if (model.empty()) model = assets + "/tiny-llama";
+      if (data.empty()) data = assets + "/demo.jsonl";
+    } catch (const Error&) {  // no demo here (recommend --evidence needs none): nothing to compare
+    }
+  }
+  inputs.push_back(data);
+  if (const std::string cached = find_in_hub_cache(model); !cached.empty()) model = cached;
+  std::error_code ec;
+  auto same = [&](const fs::path& a, const std::string& b) {
+    return !b.empty() && fs::equivalent(a, b, ec);
+  };
+  const fs::path out(output);
+  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  if (same(out, model) || (same(parent, model) && fs::is_regular_file(out, ec))) {
+    fail(output, option + " is " + (same(out, model) ? "the model folder" : "a file of the model"),
+         "a place apart from --model " + model, output,
+         "an adapter or config written there would change what transformers loads as the base "
+         "model: choose another " +
+             option);
+  }
+  for (const std::string& input : inputs) {
+    if (same(out, input) || (same(out, fs::path(input).parent_path().string()) &&
+                             fs::path(input).filename() == "adapter_config.json"))
+      fail(output, option + " is an input of this run", "a new file", input,
+           "choose another " + option + ": writing there would replace " + input);
+  }
+}
+
 Session open_session(const CommonOptions& common, const DataOptions& data_opts, bool load_data,
                      bool load_model) {
   Session s;
   const bool demo = common.model_dir.empty() || common.data_path.empty();
   const std::string assets = demo ? demo_assets_dir() : std::string();
   s.model_dir = common.model_dir.empty() ? assets + "/tiny-llama" : common.model_dir;
+  if (const std::string cached = find_in_hub_cache(s.model_dir); !cached.empty()) {
+    if (!common.quiet)
+      std::fprintf(stderr, "model %s: read from the Hugging Face cache, %s\n", s.model_dir.c_str(),
+                   cached.c_str());
+    s.model_ref = s.model_dir;  // what PEFT and the trainers' configs name, on any machine
+    s.model_dir = cached;
+  }
   s.data_path = common.data_path.empty() ? assets + "/demo.jsonl" : common.data_path;
   set_threads(common.threads);
   s.devices = resolve_model_devices(common.device);

@@ -32,6 +32,7 @@ struct Session {
   torch::ScalarType dtype = torch::kFloat32;
   RuntimeInfo runtime;
   std::string model_dir, data_path;
+  std::string model_ref;  // the Hub id the model was read by from the Hugging Face cache, else ""
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
   TokenizerConfig tokenizer_config;
@@ -48,6 +49,15 @@ void limit_gpu_memory(const torch::Device& device, double gib);
 
 // Empty --model/--data fall back to the embedded demo (assets/tiny-llama, assets/demo.jsonl).
 // load_model false: tokenizer and data only (a sweep whose trainings run in other processes).
+// How outputs name the model: its Hub id when read from the cache (as PEFT names a Hub model),
+// else its absolute path.
+std::string model_reference(const Session& s);
+
+// Refuses an output that is an input: the model folder or a file in it (adapter files beside
+// config.json make transformers read the folder as an adapter), the data, or any of `inputs`.
+// --force too; before any work.
+void refuse_inputs_as_output(const std::string& output, const std::string& option,
+                             const CommonOptions& common, std::vector<std::string> inputs = {});
 Session open_session(const CommonOptions& common, const DataOptions& data, bool load_data = true,
                      bool load_model = true);
 // How --data's options (and --threads) read a data file; max_examples is left to the caller.

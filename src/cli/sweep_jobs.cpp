@@ -16,6 +16,7 @@
 
 #include "error.h"
 #include "progress.h"
+#include "train_cli.h"
 #include "trainer.h"
 
 namespace lorank::cli {
@@ -36,10 +37,21 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   const pid_t parent = ::getpid();
+  // made before fork: the child may only make async-signal-safe calls until exec
+  const std::string marker = std::string(kSweepParentEnv) + "=" + std::to_string(parent);
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e) {
+    if (std::strncmp(*e, marker.c_str(), std::strlen(kSweepParentEnv) + 1) != 0) envp.push_back(*e);
+  }
+  envp.push_back(const_cast<char*>(marker.c_str()));
+  envp.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) fail(args[0], "cannot start a training process", "", std::strerror(errno));
   if (pid == 0) {     // only async-signal-safe calls until exec
     ::setpgid(0, 0);  // a Ctrl-C reaches the sweep, which passes exactly one SIGINT on
+    ::signal(
+        SIGINT,
+        SIG_DFL);  // kept ignored through exec (a script's background job) it would stop nothing
     ::prctl(PR_SET_PDEATHSIG, SIGINT);
     if (::getppid() != parent) ::_exit(130);
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -48,7 +60,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
       ::dup2(fd, 2);
       ::close(fd);
     }
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   return pid;

@@ -64,7 +64,9 @@ TrainData load_train_data(const Session& s, const TrainCliOptions& o,
 std::string describe_data(const Session& s, const TrainData& d, const TrainCliOptions& o);
 
 // First SIGINT, SIGTERM or SIGHUP: set the flag (the trainer checkpoints and stops); a second:
-// the signal's default action.
+// the signal's default action. A signal already ignored (nohup) stays ignored. In a sweep --jobs
+// training (kSweepParentEnv names its sweep) repeats from the sweep's pid are its death signal.
+constexpr const char* kSweepParentEnv = "LORANK_SWEEP_PARENT";
 const std::atomic<bool>* install_interrupt_handler();
 // After a run that stopped early: 128 + the signal that stopped it (130 for Ctrl-C), else 0.
 int stopped_exit_code();

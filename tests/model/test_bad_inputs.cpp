@@ -231,12 +231,39 @@ TEST(BadInput, FoldersThatAreNotAModelSayWhatTheyAre) {
                                     "its base model is /models/base-8b", "hint:"});
   const std::string cache = tmp.path + "/models--org--name";
   fs::create_directories(cache + "/snapshots/abc123");
-  expect_failure(inspect(cache), {cache, "Hugging Face cache folder", "snapshots/<hash>"});
+  expect_failure(inspect(cache), {cache, "Hugging Face cache folder",
+                                  "its snapshot: --model " + cache + "/snapshots/abc123"});
   fs::create_directories(tmp.path + "/empty");
   expect_failure(inspect(tmp.path + "/empty"), {"no config.json in the model folder", "hint:"});
-  expect_failure(
-      inspect("meta-llama/Llama-3.1-8B"),
-      {"looks like a Hugging Face Hub id", "huggingface-cli download meta-llama/Llama-3.1-8B"});
+  fs::create_directories(tmp.path + "/empty-hub");  // not this machine's cache, which may hold it
+  const auto hub_id =
+      test::run_command("HF_HUB_CACHE=" + tmp.path + "/empty-hub " + std::string(LORANK_BINARY) +
+                        " " + inspect("meta-llama/Llama-3.1-8B"));
+  EXPECT_EQ(hub_id.exit_code, 1) << hub_id.output;
+  for (const char* needle : {"looks like a Hugging Face Hub id", "empty-hub/ does not hold it",
+                             "huggingface-cli download meta-llama/Llama-3.1-8B"})
+    EXPECT_NE(hub_id.output.find(needle), std::string::npos) << needle << "\n" << hub_id.output;
+  // A Hub id already downloaded without --local-dir: read from the cache, as transformers does.
+  const std::string hub = tmp.path + "/hub", repo = hub + "/models--org--tiny-llama";
+  write_file(repo + "/refs/main", "c0ffee\n");
+  const std::string snapshot = model_copy(tmp);
+  fs::create_directories(repo + "/snapshots");
+  fs::create_directory_symlink(snapshot, repo + "/snapshots/c0ffee");
+  fs::create_directories(repo + "/snapshots/0ld");
+  const auto cached = test::run_command("HF_HUB_CACHE=" + hub + " " + std::string(LORANK_BINARY) +
+                                        " " + inspect("org/tiny-llama"));
+  EXPECT_EQ(cached.exit_code, 0) << cached.output;
+  EXPECT_NE(cached.output.find("read from the Hugging Face cache, " + repo + "/snapshots/c0ffee"),
+            std::string::npos)
+      << cached.output;
+  expect_failure(inspect(repo), {"its snapshot: --model " + repo + "/snapshots/c0ffee"});
+  // PEFT names a Hub model by its id: so does the adapter_config.json, valid on any machine
+  const auto peft = test::run_command("HF_HUB_CACHE=" + hub + " " + std::string(LORANK_BINARY) +
+                                      " recommend -q --device cpu --max-tokens 2000 --format peft "
+                                      "--model org/tiny-llama");
+  EXPECT_EQ(peft.exit_code, 0) << peft.output;
+  EXPECT_NE(peft.output.find("\"base_model_name_or_path\": \"org/tiny-llama\""), std::string::npos)
+      << peft.output;
 
   const std::string quant = model_copy(tmp);
   auto cfg = nlohmann::json::parse(read_file(quant + "/config.json"));
@@ -349,6 +376,88 @@ TEST(BadInput, ResumeOnAnotherModelIsRefused) {
   expect_failure(args + " --resume --model " + other, {"sweep_config.json", "model \""});
 }
 
+// Finite weights that overflow in the forward pass: inspect printed a loss of -nan and exited 0,
+// recommend failed in an eigendecomposition with a C++ backtrace, train said to lower --lr.
+TEST(BadInput, WeightsThatOverflowAreSaidOnce) {
+  TempDir tmp("bad-overflow");
+  const std::string model = model_copy(tmp);
+  Safetensors st(read_file(model + "/model.safetensors"));
+  const auto& info = st.header["model.norm.weight"];
+  ASSERT_EQ(info["dtype"], "BF16");
+  for (size_t at = info["data_offsets"][0]; at < info["data_offsets"][1].get<size_t>(); at += 2) {
+    st.data[at] = '\x96';  // bf16 0x7E96: 1e38
+    st.data[at + 1] = '\x7E';
+  }
+  write_file(model + "/model.safetensors", st.bytes());
+  for (const std::string& cmd : std::vector<std::string>{
+           "inspect", "recommend", "train --max-steps 1 --out " + tmp.path + "/t"}) {
+    const auto r = expect_failure(cmd + " -q --device cpu --max-examples 16 --model " + model,
+                                  {"the base model: its loss on this data is not finite", "hint:"});
+    EXPECT_EQ(r.output.find("lower --lr"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("frame #"), std::string::npos) << r.output;
+  }
+}
+
+// An output that is an input is refused even with --force: the data file, a file of the model,
+// or the model folder itself (adapter files beside config.json make transformers read it as an
+// adapter). Nothing changes.
+TEST(BadInput, OutputsThatAreInputsAreRefusedEvenWithForce) {
+  TempDir tmp("bad-out-input");
+  const std::string model = model_copy(tmp);
+  const std::string data = tmp.path + "/data.jsonl";
+  write_file(data, read_file(test::repo_path("assets/demo.jsonl")));
+  const auto model_before = tree(model);
+  const std::string inputs = " --model " + model + " --data " + data;
+  expect_failure("recommend --force -q --save-evidence " + data + inputs,
+                 {data, "--save-evidence is an input of this run", "hint:"});
+  expect_failure("recommend --force -q --save-evidence " + model + "/config.json" + inputs,
+                 {"--save-evidence is a file of the model", "hint:"});
+  expect_failure("recommend --force -q --out " + model + inputs,
+                 {"--out is the model folder", "hint:"});
+  expect_failure("train --force" + inputs + " " + kTrainArgs + model,
+                 {"--out is the model folder", "transformers"});
+  expect_failure("sweep --ranks 1 --lrs 1e-3 --force" + inputs + " " + kTrainArgs + model,
+                 {"--out is the model folder"});
+  // --force would delete the adapter_config.json the run reads
+  const std::string rec = tmp.path + "/rec";
+  write_file(rec + "/adapter_config.json",
+             R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]})");
+  expect_failure("train --force --adapter-config " + rec + inputs + " " + kTrainArgs + rec,
+                 {"--out is an input of this run", "hint:"});
+  EXPECT_TRUE(fs::exists(rec + "/adapter_config.json"));
+  EXPECT_EQ(tree(model), model_before);
+  EXPECT_EQ(read_file(data), read_file(test::repo_path("assets/demo.jsonl")));
+}
+
+// sweep --jobs: each training process reads the data again, and a pipe is empty by then.
+TEST(BadInput, SweepJobsRefuseDataFromAPipe) {
+  TempDir tmp("bad-jobs-pipe");
+  const auto r = test::run_command(
+      "cat " + test::repo_path("assets/demo.jsonl") + " | " + std::string(LORANK_BINARY) +
+      " sweep --jobs 2 --ranks 1,2 --lrs 1e-3 --data /dev/stdin " + kTrainArgs + tmp.path + "/out");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("/dev/stdin: --jobs trains in several processes"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("hint: save the data to a file first"), std::string::npos) << r.output;
+}
+
+// A run started with --force beside the user's own file continues with --resume, as its stop
+// message says (before, --resume refused the folder and --force would have discarded the run).
+TEST(BadInput, RunStartedWithForceBesideAFileResumes) {
+  TempDir tmp("bad-force-resume");
+  const std::string out = tmp.path + "/proj";
+  write_file(out + "/notes.txt", "my notes");
+  const std::string train =
+      "train --device cpu --max-examples 32 --batch 4 --max-steps 4 --n-evals 1 --out " + out;
+  auto first = test::run_lorank(train + " --force --stop-after 2");
+  EXPECT_NE(first.output.find("with --resume instead of --force"), std::string::npos)
+      << first.output;
+  auto resumed = test::run_lorank(train + " --resume -q");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_TRUE(fs::exists(out + "/adapter_model.safetensors"));
+  EXPECT_EQ(read_file(out + "/notes.txt"), "my notes");
+}
+
 // A Latin-1 file name cannot go into the JSON outputs and trainer configs that name it: refused
 // before any work, naming the option, exit code 2.
 TEST(BadInput, ArgumentThatIsNotUtf8IsRefusedFirst) {
@@ -379,6 +488,33 @@ TEST(BadInput, TrainJsonKeepsTheDataWarnings) {
     EXPECT_GT(n_val, 0) << doc.dump();
     EXPECT_LE(n_train + n_val, 40) << doc.dump();  // less what --max-len left no target in
   }
+}
+
+// lr 0.3 blows the run up before its first evaluation; the later evaluations fall, so the loss
+// that "never fell" is not the sign. The adapter kept is worse than the base model: said, with
+// both losses, in the warnings and the summary. A sound run is not warned about.
+TEST(BadInput, AdapterWorseThanTheBaseModelIsSaid) {
+  TempDir tmp("train-worse-than-base");
+  const std::string args =
+      "train --device cpu --max-examples 40 --r 4 --batch 4 --max-steps 8 --n-evals 2 -q --json ";
+  auto r = test::run_lorank(args + "--lr 0.3 --out " + tmp.path + "/blown");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  ASSERT_FALSE(j["warnings"].empty()) << j.dump();
+  const std::string w = j["warnings"].back();
+  EXPECT_NE(w.find("the adapter kept is worse than none"), std::string::npos) << w;
+  EXPECT_NE(w.find("lower --lr"), std::string::npos) << w;
+  const auto summary = nlohmann::json::parse(read_file(tmp.path + "/blown/train_summary.json"));
+  EXPECT_EQ(summary["warnings"].back(), w);
+  EXPECT_GT(summary["best_val_loss"].get<double>(), summary["base_val_loss"].get<double>());
+  r = test::run_lorank(args + "--lr 1e-3 --out " + tmp.path + "/sound");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("worse than none"), std::string::npos) << r.output;
+  const auto sound = nlohmann::json::parse(read_file(tmp.path + "/sound/train_summary.json"));
+  // measured only when the best is above step 1's batch loss (eight steps here barely move it)
+  EXPECT_TRUE(sound["base_val_loss"].is_null() ||
+              sound["best_val_loss"].get<double>() <= sound["base_val_loss"].get<double>())
+      << sound.dump();
 }
 
 TEST(BadInput, TrainOutputHoldingResultsIsKept) {

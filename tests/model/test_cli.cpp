@@ -249,11 +249,29 @@ TEST(CliUsage, RefusedCommandLinesSayWhatWasExpected) {
                      {"error: --checkpointing: nothing after '='"});
   expect_usage_error("train --out= --max-steps 1", {"error: --out: nothing after '='"});
   // A chat format is checked with the command line, whatever the data (the demo is alpaca).
+  expect_usage_error("inspect --no-loss --chat-format foo",
+                     {"error: --chat-format: foo not in {llama3,"});
+  // Numbers are decimal: CLI11 read "010" as octal 8 and "0x10" as hex 16.
+  expect_usage_error("inspect --no-loss --max-examples 0x10",
+                     {"--max-examples: expected an integer in [0, 1e+15], got '0x10'"});
+  expect_usage_error("sweep --ranks 0x10", {"--ranks: not a decimal number: 0x10"});
+  expect_usage_error("train --rank-pattern q_proj=0x10 --out /tmp/never",
+                     {"--rank-pattern: bad value for q_proj"});
+  r = run_lorank("inspect --no-loss -q --json --max-examples 010");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(r.output.substr(r.output.find('{')))["data"]["records"], 10)
+      << r.output;
+  // Pattern values within --rank's and --alpha's ranges (inf was cast to an integer), each key
+  // once.
   expect_usage_error(
-      "inspect --no-loss --chat-format foo",
-      {"error: --chat-format: foo not in {llama3,"});  // Values wrong whatever the machine and
-                                                       // data: a device named twice, a batch
-                                                       // grad-accum can't split.
+      "train --rank-pattern q_proj=inf --out /tmp/never",
+      {"--rank-pattern: bad value for q_proj", "an integer in [1, 65536]", "got inf"});
+  expect_usage_error("train --alpha-pattern q_proj=inf --out /tmp/never",
+                     {"--alpha-pattern: bad value for q_proj", "a number in (0, 1e9]"});
+  expect_usage_error("train --rank-pattern q_proj=4,q_proj=8 --out /tmp/never",
+                     {"--rank-pattern: key q_proj given twice"});
+  // Values wrong whatever the machine and data: a device named twice, a batch grad-accum can't
+  // split.
   expect_usage_error("inspect --no-loss --device cpu,cpu", {"--device: a device is listed twice"});
   expect_usage_error("train --batch 8 --grad-accum 3 --out /tmp/never",
                      {"--grad-accum: value out of range", "a divisor of --batch (8)"});

@@ -98,6 +98,20 @@ TEST(ModelCheckpoint, QuantizedDtypeIsRefused) {
   EXPECT_TRUE(has(msg, "I8")) << msg;
 }
 
+// GPTQ's layout with a config.json that does not say so (quantize_config.json apart): named as
+// quantized, not as a checkpoint missing its weights.
+TEST(ModelCheckpoint, QuantizedLayoutWithoutItsConfigIsNamed) {
+  std::string msg = load_error(
+      crafted("gptq", [](auto& w) {
+        w.erase("model.layers.0.self_attn.q_proj.weight");
+        w["model.layers.0.self_attn.q_proj.qweight"] = torch::zeros({4, 16}, torch::kInt8);
+        w["model.layers.0.self_attn.q_proj.scales"] = torch::zeros({1, 16}, torch::kFloat16);
+      })->path);
+  EXPECT_TRUE(has(msg, "a quantized checkpoint")) << msg;
+  EXPECT_TRUE(has(msg, "model.layers.0.self_attn.q_proj.")) << msg;
+  EXPECT_FALSE(has(msg, "missing tensor")) << msg;
+}
+
 TEST(ModelCheckpoint, Bf16SourceLoadsAsFp32) {
   auto tmp = crafted("bf16", [](auto& w) {
     for (auto& kv : w) kv.second = kv.second.to(torch::kBFloat16);

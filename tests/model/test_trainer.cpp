@@ -781,6 +781,32 @@ TEST(TrainCli, AdapterConfigWithoutModelIsRefused) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
+// lora_alpha 0 scales the update to nothing: every gradient was 0 and the run "finished".
+TEST(TrainCli, AdapterConfigAlphaMustBePositive) {
+  const std::string rec = test::make_temp_dir("cli-adapter-alpha");
+  const std::string args = "train --data " + test::asset("data/cmudict.jsonl") +
+                           " -q --batch 4 --max-steps 1 --adapter-config " + rec + " --out ";
+  for (const char* alpha : {"0", "-8"}) {
+    test::write_file(
+        rec + "/adapter_config.json",
+        std::string(
+            R"({"peft_type": "LORA", "r": 4, "target_modules": ["q_proj"], "lora_alpha": )") +
+            alpha + "}");
+    auto r = test::run_lorank(args + rec + "/out");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("adapter_config.json: lora_alpha must be positive (expected > 0, got " +
+                            std::string(alpha) + ")"),
+              std::string::npos)
+        << r.output;
+  }
+  test::write_file(rec + "/adapter_config.json", R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
+    "target_modules": ["q_proj"], "alpha_pattern": {"q_proj": 0}})");
+  auto r = test::run_lorank(args + rec + "/out");
+  EXPECT_NE(r.output.find("[alpha_pattern.q_proj]: alpha must be positive"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(rec + "/out/adapter_model.safetensors"));
+}
+
 TEST(TrainCli, AdapterConfigGivesTheLoraSettingsAndNoFlagMayRepeatThem) {
   // What `recommend --out DIR` leaves in DIR: PEFT's adapter_config.json with a rank_pattern.
   const std::string rec = test::make_temp_dir("cli-adapter-config");

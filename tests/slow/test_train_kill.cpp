@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <filesystem>
+#include <thread>
 
 #include "test_common.h"
 
@@ -125,6 +128,51 @@ TEST(TrainKill, SweepWithJobsPassesSigintOnAndResumes) {
   auto r = test::run_lorank(args + " --resume");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   expect_same_run(r4);
+}
+
+// `nohup lorank train ... &`: SIGHUP ignored when lorank starts stays ignored, and the run
+// finishes (it used to checkpoint and stop when the terminal closed).
+TEST(TrainKill, IgnoredSighupStaysIgnored) {
+  const std::string dir = test::make_temp_dir("kill-nohup") + "/out";
+  const auto old = std::signal(SIGHUP, SIG_IGN);  // inherited through fork and exec, as nohup does
+  pid_t pid = test::spawn_lorank(train_args(dir), dir + ".log");
+  std::signal(SIGHUP, old);
+  ASSERT_TRUE(wait_for_steps(pid, dir + "/metrics.jsonl", 10)) << "the run ended before SIGHUP";
+  ::kill(pid, SIGHUP);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << test::read_file(dir + ".log");
+  EXPECT_EQ(WEXITSTATUS(status), 0) << test::read_file(dir + ".log");
+  expect_same_run(dir);
+}
+
+// The sweep killed outright (kill -9, the OOM killer): each training gets the sweep's death signal
+// once per thread of it. Every training stops with its checkpoint and its stop message; before,
+// the repeats read as a second Ctrl-C and killed all but one without a word.
+TEST(TrainKill, SweepKilledOutrightLeavesEveryTrainingStopped) {
+  const std::string dir = test::make_temp_dir("kill-sweep9") + "/out";
+  const std::string args = "sweep --model " + test::repo_path("assets/tiny-llama") + " --data " +
+                           test::asset("data/cmudict.jsonl") +
+                           " --val-fraction 0.25 --ranks 2,4 --lrs 1e-3 --batch 4 --epochs 100"
+                           " --max-steps 400 --n-evals 2 --jobs 2 -q --out " +
+                           dir;
+  pid_t pid = test::spawn_lorank(args, dir + ".log");
+  const std::string r2 = dir + "/runs/r2-lr0.001", r4 = dir + "/runs/r4-lr0.001";
+  ASSERT_TRUE(test::wait_while_running(pid, [&] {
+    return test::count_lines_with(r2 + "/metrics.jsonl", "\"train\"") >= 10 &&
+           test::count_lines_with(r4 + "/metrics.jsonl", "\"train\"") >= 10;
+  })) << "the sweep ended before the kill";
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  auto stopped = [&](const std::string& run) {
+    return test::read_file(run + ".log").find("stopped at step") != std::string::npos;
+  };
+  for (int i = 0; i < 1200 && !(stopped(r2) && stopped(r4)); ++i)  // at most 60 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(stopped(r2)) << test::read_file(r2 + ".log");
+  EXPECT_TRUE(stopped(r4)) << test::read_file(r4 + ".log");
+  EXPECT_TRUE(fs::exists(r2 + "/checkpoint.safetensors"));
+  EXPECT_TRUE(fs::exists(r4 + "/checkpoint.safetensors"));
 }
 
 }  // namespace

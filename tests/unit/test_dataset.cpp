@@ -442,6 +442,13 @@ TEST_F(DatasetTest, MessagesNeedARecognisedTemplateOrForcedFormat) {
   err = error_of([&] { load(write("b.jsonl", R"({"messages": [{"role": "user"}]})"), opts); });
   EXPECT_NE(err.find("b.jsonl:1"), std::string::npos) << err;
   EXPECT_NE(err.find("role, content"), std::string::npos) << err;
+  // named templates, none "default": transformers refuses to choose, and so does lorank
+  config.chat_template.clear();
+  config.chat_template_names = {"rag", "tool_use"};
+  err = error_of([&] { load(path); });
+  EXPECT_NE(err.find("none named \"default\""), std::string::npos) << err;
+  EXPECT_NE(err.find("rag, tool_use"), std::string::npos) << err;
+  EXPECT_EQ(load(path, opts).stats.chat_format, "chatml");
 }
 
 TEST_F(DatasetTest, CsvWithQuotedNewlinesQuotesAndCrlf) {

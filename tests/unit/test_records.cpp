@@ -58,6 +58,29 @@ TEST(Records, JsonArrayElementsEqualTheWholeDocumentParse) {
   EXPECT_EQ(records[2].fields["dup"], 2) << "the last of duplicate keys wins, as in a whole parse";
 }
 
+// An object past kIndexFrom keys finds its keys through a hash (ordered_json's own search made a
+// parse quadratic in them): file order kept, a repeated key in its first place with its last value.
+TEST(Records, LargeObjectsKeepKeyOrderAndTheLastOfARepeatedKey) {
+  std::string object = "{";
+  for (int i = 0; i < 40; ++i)
+    object += "\"k" + std::to_string(39 - i) + "\": " + std::to_string(i) + ", ";
+  object += R"("k3": "again", "k5": {"k5": 1, "k5": 2}})";
+  const json whole = json::parse(object);
+  for (const std::string& path : {"d.jsonl", "d.json"}) {
+    const std::string bytes = path == "d.json" ? "[" + object + "]" : object + "\n";
+    const std::vector<Record> records = parse_records(bytes, path);
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_EQ(records[0].fields, whole) << path;
+    EXPECT_EQ(records[0].fields.dump(), whole.dump()) << path << ": the same order";
+    EXPECT_EQ(records[0].fields.size(), 40u);
+    EXPECT_EQ(records[0].fields["k3"], "again");
+    EXPECT_EQ(records[0].fields["k5"]["k5"], 2);
+    EXPECT_EQ(records[0].fields.begin().key(), "k39");
+  }
+  std::string err = error_of([] { parse_records("{\"text\": 1e999}\n", "e.jsonl"); });
+  EXPECT_TRUE(has(err, "e.jsonl:1") && has(err, "number overflow")) << err;
+}
+
 TEST(Records, JsonArrayInPartsKeepsOrderLinesAndTheLimit) {
   std::string bytes = "\xEF\xBB\xBF[";  // a byte-order mark first
   for (int i = 1; i <= 7; ++i)
@@ -94,6 +117,14 @@ TEST(Records, JsonArrayErrorsComeAfterThePartsBeforeThem) {
   EXPECT_TRUE(has(err, "v.json") && has(err, "malformed JSON")) << err;
   EXPECT_EQ(parse_records(good + R"({"text" "d"}])", "m.json", 3).size(), 3u)
       << "reading stops at the limit, before the malformed record";
+}
+
+TEST(Records, CsvColumnNamedTwiceIsRefused) {
+  const std::string err = error_of([] { parse_records("text,id,text\na,1,b\n", "d.csv"); });
+  EXPECT_TRUE(has(err, "d.csv:1") && has(err, "column \"text\" is named twice") &&
+              has(err, "again in column 3"))
+      << err;
+  EXPECT_EQ(parse_records("text,,\na,,\n", "e.csv").size(), 1u) << "unnamed columns are not names";
 }
 
 TEST(Records, CsvInPartsKeepsQuotedNewlinesBlankLinesAndLineNumbers) {

@@ -495,6 +495,55 @@ TEST(TokenizerConfig, ObjectTokensTemplateListsAndFallbacks) {
   EXPECT_NE(msg.find("<|nope|>"), std::string::npos) << msg;
 }
 
+// As transformers reads a folder: chat_template.jinja before the config's entry, special tokens
+// from special_tokens_map.json when the config has none, and no template chosen from a list
+// without "default".
+TEST(TokenizerConfig, FolderFilesAsTransformersReadsThem) {
+  auto tok = load_tokenizer_json(test::asset("tokenizers/metaspace.json"));
+  std::string dir = test::make_temp_dir("tok-config-files");
+  test::write_file(dir + "/tokenizer_config.json", R"({"chat_template": "CONFIG"})");
+  test::write_file(dir + "/chat_template.jinja", "FILE");
+  test::write_file(dir + "/special_tokens_map.json",
+                   R"({"bos_token": {"content": "<s>", "lstrip": false}, "eos_token": "</s>"})");
+  TokenizerConfig config = load_tokenizer_config(dir, *tok);
+  EXPECT_EQ(config.chat_template, "FILE");
+  EXPECT_EQ(config.chat_template_path, dir + "/chat_template.jinja");
+  EXPECT_EQ(config.bos_id, 1);
+  EXPECT_EQ(config.eos_id, 2);
+
+  // transformers 4.x: a config saved before 4.34 (no added_tokens_decoder) takes the map's tokens
+  // over its own; a token the vocabulary lacks names the file it came from
+  test::write_file(dir + "/tokenizer_config.json",
+                   R"({"eos_token": "<unk>", "pad_token": "<unk>"})");
+  test::write_file(dir + "/special_tokens_map.json",
+                   R"({"eos_token": "</s>", "pad_token": "<|x|>"})");
+  std::string msg = message_of([&] { load_tokenizer_config(dir, *tok); });
+  EXPECT_NE(msg.find("special_tokens_map.json [pad_token]"), std::string::npos) << msg;
+  test::write_file(dir + "/special_tokens_map.json", R"({"eos_token": "</s>"})");
+  config = load_tokenizer_config(dir, *tok);
+  EXPECT_EQ(config.eos_id, 2);
+  EXPECT_EQ(config.pad_id, 0);
+  // a newer config (added_tokens_decoder) never opens the map, even a broken one
+  test::write_file(dir + "/tokenizer_config.json",
+                   R"({"eos_token": "<unk>", "added_tokens_decoder": {}})");
+  test::write_file(dir + "/special_tokens_map.json", "{broken");
+  config = load_tokenizer_config(dir, *tok);
+  EXPECT_EQ(config.eos_id, 0);
+
+  std::string named = test::make_temp_dir("tok-config-named");
+  test::write_file(named + "/tokenizer_config.json",
+                   R"({"chat_template": [{"name": "rag", "template": "R"},
+                                         {"name": "tool_use", "template": "T"}]})");
+  config = load_tokenizer_config(named, *tok);
+  EXPECT_TRUE(config.chat_template.empty());
+  EXPECT_EQ(config.chat_template_names, (std::vector<std::string>{"rag", "tool_use"}));
+  test::write_file(named + "/tokenizer_config.json",
+                   R"({"chat_template": [{"name": "rag", "template": "R"},
+                                         {"name": "default", "template": ""}]})");
+  config = load_tokenizer_config(named, *tok);
+  EXPECT_TRUE(config.chat_template_names.empty()) << "a default, though empty, is chosen";
+}
+
 TEST(Tokenizer, ConcurrentEncodeMatchesSerial) {
   auto tok = load_tokenizer_json(test::repo_path("assets/tiny-llama/tokenizer.json"));
   std::vector<std::string> lines;

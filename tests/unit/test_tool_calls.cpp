@@ -196,6 +196,19 @@ TEST(ToolCalls, BadToolFieldsNameTheRecord) {
   err = error_for(R"({"messages": [)" + user +
                   R"(, {"role": "assistant", "content": "a"}], "tools": {"a": 1}})");
   EXPECT_NE(err.find("field \"tools\" must be a list"), std::string::npos) << err;
+  // nested 50k deep (100 KB): writing it as JSON recursed until the stack ran out (a segfault)
+  const std::string deep = std::string(50000, '[') + std::string(50000, ']');
+  err = error_for(R"({"messages": [)" + user +
+                  R"(, {"role": "assistant", "content": "a"}], "tools": )" + deep + "}");
+  EXPECT_NE(err.find("field \"tools\" is nested too deeply to write as JSON"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("got 50000 levels"), std::string::npos) << err;
+  err = error_for(
+      R"({"messages": [)" + user +
+      R"(, {"role": "assistant", "content": null, "tool_calls": [{"function": {"name": "f", "arguments": )" +
+      deep + "}}]}]}");
+  EXPECT_NE(err.find("messages[1].tool_calls[0].arguments is nested too deeply"), std::string::npos)
+      << err;
 }
 
 TEST(ToolCalls, PythonJsonWritesAsJsonDumps) {
