@@ -90,10 +90,6 @@ std::optional<int32_t> resolve(const std::string& token, const char* key, const 
   return id;
 }
 
-}  // namespace
-
-namespace {
-
 json read_json_object(const fs::path& path) {
   json j;
   try {

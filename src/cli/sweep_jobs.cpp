@@ -49,9 +49,9 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
   if (pid < 0) fail(args[0], "cannot start a training process", "", std::strerror(errno));
   if (pid == 0) {     // only async-signal-safe calls until exec
     ::setpgid(0, 0);  // a Ctrl-C reaches the sweep, which passes exactly one SIGINT on
-    ::signal(
-        SIGINT,
-        SIG_DFL);  // kept ignored through exec (a script's background job) it would stop nothing
+    // ignored when the sweep started (a script's background job) it would stay so through exec,
+    // and the one SIGINT the sweep passes on would stop nothing
+    ::signal(SIGINT, SIG_DFL);
     ::prctl(PR_SET_PDEATHSIG, SIGINT);
     if (::getppid() != parent) ::_exit(130);
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
