@@ -260,12 +260,19 @@ void require_eos(const TokenizerConfig& config) {
   }
 }
 
-// The completion's own text is empty: nothing the model is asked to produce.
+// The completion's own text is empty or only whitespace: nothing the model is asked to produce
+// (a blank reply is a gap in the data in every schema, as chat templates trim it in messages).
 bool completion_is_empty(const Record& rec, Schema schema) {
+  auto blank = [&](const char* key) {
+    return python_strip(rec.fields[key].get_ref<const std::string&>()).empty();
+  };
   switch (schema) {
-    case Schema::text: return rec.fields["text"].get_ref<const std::string&>().empty();
-    case Schema::prompt_completion: return rec.fields["completion"].get_ref<const std::string&>().empty();
-    case Schema::alpaca: return rec.fields["output"].get_ref<const std::string&>().empty();
+    case Schema::text:
+      return blank("text");
+    case Schema::prompt_completion:
+      return blank("completion");
+    case Schema::alpaca:
+      return blank("output");
     case Schema::messages: {  // format_record checked the shape
       const ConversationShape shape = conversation_shape(rec.fields);
       const json& last = rec.fields[shape.keys.back()].back();
@@ -532,7 +539,7 @@ TokenizedRecord tokenize_record(const Record& rec, Schema schema, const ChatForm
         return out;
       }
       fail(where_line(path, rec.line), "empty completion: nothing to train on",
-           "a non-empty completion", "an empty one",
+           "a non-empty completion", "an empty or whitespace-only one",
            "remove the record, or ask to skip empty completions (--skip-empty)");
     }
     out.ex = tokenize_example(text, tok, options.max_len);

@@ -23,6 +23,11 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
   return out;
 }
 
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 void fail(const std::string& where, const std::string& what, const std::string& expected,
           const std::string& got, const std::string& hint) {
   throw Error(error_message(where, what, expected, got, hint));

@@ -28,6 +28,7 @@ std::string error_message(const std::string& where, const std::string& what,
 
 // The items separated by `sep`: the lists that messages and reports name.
 std::string join(const std::vector<std::string>& items, const std::string& sep);
+bool ends_with(const std::string& s, const std::string& suffix);
 
 [[noreturn]] void fail(const std::string& where, const std::string& what,
                        const std::string& expected = "", const std::string& got = "",

@@ -172,7 +172,8 @@ std::string render_torchtune(const Recommendation& rec, const LoraConfig&,
   out << header(rec)
       << "# Overrides for a torchtune LoRA recipe config: merge into its model: section (keep its "
          "_component_)";
-  if (!base_model_path.empty()) out << " for " << base_model_path;
+  // Quoted: a comment ends at a newline, and a path may hold one.
+  if (!base_model_path.empty()) out << " for " << quoted(base_model_path);
   out << ".\n";
   if (rec.use_rslora) {
     out << "# torchtune has no rsLoRA: lora_alpha = alpha*sqrt(r) = " << number_text(rec.alpha)
@@ -309,14 +310,18 @@ std::string export_config(const Recommendation& rec, const std::string& format,
 }
 
 void write_exports(const Recommendation& rec, const std::string& dir,
-                   const std::string& base_model_path, bool overwrite) {
+                   const std::string& base_model_path, bool overwrite,
+                   const std::vector<std::pair<std::string, std::string>>& with) {
   const LoraConfig cfg = lora_config_of(rec);
   check_recommendation(rec, cfg);
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const auto& f : formats())
+    files.emplace_back((fs::path(dir) / f.file).string(), f.render(rec, cfg, base_model_path));
+  for (const auto& [name, text] : with) files.emplace_back((fs::path(dir) / name).string(), text);
   if (!overwrite) {
-    for (const auto& f : formats()) {
-      const std::string path = (fs::path(dir) / f.file).string();
-      if (fs::exists(path)) {
-        fail(path, "already exists; refusing to overwrite it", "", "",
+    for (const auto& file : files) {
+      if (fs::exists(file.first)) {
+        fail(file.first, "already exists; refusing to overwrite it", "", "",
              "pass --force to overwrite the exported configs, or write them to another folder");
       }
     }
@@ -327,10 +332,7 @@ void write_exports(const Recommendation& rec, const std::string& dir,
     fail(dir, "cannot create the output folder", "", ec.message(),
          "check the path and permissions");
   }
-  for (const auto& f : formats()) {
-    write_file_atomic((fs::path(dir) / f.file).string(), f.render(rec, cfg, base_model_path),
-                      overwrite);
-  }
+  write_files_atomic(files, overwrite);
 }
 
 }  // namespace lorank

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "recommend.h"
@@ -22,9 +23,11 @@ std::string export_config(const Recommendation& rec, const std::string& format,
 // The file each format is written to by write_exports ("adapter_config.json", "axolotl.yaml", ...).
 std::string export_file_name(const std::string& format);
 
-// Writes every format into `dir` (created when missing) under export_file_name. Refuses, before
-// writing anything, when one of the files exists, unless `overwrite`.
+// Writes every format into `dir` (created when missing) under export_file_name, with the files of
+// `with` (name, text), all or none. Refuses, before writing anything, when one of the files
+// exists, unless `overwrite`.
 void write_exports(const Recommendation& rec, const std::string& dir,
-                   const std::string& base_model_path, bool overwrite);
+                   const std::string& base_model_path, bool overwrite,
+                   const std::vector<std::pair<std::string, std::string>>& with = {});
 
 }  // namespace lorank

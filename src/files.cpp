@@ -3,12 +3,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -113,28 +115,47 @@ void remove_tree(const std::string& path) {
     fail(path, "cannot remove", "", std::strerror(errno), "check permissions");
 }
 
-void write_file_atomic(const std::string& path, const std::vector<ByteRange>& chunks,
-                       bool overwrite) {
-  struct stat st;
-  if (!overwrite && ::stat(path.c_str(), &st) == 0)
-    fail(path, "refusing to overwrite an existing file", "", "",
-         "choose another output path, or remove the file first");
+namespace {
+
+// The chunks written, flushed and closed in a fresh temp file beside `path`; returns its name.
+// Errors name the output, and the temp file is removed.
+std::string write_temp_beside(const std::string& path, const std::vector<ByteRange>& chunks) {
   std::string temp;
   int fd = create_temp_beside(path, &temp);
   if (fd < 0)
     fail(path, "cannot create a temporary file next to the output", "", std::strerror(errno),
          "check that the output folder exists and is writable");
   try {
-    // errors name the output: the temporary file is removed below
     for (const auto& [data, n] : chunks) write_all(fd, data, n, path);
     if (::fsync(fd) != 0)
       fail(path, "cannot flush to disk", "", std::strerror(errno), "check free disk space");
     int rc = ::close(fd);
     fd = -1;
     if (rc != 0) fail(path, "cannot close", "", std::strerror(errno), "check free disk space");
-    publish(temp, path, overwrite);
   } catch (...) {
     if (fd >= 0) ::close(fd);
+    ::unlink(temp.c_str());
+    throw;
+  }
+  return temp;
+}
+
+void refuse_existing(const std::string& path, bool overwrite) {
+  struct stat st;
+  if (!overwrite && ::stat(path.c_str(), &st) == 0)
+    fail(path, "refusing to overwrite an existing file", "", "",
+         "choose another output path, or remove the file first");
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, const std::vector<ByteRange>& chunks,
+                       bool overwrite) {
+  refuse_existing(path, overwrite);
+  const std::string temp = write_temp_beside(path, chunks);
+  try {
+    publish(temp, path, overwrite);
+  } catch (...) {
     ::unlink(temp.c_str());
     throw;
   }
@@ -143,6 +164,22 @@ void write_file_atomic(const std::string& path, const std::vector<ByteRange>& ch
 void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite) {
   write_file_atomic(path, {{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}},
                     overwrite);
+}
+
+void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files,
+                        bool overwrite) {
+  std::vector<std::string> temps;
+  try {
+    for (const auto& [path, bytes] : files) refuse_existing(path, overwrite);
+    for (const auto& [path, bytes] : files) {
+      temps.push_back(write_temp_beside(
+          path, {{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}}));
+    }
+    for (size_t i = 0; i < files.size(); ++i) publish(temps[i], files[i].first, overwrite);
+  } catch (...) {
+    for (const std::string& t : temps) ::unlink(t.c_str());  // those already moved are gone
+    throw;
+  }
 }
 
 namespace {
@@ -185,6 +222,15 @@ void check_can_write_file(const std::string& path, const std::string& option) {
 
 void check_can_write_folder(const std::string& dir, const std::string& option) {
   struct stat st {};
+  if (::lstat(dir.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && ::stat(dir.c_str(), &st) != 0 &&
+      errno == ENOENT) {
+    std::error_code ec;
+    std::string target = std::filesystem::read_symlink(dir, ec).string();
+    if (!target.empty() && target[0] != '/') target = parent_of(dir) + "/" + target;
+    fail(dir, option + ": a symbolic link to a place that does not exist",
+         "a folder, or a path where one can be made", "it points to " + target,
+         "create " + target + " first, remove the link, or choose another " + option);
+  }
   std::string p = dir;
   while (::stat(p.c_str(), &st) != 0) {  // the nearest ancestor that exists
     const std::string up = parent_of(p);
@@ -198,25 +244,75 @@ void check_can_write_folder(const std::string& dir, const std::string& option) {
   check_writable_dir(p, dir, option);
 }
 
+namespace {
+
+// The folder a FolderLock made, removed if a signal ends the process before the run's own
+// handler is in place (Ctrl-C while the model loads): a fixed buffer, as the handler may not
+// allocate.
+char g_made_dir[4096];
+
+void remove_made_folder(int sig, siginfo_t*, void*) {
+  if (g_made_dir[0]) ::rmdir(g_made_dir);  // only when still empty
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void remove_made_folder_on_signals(const std::string& dir) {
+  if (dir.size() >= sizeof g_made_dir) return;
+  std::memcpy(g_made_dir, dir.c_str(), dir.size() + 1);
+  handle_stop_signals(remove_made_folder);
+}
+
+}  // namespace
+
+void handle_stop_signals(void (*handler)(int, siginfo_t*, void*)) {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    ::sigaction(sig, nullptr, &old);
+    if (old.sa_handler == SIG_IGN) continue;  // nohup's SIGHUP stays ignored
+    struct sigaction sa {};
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
+
 FolderLock::FolderLock(const std::string& dir, const std::string& option) : dir_(dir) {
+  // A signal between making the folder and the handler that removes it waits for the handler.
+  sigset_t stops, before;
+  sigemptyset(&stops);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, sig);
+  ::pthread_sigmask(SIG_BLOCK, &stops, &before);
   std::error_code ec;
   made_ = std::filesystem::create_directories(dir, ec);
+  if (made_) remove_made_folder_on_signals(dir);
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
   if (ec) fail(dir, option + ": cannot create the folder", "a writable place", ec.message());
-  fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd_ < 0) fail(dir, option + ": cannot open the folder", "a readable folder", strerror(errno));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    ::close(fd_);
-    fd_ = -1;
-    fail(dir, option + ": another lorank run is writing to this folder",
-         "a folder no running "
-         "lorank uses",
-         err == EWOULDBLOCK ? "locked by a running process" : strerror(err),
-         "wait for that run to end (or stop it), or choose another " + option);
+  try {
+    fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd_ < 0)
+      fail(dir, option + ": cannot open the folder", "a readable folder", strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      ::close(fd_);
+      fd_ = -1;
+      fail(dir, option + ": another lorank run is writing to this folder",
+           "a folder no running lorank uses",
+           err == EWOULDBLOCK ? "locked by a running process" : strerror(err),
+           "wait for that run to end (or stop it), or choose another " + option);
+    }
+  } catch (...) {  // no destructor runs: what it would undo is undone here
+    if (made_) {
+      g_made_dir[0] = '\0';
+      ::rmdir(dir.c_str());
+    }
+    throw;
   }
 }
 
 FolderLock::~FolderLock() {
+  if (made_) g_made_dir[0] = '\0';
   if (fd_ >= 0) ::close(fd_);
   if (made_) ::rmdir(dir_.c_str());  // only when still empty: a failed start leaves nothing
 }

@@ -3,6 +3,7 @@
 // them remove_all and directory_iterator crash in a program built by a newer GCC.
 #pragma once
 
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -29,12 +30,20 @@ using ByteRange = std::pair<const uint8_t*, size_t>;
 void write_file_atomic(const std::string& path, const std::vector<ByteRange>& chunks,
                        bool overwrite);
 void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite);
+// Writes several files all or none: each goes to a temp file first, and they are moved into place
+// only when every one was written (a full disk leaves the old set, not half of a new one).
+void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files,
+                        bool overwrite);
 
 // Checks, before slow work, that its results can be written: `path` is not a folder and its folder
 // exists and is writable; `dir` is a writable folder or can be created (its nearest existing
 // ancestor is one). `option` names the flag in the error.
 void check_can_write_file(const std::string& path, const std::string& option);
 void check_can_write_folder(const std::string& dir, const std::string& option);
+
+// Installs `handler` (SA_SIGINFO) for the signals that stop a run, SIGINT, SIGTERM and SIGHUP,
+// leaving one ignored when lorank started ignored (nohup's SIGHUP).
+void handle_stop_signals(void (*handler)(int, siginfo_t*, void*));
 
 // An exclusive lock on folder `dir` (made when missing) while it lives, so that a second run
 // writing to the same --out (a retried job, a second terminal) is refused, not interleaved. The

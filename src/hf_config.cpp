@@ -120,9 +120,15 @@ void parse_rope(const Reader& top, const json& root, const std::string& where, M
   bool known = false;
   for (const auto& t : supported_rope_types()) known = known || t == type;
   if (!known) {
+    const std::string hint =
+        type == "yarn" && (cfg.model_type == "qwen2" || cfg.model_type == "qwen3")
+            ? "Qwen's releases leave YaRN out of config.json and add it only for inputs longer "
+              "than original_max_position_embeddings; for data shorter than that, run lorank on "
+              "a copy of the folder whose config.json has no \"" +
+                  section + "\" entry"
+            : "lorank implements the RoPE variants used by Llama, Mistral and Qwen checkpoints";
     fail(where, "unsupported RoPE scaling \"" + type + "\" in \"" + section + "\"",
-         "one of " + join(supported_rope_types(), ", "), type,
-         "lorank implements the RoPE variants used by Llama, Mistral and Qwen checkpoints");
+         "one of " + join(supported_rope_types(), ", "), type, hint);
   }
   cfg.rope.type = type;
   if (type == "default") return;
@@ -283,11 +289,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     const std::string method = q.contains("quant_method") && q["quant_method"].is_string()
                                    ? q["quant_method"].get<std::string>()
                                    : "unknown";
-    fail(where, "a quantized checkpoint (" + method + ")", "bf16, fp16 or fp32 weights",
-         "quantization_config.quant_method \"" + method + "\"",
-         "lorank needs the unquantized model this one was made from (for a -GPTQ, -AWQ or "
-         "-bnb-4bit release, its base repository); the rank it recommends holds for QLoRA on the "
-         "quantized one too");
+    fail_quantized(where, "quantization_config.quant_method \"" + method + "\"");
   }
   std::string act = r.get_string("hidden_act", "silu");
   if (act != "silu") {
@@ -300,7 +302,9 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   cfg.n_head = r.require_int("num_attention_heads");
   cfg.n_ff = r.require_int("intermediate_size");
   cfg.n_head_kv = r.get_int("num_key_value_heads", cfg.n_head);
-  cfg.head_dim = r.get_int("head_dim", cfg.n_head > 0 ? cfg.n_embd / cfg.n_head : 0);
+  // Qwen3Config's own default is 128, not hidden_size / num_attention_heads as for the others.
+  const int64_t even_split = cfg.n_head > 0 ? cfg.n_embd / cfg.n_head : 0;
+  cfg.head_dim = r.get_int("head_dim", cfg.model_type == "qwen3" ? 128 : even_split);
   cfg.norm_eps = r.get_number("rms_norm_eps", 1e-6);
   cfg.max_pos = r.get_int("max_position_embeddings", defaults_for(cfg.model_type).max_pos);
   cfg.tie_word_embeddings = r.get_bool("tie_word_embeddings", false);
@@ -443,6 +447,13 @@ ParamCounts count_parameters(const ModelConfig& cfg) {
          "vocab_size " + std::to_string(cfg.n_vocab) + ", hidden_size " +
              std::to_string(cfg.n_embd));
   return p;
+}
+
+void fail_quantized(const std::string& where, const std::string& got) {
+  fail(where, "a quantized checkpoint", "bf16, fp16 or fp32 weights", got,
+       "lorank needs the unquantized model this one was made from (for a -GPTQ, -AWQ, -4bit or "
+       "-bnb-4bit release, its base repository); the rank it recommends holds for QLoRA on the "
+       "quantized one too");
 }
 
 }  // namespace lorank

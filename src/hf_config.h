@@ -71,4 +71,8 @@ std::string find_in_hub_cache(const std::string& dir);
 
 ParamCounts count_parameters(const ModelConfig& cfg);
 
+// Throws for a quantized checkpoint, which `got` names (its quant_method or a tensor): lorank
+// needs the weights it was quantized from.
+[[noreturn]] void fail_quantized(const std::string& where, const std::string& got);
+
 }  // namespace lorank

@@ -61,11 +61,6 @@ bool regex_matches(const std::string& pattern, const std::string& subject, bool 
   return rc >= 0;
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 bool is_all_linear(const LoraConfig& cfg) {
   return cfg.target_regex.empty() && cfg.target_modules.size() == 1 &&
          cfg.target_modules[0] == "all-linear";

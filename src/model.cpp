@@ -314,9 +314,7 @@ std::string quantized_tensor(const std::vector<std::string>& names) {
   for (const std::string& n : names) {
     for (const std::string suffix :
          {".qweight", ".qzeros", ".scales", ".absmax", ".SCB", ".weight_scale"}) {
-      if (n.size() > suffix.size() &&
-          n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0)
-        return n;
+      if (n.size() > suffix.size() && ends_with(n, suffix)) return n;
     }
   }
   return "";
@@ -331,9 +329,7 @@ void Model::check_names_and_shapes(const std::vector<Slot>& table, const WeightS
   std::vector<std::string> present = src.names();
   std::set<std::string> have(present.begin(), present.end());
   if (const std::string q = quantized_tensor(present); !q.empty()) {
-    fail(src.where(q), "a quantized checkpoint", "bf16, fp16 or fp32 weights", "tensor " + q,
-         "lorank needs the unquantized model this one was made from (for a -GPTQ, -AWQ, -4bit or "
-         "-bnb-4bit release, its base repository)");
+    fail_quantized(src.where(q), "tensor " + q);
   }
   std::vector<std::string> missing;
   for (const Slot& s : table) {
@@ -342,8 +338,14 @@ void Model::check_names_and_shapes(const std::vector<Slot>& table, const WeightS
   if (!missing.empty()) {
     std::string more = missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) +
                                                 " more)" : "";
+    // A model that ties its output layer to the embedding saves no lm_head.weight.
+    const bool only_head = missing.size() == 1 && missing.front() == "lm_head.weight";
     fail(src.origin(), "missing tensor " + missing.front() + more, "", "",
-         "the checkpoint is incomplete (a shard missing?) or " + cfg_hint);
+         only_head ? "config.json has no \"tie_word_embeddings\": true, yet the checkpoint has "
+                     "no output layer: if this model ties it to the embedding (as Llama 3.2 "
+                     "1B/3B and small Qwen models do), set \"tie_word_embeddings\": true in "
+                     "config.json"
+                   : "the checkpoint is incomplete (a shard missing?) or " + cfg_hint);
   }
   std::set<std::string> expected;
   for (const Slot& s : table) {

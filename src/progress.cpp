@@ -1,10 +1,13 @@
 #include "progress.h"
 
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -99,6 +102,31 @@ std::string format_rate(double per_second, const std::string& unit) {
   return buf;
 }
 
+bool stderr_is_terminal() {
+  const char* term = std::getenv("TERM");
+  return ::isatty(STDERR_FILENO) != 0 && term && *term && std::strcmp(term, "dumb") != 0;
+}
+
+namespace {
+
+// The terminal's width: a line wider than it wraps, and "\r\033[K" clears only its last row.
+size_t terminal_columns() {
+  struct winsize ws {};
+  if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  const char* columns = std::getenv("COLUMNS");
+  const long n = columns ? std::strtol(columns, nullptr, 10) : 0;
+  return n > 0 ? size_t(n) : 80;
+}
+
+// The first `n` bytes of `s`, not cutting a UTF-8 character.
+std::string cut_to(const std::string& s, size_t n) {
+  if (s.size() <= n) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
+}  // namespace
+
 Progress::Progress(std::string label, int64_t total, std::string unit, bool enabled,
                    int64_t done_before)
     : label_(std::move(label)),
@@ -107,7 +135,7 @@ Progress::Progress(std::string label, int64_t total, std::string unit, bool enab
       done_before_(done_before),
       done_(done_before),
       enabled_(enabled),
-      tty_(isatty(STDERR_FILENO) != 0),
+      tty_(stderr_is_terminal()),
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
@@ -130,7 +158,10 @@ void Progress::advance(int64_t n, const std::string& status) {
   auto now = std::chrono::steady_clock::now();
   // A terminal redraws often; a log file gets a line every 10 s so it stays readable.
   double every = tty_ ? 0.2 : 10.0;
-  if (std::chrono::duration<double>(now - last_draw_).count() >= every) {
+  // Off a terminal a line at the total would only precede the final one (an estimated total can
+  // be passed, and the lines go on then).
+  const bool at_end = total_ > 0 && done_ == total_;
+  if (std::chrono::duration<double>(now - last_draw_).count() >= every && (tty_ || !at_end)) {
     last_draw_ = now;
     draw(false);
   }
@@ -156,8 +187,11 @@ void Progress::draw(bool final_line) {
     std::snprintf(pct, sizeof pct, "%3.0f%%", frac * 100);
     line += pct;
   }
-  line += " " + format_count(double(done_)) + (total_ > 0 ? "/" + format_count(double(total_)) : "") +
-          " " + unit_ + ", " + format_rate(r, unit_);
+  // An estimated total (the probe's tokens) can be passed: the count is then the total.
+  const int64_t total = std::max(total_, done_);
+  line += " " + format_count(double(done_)) +
+          (total_ > 0 ? "/" + format_count(double(total)) : "") + " " + unit_ + ", " +
+          format_rate(r, unit_);
   if (final_line) {
     line += ", " + format_duration(elapsed_s());
   } else if (total_ > 0 && r > 0) {
@@ -165,6 +199,7 @@ void Progress::draw(bool final_line) {
   }
   if (!status_.empty()) line += ", " + status_;
   if (tty_) {
+    if (!final_line) line = cut_to(line, terminal_columns() - 1);
     std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final_line ? "\n" : "");
   } else {
     std::fprintf(stderr, "%s\n", line.c_str());

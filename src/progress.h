@@ -28,6 +28,10 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
 
+// stderr is a terminal that understands "\r\033[K" (not TERM=dumb, as Emacs' shell sets): bars
+// redraw in place there; elsewhere they print a plain line now and then.
+bool stderr_is_terminal();
+
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12.3s"
 std::string format_count(double n);           // "1.23M", "45.6k", "789"
 // "45.6k tok/s", "3.4 step/s", or "2.5 s/step" under one a second.

@@ -2,12 +2,16 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <sys/resource.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <fstream>
 
 #include "compat.h"
 #include "error.h"
+#include "progress.h"
 
 namespace lorank {
 
@@ -108,6 +112,36 @@ BlasThreadsGetter openblas_getter() {
 }
 
 }  // namespace
+
+std::vector<std::string> drop_invalid_thread_env() {
+  std::vector<std::string> warnings;
+  for (const char* name : {"OMP_NUM_THREADS", "MKL_NUM_THREADS"}) {
+    const char* value = std::getenv(name);
+    if (!value) continue;
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(value, &end, 10);
+    // "4,2" (threads per nesting level) is OpenMP's too: LibTorch reads its first number.
+    while (*end == ' ' || *end == '\t') ++end;
+    if (end != value && (*end == '\0' || *end == ',') && errno == 0 && n > 0) continue;
+    warnings.push_back(std::string(name) + "=" + value +
+                       " is not a positive number of threads: ignored (--threads sets them)");
+    ::unsetenv(name);
+  }
+  return warnings;
+}
+
+std::string address_space_warning() {
+  struct rlimit lim {};
+  if (::getrlimit(RLIMIT_AS, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return "";
+  const double gib = double(lim.rlim_cur) / double(1ull << 30);
+  if (gib >= 64) return "";
+  return "the address space is limited to " + format_number("%.3g", gib) +
+         " GiB (ulimit -v): LibTorch and OpenBLAS reserve more than they use, CUDA far more, and "
+         "OpenBLAS can hang rather than fail when a reservation is refused; raise it (ulimit -v "
+         "unlimited), or bound memory with a cgroup (systemd-run -p MemoryMax=..., docker "
+         "--memory)";
+}
 
 // Under OpenBLAS the matmuls run on OpenBLAS's own threads; LibTorch's OpenMP threads beside them
 // spin while it works (measured on 2 cores: 2 LibTorch threads made recommend and train 1.4-1.8x

@@ -36,6 +36,11 @@ constexpr double kOneCardShare = 0.8;
 size_t gpus_for_weights(double weights_gib, double first_card_gib, size_t n_gpus);
 // name: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16".
 torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device);
+// Unsets OMP_NUM_THREADS and MKL_NUM_THREADS unless they start with a positive integer, returning a
+// warning for each: LibTorch would print its own with a C++ backtrace, then ignore them.
+std::vector<std::string> drop_invalid_thread_env();
+// A warning when `ulimit -v` bounds the address space below what LibTorch may reserve; else "".
+std::string address_space_warning();
 void set_threads(int64_t n);  // 0 leaves LibTorch's default; under OpenBLAS, OpenBLAS's threads
 int64_t compute_threads();    // the threads that multiply: OpenBLAS's where it is the BLAS
 

@@ -466,10 +466,6 @@ bool is_pickle_name(const std::string& name) {
   return false;
 }
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 [[noreturn]] void fail_pickle(const std::string& dir, const std::string& found) {
   std::string out = fs::path(dir).lexically_normal().string();
   while (out.size() > 1 && out.back() == '/') out.pop_back();
@@ -482,6 +478,28 @@ bool ends_with(const std::string& s, const std::string& tail) {
            "', safe_serialization=True)\" then copy the tokenizer files into " + out);
 }
 
+// What the .safetensors files of a folder without model.safetensors are, and what to do.
+std::string other_weights_hint(const std::string& dir, const std::vector<std::string>& names) {
+  auto has = [&](const std::string& n) {
+    return std::find(names.begin(), names.end(), n) != names.end();
+  };
+  if (has("adapter_model.safetensors")) {
+    return "this folder holds a LoRA adapter (adapter_model.safetensors), not a model: pass the "
+           "model it was trained on (its adapter_config.json's base_model_name_or_path) to "
+           "--model";
+  }
+  // A download with shards but no index is that, whatever else lies beside it.
+  const bool shards = std::any_of(names.begin(), names.end(),
+                                  [](const std::string& n) { return n.rfind("model-", 0) == 0; });
+  if (!shards && (has("consolidated.safetensors") || fs::exists(fs::path(dir) / "params.json"))) {
+    return "consolidated.safetensors with params.json is Mistral's own layout, whose tensor "
+           "names transformers does not read: use the Hugging Face-format release (the "
+           "repository's model-*.safetensors files, or transformers' "
+           "convert_mistral_weights_to_hf.py)";
+  }
+  return "rename a single-file checkpoint to model.safetensors, or add the shard index";
+}
+
 // Why a folder without model.safetensors / index has no usable weights.
 [[noreturn]] void fail_no_weights(const std::string& dir) {
   std::vector<std::string> pickles, others;
@@ -491,16 +509,11 @@ bool ends_with(const std::string& s, const std::string& tail) {
   }
   std::sort(pickles.begin(), pickles.end());
   std::sort(others.begin(), others.end());
-  auto join = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-    return s;
-  };
   if (!others.empty())
     fail(dir, "no model.safetensors or model.safetensors.index.json in the model folder",
-         "model.safetensors or model.safetensors.index.json", join(others),
-         "rename a single-file checkpoint to model.safetensors, or add the shard index");
-  if (!pickles.empty()) fail_pickle(dir, join(pickles));
+         "model.safetensors or model.safetensors.index.json", join(others, ", "),
+         other_weights_hint(dir, others));
+  if (!pickles.empty()) fail_pickle(dir, join(pickles, ", "));
   fail(dir, "no model weights in the folder", "model.safetensors or model.safetensors.index.json",
        "none", "point at a Hugging Face model folder (config.json + *.safetensors)");
 }

@@ -94,6 +94,11 @@ std::string settings_diff(const nlohmann::json& saved, const nlohmann::json& now
 // The hint for such a difference: another model or dtype needs the original --model/--dtype.
 std::string settings_hint(const std::string& diff);
 
+// The states of the generators a step draws from (CPU, and each CUDA device of the model), by the
+// names checkpoints keep them under; a redone step and a resumed run restore them.
+std::map<std::string, torch::Tensor> generator_states(const Model& model);
+void set_generator_states(const Model& model, const std::map<std::string, torch::Tensor>& states);
+
 // The settings and data a run's result depends on, as a JSON object (checkpoints and sweeps
 // refuse to mix results of different settings).
 std::string run_fingerprint(const LoraConfig& lora, const TrainOptions& opts,

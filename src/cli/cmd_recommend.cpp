@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "error.h"
 #include "evidence.h"
@@ -109,22 +110,13 @@ std::vector<OptionSpec> device_option_specs(CommonOptions& o) {
   return specs;
 }
 
-// A write that fails part-way (a full disk) removes what this run added, so that running again
-// is not refused as overwriting an earlier recommendation.
+// All files or none: a full disk leaves the folder as it was (a --force run kept the old
+// recommendation.json beside new configs).
 void write_outputs(const RecommendCliOptions& o, const Recommendation& rec,
                    const ReportContext& ctx) {
-  std::vector<std::string> added;
-  for (const auto& n : output_names()) {
-    if (!exists(o.out + "/" + n)) added.push_back(o.out + "/" + n);
-  }
-  try {
-    write_exports(rec, o.out, ctx.model_path, o.force);  // creates the folder
-    write_file_atomic(o.out + "/recommendation.json", recommendation_json(rec, ctx), o.force);
-    write_file_atomic(o.out + "/report.txt", recommendation_report(rec, ctx), o.force);
-  } catch (...) {
-    for (const auto& path : added) ::unlink(path.c_str());
-    throw;
-  }
+  write_exports(rec, o.out, ctx.model_path, o.force,
+                {{"recommendation.json", recommendation_json(rec, ctx)},
+                 {"report.txt", recommendation_report(rec, ctx)}});
 }
 
 // A CPU probe of ~16k tokens keeps the tiny model inside 30 s; on CUDA a larger sample is cheap.
@@ -238,6 +230,9 @@ int run_recommend_cmd(RecommendCliOptions& o, const CLI::App& app) {
   check_evidence_alone(o, app);
   check_format(o.format, o.common.json);
   check_outputs(o);  // refuse before the slow part
+  // A train or a second recommend writing there meanwhile is refused, not interleaved.
+  std::optional<FolderLock> lock;
+  if (!o.out.empty()) lock.emplace(o.out, "--out");
   const Evidence e = o.evidence.empty() ? probe_evidence(o) : saved_evidence(o);
   check_outputs(o);  // again: files may have appeared during the probe
   if (!o.save_evidence.empty()) write_file_atomic(o.save_evidence, evidence_json(e), o.force);

@@ -86,7 +86,7 @@ struct SweepProgress {
 void print_run(const SweepRun& r, const std::string& note) {
   char test[32] = "-";
   if (std::isfinite(r.test_loss)) std::snprintf(test, sizeof test, "%.4f", r.test_loss);
-  const char* clear = ::isatty(STDERR_FILENO) ? "\r\033[K" : "";  // over the jobs' bar
+  const char* clear = stderr_is_terminal() ? "\r\033[K" : "";  // over the jobs' bar
   std::fprintf(stderr, "%sr=%-4lld lr=%-7g val %.4f  test %s  %s%s%s\n", clear, (long long)r.rank,
                r.lr, r.best_val_loss, test, format_duration(r.seconds).c_str(),
                r.diverged ? "  (diverged)" : "", note.c_str());
@@ -152,6 +152,43 @@ void refuse_data_read_once(const TrainCliOptions& t) {
   }
 }
 
+// The trainings in `jobs` processes of `lorank train`, spread over `devices`, with one progress
+// bar for all of them.
+SweepResult run_in_processes(SweepCliOptions& o, const std::vector<torch::Device>& devices,
+                             int64_t jobs, const TrainData& data, const SweepOptions& so,
+                             const SweepOutput& out, const SweepProgress& progress,
+                             const std::function<void(const SweepRun&, bool)>& on_run) {
+  // Made when the first process starts: by then the runs done earlier are counted.
+  std::unique_ptr<JobsProgress> bar;
+  std::mutex bar_mu;
+  SweepJobs j;
+  j.train_args = shared_train_args(o);
+  j.devices = devices;
+  j.sweep_dir = out.dir;
+  j.on_start = [&](const std::string& dir) {
+    {
+      std::lock_guard<std::mutex> lock(bar_mu);
+      const int64_t runs = int64_t(progress.total - progress.cached);
+      if (!bar)
+        bar = std::make_unique<JobsProgress>(runs * total_train_steps(data.train.size(), so.train),
+                                             !o.t.common.quiet);
+    }
+    bar->started(dir);
+  };
+  j.on_end = [&](const std::string& dir) { bar->ended(dir); };
+  // Ranks above a module's full rank need the model, which only the trainings load: their
+  // warnings, each once, here (the others this process gave already).
+  std::set<std::string> warned;
+  j.on_warning = [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(bar_mu);
+    if (line.find("min(d_in, d_out)") == std::string::npos || !warned.insert(line).second) return;
+    std::fprintf(stderr, "%s%s\n", stderr_is_terminal() ? "\r\033[K" : "", line.c_str());
+  };
+  SweepResult result = run_sweep(size_t(jobs), process_trainer(j), data, so, out, on_run);
+  bar.reset();
+  return result;
+}
+
 int run_sweep_cmd(SweepCliOptions& o) {
   finalize(o.t);
   check_grid(o);
@@ -168,6 +205,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   refuse_inputs_as_output(o.t.out, "--out", o.t.common,
                           {o.t.val_path, o.t.test_path, o.t.adapter_config});
   check_sweep_dir(out);  // refuse before the slow part
+  check_can_write_folder(out.dir, "--out");
   const FolderLock lock(out.dir, "--out");
   warn_alpha_habit(o.t, so.lora, so.ranks);
   std::vector<torch::Device> devices;
@@ -204,39 +242,9 @@ int run_sweep_cmd(SweepCliOptions& o) {
     const std::string note = progress.note(cached);
     if (!o.t.common.quiet) print_run(r, note);
   };
-  SweepResult result;
-  if (jobs == 1) {
-    result = run_sweep(*s.model, data, so, out, on_run);
-  } else {
-    // Made when the first process starts: by then the runs done earlier are counted.
-    std::unique_ptr<JobsProgress> bar;
-    std::mutex bar_mu;
-    SweepJobs j;
-    j.train_args = shared_train_args(o);
-    j.devices = devices;
-    j.sweep_dir = out.dir;
-    j.on_start = [&](const std::string& dir) {
-      {
-        std::lock_guard<std::mutex> lock(bar_mu);
-        const int64_t runs = int64_t(progress.total - progress.cached);
-        if (!bar)
-          bar = std::make_unique<JobsProgress>(
-              runs * total_train_steps(data.train.size(), so.train), !o.t.common.quiet);
-      }
-      bar->started(dir);
-    };
-    j.on_end = [&](const std::string& dir) { bar->ended(dir); };
-    // Ranks above a module's full rank need the model, which only the trainings load: their
-    // warnings, each once, here (the others this process gave already).
-    std::set<std::string> warned;
-    j.on_warning = [&](const std::string& line) {
-      std::lock_guard<std::mutex> lock(bar_mu);
-      if (line.find("min(d_in, d_out)") == std::string::npos || !warned.insert(line).second) return;
-      std::fprintf(stderr, "%s%s\n", ::isatty(STDERR_FILENO) ? "\r\033[K" : "", line.c_str());
-    };
-    result = run_sweep(size_t(jobs), process_trainer(j), data, so, out, on_run);
-    bar.reset();
-  }
+  const SweepResult result =
+      jobs == 1 ? run_sweep(*s.model, data, so, out, on_run)
+                : run_in_processes(o, devices, jobs, data, so, out, progress, on_run);
   if (!result.complete) {
     std::fprintf(stderr,
                  "sweep stopped with %zu of %zu runs done; run the same command with "

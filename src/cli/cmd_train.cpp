@@ -131,7 +131,8 @@ int run_train(TrainCliOptions& o) {
   out.force = o.force;
   out.progress = !o.common.quiet;
   refuse_inputs_as_output(o.out, "--out", o.common, {o.val_path, o.test_path, o.adapter_config});
-  inspect_output_dir(out);  // refuse before the slow part
+  // Refused before the slow part; a finished run that --resume reads back writes nothing.
+  if (inspect_output_dir(out) != OutputState::finished) check_can_write_folder(out.dir, "--out");
   const FolderLock lock(out.dir, "--out");
   warn_alpha_habit(o, lora, {});
   Session s = open_session(o.common, o.data);
@@ -426,16 +427,7 @@ const std::atomic<bool>* install_interrupt_handler() {
   const char* sweep = std::getenv(kSweepParentEnv);
   const long parent = sweep ? std::strtol(sweep, nullptr, 10) : 0;
   g_sweep_parent = parent > 0 && parent == long(::getppid()) ? pid_t(parent) : 0;
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
-    struct sigaction old {};
-    ::sigaction(sig, nullptr, &old);
-    if (old.sa_handler == SIG_IGN) continue;  // nohup's SIGHUP stays ignored
-    struct sigaction sa {};
-    sa.sa_sigaction = on_stop_signal;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(sig, &sa, nullptr);
-  }
+  handle_stop_signals(on_stop_signal);
   return &g_interrupted;
 }
 

@@ -1,6 +1,10 @@
 #include "options.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <type_traits>
@@ -29,6 +33,16 @@ std::string long_flag(const std::string& flags, bool negated) {
 bool to_decimal(std::string& in, bool integral) {
   if (!integral) return in.find_first_of("xX") == std::string::npos;
   const size_t start = !in.empty() && (in[0] == '+' || in[0] == '-') ? 1 : 0;
+  // "1e6" and "2.5e7" for a count: a whole number in scientific notation, as the ranges print.
+  if (in.find_first_of("eE") != std::string::npos &&
+      in.find_first_of("xXnN") == std::string::npos) {
+    char* end = nullptr;
+    const double v = std::strtod(in.c_str(), &end);
+    if (end == in.c_str() || *end != '\0' || !(std::fabs(v) < 9.0e15) || v != std::floor(v))
+      return false;
+    in = format_number("%.0f", v);
+    return true;
+  }
   if (start == in.size() || !std::all_of(in.begin() + std::ptrdiff_t(start), in.end(),
                                          [](char c) { return c >= '0' && c <= '9'; }))
     return false;
@@ -77,8 +91,15 @@ namespace {
 // "--out=~/rec" reaches lorank unexpanded (the shell expands "~" only at a word's start); a path
 // that begins with "~/" means the home folder, not a folder named "~".
 std::string expand_home(std::string& value) {
+  if (value.rfind("~/", 0) != 0) return "";
   const char* home = std::getenv("HOME");
-  if (home && *home && value.rfind("~/", 0) == 0) value = std::string(home) + value.substr(1);
+  // Without HOME (cron, some containers) the shell asks the password database, as here.
+  if (!home || !*home) {
+    const passwd* pw = ::getpwuid(::getuid());
+    home = pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : nullptr;
+  }
+  if (!home) return "~ means the home folder, and neither HOME nor the user's entry names one";
+  value = std::string(home) + value.substr(1);
   return "";
 }
 

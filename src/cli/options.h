@@ -83,8 +83,13 @@ int usage_error(const CLI::App& app, int argc, char** argv, const CLI::ParseErro
 // the bare option, which then takes the next argument as its value or, for --checkpointing, means
 // on.
 void check_empty_values(int argc, char** argv);
+// After parsing, throws a CLI::ValidationError for a list of numbers given twice ("--ranks 4
+// --ranks 8"), which CLI11 merges: one list is what the help describes, and a repeat is more often
+// a slip (a grid edited in one place and not the other).
+void check_repeated_lists(const CLI::App& app, int argc, char** argv);
 // Refuses an argument that is not UTF-8 (a Latin-1 file name): lorank writes paths into JSON and
-// trainer configs, which must be UTF-8, so it says so before any work, naming the option.
+// trainer configs, which must be UTF-8, so it says so before any work, naming the option. So too
+// for an existing relative path when the current folder's path is not UTF-8.
 void check_utf8_arguments(int argc, char** argv);
 
 }  // namespace lorank::cli

@@ -1,7 +1,11 @@
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <regex>
 
+#include "error.h"
 #include "options.h"
 #include "tokenizer_unicode.h"
 
@@ -53,6 +57,31 @@ void check_empty_values(int argc, char** argv) {
   }
 }
 
+void check_repeated_lists(const CLI::App& app, int argc, char** argv) {
+  const CLI::App* cmd = nullptr;
+  for (const CLI::App* c : app.get_subcommands({})) {
+    if (argc > 1 && argv[1] == c->get_name()) cmd = c;
+  }
+  if (!cmd) return;
+  for (const CLI::Option* opt : cmd->get_options()) {
+    // CLI11 refuses a repeated scalar itself; text lists (--targets, --rank-pattern) may be given
+    // entry by entry.
+    const std::string type = opt->get_type_name();
+    if (opt->get_items_expected_max() <= 1 || (type != "INT" && type != "FLOAT")) continue;
+    int given = 0;
+    for (int i = 2; i < argc && std::string(argv[i]) != "--"; ++i) {
+      const std::string arg = argv[i];
+      if (arg.size() > 1 && arg[0] == '-' && opt->check_name(arg.substr(0, arg.find('=')))) ++given;
+    }
+    if (given > 1) {
+      throw CLI::ValidationError(
+          opt->get_name(), "given " + std::to_string(given) +
+                               " times (expected one comma-separated list: " + opt->get_name() +
+                               " " + join(opt->results(), ",") + ")");
+    }
+  }
+}
+
 void check_utf8_arguments(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -68,6 +97,21 @@ void check_utf8_arguments(int argc, char** argv) {
         "name it need, got byte " +
             std::string(byte) + " at offset " + std::to_string(bad) +
             "); rename the file or folder, e.g. convmv -f latin1 -t utf-8");
+  }
+  // A relative path is written out absolute, through the current folder: that must be UTF-8 too.
+  char cwd[4096];
+  if (!::getcwd(cwd, sizeof cwd) || tok::first_invalid_utf8(cwd) == std::string::npos) return;
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) == 0 && arg.find('=') != std::string::npos)
+      arg = arg.substr(arg.find('=') + 1);
+    struct stat st {};
+    if (arg.empty() || arg[0] == '/' || arg[0] == '-' || ::stat(arg.c_str(), &st) != 0) continue;
+    throw CLI::ValidationError(
+        tok::valid_utf8(arg),
+        "a relative path in a folder whose path is not valid UTF-8 (expected UTF-8 paths, which "
+        "the JSON outputs and trainer configs that name it need, got the current folder " +
+            tok::valid_utf8(cwd) + "); give the path from / or run lorank from another folder");
   }
 }
 

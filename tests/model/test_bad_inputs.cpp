@@ -2,12 +2,15 @@
 // exits non-zero with "error:", the file (and line or tensor), what was expected and a hint, and
 // an output folder that already holds results is left byte for byte as it was.
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "model/model_fixtures.h"
 
@@ -269,8 +272,8 @@ TEST(BadInput, FoldersThatAreNotAModelSayWhatTheyAre) {
   auto cfg = nlohmann::json::parse(read_file(quant + "/config.json"));
   cfg["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}};
   write_file(quant + "/config.json", cfg.dump());
-  expect_failure(inspect(quant), {"config.json", "a quantized checkpoint (gptq)",
-                                  "quant_method \"gptq\"", "unquantized", "hint:"});
+  expect_failure(inspect(quant), {"config.json", "a quantized checkpoint", "quant_method \"gptq\"",
+                                  "unquantized", "hint:"});
   cfg.erase("quantization_config");
   cfg["model_type"] = "llava";
   cfg["text_config"] = {{"model_type", "llama"}};
@@ -286,6 +289,34 @@ TEST(BadInput, TildeAfterEqualsMeansHome) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(fs::exists(home.path + "/rec/adapter_config.json"));
   EXPECT_FALSE(fs::exists(home.path + "/~"));
+  // Without HOME (cron, some containers), the user's entry names the home folder, as in the shell;
+  // a folder named "~" was made before.
+  const passwd* pw = ::getpwuid(::getuid());
+  if (!pw || !pw->pw_dir) GTEST_SKIP() << "no password entry for this user";
+  r = test::run_command("cd " + home.path + " && env -u HOME " + LORANK_BINARY +
+                        " inspect --no-loss -q --data=~/no-such-lorank-data.jsonl");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find(std::string(pw->pw_dir) + "/no-such-lorank-data.jsonl"),
+            std::string::npos)
+      << r.output;
+}
+
+// A relative path is written out absolute: from a folder whose name is Latin-1, it would carry
+// U+FFFD into adapter_config.json and the configs. Refused at once; an absolute path still runs.
+TEST(BadInput, RelativePathFromANonUtf8FolderIsRefused) {
+  TempDir tmp("bad-latin1-cwd");
+  const std::string dir = tmp.path + "/caf\xe9";
+  fs::create_directory(dir);
+  fs::create_symlink(test::repo_path("assets/demo.jsonl"), dir + "/d.jsonl");
+  auto r = test::run_command("cd '" + dir + "' && " + LORANK_BINARY +
+                             " inspect --no-loss -q --data d.jsonl");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("d.jsonl: a relative path in a folder whose path is not valid UTF-8"),
+            std::string::npos)
+      << r.output;
+  r = test::run_command("cd '" + dir + "' && " + LORANK_BINARY + " inspect --no-loss -q --data " +
+                        test::repo_path("assets/demo.jsonl"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 // A trained adapter's folder is never recommend's --out, --force or not: its adapter_config.json
@@ -319,6 +350,39 @@ TEST(BadInput, StdoutThatCannotBeWrittenFails) {
 const std::string kTrainArgs =
     "--device cpu --max-examples 32 --batch 4 --max-steps 2 "
     "--n-evals 1 -q --out ";
+
+// A 4-step training into `out`, not quiet, with the shell's `redirect` after it.
+test::CommandResult train_in_shell(const std::string& out, const std::string& redirect) {
+  return test::run_command("sh -c '" + std::string(LORANK_BINARY) +
+                           " train --device cpu --max-examples 32 --batch 4 --max-steps 4 "
+                           "--n-evals 2 --out " +
+                           out + redirect + "'");
+}
+
+// A reader of the output that is gone (`| head`, a tee that died with the terminal) made the next
+// write raise SIGPIPE, which ended a training without a word or a checkpoint; it goes on now.
+TEST(BadInput, TrainingWhoseReaderIsGoneGoesOn) {
+  TempDir tmp("bad-sigpipe");
+  const std::string out = tmp.path + "/out";
+  auto r = train_in_shell(out, " 2>&1 | true");
+  EXPECT_TRUE(fs::exists(out + "/train_summary.json")) << r.output;
+  EXPECT_TRUE(fs::exists(out + "/adapter_model.safetensors")) << r.output;
+}
+
+// With stdout and stderr closed (a daemon, `>&- 2>&-`), the next file opened took descriptor 2 and
+// metrics.jsonl received the progress lines; now they go nowhere and the file stays JSON lines.
+TEST(BadInput, ClosedStdoutAndStderrKeepTheMetricsClean) {
+  TempDir tmp("bad-closed-fds");
+  const std::string out = tmp.path + "/out";
+  auto r = train_in_shell(out, " >&- 2>&-");
+  // The exit code says that stdout could not take the result, as for any closed stdout.
+  EXPECT_TRUE(fs::exists(out + "/train_summary.json")) << r.output;
+  std::istringstream lines(read_file(out + "/metrics.jsonl"));
+  int n = 0;
+  for (std::string line; std::getline(lines, line); ++n)
+    EXPECT_TRUE(nlohmann::json::accept(line)) << "line " << n + 1 << ": " << line;
+  EXPECT_GE(n, 4);
+}
 
 // `cmd` (train or sweep) writes results into a folder; the same command again is refused and
 // leaves every file as it was, as does --resume in a folder holding someone else's file (--force
@@ -643,6 +707,26 @@ TEST(BadInput, RecommendOutputsThatCannotBeWritten) {
   write_file(tmp.path + "/file", "x");
   expect_failure("recommend --quiet --device cpu --out " + tmp.path + "/file/configs",
                  {"--out: a file is in the way", tmp.path + "/file is a file", "hint:"});
+}
+
+// An --out that is a link to nowhere is named as such (it was "File exists"); a folder recommend
+// wrote is named as that, with the option that reads it.
+TEST(BadInput, OutputFoldersSayWhatIsInTheWay) {
+  TempDir tmp("bad-out-kind");
+  fs::create_symlink(tmp.path + "/nowhere", tmp.path + "/link");
+  for (const char* sub : {"train", "recommend"}) {
+    expect_failure(std::string(sub) + " --quiet --device cpu --out " + tmp.path + "/link",
+                   {"--out: a symbolic link to a place that does not exist",
+                    "it points to " + tmp.path + "/nowhere", "hint: create"});
+  }
+  EXPECT_FALSE(fs::exists(tmp.path + "/nowhere"));
+  const std::string rec = tmp.path + "/rec";
+  fs::create_directory(rec);
+  write_file(rec + "/recommendation.json", "{}");
+  write_file(rec + "/adapter_config.json", "{}");
+  expect_failure("train --quiet --device cpu --out " + rec,
+                 {rec + ": holds the output of lorank recommend", "--adapter-config " + rec});
+  EXPECT_EQ(read_file(rec + "/adapter_config.json"), "{}");
 }
 
 }  // namespace

@@ -212,6 +212,63 @@ TEST(CliInspect, NumbersAreValidated) {
   EXPECT_NE(r.exit_code, 0);
 }
 
+// LibTorch would print its own warning with a C++ backtrace for these, then ignore them.
+TEST(CliInspect, BadThreadCountsInTheEnvironmentAreSaidPlainly) {
+  auto r = lorank::test::run_command("OMP_NUM_THREADS=0 MKL_NUM_THREADS=x " +
+                                     std::string(LORANK_BINARY) + " inspect -q --max-examples 4");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: OMP_NUM_THREADS=0 is not a positive number of threads: "
+                          "ignored (--threads sets them)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("warning: MKL_NUM_THREADS=x is not"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("Exception raised from"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("frame #"), std::string::npos) << r.output;
+}
+
+// Under `ulimit -v` OpenBLAS can hang instead of failing when a reservation is refused: said first.
+TEST(CliInspect, AddressSpaceLimitIsSaid) {
+  auto r = lorank::test::run_command("ulimit -v 8000000 && " + std::string(LORANK_BINARY) +
+                                     " inspect --no-loss -q --max-examples 4");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: the address space is limited to 7.63 GiB (ulimit -v)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(run_lorank("inspect --no-loss -q --max-examples 4").output.find("ulimit -v"),
+            std::string::npos);
+}
+
+// On a terminal the bar redraws in place, each redraw within the width (a wider line wraps, and
+// "\r\033[K" clears only its last row, leaving a trail); TERM=dumb gets plain lines.
+TEST(CliProgress, BarsFitTheTerminalAndDumbTerminalsGetPlainLines) {
+  if (lorank::test::run_command("command -v script").exit_code != 0)
+    GTEST_SKIP() << "no script(1) to give lorank a terminal";
+  const std::string recommend =
+      std::string(LORANK_BINARY) + " recommend --device cpu --max-tokens 3000 2>&1 >/dev/null";
+  auto r = lorank::test::run_command("TERM=xterm script -qfec 'stty cols 50; " + recommend +
+                                     "' /dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_NE(r.output.find("\r\033[K"), std::string::npos) << r.output;
+  size_t at = 0;
+  int redraws = 0;
+  while ((at = r.output.find("\r\033[K", at)) != std::string::npos) {
+    at += 4;
+    const size_t end = r.output.find_first_of("\r\n", at);
+    const std::string line = r.output.substr(at, end - at);
+    // A final line may wrap: it ends the bar with a newline, which the terminal writes as "\r\n".
+    if (end != std::string::npos &&
+        (r.output[end] == '\n' || r.output.compare(end, 2, "\r\n") == 0))
+      continue;
+    EXPECT_LE(line.size(), 49u) << line;
+    ++redraws;
+  }
+  EXPECT_GE(redraws, 1) << "no redraw before the final line: nothing was checked\n" << r.output;
+  r = lorank::test::run_command("TERM=dumb script -qfec 'stty cols 50; " + recommend +
+                                "' /dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("\033["), std::string::npos) << r.output;
+}
+
 // A command line refused by itself: exit code 2, and the error says each of `needles`.
 void expect_usage_error(const std::string& args, const std::vector<std::string>& needles) {
   EXPECT_EQ(expect_failure(args, needles).exit_code, 2) << args;
@@ -261,6 +318,22 @@ TEST(CliUsage, RefusedCommandLinesSayWhatWasExpected) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(nlohmann::json::parse(r.output.substr(r.output.find('{')))["data"]["records"], 10)
       << r.output;
+  // A count in scientific notation, as the ranges print it, when it is a whole number.
+  r = run_lorank("inspect --no-loss -q --json --max-examples 1.2e1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(r.output.substr(r.output.find('{')))["data"]["records"], 12)
+      << r.output;
+  expect_usage_error("inspect --no-loss --max-examples 1.5e0",
+                     {"--max-examples: expected an integer in [0, 1e+15], got '1.5e0'"});
+  // A list of numbers given twice is a slip CLI11 would merge into one list; text lists may come
+  // entry by entry (here the run is refused for its --lr, after the patterns were read).
+  expect_usage_error(
+      "sweep --ranks 4 --lrs 1e-3 --ranks=8 --out /tmp/never",
+      {"error: --ranks: given 2 times (expected one comma-separated list: --ranks 4,8)",
+       "--help lists the options"});
+  expect_usage_error(
+      "train --rank-pattern q_proj=4 --rank-pattern v_proj=8 --lr 0 --out /tmp/never",
+      {"error: --lr: expected a number in [1e-12, 10], got 0"});
   // Pattern values within --rank's and --alpha's ranges (inf was cast to an integer), each key
   // once.
   expect_usage_error(

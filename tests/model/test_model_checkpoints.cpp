@@ -65,6 +65,13 @@ TEST(ModelCheckpoint, MissingTensorIsNamed) {
   EXPECT_TRUE(has(msg, "hint:")) << msg;
 }
 
+// An untied config over a checkpoint that ties its output layer: the hint names the key to set.
+TEST(ModelCheckpoint, MissingOutputLayerNamesTieWordEmbeddings) {
+  std::string msg = load_error(crafted("untied", [](auto& w) { w.erase("lm_head.weight"); })->path);
+  EXPECT_TRUE(has(msg, "missing tensor lm_head.weight")) << msg;
+  EXPECT_TRUE(has(msg, "set \"tie_word_embeddings\": true")) << msg;
+}
+
 TEST(ModelCheckpoint, UnexpectedTensorIsNamed) {
   std::string msg = load_error(crafted("extra", [](auto& w) {
     w["model.layers.0.self_attn.q_proj.bias"] = torch::zeros({16});

@@ -26,6 +26,22 @@ std::string train_args(const std::string& out) {
          out;
 }
 
+// A sweep of train_args()'s data over r=2 and r=4 at one lr, two trainings at a time.
+std::string sweep_args(const std::string& out, const std::string& settings) {
+  return "sweep --model " + test::repo_path("assets/tiny-llama") + " --data " +
+         test::asset("data/cmudict.jsonl") +
+         " --val-fraction 0.25 --ranks 2,4 --lrs 1e-3 --batch 4 --epochs 100 --jobs 2 -q " +
+         settings + " --out " + out;
+}
+
+// Waits until both runs have logged `steps` steps; false when the sweep ended first.
+bool wait_for_both_runs(pid_t pid, const std::string& r2, const std::string& r4, int steps) {
+  return test::wait_while_running(pid, [&] {
+    return test::count_lines_with(r2 + "/metrics.jsonl", "\"train\"") >= steps &&
+           test::count_lines_with(r4 + "/metrics.jsonl", "\"train\"") >= steps;
+  });
+}
+
 // Waits until the run has logged `steps` steps; false when it ended first.
 bool wait_for_steps(pid_t pid, const std::string& metrics, int steps) {
   return test::wait_while_running(
@@ -105,18 +121,11 @@ TEST(TrainKill, SigtermCheckpointsAndStops) {
 TEST(TrainKill, SweepWithJobsPassesSigintOnAndResumes) {
   const std::string dir = test::make_temp_dir("kill-sweep") + "/out";
   // The settings of train_args() with r=4 among the ranks: that run must equal uninterrupted().
-  const std::string args = "sweep --model " + test::repo_path("assets/tiny-llama") + " --data " +
-                           test::asset("data/cmudict.jsonl") +
-                           " --val-fraction 0.25 --ranks 2,4 --lrs 1e-3 --no-rslora --dropout 0.1"
-                           " --batch 4 --epochs 100 --max-steps 120 --n-evals 3 --save-every 1"
-                           " --jobs 2 -q --out " +
-                           dir;
+  const std::string args =
+      sweep_args(dir, "--no-rslora --dropout 0.1 --max-steps 120 --n-evals 3 --save-every 1");
   pid_t pid = test::spawn_lorank(args, dir + ".log");
   const std::string r2 = dir + "/runs/r2-lr0.001", r4 = dir + "/runs/r4-lr0.001";
-  ASSERT_TRUE(test::wait_while_running(pid, [&] {
-    return test::count_lines_with(r2 + "/metrics.jsonl", "\"train\"") >= 30 &&
-           test::count_lines_with(r4 + "/metrics.jsonl", "\"train\"") >= 30;
-  })) << "the sweep ended before SIGINT";
+  ASSERT_TRUE(wait_for_both_runs(pid, r2, r4, 30)) << "the sweep ended before SIGINT";
   ::kill(pid, SIGINT);
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -151,17 +160,9 @@ TEST(TrainKill, IgnoredSighupStaysIgnored) {
 // the repeats read as a second Ctrl-C and killed all but one without a word.
 TEST(TrainKill, SweepKilledOutrightLeavesEveryTrainingStopped) {
   const std::string dir = test::make_temp_dir("kill-sweep9") + "/out";
-  const std::string args = "sweep --model " + test::repo_path("assets/tiny-llama") + " --data " +
-                           test::asset("data/cmudict.jsonl") +
-                           " --val-fraction 0.25 --ranks 2,4 --lrs 1e-3 --batch 4 --epochs 100"
-                           " --max-steps 400 --n-evals 2 --jobs 2 -q --out " +
-                           dir;
-  pid_t pid = test::spawn_lorank(args, dir + ".log");
+  pid_t pid = test::spawn_lorank(sweep_args(dir, "--max-steps 400 --n-evals 2"), dir + ".log");
   const std::string r2 = dir + "/runs/r2-lr0.001", r4 = dir + "/runs/r4-lr0.001";
-  ASSERT_TRUE(test::wait_while_running(pid, [&] {
-    return test::count_lines_with(r2 + "/metrics.jsonl", "\"train\"") >= 10 &&
-           test::count_lines_with(r4 + "/metrics.jsonl", "\"train\"") >= 10;
-  })) << "the sweep ended before the kill";
+  ASSERT_TRUE(wait_for_both_runs(pid, r2, r4, 10)) << "the sweep ended before the kill";
   ::kill(pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
   auto stopped = [&](const std::string& run) {
@@ -173,6 +174,28 @@ TEST(TrainKill, SweepKilledOutrightLeavesEveryTrainingStopped) {
   EXPECT_TRUE(stopped(r4)) << test::read_file(r4 + ".log");
   EXPECT_TRUE(fs::exists(r2 + "/checkpoint.safetensors"));
   EXPECT_TRUE(fs::exists(r4 + "/checkpoint.safetensors"));
+}
+
+// A run stopped while the model loads leaves no --out behind: the folder it made is empty then.
+// The signal must land after the folder is made and before training starts; a try that misses
+// that window (the run reports a stop at a step) is made again.
+TEST(TrainKill, StopWhileLoadingLeavesNoFolder) {
+  const std::string base = test::make_temp_dir("kill-loading");
+  bool hit = false;
+  for (int attempt = 0; attempt < 3 && !hit; ++attempt) {
+    const std::string dir = base + "/out" + std::to_string(attempt);
+    pid_t pid = test::spawn_lorank(train_args(dir), dir + ".log");
+    ASSERT_TRUE(test::wait_while_running(pid, [&] { return fs::exists(dir); }))
+        << test::read_file(dir + ".log");
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (test::read_file(dir + ".log").find("stopped at step") != std::string::npos) continue;
+    hit = true;
+    EXPECT_FALSE(fs::exists(dir)) << test::read_file(dir + ".log");
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << status;
+  }
+  EXPECT_TRUE(hit) << "every try reached training before the signal";
 }
 
 }  // namespace

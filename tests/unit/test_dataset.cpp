@@ -571,6 +571,12 @@ TEST_F(DatasetTest, EmptyCompletionIsAnErrorUnlessSkipped) {
       "m.jsonl",
       R"({"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "  \n"}]})");
   EXPECT_NE(error_of([&] { load(msgs); }).find("m.jsonl:1"), std::string::npos);
+  // Whitespace alone is as empty in every schema as in messages, whose templates trim it.
+  for (const std::string& line : {R"({"prompt": "a", "completion": " \n"})",
+                                  R"({"instruction": "a", "input": "", "output": "\t"})"}) {
+    err = error_of([&] { load(write("w.jsonl", line + "\n")); });
+    EXPECT_NE(err.find("w.jsonl:1: empty completion"), std::string::npos) << line << "\n" << err;
+  }
 }
 
 TEST_F(DatasetTest, TruncationFromTheRightIsCounted) {

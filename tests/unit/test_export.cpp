@@ -334,6 +334,16 @@ TEST(Export, Deterministic) {
   }
 }
 
+// A model path holding a newline stays inside its string or comment in every format: in
+// torchtune.yaml's comment it began a line of YAML.
+TEST(Export, ModelPathWithANewlineStaysQuoted) {
+  const Recommendation rec = sample_recommendation();
+  for (const auto& format : lorank::export_formats()) {
+    const std::string text = lorank::export_config(rec, format, "/models/a\ninjected_key: 1");
+    EXPECT_EQ(text.find("\ninjected_key: 1"), std::string::npos) << format << "\n" << text;
+  }
+}
+
 TEST(Export, WriteExportsWritesAllAndRefusesToOverwrite) {
   const Recommendation rec = sample_recommendation();
   TempDir tmp("export-write");
@@ -359,6 +369,22 @@ TEST(Export, WriteExportsWritesAllAndRefusesToOverwrite) {
   lorank::write_exports(rec, dir, "other", /*overwrite=*/true);
   EXPECT_EQ(lorank::test::read_file(dir + "/axolotl.yaml"),
             lorank::export_config(rec, "axolotl", "other"));
+}
+
+// A write that fails part-way (a full disk; here a file whose folder is gone) leaves every file as
+// it was: a --force run used to leave new configs beside the old recommendation.json.
+TEST(Export, WriteExportsWritesAllOrNone) {
+  TempDir tmp("export-all-or-none");
+  const Recommendation rec = sample_recommendation();
+  lorank::write_exports(rec, tmp.path, "old", /*overwrite=*/false, {{"notes.txt", "old\n"}});
+  std::vector<std::string> before = lorank::list_dir(tmp.path);
+  EXPECT_THROW(lorank::write_exports(rec, tmp.path, "new", /*overwrite=*/true,
+                                     {{"notes.txt", "new\n"}, {"gone/report.txt", "new\n"}}),
+               lorank::Error);
+  EXPECT_EQ(lorank::list_dir(tmp.path), before);  // no temp files left
+  EXPECT_EQ(lorank::test::read_file(tmp.path + "/notes.txt"), "old\n");
+  EXPECT_EQ(lorank::test::read_file(tmp.path + "/axolotl.yaml"),
+            lorank::export_config(rec, "axolotl", "old"));
 }
 
 TEST(Export, WriteExportsChecksEveryFileBeforeWriting) {

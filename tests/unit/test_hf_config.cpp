@@ -93,6 +93,14 @@ TEST(HfConfig, Qwen3HasQkNormAndExplicitHeadDim) {
   EXPECT_EQ(p.total() - p.embed, 440467456);  // by hand; Qwen publishes 0.44B non-embedding
 }
 
+// Qwen3Config's head_dim defaults to 128, where the other configs split hidden_size evenly.
+TEST(HfConfig, Qwen3WithoutHeadDimTakesItsConfigsDefault) {
+  std::string qwen3 = k_minimal;
+  qwen3.replace(qwen3.find("llama"), 5, "qwen3");
+  EXPECT_EQ(parse(qwen3 + "}").head_dim, 128);
+  EXPECT_EQ(parse(std::string(k_minimal) + "}").head_dim, 16);  // 64 / 4
+}
+
 TEST(HfConfig, MistralSlidingWindow) {
   ModelConfig c = lorank::load_model_config(asset("configs/mistral-7b-v0.1.json"));
   EXPECT_EQ(c.model_type, "mistral");
@@ -174,9 +182,17 @@ TEST(HfConfig, MissingKeyIsNamed) {
 TEST(HfConfig, BadValuesAreRejected) {
   EXPECT_NE(parse_error(std::string(k_minimal) + R"(, "num_key_value_heads": 3})").find("multiple"),
             std::string::npos);
-  EXPECT_NE(parse_error(std::string(k_minimal) + R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})")
-                .find("yarn"),
-            std::string::npos);
+  const std::string yarn = parse_error(
+      std::string(k_minimal) + R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})");
+  EXPECT_NE(yarn.find("unsupported RoPE scaling \"yarn\""), std::string::npos) << yarn;
+  EXPECT_EQ(yarn.find("Qwen's releases"), std::string::npos) << yarn;  // trained with YaRN maybe
+  // Qwen adds YaRN only for long inputs: without it, shorter data reads as the release does.
+  std::string qwen = k_minimal;
+  qwen.replace(qwen.find("llama"), 5, "qwen2");
+  const std::string qwen_yarn =
+      parse_error(qwen + R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})");
+  EXPECT_NE(qwen_yarn.find("config.json has no \"rope_scaling\" entry"), std::string::npos)
+      << qwen_yarn;
   EXPECT_NE(parse_error(std::string(k_minimal) + R"(, "hidden_act": "gelu"})").find("silu"),
             std::string::npos);
   EXPECT_NE(parse_error(R"({"model_type": "llama", "vocab_size": "100"})").find("vocab_size"),

@@ -414,6 +414,25 @@ TEST(SafetensorsModelTest, PickleOnlyFolderIsRefused) {
   EXPECT_NE(msg.find("safe_serialization=True"), std::string::npos) << msg;
 }
 
+// Other .safetensors files: what each is, and what to pass instead.
+TEST(SafetensorsModelTest, OtherWeightFilesAreNamed) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"weights.safetensors", "rename a single-file checkpoint to model.safetensors"},
+      {"adapter_model.safetensors", "holds a LoRA adapter"},
+      {"consolidated.safetensors", "Mistral's own layout"}};
+  for (const auto& [name, hint] : cases) {
+    TempDir dir("st-model");
+    lorank::test::write_file(dir.file("config.json"), "{}");
+    std::string x(4, 'x');
+    lorank::write_safetensors(dir.file(name), {{"x", view(Dtype::U8, {4}, x)}}, {});
+    const std::string msg = model_error(dir.path);
+    EXPECT_NE(msg.find("(expected model.safetensors or model.safetensors.index.json, got " + name),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find(hint), std::string::npos) << msg;
+  }
+}
+
 TEST(SafetensorsModelTest, EmptyFolder) {
   TempDir dir("st-model");
   std::string msg = model_error(dir.path);
