@@ -140,6 +140,10 @@ std::string write_temp_beside(const std::string& path, const std::vector<ByteRan
   return temp;
 }
 
+std::vector<ByteRange> chunks_of(const std::string& bytes) {
+  return {{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}};
+}
+
 void refuse_existing(const std::string& path, bool overwrite) {
   struct stat st;
   if (!overwrite && ::stat(path.c_str(), &st) == 0)
@@ -162,8 +166,7 @@ void write_file_atomic(const std::string& path, const std::vector<ByteRange>& ch
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite) {
-  write_file_atomic(path, {{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}},
-                    overwrite);
+  write_file_atomic(path, chunks_of(bytes), overwrite);
 }
 
 void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files,
@@ -172,8 +175,7 @@ void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& 
   try {
     for (const auto& [path, bytes] : files) refuse_existing(path, overwrite);
     for (const auto& [path, bytes] : files) {
-      temps.push_back(write_temp_beside(
-          path, {{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}}));
+      temps.push_back(write_temp_beside(path, chunks_of(bytes)));
     }
     for (size_t i = 0; i < files.size(); ++i) publish(temps[i], files[i].first, overwrite);
   } catch (...) {
@@ -251,10 +253,18 @@ namespace {
 // allocate.
 char g_made_dir[4096];
 
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+
 void remove_made_folder(int sig, siginfo_t*, void*) {
   if (g_made_dir[0]) ::rmdir(g_made_dir);  // only when still empty
   ::signal(sig, SIG_DFL);
   ::raise(sig);
+}
+
+// Undoes what a FolderLock made: the folder, when still empty, and the signals' note of it.
+void remove_made_folder_now(const std::string& dir) {
+  g_made_dir[0] = '\0';
+  ::rmdir(dir.c_str());  // only when still empty: a failed start leaves nothing
 }
 
 void remove_made_folder_on_signals(const std::string& dir) {
@@ -266,7 +276,7 @@ void remove_made_folder_on_signals(const std::string& dir) {
 }  // namespace
 
 void handle_stop_signals(void (*handler)(int, siginfo_t*, void*)) {
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+  for (int sig : kStopSignals) {
     struct sigaction old {};
     ::sigaction(sig, nullptr, &old);
     if (old.sa_handler == SIG_IGN) continue;  // nohup's SIGHUP stays ignored
@@ -282,7 +292,7 @@ FolderLock::FolderLock(const std::string& dir, const std::string& option) : dir_
   // A signal between making the folder and the handler that removes it waits for the handler.
   sigset_t stops, before;
   sigemptyset(&stops);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, sig);
+  for (int sig : kStopSignals) sigaddset(&stops, sig);
   ::pthread_sigmask(SIG_BLOCK, &stops, &before);
   std::error_code ec;
   made_ = std::filesystem::create_directories(dir, ec);
@@ -303,18 +313,14 @@ FolderLock::FolderLock(const std::string& dir, const std::string& option) : dir_
            "wait for that run to end (or stop it), or choose another " + option);
     }
   } catch (...) {  // no destructor runs: what it would undo is undone here
-    if (made_) {
-      g_made_dir[0] = '\0';
-      ::rmdir(dir.c_str());
-    }
+    if (made_) remove_made_folder_now(dir);
     throw;
   }
 }
 
 FolderLock::~FolderLock() {
-  if (made_) g_made_dir[0] = '\0';
   if (fd_ >= 0) ::close(fd_);
-  if (made_) ::rmdir(dir_.c_str());  // only when still empty: a failed start leaves nothing
+  if (made_) remove_made_folder_now(dir_);
 }
 
 }  // namespace lorank

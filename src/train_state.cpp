@@ -156,13 +156,11 @@ void Trainer::save_checkpoint(const std::string& path) const {
   for (auto& [k, t] : best_state_) keep[kBestPrefix + k] = t;
   for (auto& [k, t] : optimizer_->state()) keep[kOptimizerPrefix + k] = t;
   for (auto& [k, t] : generator_states(model_)) keep[k] = t;
-  json evals = json::array();
-  for (const auto& e : evals_) evals.push_back({e.step, number_or_null(e.val_loss)});
   json state = {{"step", step_},
                 {"total_steps", total_steps_},
                 {"best_step", best_step_},
                 {"best_val_loss", number_or_null(best_val_)},
-                {"evals", evals},
+                {"evals", evals_json(evals_)},
                 {"seconds", elapsed_before_ + std::chrono::duration<double>(
                                                   std::chrono::steady_clock::now() - session_start_)
                                                   .count()},
@@ -230,8 +228,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   best_step_ = state["best_step"].get<int64_t>();
   best_val_ = number_or_nan(state["best_val_loss"]);
   elapsed_before_ = state.value("seconds", 0.0);
-  evals_.clear();
-  for (const auto& e : state["evals"]) evals_.push_back({e[0].get<int64_t>(), number_or_nan(e[1])});
+  evals_ = evals_from_json(state["evals"]);
 }
 
 }  // namespace lorank

@@ -52,6 +52,18 @@ double number_or_nan(const nlohmann::json& j) {
   return j.is_number() ? j.get<double>() : std::numeric_limits<double>::quiet_NaN();
 }
 
+json evals_json(const std::vector<EvalPoint>& evals) {
+  json out = json::array();
+  for (const auto& e : evals) out.push_back({e.step, number_or_null(e.val_loss)});
+  return out;
+}
+
+std::vector<EvalPoint> evals_from_json(const json& j) {
+  std::vector<EvalPoint> out;
+  for (const auto& e : j) out.push_back({e[0].get<int64_t>(), number_or_nan(e[1])});
+  return out;
+}
+
 namespace {
 
 // A temp file that a killed writer left behind: ".name.tmp-..." or "name.tmp...".
@@ -376,8 +388,6 @@ std::string blowup_warning(const TrainResult& r, double lr) {
 }  // namespace
 
 json train_summary_json(const TrainResult& r) {
-  json evals = json::array();
-  for (const auto& e : r.evals) evals.push_back({e.step, number_or_null(e.val_loss)});
   return {
       {"finished", r.finished},
       {"diverged", r.diverged},
@@ -390,7 +400,7 @@ json train_summary_json(const TrainResult& r) {
       {"n_trainable", r.n_trainable},
       {"seconds", r.seconds},
       {"tokens_per_s", r.tokens_per_s},
-      {"evals", evals},
+      {"evals", evals_json(r.evals)},
       {"examples", {{"train", r.n_train}, {"val", r.n_val}, {"test", r.n_test}}},
       {"warnings", r.warnings}};
 }
@@ -419,8 +429,7 @@ TrainResult train_result_from(const json& j) {
   r.n_trainable = j.value("n_trainable", int64_t(0));
   r.seconds = j.value("seconds", 0.0);
   r.tokens_per_s = j.value("tokens_per_s", 0.0);
-  for (const auto& e : j.value("evals", json::array()))
-    r.evals.push_back({e[0].get<int64_t>(), number_or_nan(e[1])});
+  r.evals = evals_from_json(j.value("evals", json::array()));
   if (j.contains("warnings")) r.warnings = j.at("warnings").get<std::vector<std::string>>();
   const json examples = j.value("examples", json::object());
   r.n_train = examples.value("train", int64_t(0));

@@ -120,6 +120,10 @@ struct EvalPoint {
   double val_loss = 0;
 };
 
+// Evaluations as checkpoints and summaries keep them: [[step, val_loss], ...], null for a NaN.
+nlohmann::json evals_json(const std::vector<EvalPoint>& evals);
+std::vector<EvalPoint> evals_from_json(const nlohmann::json& j);
+
 struct TrainResult {
   int64_t total_steps = 0, steps_done = 0;
   bool finished = false;  // false: stopped early (stop_after or interrupt) with a checkpoint
