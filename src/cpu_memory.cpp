@@ -157,7 +157,9 @@ class BlockCache final : public compat::AllocatorAdapter {
 
   [[noreturn]] static void out_of_memory(size_t n) {
     fail("CPU memory", "cannot allocate " + std::to_string((n + (1 << 20) - 1) >> 20) + " MiB", "",
-         "", "lower --batch-tokens, --max-tokens or --max-len, or free memory");
+         "",
+         "free memory, or ask for less: a smaller --batch or --max-len (train, sweep), "
+         "--batch-tokens or --max-tokens (recommend, probe)");
   }
 
   std::mutex mu_;

@@ -668,4 +668,11 @@ std::string python_json(const nlohmann::ordered_json& value, int indent) {
   return out;
 }
 
+std::string key_list(const json& fields) {
+  std::string out;
+  for (auto it = fields.begin(); it != fields.end(); ++it)
+    out += (out.empty() ? "" : ", ") + json(it.key()).dump();
+  return out.empty() ? "none" : out;
+}
+
 }  // namespace lorank

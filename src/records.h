@@ -47,6 +47,10 @@ std::vector<Record> parse_records(const std::string& bytes, const std::string& p
 // one object's); on a parse error or a number past double's range, null and `error` says why.
 nlohmann::ordered_json parse_json_text(const std::string& text, std::string& error);
 
+// An object's keys for an error message: "\"a\", \"b\"" (JSON-quoted, so a stray space or "\r" in a
+// key shows), or "none".
+std::string key_list(const nlohmann::ordered_json& fields);
+
 // Levels of nesting (a scalar: 1), counted without recursion.
 size_t json_depth(const nlohmann::ordered_json& value);
 // python_json of a value nested deeper fails in Python too (json.dumps past its recursion limit)

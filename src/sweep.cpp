@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -118,12 +120,48 @@ std::string sweep_fingerprint(const SweepOptions& o, const TrainData& data) {
   return j.dump();
 }
 
-bool is_ours(std::string name) {
+// A run's folder or its log under runs/: "r8-lr0.001", "r8-lr0.001.log" (run_dir_name).
+bool is_run_name(std::string name) {
+  if (ends_with(name, ".log")) name.resize(name.size() - 4);
+  const size_t dash = name.find("-lr");
+  if (name.size() < 2 || name[0] != 'r' || name[1] == '0' || dash == std::string::npos ||
+      dash < 2 || dash + 3 == name.size())
+    return false;
+  const std::string rank = name.substr(1, dash - 1), lr = name.substr(dash + 3);
+  char* end = nullptr;
+  std::strtod(lr.c_str(), &end);
+  return std::all_of(rank.begin(), rank.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) &&
+         std::isdigit(static_cast<unsigned char>(lr[0])) && end == lr.c_str() + lr.size();
+}
+
+// runs/ is lorank's only when it holds nothing but run folders and logs: TensorBoard and
+// transformers' Trainer write their own runs/ folders, which --force must not remove.
+bool is_ours(const fs::path& dir, std::string name) {
+  if (name == kRunsDir) {
+    if (!fs::is_directory(dir / name)) return false;
+    const std::vector<std::string> entries = list_dir((dir / name).string());
+    return std::all_of(entries.begin(), entries.end(), [](const std::string& e) {
+      return e.rfind('.', 0) == 0 || is_run_name(e);  // .nfs*, .DS_Store
+    });
+  }
   if (name.rfind('.', 0) == 0) name = name.substr(1);  // temp files of a killed writer
   for (const char* ours : {kResultsFile, kConfigFile, kSweepJson, kSvgFile}) {
     if (name == ours || name.rfind(std::string(ours) + ".tmp", 0) == 0) return true;
   }
-  return name == kRunsDir;
+  return false;
+}
+
+// --force: lorank's files go, and in a runs/ shared with another tool only the run folders.
+void remove_ours(const fs::path& dir) {
+  for (const std::string& name : list_dir(dir.string())) {
+    if (is_ours(dir, name)) {
+      remove_tree((dir / name).string());
+    } else if (name == kRunsDir && fs::is_directory(dir / name)) {
+      for (const std::string& run : list_dir((dir / name).string())) {
+        if (is_run_name(run)) remove_tree((dir / name / run).string());
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -312,7 +350,7 @@ void check_sweep_dir(const SweepOutput& out) {
   bool any = false, others = false;
   for (const std::string& name : list_dir(out.dir)) {
     any = true;
-    others = others || !is_ours(name);
+    others = others || !is_ours(dir, name);
   }
   if (!any || out.force) return;
   // a sweep started with --force beside the user's files continues beside them
@@ -332,10 +370,10 @@ namespace {
 void prepare_sweep_dir(const SweepOutput& out, const std::string& fingerprint) {
   check_sweep_dir(out);
   const fs::path dir(out.dir);
-  if (out.force && fs::exists(dir)) {
-    for (const std::string& name : list_dir(out.dir)) {
-      if (is_ours(name)) remove_tree((dir / name).string());
-    }
+  if (out.force && fs::exists(dir)) remove_ours(dir);
+  if (fs::exists(dir / kRunsDir) && !fs::is_directory(dir / kRunsDir)) {
+    fail((dir / kRunsDir).string(), "a file is where the sweep keeps its runs",
+         "a folder named runs, or none", "a file", "move it away, or choose another --out");
   }
   fs::create_directories(dir / kRunsDir);
   const std::string config_path = (dir / kConfigFile).string();
@@ -371,6 +409,12 @@ SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts
   to.resume = true;  // a half-finished run continues from its checkpoint
   to.progress = out.progress;
   to.label = "r=" + std::to_string(rank) + " lr=" + format_number("%g", lr);
+  // A `lorank train` into this run's folder meanwhile is refused, as the run of a --jobs sweep
+  // (a lorank train itself) refuses it.
+  std::error_code ec;
+  fs::create_directories(to.dir, ec);
+  std::optional<FolderLock> lock;
+  if (!ec) lock.emplace(to.dir, "--out");  // else the trainer says what is in the way
   Trainer trainer(model, lora, data, train);
   const TrainResult r = trainer.run(to);
   *interrupted = !r.finished;
@@ -450,6 +494,17 @@ void run_slots(size_t n_slots, const SweepTrainer& train, const std::atomic<bool
 
 }  // namespace
 
+std::string sweep_run_label(int64_t rank, double lr) {
+  return "the training of r=" + std::to_string(rank) + " lr=" + format_number("%g", lr);
+}
+
+std::string sweep_failure_hint() {
+  return "the finished runs are kept, a stopped one keeps its checkpoint: when the rank or "
+         "learning rate was the cause, run the same "
+         "sweep with --resume and --ranks/--lrs without it; for any other setting, start again "
+         "with --force or another --out (--resume keeps the settings)";
+}
+
 std::string sweep_run_dir(int64_t rank, double lr) {
   return std::string(kRunsDir) + "/" + run_dir_name(rank, lr);
 }
@@ -490,9 +545,18 @@ SweepResult run_sweep(const std::vector<Model*>& models, const TrainData& data,
     std::optional<compat::OwnCudaStream> stream;
     if (models.size() > 1) stream.emplace(models[slot]->device());
     bool again = recompute[slot] != 0;
-    SweepRun run = train_one(*models[slot], data, opts, each, rank, lr, stop, interrupted, &again);
-    recompute[slot] = again;
-    return run;
+    try {
+      SweepRun run =
+          train_one(*models[slot], data, opts, each, rank, lr, stop, interrupted, &again);
+      recompute[slot] = again;
+      return run;
+    } catch (const Error& e) {  // LibTorch's errors reach main, which prints them without a trace
+      const std::string what = (fs::path(out.dir) / sweep_run_dir(rank, lr)).string() + ": " +
+                               sweep_run_label(rank, lr) + " failed: " + e.what() +
+                               "\n  hint: " + sweep_failure_hint();
+      if (dynamic_cast<const UsageError*>(&e)) throw UsageError(what);
+      throw Error(what);
+    }
   };
   return run_sweep(models.size(), train, data, opts, out, on_run);
 }
@@ -508,6 +572,10 @@ SweepResult run_sweep(size_t n_slots, const SweepTrainer& train, const TrainData
   }
   if (opts.ranks.empty() || opts.lrs.empty()) {
     fail("sweep", "nothing to sweep", "at least one rank and one learning rate", "an empty list");
+  }
+  if (data.val.empty()) {  // --val-fraction 0 is refused before: too few examples to hold any out
+    fail("sweep", "no validation examples", "validation data to compare the runs by", "none",
+         "pass --val FILE, or more data for --val-fraction to hold some out");
   }
   prepare_sweep_dir(out, sweep_fingerprint(opts, data));
   SweepQueue q;

@@ -102,6 +102,10 @@ SweepResult run_sweep(size_t n_slots, const SweepTrainer& train, const TrainData
 
 // runs/r<rank>-lr<lr>: where a sweep's training of (rank, lr) keeps its files.
 std::string sweep_run_dir(int64_t rank, double lr);
+// "the training of r=8 lr=0.001", as errors name a run.
+std::string sweep_run_label(int64_t rank, double lr);
+// What a user does after a run failed (in this process or in a lorank train of its own).
+std::string sweep_failure_hint();
 // A finished training's result as the sweep's record of it.
 SweepRun sweep_run_from(const TrainResult& r, int64_t rank, double lr);
 

@@ -1,7 +1,6 @@
 // lorank sweep: one training per (rank, learning rate), resumable, with the oracle's adequate rank.
 #include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -64,21 +63,20 @@ void check_grid(const SweepCliOptions& o) {
 // Counts finished runs for an ETA: with trainings at once, one bar per run would interleave.
 struct SweepProgress {
   size_t total = 0, cached = 0, finished = 0;
-  bool eta = true;  // off under --jobs, whose bar has a better one
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  double run_seconds = 0;  // of the runs finished here, each whole: a resumed run counts its start
+  bool eta = true;         // off under --jobs, whose bar has a better one
 
-  std::string note(bool is_cached) {
+  std::string note(const SweepRun& r, bool is_cached) {
     if (is_cached) {
       ++cached;
       return "  (done earlier)";
     }
     ++finished;
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    run_seconds += r.seconds;
     const size_t left = total - cached - finished;
     std::string out = "  [" + std::to_string(cached + finished) + "/" + std::to_string(total);
     if (left > 0 && eta)
-      out += ", ETA " + format_duration(elapsed / double(finished) * double(left));
+      out += ", ETA " + format_duration(run_seconds / double(finished) * double(left));
     return out + "]";
   }
 };
@@ -192,6 +190,12 @@ SweepResult run_in_processes(SweepCliOptions& o, const std::vector<torch::Device
 int run_sweep_cmd(SweepCliOptions& o) {
   finalize(o.t);
   check_grid(o);
+  if (o.t.val_path.empty() && o.t.val_fraction == 0) {
+    fail_usage("--val-fraction", "a sweep needs validation data",
+               "--val FILE, or --val-fraction above 0", "no validation examples",
+               "each rank's learning rate is chosen by validation loss: without it every run "
+               "would train and none could be compared");
+  }
   SweepOptions so;
   so.ranks = o.ranks;
   so.lrs = o.lrs;
@@ -239,7 +243,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   progress.total = so.ranks.size() * so.lrs.size();
   progress.eta = jobs == 1;
   auto on_run = [&](const SweepRun& r, bool cached) {
-    const std::string note = progress.note(cached);
+    const std::string note = progress.note(r, cached);
     if (!o.t.common.quiet) print_run(r, note);
   };
   const SweepResult result =

@@ -83,12 +83,17 @@ int wait_for(pid_t pid, const std::atomic<bool>& stop) {
   }
 }
 
-// The training's "error: ..." line (its message spans lines: expected, got, hint), else its last.
-std::string error_line(const std::string& path) {
+// The training's "error: ..." line, else its last line; `hint` gets the error's hint, if any.
+std::string error_line(const std::string& path, std::string& hint) {
   std::ifstream in(path);
   std::string line, last, error;
   while (std::getline(in, line)) {
-    if (line.rfind("error:", 0) == 0) error = line;
+    if (line.rfind("error:", 0) == 0) {
+      error = line;
+      hint.clear();
+    } else if (!error.empty() && line.rfind("  hint: ", 0) == 0) {
+      hint = line.substr(8);
+    }
     if (line.find_first_not_of(" \r\t") != std::string::npos) last = line;
   }
   if (!error.empty()) return error;
@@ -125,13 +130,12 @@ SweepRun run_process(const SweepJobs& jobs, const std::string& exe, size_t slot,
     *interrupted = true;  // stopped with a checkpoint (interrupt, --stop-after)
     return sweep_run_from(TrainResult{}, rank, lr);
   }
-  fail(log,
-       "the training of r=" + std::to_string(rank) + " lr=" + format_number("%g", lr) + " failed",
-       "exit code 0",
-       exited ? "exit code " + std::to_string(code) + ": " + error_line(log)
-              : "killed by signal " + std::to_string(WTERMSIG(status)),
-       "read the log; the other runs stopped with checkpoints: fix the cause, then run the same "
-       "sweep with --resume");
+  std::string hint;  // the training's own, then what to do with the sweep
+  const std::string got = exited
+                              ? "exit code " + std::to_string(code) + ": " + error_line(log, hint)
+                              : "killed by signal " + std::to_string(WTERMSIG(status));
+  fail(log, sweep_run_label(rank, lr) + " failed", "exit code 0", got,
+       (hint.empty() ? "" : hint + "\n  hint: ") + "read the log; " + sweep_failure_hint());
 }
 
 }  // namespace

@@ -589,6 +589,23 @@ TEST(BadInput, SweepOutputHoldingResultsIsKept) {
   expect_results_kept("sweep --ranks 1 --lrs 0.003", "bad-sweep-out");
 }
 
+// TensorBoard and transformers' Trainer write runs/ folders of their own: a sweep's --force keeps
+// them (it removed any runs/), and a folder holding only one is not "a sweep".
+TEST(BadInput, SweepForceKeepsAnotherToolsRunsFolder) {
+  TempDir tmp("bad-sweep-runs");
+  const std::string out = tmp.path + "/out";
+  const std::string events = "/runs/Dec02_10-00-00_host/events.out.tfevents.1.host";
+  write_file(out + events, "tb");
+  const std::string sweep = "sweep --ranks 1 --lrs 0.003 " + kTrainArgs + out;
+  expect_failure(sweep, {out, "holds files that are not from a lorank sweep", "--force replaces"});
+  write_file(out + "/runs/r2-lr0.003/adapter_config.json", "{}");  // a run of an earlier sweep
+  auto r = test::run_lorank(sweep + " --force");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(test::read_file(out + events), "tb");
+  EXPECT_FALSE(fs::exists(out + "/runs/r2-lr0.003"));
+  EXPECT_TRUE(fs::exists(out + "/runs/r1-lr0.003/adapter_model.safetensors"));
+}
+
 TEST(BadInput, RecommendOutputHoldingAConfigIsKept) {
   TempDir tmp("bad-rec-out");
   const std::string out = tmp.path + "/configs";
@@ -624,6 +641,10 @@ TEST(BadInput, SweepGridIsChecked) {
                  {"--ranks", "a value given twice", "hint:"});
   auto r = expect_failure("sweep --ranks 2 --lrs 1e-3,0.001 " + kTrainArgs + out,
                           {"--lrs", "given twice"});
+  EXPECT_EQ(r.exit_code, 2);
+  // Each rank's learning rate is chosen by validation loss: without any, nothing is trained.
+  r = expect_failure("sweep --ranks 2 --lrs 1e-3 --val-fraction 0 " + kTrainArgs + out,
+                     {"--val-fraction", "a sweep needs validation data", "--val FILE", "hint:"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_FALSE(fs::exists(out));
 }

@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "error.h"
+#include "files.h"
 #include "model.h"
 #include "runtime.h"
 #include "sweep.h"
@@ -126,13 +127,17 @@ TEST(SweepJobs, AFailingRunStopsTheOthersAndResumeFinishesThem) {
   SweepOptions opts = three_ranks();
   std::atomic<int> passes{0};
   opts.train.before_micro_batch = [&](int64_t) {
-    if (++passes == 4) throw std::runtime_error("disk on fire");
+    if (++passes == 4) throw Error("disk on fire");
   };
   try {
     run_sweep(models, data, opts, out);
     FAIL() << "the failing run's error should reach the caller";
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(), "disk on fire");
+  } catch (const Error& e) {  // named, with what to do next
+    const std::string what = e.what();
+    EXPECT_NE(what.find("the training of r="), std::string::npos) << what;
+    EXPECT_NE(what.find("failed: disk on fire\n  hint: the finished runs are kept, a stopped one"),
+              std::string::npos)
+        << what;
   }
   EXPECT_LT(result_lines(out), 3);  // at least the failed run is missing
   opts.train.before_micro_batch = nullptr;
@@ -227,6 +232,38 @@ TEST(SweepJobs, CliNamesTheLogOfAFailedTrainingAndResumeFinishes) {
   r = test::run_lorank(cli_sweep(out) + " --jobs 2 --resume");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(result_lines(SweepOutput{out}), 3);
+  // One at a time in this process: the failed run is named as well.
+  const std::string here = test::make_temp_dir("cli-sweep-fail") + "/out";
+  fs::create_directories(here + "/runs");
+  test::write_file(here + "/runs/r2-lr0.003", "a file where the run's folder goes");
+  test::expect_failure(cli_sweep(here) + " --resume",
+                       {"runs/r2-lr0.003: the training of r=2 lr=0.003 failed", "not a folder",
+                        "hint: the finished runs are kept, a stopped one", "--resume"});
+}
+
+// A setting that fails in every training: the training's own hint is passed on, and the sweep's
+// says that a changed setting needs --force (--resume refuses it).
+TEST(SweepJobs, CliPassesOnTheTrainingsHint) {
+  const std::string out = test::make_temp_dir("cli-jobs-hint") + "/out";
+  test::expect_failure(cli_sweep(out) + " --jobs 2 --targets foo_proj",
+                       {"the training of r=", "matched no linear layer", "hint: this model's",
+                        "hint: read the log; the finished runs are kept", "--force"});
+}
+
+// Without --jobs the sweep trains each run in this process; a `lorank train` into that run's
+// folder meanwhile is refused, as it is for a --jobs sweep's runs (each a lorank train).
+TEST(SweepJobs, ARunsFolderIsLockedWhileItTrains) {
+  SweepOutput out = output("sweep-run-lock");
+  const FolderLock other(out.dir + "/runs/r1-lr0.003", "--out");  // another process's train
+  out.resume = true;  // the sweep's folder is no longer empty
+  try {
+    run_sweep(tiny_model(), with_test(), three_ranks(), out);
+    FAIL() << "trained into a folder another run holds";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("the training of r=1 lr=0.003 failed"), std::string::npos) << what;
+    EXPECT_NE(what.find("another lorank run is writing to this folder"), std::string::npos) << what;
+  }
 }
 
 TEST(Runtime, DeviceListsAreCheckedAndNamed) {
