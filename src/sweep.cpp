@@ -408,7 +408,7 @@ SweepRun train_one(Model& model, const TrainData& data, const SweepOptions& opts
   to.base_model_path = out.base_model_path;
   to.resume = true;  // a half-finished run continues from its checkpoint
   to.progress = out.progress;
-  to.label = "r=" + std::to_string(rank) + " lr=" + format_number("%g", lr);
+  to.label = sweep_run_name(rank, lr);
   // A `lorank train` into this run's folder meanwhile is refused, as the run of a --jobs sweep
   // (a lorank train itself) refuses it.
   std::error_code ec;
@@ -494,15 +494,19 @@ void run_slots(size_t n_slots, const SweepTrainer& train, const std::atomic<bool
 
 }  // namespace
 
+std::string sweep_run_name(int64_t rank, double lr) {
+  return "r=" + std::to_string(rank) + " lr=" + format_number("%g", lr);
+}
+
 std::string sweep_run_label(int64_t rank, double lr) {
-  return "the training of r=" + std::to_string(rank) + " lr=" + format_number("%g", lr);
+  return "the training of " + sweep_run_name(rank, lr);
 }
 
 std::string sweep_failure_hint() {
   return "the finished runs are kept, a stopped one keeps its checkpoint: when the rank or "
-         "learning rate was the cause, run the same "
-         "sweep with --resume and --ranks/--lrs without it; for any other setting, start again "
-         "with --force or another --out (--resume keeps the settings)";
+         "learning rate was the cause, run the same sweep with --resume and --ranks/--lrs "
+         "without it; for any other setting, start again with --force or another --out "
+         "(--resume keeps the settings)";
 }
 
 std::string sweep_run_dir(int64_t rank, double lr) {

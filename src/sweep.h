@@ -102,6 +102,8 @@ SweepResult run_sweep(size_t n_slots, const SweepTrainer& train, const TrainData
 
 // runs/r<rank>-lr<lr>: where a sweep's training of (rank, lr) keeps its files.
 std::string sweep_run_dir(int64_t rank, double lr);
+// "r=8 lr=0.001", as progress names a run.
+std::string sweep_run_name(int64_t rank, double lr);
 // "the training of r=8 lr=0.001", as errors name a run.
 std::string sweep_run_label(int64_t rank, double lr);
 // What a user does after a run failed (in this process or in a lorank train of its own).

@@ -263,6 +263,13 @@ int run_sweep_cmd(SweepCliOptions& o) {
     std::printf("\n%s\nresults in %s (sweep.json, results.jsonl, loss_vs_rank.svg)\n",
                 sweep_table(result.summary).c_str(), out.dir.c_str());
   }
+  if (result.summary.adequate_rank == 0) {  // the table says so; the exit code tells a script
+    fail((std::filesystem::path(out.dir) / kResultsFile).string(), "every run diverged",
+         "a finite validation loss from at least one run",
+         "none of " + std::to_string(result.runs.size()),
+         "the runs are kept: run the same sweep with --resume and smaller --lrs (or keep "
+         "--max-grad-norm at 1)");
+  }
   return 0;
 }
 

@@ -250,6 +250,27 @@ TEST(SweepJobs, CliPassesOnTheTrainingsHint) {
                         "hint: read the log; the finished runs are kept", "--force"});
 }
 
+// Every run diverged (here: their results say so, and --resume trains nothing): the table says
+// that no run produced a finite loss, and the exit code tells a script.
+TEST(SweepJobs, CliFailsWhenEveryRunDiverged) {
+  const std::string out = test::make_temp_dir("cli-diverged") + "/out";
+  auto r = test::run_lorank(cli_sweep(out));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string lines;
+  for (auto& [rank, j] : results_by_rank(out)) {
+    j["best_val_loss"] = nullptr;
+    j["test_loss"] = nullptr;
+    j["diverged"] = true;
+    lines += j.dump() + "\n";
+  }
+  test::write_file(out + "/" + kResultsFile, lines);
+  r = test::expect_failure(cli_sweep(out, /*quiet=*/false) + " --resume",
+                           {"no run produced a finite loss", "results.jsonl: every run diverged",
+                            "none of 3", "--resume and smaller --lrs"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(test::read_file(out + "/" + kResultsFile), lines);  // nothing trained again
+}
+
 // Without --jobs the sweep trains each run in this process; a `lorank train` into that run's
 // folder meanwhile is refused, as it is for a --jobs sweep's runs (each a lorank train).
 TEST(SweepJobs, ARunsFolderIsLockedWhileItTrains) {
