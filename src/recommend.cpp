@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "dataset.h"
 #include "error.h"
 #include "probe.h"
 #include "progress.h"
@@ -210,6 +211,19 @@ std::vector<ModuleEvidence> module_evidence(const ProbeResult& probe,
     out.push_back({p.name, p.kind, p.layer, p.grad.d_in, p.grad.d_out, spectra[i]});
   }
   return out;
+}
+
+DataFacts data_facts(const DatasetStats& stats, const ProbeResult& probe) {
+  DataFacts d;
+  d.n_examples = stats.n_examples;
+  d.n_supervised = stats.n_supervised;
+  d.n_tokens = stats.n_tokens;
+  d.n_duplicates = stats.n_duplicates;
+  for (const auto& shard : probe.shards) d.probe_examples += int64_t(shard.size());
+  d.probe_supervised = probe.n_supervised();
+  d.probe_tokens = probe.n_tokens();
+  d.base_loss = probe.base_loss();
+  return d;
 }
 
 int64_t supported_directions(const std::vector<double>& singular_values,

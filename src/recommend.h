@@ -22,6 +22,7 @@
 
 namespace lorank {
 
+struct DatasetStats;
 struct ProbeResult;
 
 // What the decision needs about one probed module: its name and shape and its spectrum.
@@ -133,6 +134,10 @@ std::string band_label(double band_factor);
 // The ranks a sweep would train to check `rec`: its band (the rank alone when capped) and one
 // grid step either side, within --max-rank.
 std::vector<int64_t> check_ranks(const Recommendation& rec);
+
+// The data's facts for the decision: the whole training set's (`stats`, what the adapter will
+// train on) and the probed sample's.
+DataFacts data_facts(const DatasetStats& stats, const ProbeResult& probe);
 
 Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataFacts& data,
                          const RecommendOptions& opts);

@@ -31,7 +31,8 @@ struct SpmApi {
 };
 
 // $LORANK_SPM_MODULE, the installed module (PREFIX/lib/lorank), the one beside the executable,
-// then the build tree's: an installed lorank must not pick up a rebuilt tree's module.
+// the configured prefix's (a program linking the installed library), then the build tree's: an
+// installed lorank must not pick up a rebuilt tree's module.
 std::vector<std::string> module_candidates() {
   std::vector<std::string> paths;
   if (const char* env = std::getenv("LORANK_SPM_MODULE")) paths.emplace_back(env);
@@ -40,6 +41,9 @@ std::vector<std::string> module_candidates() {
     paths.push_back(exe_dir + "/../lib/lorank/liblorank_spm.so");
     paths.push_back(exe_dir + "/liblorank_spm.so");
   }
+#ifdef LORANK_SPM_INSTALLED
+  paths.emplace_back(LORANK_SPM_INSTALLED);
+#endif
   paths.emplace_back(LORANK_SPM_MODULE);
   return paths;
 }

@@ -122,19 +122,6 @@ void write_outputs(const RecommendCliOptions& o, const Recommendation& rec,
 // A CPU probe of ~16k tokens keeps the tiny model inside 30 s; on CUDA a larger sample is cheap.
 int64_t default_max_tokens(const Session& s) { return s.device.is_cuda() ? 262144 : 16384; }
 
-DataFacts data_facts(const Session& s, const ProbeResult& r) {
-  DataFacts d;
-  d.n_examples = s.data.stats.n_examples;
-  d.n_supervised = s.data.stats.n_supervised;
-  d.n_tokens = s.data.stats.n_tokens;
-  d.n_duplicates = s.data.stats.n_duplicates;
-  for (const auto& shard : r.shards) d.probe_examples += int64_t(shard.size());
-  d.probe_supervised = r.n_supervised();
-  d.probe_tokens = r.n_tokens();
-  d.base_loss = r.base_loss();
-  return d;
-}
-
 // Probes the data (the slow part) and gathers what the decision rests on.
 Evidence probe_evidence(RecommendCliOptions& o) {
   ProbeCliOptions given = o.probe;  // as given, before the defaults below fill it in
@@ -179,7 +166,7 @@ Evidence probe_evidence(RecommendCliOptions& o) {
       changed_option_args(probe_option_specs(given, true), probe_option_specs(plain_probe, true));
   ctx.threads = s.runtime.threads;
   ctx.lorank_version = kLorankVersion;
-  return {ctx, data_facts(s, run.probe), module_evidence(run.probe, run.spectra)};
+  return {ctx, data_facts(s.data.stats, run.probe), module_evidence(run.probe, run.spectra)};
 }
 
 Evidence saved_evidence(const RecommendCliOptions& o) {

@@ -1,0 +1,57 @@
+// lorank as a C++ library: `cmake --install` gives headers, static libraries and a CMake package,
+// examples/library builds against them alone, and its flow (load, probe, recommend, export) gives
+// the config `lorank recommend --format peft` prints, byte for byte.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "test_common.h"
+
+namespace lorank {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(LibraryPackage, TheExampleBuiltAgainstTheInstallGivesTheClisConfig) {
+  const std::string work = test::make_temp_dir("library-package");
+  const std::string prefix = work + "/prefix", example = work + "/example";
+  const std::string build_dir = fs::path(LORANK_BINARY).parent_path().string();
+  auto r =
+      test::run_command("cmake --install " + build_dir + " --prefix " + prefix + " > /dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* file : {"include/lorank/recommend.h", "lib/liblorank_core.a",
+                           "lib/liblorank_base.a", "lib/cmake/lorank/lorankConfig.cmake"})
+    EXPECT_TRUE(fs::exists(prefix + "/" + file)) << file;
+  // Only the install and LibTorch: the source tree's headers are not on the example's path.
+  r = test::run_command("cmake -S " + test::repo_path("examples/library") + " -B " + example +
+                        " -DCMAKE_PREFIX_PATH=" + prefix + " -DTorch_DIR=" + LORANK_TORCH_DIR +
+                        " > /dev/null && cmake --build " + example + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::string model = test::repo_path("assets/tiny-llama");
+  const std::string data = test::repo_path("assets/demo.jsonl");
+  // run_command adds 2>&1: in a subshell each stream keeps a file of its own.
+  const auto lib = test::run_command("(" + example + "/recommend_rank " + model + " " + data +
+                                     " > " + work + "/lib.json 2> " + work + "/lib.err)");
+  const std::string lib_err = test::read_file(work + "/lib.err");
+  ASSERT_EQ(lib.exit_code, 0) << lib.output << lib_err;
+  const auto cli = test::run_command(prefix + "/bin/lorank recommend -q --format peft --model " +
+                                     model + " --data " + data + " > " + work + "/cli.json");
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  const std::string lib_json = test::read_file(work + "/lib.json");
+  EXPECT_NE(lib_json.find("\"r\": "), std::string::npos) << lib_json;
+  EXPECT_EQ(lib_json, test::read_file(work + "/cli.json"));
+  EXPECT_NE(lib_err.find("confidence"), std::string::npos) << lib_err;
+
+  // A library error is an exception carrying lorank's message and hint, not an exit.
+  const auto bad =
+      test::run_command(example + "/recommend_rank " + model + " " + work + "/missing.jsonl 2>&1");
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("missing.jsonl"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("hint:"), std::string::npos) << bad.output;
+  fs::remove_all(work);
+}
+
+}  // namespace
+}  // namespace lorank
