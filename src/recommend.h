@@ -111,6 +111,10 @@ struct Recommendation {
   std::string capped_by;           // "--max-rank 4" or "--budget-params 50000" when capped
   int64_t rank_uncapped = 0;       // the rule's rank without those caps
   double extrapolation = 1;        // training tokens / probed tokens, as used (capped)
+  double extrapolation_needed = 1;  // training / probed supervised tokens, uncapped
+  // Beyond the cap: the rule with the noise rescaled to all the training tokens, as probing more
+  // would tend to show (counts only grow with the tokens); 0 when the cap did not apply.
+  int64_t rank_full_extrapolation = 0;
 };
 
 // Evidence for every probed module, in probe order.

@@ -135,6 +135,12 @@ std::string recommendation_json(const Recommendation& rec, const ReportContext& 
   j["capped"] = rec.capped;
   j["capped_by"] = rec.capped_by;
   j["rank_uncapped"] = rec.rank_uncapped;
+  // The noise floor is rescaled to the training set's size, up to the calibrated cap.
+  j["extrapolation"] = {{"data_over_probe", rec.extrapolation_needed},
+                        {"used", rec.extrapolation},
+                        {"rank_at_data_size", rec.rank_full_extrapolation > 0
+                                                  ? nlohmann::json(rec.rank_full_extrapolation)
+                                                  : nlohmann::json(nullptr)}};
   j["confidence"] = rec.confidence;
   j["confidence_reasons"] = rec.reasons;
   j["warnings"] = rec.warnings;

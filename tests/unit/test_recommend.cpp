@@ -77,6 +77,11 @@ TEST(Recommend, CheckRanksAreTheBandAndOneStepEitherSide) {
   EXPECT_EQ(check_ranks(rec), (std::vector<int64_t>{1, 2, 4}));  // nothing below the grid
   rec.rank = rec.rank_lo = rec.rank_hi = 128;
   EXPECT_EQ(check_ranks(rec), (std::vector<int64_t>{64, 128}));  // nor above --max-rank
+  rec.rank = rec.rank_lo = rec.rank_hi = 8;
+  rec.rank_full_extrapolation = 32;  // the rescaling stopped at its cap: up to the data's size
+  EXPECT_EQ(check_ranks(rec), (std::vector<int64_t>{4, 8, 16, 32}));
+  rec.rank_full_extrapolation = 16;
+  EXPECT_EQ(check_ranks(rec), (std::vector<int64_t>{4, 8, 16}));
   rec.rank = 4;  // --budget-params lowered it below the band
   rec.capped = true;
   EXPECT_EQ(check_ranks(rec), (std::vector<int64_t>{2, 4, 8}));
@@ -221,6 +226,63 @@ TEST(Recommend, MoreDataSupportsMoreDirections) {
   Recommendation far = recommend(ms, facts(5000, 200000), plain());
   EXPECT_EQ(far.modules[0].directions, 10);  // capped at 4x
   EXPECT_NE(far.confidence, "high");
+}
+
+// Beyond the 4x cap the counts may be low: the explanation says where the rescaling stopped, the
+// reason and the JSON give the rank at the data's full size, and the check sweep reaches it.
+TEST(Recommend, BeyondTheCapTheRankAtTheDataSizeIsSaid) {
+  std::vector<ModuleEvidence> ms;
+  for (int l = 0; l < 2; ++l) {
+    auto m = module(l, "q_proj", 2);
+    // σ² − ν² + c²ν² = 0.11 + 0.25 c² against (1.1 c)²: above it only from c² < 0.115 (8.7x).
+    for (int i = 2; i < 10; ++i) m.spectrum.singular_values[size_t(i)] = 0.6;
+    ms.push_back(m);
+  }
+  const Recommendation r = recommend(ms, facts(5000, 200000), plain());
+  EXPECT_EQ(r.rank, 2);
+  EXPECT_DOUBLE_EQ(r.extrapolation, 4.0);
+  EXPECT_DOUBLE_EQ(r.extrapolation_needed, 40.0);
+  EXPECT_EQ(r.rank_full_extrapolation, 16);
+  EXPECT_EQ(check_ranks(r), (std::vector<int64_t>{1, 2, 4, 8, 16}));
+  EXPECT_NE(
+      r.explanation.find("rescaled to 4x the probed supervised tokens (the data holds 40.0x)"),
+      std::string::npos)
+      << r.explanation;
+  const std::string reasons = join(r.reasons, "\n");
+  EXPECT_NE(reasons.find("40.0x the probed supervised tokens"), std::string::npos) << reasons;
+  EXPECT_NE(reasons.find("the rule gives r=16, beyond what was calibrated"), std::string::npos)
+      << reasons;
+  const auto j = nlohmann::json::parse(recommendation_json(r, {"m", "d", "cpu", "exact", 0}));
+  EXPECT_EQ(j["extrapolation"]["rank_at_data_size"], 16);
+  EXPECT_EQ(j["extrapolation"]["used"], 4.0);
+  // Within the cap: all the tokens, and nothing beyond.
+  const Recommendation near = recommend(ms, facts(5000, 10000), plain());
+  EXPECT_EQ(near.rank_full_extrapolation, 0);
+  EXPECT_NE(near.explanation.find("rescaled to all 10.0k supervised tokens"), std::string::npos)
+      << near.explanation;
+  EXPECT_TRUE(nlohmann::json::parse(recommendation_json(
+      near, {"m", "d", "cpu", "exact", 0}))["extrapolation"]["rank_at_data_size"]
+                  .is_null());
+}
+
+// Under 2,000 probed supervised tokens (the confidence is low) a warning says how to probe enough.
+TEST(Recommend, TooSmallAProbeSaysHowToProbeMore) {
+  DataFacts d = facts(500, 20000);
+  d.probe_tokens = 8000;
+  d.n_tokens = 400000;
+  Recommendation r = recommend(two_layers(3, 5, 12, 12), d, plain());
+  EXPECT_EQ(r.confidence, "low");
+  const std::string warnings = join(r.warnings, "\n");
+  EXPECT_NE(warnings.find("only 500 of 20.0k supervised tokens probed: the rank may move with "
+                          "--seed; --max-tokens 32000 probes about 2000 of them"),
+            std::string::npos)
+      << warnings;
+  d.n_tokens = 20000;  // as much as the data holds: all of it
+  r = recommend(two_layers(3, 5, 12, 12), d, plain());
+  EXPECT_NE(join(r.warnings, "\n").find("--sample 100 probes all of it"), std::string::npos);
+  d.probe_supervised = d.n_supervised = 500;  // the whole data probed: nothing more to probe
+  r = recommend(two_layers(3, 5, 12, 12), d, plain());
+  EXPECT_EQ(join(r.warnings, "\n").find("supervised tokens probed"), std::string::npos);
 }
 
 TEST(Recommend, CurveRisesToOneAndWarnsWithoutSignal) {
