@@ -30,9 +30,7 @@ struct Format {
 
 // Shortest text that reads back as `v` to 10 significant digits; the same on every run.
 std::string number_text(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
+  return format_number("%.10g", v);
 }
 
 // A JSON string literal is also a valid YAML double-quoted scalar and Python string literal.
@@ -128,7 +126,7 @@ std::string render_axolotl(const Recommendation& rec, const LoraConfig& cfg,
                            const std::string& base_model_path) {
   std::string note;
   const std::string alpha = int_alpha(rec.alpha, "axolotl", note);
-  std::ostringstream out;
+  std::ostringstream out = c_locale_stream();
   out << header(rec) << note;
   if (!base_model_path.empty()) out << "base_model: " << yaml_string(base_model_path) << "\n";
   out << "adapter: lora\n"
@@ -168,7 +166,7 @@ std::string render_torchtune(const Recommendation& rec, const LoraConfig&,
   const double scale_r = rec.use_rslora ? std::sqrt(static_cast<double>(rec.rank)) : 1.0;
   const double alpha =
       rec.use_rslora && rec.alpha_classic > 0 ? rec.alpha_classic : rec.alpha * scale_r;
-  std::ostringstream out;
+  std::ostringstream out = c_locale_stream();
   out << header(rec)
       << "# Overrides for a torchtune LoRA recipe config: merge into its model: section (keep its "
          "_component_)";
@@ -201,7 +199,7 @@ std::string render_llama_factory(const Recommendation& rec, const LoraConfig&,
                                  const std::string& base_model_path) {
   std::string note;
   const std::string alpha = int_alpha(rec.alpha, "LLaMA-Factory", note);
-  std::ostringstream out;
+  std::ostringstream out = c_locale_stream();
   out << header(rec) << note << no_pattern_note(rec, "LLaMA-Factory");
   if (!base_model_path.empty()) {
     out << "model_name_or_path: " << yaml_string(base_model_path) << "\n";
@@ -230,7 +228,7 @@ std::string render_unsloth(const Recommendation& rec, const LoraConfig& cfg,
   std::vector<std::pair<std::string, std::string>> ranks, alphas;
   for (const auto& [k, r] : cfg.rank_pattern) ranks.emplace_back(k, std::to_string(r));
   for (const auto& [k, a] : cfg.alpha_pattern) alphas.emplace_back(k, number_text(a));
-  std::ostringstream out;
+  std::ostringstream out = c_locale_stream();
   out << header(rec) << "from unsloth import FastLanguageModel\n\n"
       << "# Add max_seq_length and load_in_4bit as you train; the adapter settings follow.\n"
       << "model, tokenizer = FastLanguageModel.from_pretrained(model_name="

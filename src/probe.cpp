@@ -382,9 +382,7 @@ void finish_moments(ProbeResult& r, const std::vector<Linear*>& targets,
 }
 
 std::string loss_status(double loss) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "loss %.3f", loss);
-  return buf;
+  return "loss " + format_number("%.3f", loss);
 }
 
 // A batch that ran out of memory after adding to the sums cannot be redone without counting twice.

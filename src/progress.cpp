@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <clocale>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +14,28 @@
 #include <sstream>
 
 namespace lorank {
+
+namespace {
+
+std::string c_number(const char* text) {
+  return c_decimal_point(text, std::localeconv()->decimal_point);
+}
+
+}  // namespace
+
+std::string c_decimal_point(std::string text, const char* locale_point) {
+  if (!locale_point || !*locale_point || std::strcmp(locale_point, ".") == 0) return text;
+  const std::string point(locale_point);
+  for (size_t at = text.find(point); at != std::string::npos; at = text.find(point, at + 1))
+    text.replace(at, point.size(), ".");
+  return text;
+}
+
+std::ostringstream c_locale_stream() {
+  std::ostringstream out;
+  out.imbue(std::locale::classic());
+  return out;
+}
 
 std::string format_duration(double s) {
   char buf[32];
@@ -24,7 +47,7 @@ std::string format_duration(double s) {
   } else {
     std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
   }
-  return buf;
+  return c_number(buf);
 }
 
 double seconds_since_start() {
@@ -70,7 +93,7 @@ std::string count_of(int64_t n, const std::string& noun) {
 std::string format_number(const char* printf_format, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, printf_format, v);
-  return buf;
+  return c_number(buf);
 }
 
 std::string format_exact(double v) {
@@ -79,7 +102,7 @@ std::string format_exact(double v) {
     std::snprintf(buf, sizeof buf, "%.*g", digits, v);
     if (std::strtod(buf, nullptr) == v) break;
   }
-  return buf;
+  return c_number(buf);
 }
 
 std::string format_count(double n) {
@@ -88,7 +111,7 @@ std::string format_count(double n) {
   else if (n >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
   else if (n >= 1e4) std::snprintf(buf, sizeof buf, "%.1fk", n / 1e3);
   else std::snprintf(buf, sizeof buf, "%.0f", n);
-  return buf;
+  return c_number(buf);
 }
 
 std::string format_rate(double per_second, const std::string& unit) {
@@ -99,7 +122,7 @@ std::string format_rate(double per_second, const std::string& unit) {
   } else {
     std::snprintf(buf, sizeof buf, "%.1f s/%s", 1 / per_second, unit.c_str());
   }
-  return buf;
+  return c_number(buf);
 }
 
 bool stderr_is_terminal() {

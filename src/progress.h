@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <sstream>
 #include <string>
 
 namespace lorank {
@@ -38,6 +39,12 @@ std::string format_count(double n);           // "1.23M", "45.6k", "789"
 std::string format_rate(double per_second, const std::string& unit);
 // One number through a printf format (e.g. "%.3f"): the formatting the reports share.
 std::string format_number(const char* printf_format, double v);
+// A number printf wrote, with C's decimal point: printf spells numbers in the caller's LC_NUMERIC,
+// and a library caller's de_DE "1,5" is invalid Python and a string in YAML. Every format_* uses
+// it.
+std::string c_decimal_point(std::string text, const char* locale_point);
+// A stream that writes numbers as C does ("1024", "1.5"), not in the global C++ locale.
+std::ostringstream c_locale_stream();
 // The fewest %g digits that read back as `v` ("0.001", "0.0010000001"): for values a command or
 // a folder name must keep exactly.
 std::string format_exact(double v);

@@ -156,6 +156,19 @@ void set_threads(int64_t n) {
   at::set_num_threads(int(n));
 }
 
+SingleThreadedOps::SingleThreadedOps() : torch_before_(at::get_num_threads()) {
+  if (BlasThreadsGetter get_blas = openblas_getter()) blas_before_ = get_blas();
+  set_threads(1);
+}
+
+// Not set_threads(before): under OpenBLAS that pins LibTorch at 1, and a library caller's count
+// must come back as it was.
+SingleThreadedOps::~SingleThreadedOps() {
+  if (BlasThreadsSetter set_blas = openblas_setter(); set_blas && blas_before_ > 0)
+    set_blas(blas_before_);
+  at::set_num_threads(torch_before_);
+}
+
 int64_t compute_threads() {
   if (BlasThreadsGetter get_blas = openblas_getter()) {
     return std::max<int64_t>(get_blas(), at::get_num_threads());

@@ -48,13 +48,13 @@ int64_t compute_threads();    // the threads that multiply: OpenBLAS's where it 
 // threads of their own; the count before it comes back after.
 class SingleThreadedOps {
  public:
-  SingleThreadedOps() : before_(compute_threads()) { set_threads(1); }
-  ~SingleThreadedOps() { set_threads(before_); }
+  SingleThreadedOps();
+  ~SingleThreadedOps();  // LibTorch's and OpenBLAS's counts each as they were
   SingleThreadedOps(const SingleThreadedOps&) = delete;
   SingleThreadedOps& operator=(const SingleThreadedOps&) = delete;
 
  private:
-  int64_t before_;
+  int torch_before_ = 1, blas_before_ = 0;
 };
 RuntimeInfo runtime_info(const torch::Device& device);
 std::string dtype_name(torch::ScalarType t);

@@ -205,9 +205,9 @@ std::string sweep_table(const SweepSummary& s) {
   os << line;
   for (const SweepRun& r : s.per_rank) {
     const bool mark = r.rank == s.adequate_rank;
-    std::snprintf(line, sizeof line, "%c %5lld  %10s  %8g  %9s  %9s  %8s%s\n", mark ? '*' : ' ',
-                  static_cast<long long>(r.rank), format_count(double(r.n_trainable)).c_str(), r.lr,
-                  format_number("%.4f", r.best_val_loss).c_str(),
+    std::snprintf(line, sizeof line, "%c %5lld  %10s  %8s  %9s  %9s  %8s%s\n", mark ? '*' : ' ',
+                  static_cast<long long>(r.rank), format_count(double(r.n_trainable)).c_str(),
+                  format_number("%g", r.lr).c_str(), format_number("%.4f", r.best_val_loss).c_str(),
                   std::isfinite(r.test_loss) ? format_number("%.4f", r.test_loss).c_str() : "-",
                   format_duration(r.seconds).c_str(), mark ? "  <- minimal adequate rank" : "");
     os << line;
@@ -303,7 +303,7 @@ std::string sweep_svg(const SweepSummary& s, const std::vector<SweepRun>& runs) 
     auto it = std::find_if(lrs.begin(), lrs.end(), [&](double v) { return same_lr(v, lr); });
     return colors[size_t(it - lrs.begin()) % 6];
   };
-  std::ostringstream o;
+  std::ostringstream o = c_locale_stream();
   draw_axes(o, a, s.metric);
   if (std::isfinite(s.threshold)) {
     o << "<line x1=\"" << a.left << "\" y1=\"" << a.Y(s.threshold) << "\" x2=\"" << a.W - a.right

@@ -29,9 +29,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }
 
 std::string fmt_double(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
+  return format_number("%g", v);
 }
 
 // splitmix64's finaliser: decorrelates the per-epoch seeds of neighbouring run seeds.

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <clocale>
 #include <cmath>
 #include <filesystem>
+#include <locale>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -332,6 +334,44 @@ TEST(Export, Deterministic) {
     EXPECT_EQ(lorank::export_config(a, format, "base"), lorank::export_config(b, format, "base"))
         << format;
   }
+}
+
+// A de_DE-like C++ locale: a comma for the point and grouped thousands.
+struct CommaNumbers : std::numpunct<char> {
+  char do_decimal_point() const override { return ','; }
+  char do_thousands_sep() const override { return '.'; }
+  std::string do_grouping() const override { return "\3"; }
+};
+
+// A library caller's locale (the C++ one, and the C one where this machine has a comma locale)
+// changes no number: under de_DE the unsloth snippet read lora_alpha=1,5 and torchtune a string.
+TEST(Export, TheCallersLocaleChangesNoNumber) {
+  Recommendation rec = sample_recommendation();
+  rec.alpha = 1.5;
+  rec.rank_pattern[kPatternKey] = 2048;
+  rec.alpha_pattern[kPatternKey] = 2048;
+  rec.modules.back().rank = 2048;
+  std::map<std::string, std::string> in_c;
+  for (const auto& format : lorank::export_formats())
+    in_c[format] = lorank::export_config(rec, format, "base");
+  const std::locale before =
+      std::locale::global(std::locale(std::locale::classic(), new CommaNumbers));
+  const std::string c_before = std::setlocale(LC_NUMERIC, nullptr);
+  std::string comma_c_locale = "none";
+  for (const char* name : {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "de_DE"}) {
+    if (std::setlocale(LC_NUMERIC, name)) {
+      comma_c_locale = name;
+      break;
+    }
+  }
+  std::ostringstream plain;  // the locale does reach a stream that does not ask for C's
+  plain << 1.5 << " " << 2048;
+  EXPECT_EQ(plain.str(), "1,5 2.048");
+  for (const auto& format : lorank::export_formats())
+    EXPECT_EQ(lorank::export_config(rec, format, "base"), in_c[format])
+        << format << ", C locale " << comma_c_locale;
+  std::setlocale(LC_NUMERIC, c_before.c_str());
+  std::locale::global(before);
 }
 
 // A model path holding a newline stays inside its string or comment in every format: in

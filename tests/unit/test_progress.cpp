@@ -32,6 +32,16 @@ TEST(Progress, ExactNumbersReadBackAsTheValue) {
 }
 
 // --version and the outputs' lorank_version say the version CMake builds.
+// Numbers keep C's point under a caller's LC_NUMERIC (a comma in de_DE, a multi-byte one
+// elsewhere).
+TEST(Progress, NumbersKeepTheCPointWhateverTheLocalesPoint) {
+  EXPECT_EQ(c_decimal_point("22,627417", ","), "22.627417");
+  EXPECT_EQ(format_number("%.10g", 1.5), "1.5");
+  EXPECT_EQ(c_decimal_point("1\u066b5", "\u066b"), "1.5");
+  EXPECT_EQ(c_decimal_point("1.5", "."), "1.5");
+  EXPECT_EQ(c_decimal_point("1.5", ""), "1.5");
+}
+
 TEST(Progress, VersionIsCMakesProjectVersion) {
   const std::string cmake = test::read_file(test::repo_path("CMakeLists.txt"));
   EXPECT_NE(cmake.find(std::string("project(lorank VERSION ") + kLorankVersion + " "),

@@ -45,6 +45,21 @@ TEST(Runtime, SingleThreadedOpsGivesTheThreadsBack) {
   set_threads(before);
 }
 
+// A library caller's own LibTorch count, which set_threads would pin at 1 under OpenBLAS.
+TEST(Runtime, SingleThreadedOpsGivesLibTorchsCountBackAsItWas) {
+  const int torch_before = at::get_num_threads();
+  const int64_t before = compute_threads();
+  at::set_num_threads(2);
+  {
+    SingleThreadedOps one;
+    EXPECT_EQ(at::get_num_threads(), 1);
+  }
+  EXPECT_EQ(at::get_num_threads(), 2);
+  EXPECT_GE(compute_threads(), 2);
+  set_threads(before);
+  at::set_num_threads(torch_before);
+}
+
 TEST(Parallel, EveryItemOnceWhateverTheThreadsAndChunks) {
   for (size_t threads : {1, 2, 5}) {
     for (size_t chunk : {1, 3, 64}) {
