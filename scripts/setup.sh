@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config libtorch-dev nlohmann-json3-dev libpcre2-dev
-          libsentencepiece-dev libcli11-dev libfmt-dev libgtest-dev libicu-dev libopenblas0-pthread)
+          libsentencepiece-dev libcli11-dev libgtest-dev libicu-dev libopenblas0-pthread)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -46,6 +46,11 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path);
 // tokenizer.json text already in memory (fuzzing, tests); `where` names it in errors.
 std::unique_ptr<Tokenizer> parse_tokenizer_json(const std::string& text, const std::string& where);
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& path);
+// Where lorank's SentencePiece module (liblorank_spm.so) is, tried before the search; an installed
+// lorank package sets it for the programs that link it (lorankConfig.cmake), wherever it went.
+void set_sentencepiece_module(const std::string& path);
+// The module loaded for tokenizer.model files so far, or "" before the first.
+std::string sentencepiece_module();
 // A model folder: tokenizer.json when present, else tokenizer.model (a path to either file also
 // works). Throws naming the folder.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir);

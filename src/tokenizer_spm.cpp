@@ -30,12 +30,23 @@ struct SpmApi {
   decltype(&lorank_spm_decode) decode;
 };
 
-// $LORANK_SPM_MODULE, the installed module (PREFIX/lib/lorank), the one beside the executable,
-// the configured prefix's (a program linking the installed library), then the build tree's: an
-// installed lorank must not pick up a rebuilt tree's module.
+std::string& module_given() {
+  static std::string path;
+  return path;
+}
+
+std::string& module_loaded() {
+  static std::string path;
+  return path;
+}
+
+// $LORANK_SPM_MODULE, the one the installed package names, the installed module
+// (PREFIX/lib/lorank), the one beside the executable, the configured prefix's, then the build
+// tree's: an installed lorank must not pick up a rebuilt tree's module.
 std::vector<std::string> module_candidates() {
   std::vector<std::string> paths;
   if (const char* env = std::getenv("LORANK_SPM_MODULE")) paths.emplace_back(env);
+  if (!module_given().empty()) paths.push_back(module_given());
   const std::string exe_dir = executable_dir();
   if (!exe_dir.empty()) {
     paths.push_back(exe_dir + "/../lib/lorank/liblorank_spm.so");
@@ -53,7 +64,10 @@ SpmApi open_module() {
   std::string tried, last_error;
   for (const auto& path : module_candidates()) {
     handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-    if (handle) break;
+    if (handle) {
+      module_loaded() = path;
+      break;
+    }
     tried += (tried.empty() ? "" : ", ") + path;
     last_error = dlerror();
   }
@@ -238,6 +252,14 @@ class SpmTokenizer : public Tokenizer {
 };
 
 }  // namespace
+
+void set_sentencepiece_module(const std::string& path) {
+  module_given() = path;
+}
+
+std::string sentencepiece_module() {
+  return module_loaded();
+}
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& path) {
   std::ifstream probe(path, std::ios::binary);

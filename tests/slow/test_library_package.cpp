@@ -44,6 +44,20 @@ TEST(LibraryPackage, TheExampleBuiltAgainstTheInstallGivesTheClisConfig) {
   EXPECT_EQ(lib_json, test::read_file(work + "/cli.json"));
   EXPECT_NE(lib_err.find("confidence"), std::string::npos) << lib_err;
 
+  // The torch-free library: a tokenizer.model loads the SentencePiece module this install holds
+  // (the compiled-in path is the configured prefix, and the build tree's module is there too).
+  const auto bpe = test::run_command(example + "/tokenize " + model + " 'Hello world' 2>&1");
+  ASSERT_EQ(bpe.exit_code, 0) << bpe.output;
+  EXPECT_NE(bpe.output.find("bpe (tokenizer.json)"), std::string::npos) << bpe.output;
+  const std::string spm = test::shared_path("tokenizers/llama2/tokenizer.model");
+  if (!spm.empty()) {
+    const auto ids = test::run_command(example + "/tokenize " + spm + " 'Hello world' 2>&1");
+    ASSERT_EQ(ids.exit_code, 0) << ids.output;
+    EXPECT_NE(ids.output.find("module " + prefix + "/lib/lorank/liblorank_spm.so"),
+              std::string::npos)
+        << ids.output;
+  }
+
   // A library error is an exception carrying lorank's message and hint, not an exit.
   const auto bad =
       test::run_command(example + "/recommend_rank " + model + " " + work + "/missing.jsonl 2>&1");
