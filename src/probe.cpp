@@ -516,7 +516,9 @@ int64_t exact_gradient_bytes(const std::vector<Linear*>& targets, int64_t n_shar
 }
 
 ProbeResult run_probe(Model& model, const std::vector<Example>& examples, const ProbeOptions& opts) {
-  if (opts.n_shards < 1) fail("probe", "shards must be >= 1", ">= 1", std::to_string(opts.n_shards));
+  if (opts.n_shards < 2)  // checked before the work: cross-fitting compares halves of the shards
+    fail("probe", "shards must be >= 2", ">= 2", std::to_string(opts.n_shards),
+         "the noise floor compares two halves of the data: n_shards 4 gives three such splits");
   if (opts.sketch_rank < 1) fail("probe", "sketch rank must be >= 1", ">= 1", std::to_string(opts.sketch_rank));
   auto start = std::chrono::steady_clock::now();
   std::vector<Linear*> targets = probe_targets(model, opts);

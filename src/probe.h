@@ -52,7 +52,7 @@ struct ProbeOptions {
   // most this share of its free memory; else the finished ones wait in CPU memory (0: always).
   double keep_shards_share = 1.0 / 16;
   // Padded tokens per pass: activations kept for backward grow with it (2048: ~0.6 GB on tiny).
-  EvalOptions batching = {2048, 64, 0};
+  EvalOptions batching = {2048, 64, 0, {}};
   Progress* progress = nullptr;           // advanced by real tokens
   // Called before each batch's backward pass; tests throw compat::throw_out_of_memory from it (and
   // from batching.before_batch) to exercise the out-of-memory paths on the CPU.

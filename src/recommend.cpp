@@ -440,7 +440,7 @@ std::string explain(const Recommendation& rec) {
                   format_count(double(d.n_examples)) + " examples (" +
                   format_count(double(d.probe_supervised)) + " supervised tokens, base loss " +
                   format_number("%.3f", d.base_loss) + " nats/token). ";
-  const bool capped = rec.extrapolation_needed > rec.extrapolation * (1 + 1e-9);
+  const bool capped = rec.extrapolation_needed > rec.options.max_extrapolation;
   s += "With the noise floor rescaled to " +
        (capped ? format_number("%g", rec.extrapolation) + "x the probed supervised tokens (the " +
                      "data holds " + format_number("%.1f", rec.extrapolation_needed) + "x)"

@@ -350,6 +350,14 @@ TEST(Probe, BadRequestsFailClearly) {
     EXPECT_NE(std::string(e.what()).find("shards"), std::string::npos) << e.what();
   }
   o = small_options();
+  o.n_shards = 1;  // refused before the probe runs: cross-fitting needs two halves
+  try {
+    run_probe(model, cmudict(), o);
+    FAIL() << "one shard has no halves to compare";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("shards must be >= 2"), std::string::npos) << e.what();
+  }
+  o = small_options();
   model.find_linear("model.layers.0.self_attn.q_proj")->hook = std::make_shared<Recorder>();
   EXPECT_THROW(run_probe(model, cmudict(), o), Error);
   model.find_linear("model.layers.0.self_attn.q_proj")->hook.reset();
