@@ -480,6 +480,10 @@ double ProbeResult::base_loss() const {
   return n_supervised() > 0 ? sum / double(n_supervised()) : 0.0;
 }
 
+int64_t default_probe_tokens(const torch::Device& device) {
+  return device.is_cuda() ? 262144 : 16384;
+}
+
 std::vector<Linear*> probe_targets(Model& model, const ProbeOptions& opts) {
   for (const auto& k : opts.target_kinds) {
     if (std::find(kKinds.begin(), kKinds.end(), k) == kKinds.end()) {

@@ -36,7 +36,8 @@ struct ProbeOptions {
   int64_t n_shards = 4;                   // 4 gives three balanced half splits
   uint64_t seed = 0;
   int64_t max_examples = 0;               // 0 = all; else a seeded sample of this many
-  int64_t max_tokens = 0;                 // 0 = no limit; else sample until this many tokens
+  // 0 = no limit; else sample until this many tokens (lorank recommend: default_probe_tokens).
+  int64_t max_tokens = 0;
   GradMode mode = GradMode::automatic;
   int64_t exact_budget_bytes = int64_t(2) << 30;  // automatic: exact when the K·G fit in this
   int64_t sketch_rank = 128;              // k; the core sketch is (2k + 1)²
@@ -94,6 +95,10 @@ struct ProbeResult {
 };
 
 // The linears the options select, in model order.
+// The token sample recommend probes by default: ~16k keeps the tiny model inside 30 s on a CPU; on
+// CUDA a larger sample is cheap and narrows the band.
+int64_t default_probe_tokens(const torch::Device& device);
+
 std::vector<Linear*> probe_targets(Model& model, const ProbeOptions& opts);
 // Bytes the exact per-shard gradients of `targets` would take (fp32).
 int64_t exact_gradient_bytes(const std::vector<Linear*>& targets, int64_t n_shards);

@@ -240,9 +240,14 @@ int64_t supported_directions(const std::vector<double>& singular_values,
   return n;
 }
 
+double data_over_probe(int64_t probe, int64_t train) {
+  return probe > 0 ? double(train) / double(probe) : 1.0;
+}
+
 double noise_scale(int64_t probe, int64_t train, double max_factor) {
-  if (probe <= 0 || train <= probe) return 1.0;
-  return std::sqrt(1.0 / std::min(double(train) / double(probe), std::max(1.0, max_factor)));
+  const double ratio = data_over_probe(probe, train);
+  if (ratio <= 1.0) return 1.0;
+  return std::sqrt(1.0 / std::min(ratio, std::max(1.0, max_factor)));
 }
 
 int64_t grid_ceil(const std::vector<int64_t>& grid, double x) {
@@ -504,8 +509,7 @@ Recommendation recommend(const std::vector<ModuleEvidence>& modules, const DataF
   rec.params_uniform = 0;
   for (const auto& m : rec.modules) rec.params_uniform += rec.rank * (m.d_in + m.d_out);
   rec.extrapolation = 1.0 / (scale_for(data, opts) * scale_for(data, opts));
-  rec.extrapolation_needed =
-      double(data.n_supervised) / double(std::max<int64_t>(1, data.probe_supervised));
+  rec.extrapolation_needed = data_over_probe(data.probe_supervised, data.n_supervised);
   if (rec.extrapolation_needed > opts.max_extrapolation) {
     RecommendOptions full = uncapped;
     full.max_extrapolation = rec.extrapolation_needed;

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "spectrum.h"
+#include "module_spectrum.h"
 
 namespace lorank {
 
@@ -110,7 +110,7 @@ struct Recommendation {
   bool capped = false;             // --max-rank or --budget-params lowered the rank
   std::string capped_by;           // "--max-rank 4" or "--budget-params 50000" when capped
   int64_t rank_uncapped = 0;       // the rule's rank without those caps
-  double extrapolation = 1;        // training tokens / probed tokens, as used (capped)
+  double extrapolation = 1;        // training / probed supervised tokens, as used (capped)
   double extrapolation_needed = 1;  // training / probed supervised tokens, uncapped
   // Beyond the cap: the rule with the noise rescaled to all the training tokens, as probing more
   // would tend to show (counts only grow with the tokens); 0 when the cap did not apply.
@@ -127,6 +127,8 @@ std::vector<ModuleEvidence> module_evidence(const ProbeResult& probe,
 int64_t supported_directions(const std::vector<double>& singular_values,
                              const std::vector<double>& noise_spectrum, double edge, double margin,
                              double c);
+// Training supervised tokens per probed one; 1 when nothing was probed.
+double data_over_probe(int64_t probe, int64_t train);
 // c for a probe of `probe` supervised tokens and a training set of `train`; at least 1/√max_factor.
 double noise_scale(int64_t probe, int64_t train, double max_factor);
 

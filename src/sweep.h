@@ -59,7 +59,7 @@ struct SweepOutput {
   std::string base_model_path;
   bool resume = false;  // skip finished pairs, resume a half-finished run from its checkpoint
   bool force = false;   // discard an earlier sweep's results in dir
-  bool progress = true;
+  bool progress = false;              // a bar on stderr: the CLI turns it on, a library caller asks
   std::vector<std::string> warnings;  // the data's, kept in each run's train_summary.json
 };
 

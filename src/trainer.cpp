@@ -28,10 +28,6 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-std::string fmt_double(double v) {
-  return format_number("%g", v);
-}
-
 // splitmix64's finaliser: decorrelates the per-epoch seeds of neighbouring run seeds.
 uint64_t mix_seed(uint64_t seed, uint64_t epoch) {
   uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (epoch + 1);
@@ -89,7 +85,7 @@ bool is_ours(const std::string& file) {
 void validate(const TrainOptions& o) {
   auto check = [](bool ok, const std::string& option, const std::string& expected, double got,
                   const std::string& hint = "") {
-    if (!ok) fail_usage(option, "value out of range", expected, fmt_double(got), hint);
+    if (!ok) fail_usage(option, "value out of range", expected, format_number("%g", got), hint);
   };
   check(o.lr > 0 && std::isfinite(o.lr), "--lr", "a positive number", o.lr);
   check(o.epochs >= 1, "--epochs", ">= 1", double(o.epochs));
@@ -478,9 +474,9 @@ OutputState inspect_output_dir(const TrainOutput& out) {
 }
 
 std::string Trainer::status_line(const StepMetrics& m) const {
-  std::string status = "loss " + fmt_double(m.loss) + "  " +
+  std::string status = "loss " + format_number("%g", m.loss) + "  " +
                        format_count(m.seconds > 0 ? double(m.tokens) / m.seconds : 0.0) + " tok/s";
-  if (std::isfinite(best_val_)) status += "  best val " + fmt_double(best_val_);
+  if (std::isfinite(best_val_)) status += "  best val " + format_number("%g", best_val_);
   return status;
 }
 

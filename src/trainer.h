@@ -153,7 +153,7 @@ struct TrainOutput {
   std::string base_model_path;  // base_model_name_or_path in adapter_config.json
   bool resume = false;  // continue from dir's checkpoint (or start afresh when there is none)
   bool force = false;   // replace results already in dir
-  bool progress = true;
+  bool progress = false;        // a bar on stderr: the CLI turns it on, a library caller asks
   std::string label = "train";  // the progress bar's label
   // Said before training (what reading the data warned about): kept in the result and in
   // train_summary.json, for scripts that read those rather than stderr.

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
     const auto model = lorank::Model::load(model_dir);  // fp32 on the CPU
 
     lorank::ProbeOptions probe_options;
-    probe_options.max_tokens = 16384;     // recommend's sample on a CPU
+    probe_options.max_tokens = lorank::default_probe_tokens(torch::kCPU);  // as recommend's CLI
     probe_options.input_moments = false;  // the plain rule reads gradients only
     probe_options = lorank::auto_probe_batching(*model, probe_options);
     const lorank::ProbeResult probe = lorank::run_probe(*model, data.examples, probe_options);

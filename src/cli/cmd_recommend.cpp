@@ -119,9 +119,6 @@ void write_outputs(const RecommendCliOptions& o, const Recommendation& rec,
                  {"report.txt", recommendation_report(rec, ctx)}});
 }
 
-// A CPU probe of ~16k tokens keeps the tiny model inside 30 s; on CUDA a larger sample is cheap.
-int64_t default_max_tokens(const Session& s) { return s.device.is_cuda() ? 262144 : 16384; }
-
 // Probes the data (the slow part) and gathers what the decision rests on.
 Evidence probe_evidence(RecommendCliOptions& o) {
   ProbeCliOptions given = o.probe;  // as given, before the defaults below fill it in
@@ -130,7 +127,8 @@ Evidence probe_evidence(RecommendCliOptions& o) {
   const double load_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // --sample alone is the sample the user asked for; the default token cap is for neither given.
-  if (o.probe.max_tokens == 0 && o.probe.sample == 0) o.probe.max_tokens = default_max_tokens(s);
+  if (o.probe.max_tokens == 0 && o.probe.sample == 0)
+    o.probe.max_tokens = default_probe_tokens(s.device);
   o.probe.max_rank = o.max_rank;
   o.probe.no_moments = !o.whitened;  // the plain rule needs no input moments
   ProbeRun run = run_probe_cli(s, o.probe, o.common.quiet, /*gain_curves=*/false);

@@ -342,21 +342,13 @@ TEST(Probe, BadRequestsFailClearly) {
   o.layers = {4};
   EXPECT_THROW(run_probe(model, cmudict(), o), Error);
   o = small_options();
-  o.max_examples = 1;
-  try {
-    run_probe(model, cmudict(), o);
-    FAIL() << "one example cannot fill two shards";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("shards"), std::string::npos) << e.what();
-  }
+  o.max_examples = 1;  // one example cannot fill two shards
+  std::string e = test::error_of([&] { run_probe(model, cmudict(), o); });
+  EXPECT_NE(e.find("shards"), std::string::npos) << e;
   o = small_options();
   o.n_shards = 1;  // refused before the probe runs: cross-fitting needs two halves
-  try {
-    run_probe(model, cmudict(), o);
-    FAIL() << "one shard has no halves to compare";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("shards must be >= 2"), std::string::npos) << e.what();
-  }
+  e = test::error_of([&] { run_probe(model, cmudict(), o); });
+  EXPECT_NE(e.find("shards must be >= 2"), std::string::npos) << e;
   o = small_options();
   model.find_linear("model.layers.0.self_attn.q_proj")->hook = std::make_shared<Recorder>();
   EXPECT_THROW(run_probe(model, cmudict(), o), Error);

@@ -23,6 +23,8 @@ TEST(LibraryPackage, TheExampleBuiltAgainstTheInstallGivesTheClisConfig) {
   for (const char* file : {"include/lorank/recommend.h", "lib/liblorank_core.a",
                            "lib/liblorank_base.a", "lib/cmake/lorank/lorankConfig.cmake"})
     EXPECT_TRUE(fs::exists(prefix + "/" + file)) << file;
+  for (const char* file : {"compat.h", "tokenizer_spm_module.h", "tokenizer_unicode.h"})
+    EXPECT_FALSE(fs::exists(prefix + "/include/lorank/" + file)) << file << " is internal";
   // Only the install and LibTorch: the source tree's headers are not on the example's path.
   r = test::run_command("cmake -S " + test::repo_path("examples/library") + " -B " + example +
                         " -DCMAKE_PREFIX_PATH=" + prefix + " -DTorch_DIR=" + LORANK_TORCH_DIR +

@@ -343,6 +343,8 @@ TEST(Spectrum, NoiseScaleStopsAtTheExtrapolationCap) {
   EXPECT_DOUBLE_EQ(noise_scale(1000, 4000, 4), 0.5);
   EXPECT_DOUBLE_EQ(noise_scale(1000, 40000, 4), 0.5);
   EXPECT_DOUBLE_EQ(noise_scale(0, 40000, 4), 1.0);
+  EXPECT_DOUBLE_EQ(data_over_probe(1000, 40000), 40.0);  // what the cap hides
+  EXPECT_DOUBLE_EQ(data_over_probe(0, 40000), 1.0);
 }
 
 }  // namespace
