@@ -16,10 +16,12 @@ tar -C "$shared" -cf - "${parts[@]}" | xz -6 -T2 > .gpu/shared.tar.xz
 # The large step (tools/make_large_model.py) needs Llama 3's tokenizer.json alone: LORANK_PACK_LLAMA3=1.
 rm -f .gpu/llama3.tar.xz
 [ "${LORANK_PACK_LLAMA3:-0}" = 1 ] && tar -C "$shared" -cJf .gpu/llama3.tar.xz tokenizers/llama3/tokenizer.json
-# The multi-turn golden's SentencePiece part needs Llama 2's tokenizer.json alone (0.4 MB; without it
-# the golden step would drop that part, and its test fails): LORANK_PACK_LLAMA2=0 leaves it out.
+# Llama 2's tokenizer.json for the multi-turn golden's SentencePiece part (without it the golden step
+# would drop that part, and its test fails), and its tokenizer.model for the SentencePiece tests
+# (0.9 MB together): LORANK_PACK_LLAMA2=0 leaves them out.
 rm -f .gpu/llama2.tar.xz
-[ "${LORANK_PACK_LLAMA2:-1}" = 1 ] && tar -C "$shared" -cJf .gpu/llama2.tar.xz tokenizers/llama2/tokenizer.json
+[ "${LORANK_PACK_LLAMA2:-1}" = 1 ] && tar -C "$shared" -cJf .gpu/llama2.tar.xz tokenizers/llama2/tokenizer.json \
+  tokenizers/llama2/tokenizer.model
 tmp=$(mktemp -d)
 for t in "$shared"/bench/tasks/*/; do
   name=$(basename "$t"); mkdir -p "$tmp/tasks/$name"
