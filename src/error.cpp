@@ -30,12 +30,12 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 void fail(const std::string& where, const std::string& what, const std::string& expected,
           const std::string& got, const std::string& hint) {
-  throw Error(error_message(where, what, expected, got, hint));
+  throw Error(where, what, expected, got, hint);
 }
 
 void fail_usage(const std::string& where, const std::string& what, const std::string& expected,
                 const std::string& got, const std::string& hint) {
-  throw UsageError(error_message(where, what, expected, got, hint));
+  throw UsageError(where, what, expected, got, hint);
 }
 
 }  // namespace lorank

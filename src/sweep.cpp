@@ -555,11 +555,11 @@ SweepResult run_sweep(const std::vector<Model*>& models, const TrainData& data,
       recompute[slot] = again;
       return run;
     } catch (const Error& e) {  // LibTorch's errors reach main, which prints them without a trace
-      const std::string what = (fs::path(out.dir) / sweep_run_dir(rank, lr)).string() + ": " +
-                               sweep_run_label(rank, lr) + " failed: " + e.what() +
-                               "\n  hint: " + sweep_failure_hint();
-      if (dynamic_cast<const UsageError*>(&e)) throw UsageError(what);
-      throw Error(what);
+      const std::string where = (fs::path(out.dir) / sweep_run_dir(rank, lr)).string();
+      const std::string what = sweep_run_label(rank, lr) + " failed: " + e.what();
+      if (dynamic_cast<const UsageError*>(&e))
+        throw UsageError(where, what, "", "", sweep_failure_hint());
+      throw Error(where, what, "", "", sweep_failure_hint());
     }
   };
   return run_sweep(models.size(), train, data, opts, out, on_run);

@@ -187,10 +187,9 @@ SafetensorsFile open_checkpoint(const std::string& path) {
   try {
     return SafetensorsFile(path);
   } catch (const Error& e) {
-    const std::string what = e.what();
-    throw Error(what.substr(0, what.find("\n  hint:")) +
-                "\n  hint: the checkpoint is damaged: restore it, or pass --force instead of "
-                "--resume to start the run afresh");
+    throw Error(e.where(), e.reason(), e.expected(), e.got(),
+                "the checkpoint is damaged: restore it, or pass --force instead of --resume to "
+                "start the run afresh");
   }
 }
 

@@ -405,6 +405,30 @@ TEST(Evaluate, OutOfMemoryWithOneExampleIsAClearError) {
   EXPECT_THROW(evaluate_loss(tiny_model(), examples, all, eo), c10::Error);
 }
 
+TEST(Trainer, ACutCheckpointSaysItIsDamagedOnce) {
+  TrainOptions first = short_run(4);
+  first.stop_after = 1;
+  TrainOutput out;
+  out.dir = test::make_temp_dir("train-cut");
+  {
+    Trainer t(tiny_model(), lora_r4(), cmudict(), first);
+    ASSERT_FALSE(t.run(out).finished);
+  }
+  const std::string checkpoint = out.dir + "/" + kCheckpointFile;
+  fs::resize_file(checkpoint, fs::file_size(checkpoint) / 2);  // a full disk, a copy cut short
+  out.resume = true;
+  Trainer t(tiny_model(), lora_r4(), cmudict(), short_run(4));
+  try {
+    t.run(out);
+    FAIL() << "a cut checkpoint resumed";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where().rfind(checkpoint, 0), 0u) << e.where();  // and the tensor cut short
+    EXPECT_NE(e.hint().find("the checkpoint is damaged"), std::string::npos) << e.what();
+    const std::string what = e.what();
+    EXPECT_EQ(what.find("hint:"), what.rfind("hint:")) << "one hint, the checkpoint's: " << what;
+  }
+}
+
 TEST(Trainer, ResumedRunEqualsAnUninterruptedOne) {
   LoraConfig lora = lora_r4();
   lora.dropout = 0.1;  // the checkpoint must carry the generator state too
