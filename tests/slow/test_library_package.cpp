@@ -60,6 +60,18 @@ TEST(LibraryPackage, TheExampleBuiltAgainstTheInstallGivesTheClisConfig) {
         << ids.output;
   }
 
+  // COMPONENTS base never looks for LibTorch: with find_package(Torch) disabled it still builds.
+  const std::string base_only = work + "/example-base";
+  r = test::run_command(
+      "cmake -S " + test::repo_path("examples/library") + " -B " + base_only +
+      " -DCMAKE_PREFIX_PATH=" + prefix +
+      " -DLORANK_EXAMPLE_CORE=OFF -DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON --no-warn-unused-cli" +
+      " > /dev/null && cmake --build " + base_only + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(fs::exists(base_only + "/recommend_rank"));
+  const auto alone = test::run_command(base_only + "/tokenize " + model + " 'Hello world' 2>&1");
+  EXPECT_EQ(alone.output, bpe.output);
+
   // A library error is an exception carrying lorank's message and hint, not an exit.
   const auto bad =
       test::run_command(example + "/recommend_rank " + model + " " + work + "/missing.jsonl 2>&1");
