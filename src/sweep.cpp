@@ -556,10 +556,13 @@ SweepResult run_sweep(const std::vector<Model*>& models, const TrainData& data,
       return run;
     } catch (const Error& e) {  // LibTorch's errors reach main, which prints them without a trace
       const std::string where = (fs::path(out.dir) / sweep_run_dir(rank, lr)).string();
-      const std::string what = sweep_run_label(rank, lr) + " failed: " + e.what();
-      if (dynamic_cast<const UsageError*>(&e))
-        throw UsageError(where, what, "", "", sweep_failure_hint());
-      throw Error(where, what, "", "", sweep_failure_hint());
+      // The same text as before, with the parts apart: the run's hint joins the sweep's.
+      const std::string what = sweep_run_label(rank, lr) + " failed: " +
+                               error_message(e.where(), e.reason(), e.expected(), e.got());
+      const std::string hint =
+          (e.hint().empty() ? "" : e.hint() + "\n  hint: ") + sweep_failure_hint();
+      if (dynamic_cast<const UsageError*>(&e)) throw UsageError(where, what, "", "", hint);
+      throw Error(where, what, "", "", hint);
     }
   };
   return run_sweep(models.size(), train, data, opts, out, on_run);

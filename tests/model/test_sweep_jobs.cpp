@@ -127,7 +127,7 @@ TEST(SweepJobs, AFailingRunStopsTheOthersAndResumeFinishesThem) {
   SweepOptions opts = three_ranks();
   std::atomic<int> passes{0};
   opts.train.before_micro_batch = [&](int64_t) {
-    if (++passes == 4) throw Error("disk on fire");
+    if (++passes == 4) throw Error("", "disk on fire", "", "", "free some space");
   };
   try {
     run_sweep(models, data, opts, out);
@@ -135,9 +135,13 @@ TEST(SweepJobs, AFailingRunStopsTheOthersAndResumeFinishesThem) {
   } catch (const Error& e) {  // named, with what to do next
     const std::string what = e.what();
     EXPECT_NE(what.find("the training of r="), std::string::npos) << what;
-    EXPECT_NE(what.find("failed: disk on fire\n  hint: the finished runs are kept, a stopped one"),
+    EXPECT_NE(what.find("failed: disk on fire\n  hint: free some space\n  hint: the finished "
+                        "runs are kept, a stopped one"),
               std::string::npos)
         << what;
+    EXPECT_EQ(e.reason().find("hint"), std::string::npos) << e.reason();  // the parts come apart
+    EXPECT_EQ(e.hint().rfind("free some space\n  hint: the finished runs are kept", 0), 0u)
+        << e.hint();
   }
   EXPECT_LT(result_lines(out), 3);  // at least the failed run is missing
   opts.train.before_micro_batch = nullptr;
