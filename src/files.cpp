@@ -54,20 +54,44 @@ void write_all(int fd, const uint8_t* data, size_t n, const std::string& where) 
   }
 }
 
-// A fresh sibling of `path`, created with O_EXCL so no other writer can share it.
-int create_temp_beside(const std::string& path, std::string* temp) {
+// ".<name>.<tag>-<pid>-<random>" in `path`'s folder.
+std::string sibling_name(const std::string& path, const char* tag, std::random_device& rd) {
   size_t slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::ostringstream name;
+  name << dir << "/." << base << "." << tag << "-" << ::getpid() << "-" << std::hex << rd();
+  return name.str();
+}
+
+// A fresh sibling of `path`, created with O_EXCL so no other writer can share it.
+int create_temp_beside(const std::string& path, std::string* temp) {
   std::random_device rd;
   for (int attempt = 0; attempt < 100; ++attempt) {
-    std::ostringstream name;
-    name << dir << "/." << base << ".tmp-" << ::getpid() << "-" << std::hex << rd();
-    *temp = name.str();
+    *temp = sibling_name(path, "tmp", rd);
     int fd = ::open(temp->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0 || errno != EEXIST) return fd;
   }
   return -1;
+}
+
+const std::string k_no_copy = "\n";  // the file exists but could not be linked
+
+// A second name (a hard link) for the file at `path`, so that replacing it can be undone: "" when
+// there is no such file, k_no_copy where the file system cannot link.
+std::string link_old_beside(const std::string& path) {
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::string name = sibling_name(path, "old", rd);
+    if (::link(path.c_str(), name.c_str()) == 0) return name;
+    if (errno == ENOENT) return "";
+    if (errno != EEXIST) return k_no_copy;
+  }
+  return k_no_copy;
+}
+
+bool is_copy(const std::string& old) {
+  return !old.empty() && old != k_no_copy;
 }
 
 // Moves the finished temp file into place; link() refuses an existing target atomically.
@@ -171,16 +195,30 @@ void write_file_atomic(const std::string& path, const std::string& bytes, bool o
 
 void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files,
                         bool overwrite) {
-  std::vector<std::string> temps;
+  std::vector<std::string> temps, olds;
+  size_t moved = 0;
   try {
     for (const auto& [path, bytes] : files) refuse_existing(path, overwrite);
     for (const auto& [path, bytes] : files) {
       temps.push_back(write_temp_beside(path, chunks_of(bytes)));
     }
-    for (size_t i = 0; i < files.size(); ++i) publish(temps[i], files[i].first, overwrite);
+    for (const auto& [path, bytes] : files) olds.push_back(link_old_beside(path));
+    for (; moved < files.size(); ++moved) publish(temps[moved], files[moved].first, overwrite);
   } catch (...) {
-    for (const std::string& t : temps) ::unlink(t.c_str());  // those already moved are gone
+    // A move failing midway (the target a folder, a file that appeared since the check) puts the
+    // files already moved back as they were.
+    for (size_t i = 0; i < moved; ++i) {
+      if (olds[i].empty()) ::unlink(files[i].first.c_str());
+      if (is_copy(olds[i])) ::rename(olds[i].c_str(), files[i].first.c_str());
+    }
+    for (size_t i = moved; i < temps.size(); ++i) ::unlink(temps[i].c_str());
+    for (size_t i = moved; i < olds.size(); ++i) {
+      if (is_copy(olds[i])) ::unlink(olds[i].c_str());
+    }
     throw;
+  }
+  for (const std::string& old : olds) {
+    if (is_copy(old)) ::unlink(old.c_str());
   }
 }
 

@@ -31,7 +31,8 @@ void write_file_atomic(const std::string& path, const std::vector<ByteRange>& ch
                        bool overwrite);
 void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite);
 // Writes several files all or none: each goes to a temp file first, and they are moved into place
-// only when every one was written (a full disk leaves the old set, not half of a new one).
+// only when every one was written (a full disk leaves the old set, not half of a new one); a move
+// that fails midway puts back the files already moved (where the file system has hard links).
 void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files,
                         bool overwrite);
 

@@ -427,6 +427,25 @@ TEST(Export, WriteExportsWritesAllOrNone) {
             lorank::export_config(rec, "axolotl", "old"));
 }
 
+// A move that fails after others were made (here the second target is a folder) puts the moved
+// files back; a set written over the old one leaves none of the old names behind.
+TEST(Export, AMoveFailingMidwayPutsTheMovedFilesBack) {
+  TempDir tmp("write-files-undo");
+  lorank::test::write_file(tmp.path + "/a.txt", "old\n");
+  std::filesystem::create_directory(tmp.path + "/b");
+  const std::vector<std::string> before = lorank::list_dir(tmp.path);
+  EXPECT_THROW(lorank::write_files_atomic({{tmp.path + "/a.txt", "new\n"},
+                                           {tmp.path + "/c.txt", "new\n"},
+                                           {tmp.path + "/b", "new\n"}},
+                                          /*overwrite=*/true),
+               lorank::Error);
+  EXPECT_EQ(lorank::list_dir(tmp.path), before);  // c.txt gone again, no temp or old copies
+  EXPECT_EQ(lorank::test::read_file(tmp.path + "/a.txt"), "old\n");
+  lorank::write_files_atomic({{tmp.path + "/a.txt", "new\n"}}, /*overwrite=*/true);
+  EXPECT_EQ(lorank::list_dir(tmp.path), before);
+  EXPECT_EQ(lorank::test::read_file(tmp.path + "/a.txt"), "new\n");
+}
+
 TEST(Export, WriteExportsChecksEveryFileBeforeWriting) {
   TempDir tmp("export-partial");
   lorank::test::write_file(tmp.path + "/unsloth.py", "mine\n");
