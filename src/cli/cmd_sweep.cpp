@@ -187,6 +187,33 @@ SweepResult run_in_processes(SweepCliOptions& o, const std::vector<torch::Device
   return result;
 }
 
+// The table or JSON of a finished sweep; the exit code of one stopped or with every run diverged.
+int report_sweep(const SweepCliOptions& o, const SweepResult& result, const SweepOptions& so,
+                 const SweepOutput& out) {
+  if (!result.complete) {
+    std::fprintf(stderr,
+                 "sweep stopped with %zu of %zu runs done; run the same command with "
+                 "--resume%s to continue\n",
+                 result.runs.size(), so.ranks.size() * so.lrs.size(),
+                 o.t.force ? " instead of --force" : "");
+    return stopped_exit_code();
+  }
+  if (o.t.common.json) {
+    std::printf("%s", sweep_json(result.summary, result.runs).c_str());
+  } else {
+    std::printf("\n%s\nresults in %s (sweep.json, results.jsonl, loss_vs_rank.svg)\n",
+                sweep_table(result.summary).c_str(), out.dir.c_str());
+  }
+  if (result.summary.adequate_rank == 0) {  // the table says so; the exit code tells a script
+    fail((std::filesystem::path(out.dir) / kResultsFile).string(), "every run diverged",
+         "a finite validation loss from at least one run",
+         "none of " + std::to_string(result.runs.size()),
+         "the runs are kept: run the same sweep with --resume and smaller --lrs (or keep "
+         "--max-grad-norm at 1)");
+  }
+  return 0;
+}
+
 int run_sweep_cmd(SweepCliOptions& o) {
   finalize(o.t);
   check_grid(o);
@@ -249,28 +276,7 @@ int run_sweep_cmd(SweepCliOptions& o) {
   const SweepResult result =
       jobs == 1 ? run_sweep(*s.model, data, so, out, on_run)
                 : run_in_processes(o, devices, jobs, data, so, out, progress, on_run);
-  if (!result.complete) {
-    std::fprintf(stderr,
-                 "sweep stopped with %zu of %zu runs done; run the same command with "
-                 "--resume%s to continue\n",
-                 result.runs.size(), so.ranks.size() * so.lrs.size(),
-                 o.t.force ? " instead of --force" : "");
-    return stopped_exit_code();
-  }
-  if (o.t.common.json) {
-    std::printf("%s", sweep_json(result.summary, result.runs).c_str());
-  } else {
-    std::printf("\n%s\nresults in %s (sweep.json, results.jsonl, loss_vs_rank.svg)\n",
-                sweep_table(result.summary).c_str(), out.dir.c_str());
-  }
-  if (result.summary.adequate_rank == 0) {  // the table says so; the exit code tells a script
-    fail((std::filesystem::path(out.dir) / kResultsFile).string(), "every run diverged",
-         "a finite validation loss from at least one run",
-         "none of " + std::to_string(result.runs.size()),
-         "the runs are kept: run the same sweep with --resume and smaller --lrs (or keep "
-         "--max-grad-norm at 1)");
-  }
-  return 0;
+  return report_sweep(o, result, so, out);
 }
 
 }  // namespace
