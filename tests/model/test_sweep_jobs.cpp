@@ -28,11 +28,7 @@ namespace lorank {
 namespace {
 
 using test::cmudict;
-
-Model& tiny_model() {
-  static std::unique_ptr<Model> model = Model::load(test::trainer_model_dir());
-  return *model;
-}
+using test::trainer_model;
 
 SweepOptions three_ranks() {
   return test::tiny_sweep({1, 2, 4});
@@ -70,7 +66,7 @@ int64_t result_lines(const SweepOutput& out) {
 }
 
 TEST(Model, ReplicaSharesTheWeightsOnItsDeviceButNotTheHooks) {
-  Model& m = tiny_model();
+  Model& m = trainer_model();
   std::unique_ptr<Model> r = m.replica(m.device());
   EXPECT_EQ(r->embedding().data_ptr(), m.embedding().data_ptr());
   ASSERT_EQ(r->linears().size(), m.linears().size());
@@ -91,13 +87,13 @@ TEST(Model, ReplicaSharesTheWeightsOnItsDeviceButNotTheHooks) {
 TEST(SweepJobs, RunsAtOnceGiveTheResultsOfOneAtATime) {
   const TrainData data = with_test();
   const SweepOutput one = output("sweep-one");
-  const SweepResult a = run_sweep(tiny_model(), data, three_ranks(), one);
+  const SweepResult a = run_sweep(trainer_model(), data, three_ranks(), one);
   ASSERT_TRUE(a.complete);
 
   std::vector<std::unique_ptr<Model>> replicas;
-  std::vector<Model*> models = {&tiny_model()};
+  std::vector<Model*> models = {&trainer_model()};
   for (int i = 0; i < 2; ++i) {
-    replicas.push_back(tiny_model().replica(torch::kCPU));
+    replicas.push_back(trainer_model().replica(torch::kCPU));
     models.push_back(replicas.back().get());
   }
   const SweepOutput three = output("sweep-three");
@@ -121,8 +117,8 @@ TEST(SweepJobs, RunsAtOnceGiveTheResultsOfOneAtATime) {
 
 TEST(SweepJobs, AFailingRunStopsTheOthersAndResumeFinishesThem) {
   const TrainData data = with_test();
-  std::unique_ptr<Model> second = tiny_model().replica(torch::kCPU);
-  const std::vector<Model*> models = {&tiny_model(), second.get()};
+  std::unique_ptr<Model> second = trainer_model().replica(torch::kCPU);
+  const std::vector<Model*> models = {&trainer_model(), second.get()};
   SweepOutput out = output("sweep-fail");
   SweepOptions opts = three_ranks();
   std::atomic<int> passes{0};
@@ -154,8 +150,8 @@ TEST(SweepJobs, AFailingRunStopsTheOthersAndResumeFinishesThem) {
 
 TEST(SweepJobs, AnInterruptReachesEveryRunAndEachKeepsItsCheckpoint) {
   const TrainData data = with_test();
-  std::unique_ptr<Model> second = tiny_model().replica(torch::kCPU);
-  const std::vector<Model*> models = {&tiny_model(), second.get()};
+  std::unique_ptr<Model> second = trainer_model().replica(torch::kCPU);
+  const std::vector<Model*> models = {&trainer_model(), second.get()};
   SweepOutput out = output("sweep-interrupt");
   SweepOptions opts = three_ranks();
   std::atomic<bool> interrupt{false};
@@ -282,7 +278,7 @@ TEST(SweepJobs, ARunsFolderIsLockedWhileItTrains) {
   const FolderLock other(out.dir + "/runs/r1-lr0.003", "--out");  // another process's train
   out.resume = true;  // the sweep's folder is no longer empty
   try {
-    run_sweep(tiny_model(), with_test(), three_ranks(), out);
+    run_sweep(trainer_model(), with_test(), three_ranks(), out);
     FAIL() << "trained into a folder another run holds";
   } catch (const Error& e) {
     const std::string what = e.what();

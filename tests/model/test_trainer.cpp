@@ -1,12 +1,10 @@
-// Trainer and sweep on tiny-llama (CPU): pinned losses, determinism, accumulation, resume, the
-// best adapter, output-folder rules, and a resumable two-rank sweep.
+// The trainer on tiny-llama (CPU): pinned losses, determinism, accumulation, out-of-memory
+// recovery, resume, the best adapter and output-folder rules.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "compat.h"
 #include "dataset.h"
@@ -15,7 +13,6 @@
 #include "lora.h"
 #include "model.h"
 #include "safetensors.h"
-#include "sweep.h"
 #include "test_common.h"
 #include "trainer.h"
 #include "trainer_fixtures.h"
@@ -28,15 +25,10 @@ namespace {
 using test::cmudict;
 using test::lora_r4;
 using test::short_run;
-using test::tiny_sweep;
+using test::trainer_model;
 
 std::string tiny_dir() {
   return test::trainer_model_dir();
-}
-
-Model& tiny_model() {
-  static std::unique_ptr<Model> model = Model::load(tiny_dir());
-  return *model;
 }
 
 TrainData all_for_training() {
@@ -47,7 +39,7 @@ TrainData all_for_training() {
 }
 
 std::vector<double> step_losses(const TrainData& data, const TrainOptions& opts, int64_t steps) {
-  Trainer t(tiny_model(), lora_r4(), data, opts);
+  Trainer t(trainer_model(), lora_r4(), data, opts);
   std::vector<double> out;
   for (int64_t i = 0; i < steps; ++i) out.push_back(t.step().loss);
   return out;
@@ -66,8 +58,8 @@ TEST(Trainer, FirstLossIsTheBaseModelsLossOnThatBatch) {
   std::vector<size_t> first = batch_indices(data.train.size(), opts.batch, opts.seed, 0);
   EvalOptions eo;
   eo.pad_id = 5;
-  double base = evaluate_loss(tiny_model(), data.train, first, eo).mean_loss;
-  Trainer t(tiny_model(), lora_r4(), data, opts);
+  double base = evaluate_loss(trainer_model(), data.train, first, eo).mean_loss;
+  Trainer t(trainer_model(), lora_r4(), data, opts);
   EXPECT_NEAR(t.step().loss, base, 1e-5);  // B = 0: the adapter changes nothing yet
 }
 
@@ -86,7 +78,7 @@ TEST(Trainer, TrainingLowersTheLossOnWhatItSaw) {
   TrainData data = all_for_training();
   TrainOptions opts = short_run(8);  // one epoch
   opts.lr = 3e-3;
-  Trainer t(tiny_model(), lora_r4(), data, opts);
+  Trainer t(trainer_model(), lora_r4(), data, opts);
   double before = t.evaluate(data.train);
   for (int i = 0; i < 8; ++i) t.step();
   EXPECT_LT(t.evaluate(data.train), before - 0.05);
@@ -97,7 +89,7 @@ TEST(Trainer, TwoRunsGiveIdenticalLosses) {
   LoraConfig lora = lora_r4();
   lora.dropout = 0.1;  // the generator is seeded too
   auto run = [&] {
-    Trainer t(tiny_model(), lora, cmudict(), opts);
+    Trainer t(trainer_model(), lora, cmudict(), opts);
     std::vector<double> out;
     for (int i = 0; i < 4; ++i) out.push_back(t.step().loss);
     return std::make_pair(out, t.adapters().state_dict());
@@ -112,7 +104,7 @@ TEST(Trainer, FirstUpdateIsAdamW) {
   // Step 1 of AdamW: m/(sqrt(v) + eps) = g/(|g| + eps), decay shrinks by (1 - lr * wd).
   TrainOptions o = short_run(1);
   o.weight_decay = 0.1;
-  Trainer t(tiny_model(), lora_r4(), cmudict(), o);
+  Trainer t(trainer_model(), lora_r4(), cmudict(), o);
   std::vector<torch::Tensor> a0, g;
   for (const auto& m : t.adapters().modules()) a0.push_back(m.A.detach().clone());
   t.step();
@@ -129,7 +121,7 @@ TEST(Trainer, FirstUpdateIsAdamW) {
   // Warm-up: the first step runs at lr 0, as transformers' schedule does.
   o.warmup = 0.5;
   o.max_steps = 4;
-  Trainer w(tiny_model(), lora_r4(), cmudict(), o);
+  Trainer w(trainer_model(), lora_r4(), cmudict(), o);
   EXPECT_EQ(w.step().lr, 0.0);
   EXPECT_EQ(w.adapters().modules()[0].B.abs().max().item<double>(), 0.0);
   EXPECT_DOUBLE_EQ(w.step().lr, 0.5 * o.lr);
@@ -143,7 +135,7 @@ TEST(Trainer, GradientAccumulationEqualsOneBigBatch) {
   one.adam_eps = two.adam_eps = 1e-6;
   two.grad_accum = 2;
   auto run = [&](const TrainOptions& o) {
-    Trainer t(tiny_model(), lora_r4(), cmudict(), o);
+    Trainer t(trainer_model(), lora_r4(), cmudict(), o);
     StepMetrics m = t.step();
     std::map<std::string, torch::Tensor> grads;
     for (const auto& mod : t.adapters().modules()) grads[mod.name] = mod.B.grad().clone();
@@ -171,15 +163,15 @@ TEST(Trainer, ActivationCheckpointingChangesNothingButMemory) {
   auto run = [&](bool checkpointing) {
     TrainOptions o = short_run(3);
     o.checkpointing = checkpointing;
-    Trainer t(tiny_model(), lora, cmudict(), o);
-    EXPECT_EQ(tiny_model().checkpointing(), checkpointing);
+    Trainer t(trainer_model(), lora, cmudict(), o);
+    EXPECT_EQ(trainer_model().checkpointing(), checkpointing);
     std::vector<double> losses;
     for (int i = 0; i < 3; ++i) losses.push_back(t.step().loss);
     return std::make_pair(losses, t.adapters().state_dict());
   };
   auto [l_plain, s_plain] = run(false);
   auto [l_ckpt, s_ckpt] = run(true);
-  EXPECT_FALSE(tiny_model().checkpointing());  // the trainer switched it off again
+  EXPECT_FALSE(trainer_model().checkpointing());  // the trainer switched it off again
   for (size_t i = 0; i < l_plain.size(); ++i) EXPECT_NEAR(l_ckpt[i], l_plain[i], 1e-6);
   EXPECT_LT(max_abs_diff(s_plain, s_ckpt), 1e-6);
 }
@@ -197,11 +189,11 @@ OomRun run_capturing_stderr(const LoraConfig& lora, const TrainOptions& o, int s
   OomRun r;
   testing::internal::CaptureStderr();
   {
-    Trainer t(tiny_model(), lora, cmudict(), o);
+    Trainer t(trainer_model(), lora, cmudict(), o);
     for (int i = 0; i < steps; ++i) r.losses.push_back(t.step().loss);
     r.state = t.adapters().state_dict();
     r.micro_batch = t.micro_batch();
-    r.checkpointing = tiny_model().checkpointing();
+    r.checkpointing = trainer_model().checkpointing();
   }
   r.err = testing::internal::GetCapturedStderr();
   return r;
@@ -292,7 +284,7 @@ TEST(Trainer, OutOfMemoryAtMicroBatchOneIsAClearError) {
   testing::internal::CaptureStderr();
   std::string what;
   {
-    Trainer t(tiny_model(), lora_r4(), cmudict(), o);
+    Trainer t(trainer_model(), lora_r4(), cmudict(), o);
     try {
       t.step();
     } catch (const Error& e) {
@@ -312,7 +304,7 @@ TEST(Trainer, OutOfMemoryAtMicroBatchOneIsAClearError) {
   }
   // Other LibTorch errors are not mistaken for running out of memory.
   o.before_micro_batch = [](int64_t) { TORCH_CHECK(false, "some other failure"); };
-  Trainer t(tiny_model(), lora_r4(), cmudict(), o);
+  Trainer t(trainer_model(), lora_r4(), cmudict(), o);
   try {
     t.step();
     FAIL() << "the error was swallowed";
@@ -337,7 +329,7 @@ TEST(Evaluate, OutOfMemoryHalvesTheBatchesAndKeepsTheLoss) {
   std::vector<Example> examples;
   EvalOptions eo;
   const std::vector<size_t> all = all_cmudict(examples, eo);
-  const EvalResult want = evaluate_loss(tiny_model(), examples, all, eo);
+  const EvalResult want = evaluate_loss(trainer_model(), examples, all, eo);
   std::vector<int64_t> sizes;
   // The second and fifth batches run out: after one that has summed, and once more after shrinking.
   eo.before_batch = [&sizes](int64_t n) {
@@ -346,7 +338,7 @@ TEST(Evaluate, OutOfMemoryHalvesTheBatchesAndKeepsTheLoss) {
       compat::throw_out_of_memory("Tried to allocate 3 GiB");
   };
   testing::internal::CaptureStderr();
-  const EvalResult got = evaluate_loss(tiny_model(), examples, all, eo);
+  const EvalResult got = evaluate_loss(trainer_model(), examples, all, eo);
   const std::string err = testing::internal::GetCapturedStderr();
   EXPECT_NEAR(got.mean_loss, want.mean_loss, 1e-6 * std::fabs(want.mean_loss));
   EXPECT_EQ(got.n_supervised, want.n_supervised);
@@ -369,7 +361,7 @@ TEST(Evaluate, TrainerKeepsTheLimitsThatFittedForLaterEvaluations) {
     sizes.push_back(n);
     if (sizes.size() == 1) compat::throw_out_of_memory("Tried to allocate 3 GiB");
   };
-  Trainer t(tiny_model(), lora_r4(), cmudict(), o);
+  Trainer t(trainer_model(), lora_r4(), cmudict(), o);
   testing::internal::CaptureStderr();
   const double first = t.evaluate(cmudict().val);
   const size_t n_first = sizes.size();
@@ -390,7 +382,7 @@ TEST(Evaluate, OutOfMemoryWithOneExampleIsAClearError) {
   testing::internal::CaptureStderr();
   std::string what;
   try {
-    evaluate_loss(tiny_model(), examples, all, eo);
+    evaluate_loss(trainer_model(), examples, all, eo);
   } catch (const Error& e) {
     what = e.what();
   }
@@ -402,7 +394,7 @@ TEST(Evaluate, OutOfMemoryWithOneExampleIsAClearError) {
   }
   // Other LibTorch errors are not mistaken for running out of memory.
   eo.before_batch = [](int64_t) { TORCH_CHECK(false, "some other failure"); };
-  EXPECT_THROW(evaluate_loss(tiny_model(), examples, all, eo), c10::Error);
+  EXPECT_THROW(evaluate_loss(trainer_model(), examples, all, eo), c10::Error);
 }
 
 TEST(Trainer, ACutCheckpointSaysItIsDamagedOnce) {
@@ -411,13 +403,13 @@ TEST(Trainer, ACutCheckpointSaysItIsDamagedOnce) {
   TrainOutput out;
   out.dir = test::make_temp_dir("train-cut");
   {
-    Trainer t(tiny_model(), lora_r4(), cmudict(), first);
+    Trainer t(trainer_model(), lora_r4(), cmudict(), first);
     ASSERT_FALSE(t.run(out).finished);
   }
   const std::string checkpoint = out.dir + "/" + kCheckpointFile;
   fs::resize_file(checkpoint, fs::file_size(checkpoint) / 2);  // a full disk, a copy cut short
   out.resume = true;
-  Trainer t(tiny_model(), lora_r4(), cmudict(), short_run(4));
+  Trainer t(trainer_model(), lora_r4(), cmudict(), short_run(4));
   try {
     t.run(out);
     FAIL() << "a cut checkpoint resumed";
@@ -443,14 +435,14 @@ TEST(Trainer, ResumedRunEqualsAnUninterruptedOne) {
   TrainResult r_whole;
   {
     out.dir = whole;
-    Trainer t(tiny_model(), lora, cmudict(), opts);
+    Trainer t(trainer_model(), lora, cmudict(), opts);
     r_whole = t.run(out);
   }
   {
     TrainOptions first = opts;
     first.stop_after = 2;
     out.dir = parts;
-    Trainer t(tiny_model(), lora, cmudict(), first);
+    Trainer t(trainer_model(), lora, cmudict(), first);
     TrainResult r = t.run(out);
     EXPECT_FALSE(r.finished);
     EXPECT_EQ(r.steps_done, 2);
@@ -460,7 +452,7 @@ TEST(Trainer, ResumedRunEqualsAnUninterruptedOne) {
   TrainResult r_parts;
   {
     out.resume = true;
-    Trainer t(tiny_model(), lora, cmudict(), opts);
+    Trainer t(trainer_model(), lora, cmudict(), opts);
     r_parts = t.run(out);
   }
   EXPECT_TRUE(r_parts.finished);
@@ -492,13 +484,13 @@ TEST(Trainer, ResumeRefusesOtherSettings) {
   out.progress = false;
   out.dir = test::make_temp_dir("train-mismatch");
   {
-    Trainer t(tiny_model(), lora_r4(), cmudict(), opts);
+    Trainer t(trainer_model(), lora_r4(), cmudict(), opts);
     t.run(out);
   }
   opts.lr = 2e-3;
   opts.stop_after = 0;
   out.resume = true;
-  Trainer t(tiny_model(), lora_r4(), cmudict(), opts);
+  Trainer t(trainer_model(), lora_r4(), cmudict(), opts);
   try {
     t.run(out);
     FAIL() << "resumed with another lr";
@@ -524,7 +516,7 @@ TEST(Trainer, KeepsTheAdapterWithTheBestValidationLoss) {
   out.base_model_path = tiny_dir();
   TrainResult r;
   {
-    Trainer t(tiny_model(), lora_r4(), data, opts);
+    Trainer t(trainer_model(), lora_r4(), data, opts);
     r = t.run(out);
   }
   ASSERT_EQ(r.evals.size(), 8u);
@@ -536,12 +528,12 @@ TEST(Trainer, KeepsTheAdapterWithTheBestValidationLoss) {
   EXPECT_LT(r.best_step, r.evals.back().step) << "the run should overfit for this test to bite";
   EXPECT_GT(r.evals.back().val_loss, r.best_val_loss + 0.1);
   // The adapter on disk is that step's: loading it reproduces the best validation loss.
-  auto loaded = LoraAdapters::load_peft(tiny_model(), out.dir);
+  auto loaded = LoraAdapters::load_peft(trainer_model(), out.dir);
   std::vector<size_t> all(data.val.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;
   EvalOptions eo;
   eo.pad_id = 5;
-  EXPECT_NEAR(evaluate_loss(tiny_model(), data.val, all, eo).mean_loss, r.best_val_loss, 1e-5);
+  EXPECT_NEAR(evaluate_loss(trainer_model(), data.val, all, eo).mean_loss, r.best_val_loss, 1e-5);
   EXPECT_TRUE(r.warnings.empty()) << r.warnings.front();
 }
 
@@ -557,7 +549,7 @@ TEST(Trainer, SaysWhenTheValidationLossOnlyRose) {
   out.progress = false;
   TrainResult r;
   {
-    Trainer t(tiny_model(), lora_r4(), cmudict(), opts);
+    Trainer t(trainer_model(), lora_r4(), cmudict(), opts);
     r = t.run(out);
   }
   ASSERT_EQ(r.evals.size(), 5u);
@@ -576,7 +568,7 @@ TEST(Trainer, RefusesToOverwriteResults) {
   out.dir = test::make_temp_dir("train-refuse");
   TrainResult first;
   {
-    Trainer t(tiny_model(), lora_r4(), cmudict(), short_run(2));
+    Trainer t(trainer_model(), lora_r4(), cmudict(), short_run(2));
     first = t.run(out);
   }
   ASSERT_TRUE(first.finished);
@@ -590,7 +582,7 @@ TEST(Trainer, RefusesToOverwriteResults) {
   out.resume = true;  // a finished run is read back, not retrained
   EXPECT_EQ(inspect_output_dir(out), OutputState::finished);
   {
-    Trainer t(tiny_model(), lora_r4(), cmudict(), short_run(2));
+    Trainer t(trainer_model(), lora_r4(), cmudict(), short_run(2));
     TrainResult again = t.run(out);
     EXPECT_TRUE(again.resumed);
     EXPECT_TRUE(again.steps.empty());
@@ -606,276 +598,6 @@ TEST(Trainer, RefusesToOverwriteResults) {
   o2.dir = other;
   o2.resume = true;
   EXPECT_THROW(inspect_output_dir(o2), Error);
-}
-
-TEST(Sweep, WritesResultsAndResumesWithoutRedoingFinishedPairs) {
-  SweepOutput out;
-  out.dir = test::make_temp_dir("sweep");
-  out.progress = false;
-  TrainData data = cmudict();
-  data.test = cmudict().val;
-  std::vector<std::pair<int64_t, bool>> seen;
-  auto note = [&](const SweepRun& r, bool cached) { seen.push_back({r.rank, cached}); };
-  // A sweep killed after its first run looks like one that only had that run to do.
-  SweepResult first = run_sweep(tiny_model(), data, tiny_sweep({1}), out, note);
-  ASSERT_TRUE(first.complete);
-  const std::string r1_summary = out.dir + "/runs/r1-lr0.003/" + kSummaryFile;
-  auto r1_time = fs::last_write_time(r1_summary);
-  EXPECT_THROW(run_sweep(tiny_model(), data, tiny_sweep({1, 2}), out, note), Error);  // no --resume
-  out.resume = true;
-  seen.clear();
-  SweepResult second = run_sweep(tiny_model(), data, tiny_sweep({1, 2}), out, note);
-  ASSERT_TRUE(second.complete);
-  EXPECT_EQ(seen, (std::vector<std::pair<int64_t, bool>>{{1, true}, {2, false}}));
-  EXPECT_EQ(fs::last_write_time(r1_summary), r1_time);
-  std::ifstream in(out.dir + "/" + kResultsFile);
-  std::string line;
-  int lines = 0;
-  while (std::getline(in, line)) ++lines;
-  EXPECT_EQ(lines, 2);
-  EXPECT_EQ(second.summary.metric, "test");
-  ASSERT_EQ(second.summary.per_rank.size(), 2u);
-  EXPECT_GT(second.summary.per_rank[1].n_trainable, second.summary.per_rank[0].n_trainable);
-  EXPECT_TRUE(fs::exists(out.dir + "/sweep.json"));
-  EXPECT_NE(test::read_file(out.dir + "/loss_vs_rank.svg").find("<svg"), std::string::npos);
-  // Other settings may not be mixed into the same results.
-  SweepOptions other = tiny_sweep({1, 2});
-  other.train.batch = 8;
-  EXPECT_THROW(run_sweep(tiny_model(), data, other, out, note), Error);
-}
-
-TEST(Sweep, ResultLineCutShortByAKillIsDropped) {
-  SweepOutput out;
-  out.dir = test::make_temp_dir("sweep-cut");
-  out.progress = false;
-  ASSERT_TRUE(run_sweep(tiny_model(), cmudict(), tiny_sweep({1}), out).complete);
-  const std::string path = out.dir + "/" + kResultsFile;
-  const std::string first = test::read_file(path);
-  test::write_file(path, first + "{\"rank\": 2, \"lr\"");  // killed mid-append
-  out.resume = true;
-  ASSERT_TRUE(run_sweep(tiny_model(), cmudict(), tiny_sweep({1, 2}), out).complete);
-  const std::string now = test::read_file(path);
-  EXPECT_EQ(now.substr(0, first.size()), first);
-  std::istringstream lines(now.substr(first.size()));
-  std::string line;
-  int n = 0;
-  while (std::getline(lines, line)) {
-    EXPECT_EQ(nlohmann::json::parse(line)["rank"], 2) << now;
-    ++n;
-  }
-  EXPECT_EQ(n, 1) << now;
-}
-
-TEST(Sweep, HalfFinishedRunContinuesFromItsCheckpoint) {
-  SweepOutput out;
-  out.dir = test::make_temp_dir("sweep-half");
-  out.progress = false;
-  SweepOptions opts = tiny_sweep({2});
-  opts.train.stop_after = 2;  // as if killed after step 2
-  SweepResult stopped = run_sweep(tiny_model(), cmudict(), opts, out);
-  EXPECT_FALSE(stopped.complete);
-  EXPECT_TRUE(fs::exists(out.dir + "/runs/r2-lr0.003/" + kCheckpointFile));
-  opts.train.stop_after = 0;
-  out.resume = true;
-  SweepResult done = run_sweep(tiny_model(), cmudict(), opts, out);
-  ASSERT_TRUE(done.complete);
-  ASSERT_EQ(done.runs.size(), 1u);
-  EXPECT_EQ(done.runs[0].steps, 3);
-}
-
-std::string cli_model_data() {
-  return "--model " + tiny_dir() + " --data " + test::asset("data/cmudict.jsonl") + " -q";
-}
-
-TEST(TrainCli, SaysWhenTheValidationFileIsTheTrainingFile) {
-  const std::string dir = test::make_temp_dir("cli-train-val") + "/out";
-  auto r =
-      test::run_lorank("train " + cli_model_data() + " --val " + test::asset("data/cmudict.jsonl") +
-                       " --r 2 --batch 4 --max-steps 1 --out " + dir);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("warning: --val " + test::asset("data/cmudict.jsonl") +
-                          " is the training file"),
-            std::string::npos)
-      << r.output;
-}
-
-// tiny-llama's k_proj maps 256 to 128 features: above r=128 it gains parameters, not capacity.
-TEST(TrainCli, SaysWhenTheRankIsAboveAModulesFullRank) {
-  const std::string dir = test::make_temp_dir("cli-train-full-rank") + "/out";
-  const std::string args = "train " + cli_model_data() +
-                           " --targets q_proj,k_proj --batch 4 --max-steps 1 --n-evals 1 --out ";
-  auto r = test::run_lorank(args + dir + " --r 200");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("warning: r=200 is above min(d_in, d_out) of 4 of the 8 target modules "
-                          "(k_proj 128)"),
-            std::string::npos)
-      << r.output;
-  r = test::run_lorank(args + dir + "2 --r 128");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(r.output.find("min(d_in, d_out)"), std::string::npos) << r.output;
-  // A sweep with trainings in other processes passes on theirs, once each.
-  r = test::run_lorank("sweep " + cli_model_data() +
-                       " --targets q_proj,k_proj --batch 4 --max-steps 1 --n-evals 1 --ranks 4,200 "
-                       "--lrs 1e-3 --jobs 2 --out " +
-                       dir + "3");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const std::string warning = "warning: r=200 is above min(d_in, d_out) of 4 of the 8";
-  ASSERT_NE(r.output.find(warning), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find(warning, r.output.find(warning) + 1), std::string::npos) << r.output;
-}
-
-// --n-evals 0 with held-out data evaluates once, at the end: the run keeps and writes an adapter.
-// A --max-steps that stops the run before its epochs, and PEFT's alpha = 2r habit under rsLoRA,
-// are said.
-TEST(TrainCli, NoEvaluationsKeepTheLastAdapterAndCapsAreSaid) {
-  const std::string dir = test::make_temp_dir("cli-train-no-evals") + "/out";
-  auto r = test::run_lorank("train --model " + tiny_dir() + " --data " +
-                            test::asset("data/cmudict.jsonl") +
-                            " --r 4 --alpha 16 --batch 4 --max-steps 2 --n-evals 0 --out " + dir);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("best       step 2, validation loss"), std::string::npos) << r.output;
-  EXPECT_TRUE(fs::exists(dir + "/adapter_model.safetensors"));
-  EXPECT_NE(r.output.find("--max-steps 2 stops the run at 0.25 of 5 epochs"), std::string::npos)
-      << r.output;
-  EXPECT_NE(r.output.find("warning: --alpha 16 with rsLoRA (the default) scales the adapter by "
-                          "alpha/sqrt(r) = 8 at r=4; PEFT's alpha/r would be 4"),
-            std::string::npos)
-      << r.output;
-  r = test::run_lorank("train " + cli_model_data() +
-                       " --r 4 --alpha 16 --rslora --batch 4 --max-steps 1 --out " + dir + "2");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(r.output.find("with rsLoRA"), std::string::npos) << r.output;
-}
-
-TEST(TrainCli, TrainsRefusesAndResumes) {
-  const std::string dir = test::make_temp_dir("cli-train") + "/out";
-  const std::string args = "train " + cli_model_data() +
-                           " --r 2 --lr 1e-3 --batch 4 --max-steps 3 --val-fraction 0.25 --out " +
-                           dir;
-  auto r = test::run_lorank(args + " --stop-after 1");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("--resume"), std::string::npos) << r.output;
-  r = test::run_lorank(args);
-  EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("already holds the results"), std::string::npos) << r.output;
-  // --stop-after counts the steps of each call: resumed at step 1 with --stop-after 2, the run
-  // trains its last two steps (counted from the start, it would stop at step 2).
-  r = test::run_lorank(args + " --stop-after 2 --resume");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("steps      3 of 3 (resumed)"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("stopped at step"), std::string::npos) << r.output;
-  EXPECT_TRUE(fs::exists(dir + "/adapter_config.json"));
-  EXPECT_TRUE(fs::exists(dir + "/adapter_model.safetensors"));
-  r = test::run_lorank(args + " --resume");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("3 of 3 (finished before: nothing left to resume)"), std::string::npos)
-      << r.output;
-  // What a changed option asks of a finished run would be ignored: refused, as for a checkpoint.
-  r = test::run_lorank(args + " --resume --seed 7");
-  EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("this finished run was trained with other settings or data"),
-            std::string::npos)
-      << r.output;
-  r = test::run_lorank(args + " --force --grad-accum 3");
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("--grad-accum"), std::string::npos) << r.output;
-  r = test::run_lorank(args + " --force --rank-pattern q_proj");
-  EXPECT_EQ(r.exit_code, 2);  // the command line alone is wrong
-  EXPECT_NE(r.output.find("key=value"), std::string::npos) << r.output;
-}
-
-// recommend's adapter_config.json names its model: without --model, train would adapt the built-in
-// demo and name the demo in the adapter; refused, with the --model to pass. The demo's own passes.
-TEST(TrainCli, AdapterConfigWithoutModelIsRefused) {
-  const std::string rec = test::make_temp_dir("cli-adapter-base");
-  test::write_file(rec + "/adapter_config.json", R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
-    "target_modules": ["q_proj"], "base_model_name_or_path": "/models/small-llama"})");
-  const std::string args = "train --data " + test::asset("data/cmudict.jsonl") +
-                           " -q --batch 4 --max-steps 1 --adapter-config " + rec + " --out ";
-  auto r = test::run_lorank(args + rec + "/out");
-  EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("names a base model, but no --model was given"), std::string::npos)
-      << r.output;
-  EXPECT_NE(r.output.find("hint: pass --model /models/small-llama"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs::exists(rec + "/out"));
-  test::write_file(rec + "/adapter_config.json", R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
-    "target_modules": ["q_proj"], "base_model_name_or_path": ")" +
-                                                     test::repo_path("assets/tiny-llama") + "\"}");
-  r = test::run_lorank(args + rec + "/demo");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-}
-
-// lora_alpha 0 scales the update to nothing: every gradient was 0 and the run "finished".
-TEST(TrainCli, AdapterConfigAlphaMustBePositive) {
-  const std::string rec = test::make_temp_dir("cli-adapter-alpha");
-  const std::string args = "train --data " + test::asset("data/cmudict.jsonl") +
-                           " -q --batch 4 --max-steps 1 --adapter-config " + rec + " --out ";
-  for (const char* alpha : {"0", "-8"}) {
-    test::write_file(
-        rec + "/adapter_config.json",
-        std::string(
-            R"({"peft_type": "LORA", "r": 4, "target_modules": ["q_proj"], "lora_alpha": )") +
-            alpha + "}");
-    auto r = test::run_lorank(args + rec + "/out");
-    EXPECT_EQ(r.exit_code, 1) << r.output;
-    EXPECT_NE(r.output.find("adapter_config.json: lora_alpha must be positive (expected > 0, got " +
-                            std::string(alpha) + ")"),
-              std::string::npos)
-        << r.output;
-  }
-  test::write_file(rec + "/adapter_config.json", R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
-    "target_modules": ["q_proj"], "alpha_pattern": {"q_proj": 0}})");
-  auto r = test::run_lorank(args + rec + "/out");
-  EXPECT_NE(r.output.find("[alpha_pattern.q_proj]: alpha must be positive"), std::string::npos)
-      << r.output;
-  EXPECT_FALSE(fs::exists(rec + "/out/adapter_model.safetensors"));
-}
-
-TEST(TrainCli, AdapterConfigGivesTheLoraSettingsAndNoFlagMayRepeatThem) {
-  // What `recommend --out DIR` leaves in DIR: PEFT's adapter_config.json with a rank_pattern.
-  const std::string rec = test::make_temp_dir("cli-adapter-config");
-  test::write_file(rec + "/adapter_config.json", R"({"peft_type": "LORA", "r": 4,
-    "lora_alpha": 8, "use_rslora": true, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"],
-    "rank_pattern": {"model.layers.1.self_attn.v_proj": 2}, "alpha_pattern": {"q_proj": 16}})");
-  const std::string args =
-      "train " + cli_model_data() + " --batch 4 --max-steps 2 --val-fraction 0.25";
-  const std::string out = rec + "/out";
-  auto r = test::run_lorank(args + " --adapter-config " + rec + " --out " + out);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto got = nlohmann::json::parse(test::read_file(out + "/adapter_config.json"));
-  EXPECT_EQ(got["r"], 4);
-  EXPECT_EQ(got["lora_alpha"], 8);
-  EXPECT_EQ(got["use_rslora"], true);
-  EXPECT_EQ(got["target_modules"], nlohmann::json({"q_proj", "v_proj"}));
-  EXPECT_EQ(got["rank_pattern"], nlohmann::json({{"model.layers.1.self_attn.v_proj", 2}}));
-  EXPECT_EQ(got["alpha_pattern"], nlohmann::json({{"q_proj", 16}}));
-  r = test::run_lorank(args + " --adapter-config " + rec + " --r 8 --force --out " + out);
-  EXPECT_EQ(r.exit_code, 2);  // the command line alone is wrong
-  EXPECT_NE(r.output.find("--rank: conflicts with --adapter-config"), std::string::npos)
-      << r.output;
-  EXPECT_NE(r.output.find(rec + "/adapter_config.json"), std::string::npos) << r.output;
-  r = test::run_lorank(args + " --adapter-config " + rec + "/none.json --force --out " + out);
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.output.find("--adapter-config: not found"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("recommend --out DIR"), std::string::npos) << r.output;
-}
-
-TEST(TrainCli, SweepPrintsTheTableAndMarksTheAdequateRank) {
-  const std::string dir = test::make_temp_dir("cli-sweep") + "/out";
-  auto r = test::run_lorank("sweep " + cli_model_data() +
-                            " --ranks 1,4 --lrs 3e-3 --batch 4 --jobs 2 --alpha 12 "
-                            "--max-steps 2 --n-evals 1 --val-fraction 0.25 --out " +
-                            dir);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("minimal adequate rank"), std::string::npos) << r.output;
-  // PEFT's alpha habit is said by the sweep too, at its largest rank.
-  EXPECT_NE(r.output.find("warning: --alpha 12 with rsLoRA (the default) scales the adapter by "
-                          "alpha/sqrt(r) = 6 at r=4; PEFT's alpha/r would be 3"),
-            std::string::npos)
-      << r.output;
-  EXPECT_TRUE(fs::exists(dir + "/results.jsonl"));
-  EXPECT_TRUE(fs::exists(dir + "/sweep.json"));
-  EXPECT_TRUE(fs::exists(dir + "/loss_vs_rank.svg"));
 }
 
 }  // namespace

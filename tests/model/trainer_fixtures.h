@@ -4,6 +4,7 @@
 
 #include "dataset.h"
 #include "lora.h"
+#include "model.h"
 #include "sweep.h"
 #include "test_common.h"
 #include "tokenizer.h"
@@ -13,6 +14,12 @@ namespace lorank::test {
 
 inline std::string trainer_model_dir() {
   return repo_path("assets/tiny-llama");
+}
+
+// tiny-llama on the CPU, loaded once per test binary.
+inline Model& trainer_model() {
+  static std::unique_ptr<Model> model = Model::load(trainer_model_dir());
+  return *model;
 }
 
 // The 32 cmudict records: the first 24 train, the last 8 validate.
