@@ -180,6 +180,7 @@ std::string cli_sweep(const std::string& out, bool quiet = true) {
   return "sweep --model " + test::trainer_model_dir() + " --data " +
          test::asset("data/cmudict.jsonl") +
          " --ranks 1,2,4 --lrs 3e-3 --batch 4 --max-steps 3 --n-evals 1 --val-fraction 0.25" +
+         " --device cpu" +  // else a GPU machine runs one sweep on CUDA, the other on --devices cpu
          (quiet ? " -q" : "") + " --out " + out;
 }
 
