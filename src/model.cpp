@@ -198,6 +198,11 @@ Model::Model(ModelConfig cfg, const WeightSource& src, const LoadOptions& opts)
   for (Slot& s : table) {
     LoadOptions on = opts;
     on.device = slot_device(s);
+    if (opts.shapes_only) {
+      *s.tensor =
+          torch::empty(s.shape, torch::TensorOptions().device(torch::kMeta).dtype(on.dtype));
+      continue;
+    }
     *s.tensor = src.read(s.hf_name, on);
     if (opts.check_finite && !torch::isfinite(*s.tensor).all().item<bool>()) {
       int64_t bad = (~torch::isfinite(*s.tensor)).sum().item<int64_t>();
@@ -210,7 +215,8 @@ Model::Model(ModelConfig cfg, const WeightSource& src, const LoadOptions& opts)
     }
   }
   // Split, the last device reads its own copy of a tied embedding (frozen, so never out of step).
-  if (cfg_.tie_word_embeddings) lm_head_.weight = embed_.to(devices_.back());
+  if (cfg_.tie_word_embeddings)
+    lm_head_.weight = opts.shapes_only ? embed_ : embed_.to(devices_.back());
 }
 
 void Model::place(const LoadOptions& opts) {

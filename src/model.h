@@ -45,6 +45,9 @@ struct LoadOptions {
   std::vector<torch::Device> devices;
   torch::ScalarType dtype = torch::kFloat32;  // kFloat32 or kBFloat16 (kHalf also accepted)
   bool check_finite = true;                   // scan every weight for NaN/Inf
+  // Names and shapes checked against the files, no weight read: meta tensors, for the checks of a
+  // process that leaves the training to others (its module names, the LoRA keys they match).
+  bool shapes_only = false;
 };
 
 class Model {

@@ -248,9 +248,13 @@ int run_sweep_cmd(SweepCliOptions& o) {
   if (jobs > 1) refuse_data_read_once(o.t);
   // With trainings in other processes this one only reads the data (for the settings' fingerprint).
   Session s = open_session(o.t.common, o.t.data, /*load_data=*/true, /*load_model=*/jobs == 1);
-  if (s.model) {  // else each training checks, and its warnings are passed on as it ends
+  if (s.model) {
     check_every_key_matches(*s.model, so.lora, "");
     warn_ranks_beyond_full(*s.model, so.lora, so.ranks);
+  } else {  // the trainings load the model and pass their warnings on; a mistyped key fails here
+    LoadOptions names_only;
+    names_only.shapes_only = true;
+    check_every_key_matches(*Model::load(s.model_dir, names_only), so.lora, "");
   }
   if (jobs > 1) refuse_split_model(s, "lorank sweep");
   if (devices.empty()) devices = {s.device};

@@ -92,6 +92,24 @@ TEST(Model, LoadsTinyLlama) {
   EXPECT_EQ(p.lm_head, 0);
 }
 
+// Names and shapes from the files, no weight read: the same modules as a full load, on meta
+// tensors.
+TEST(Model, ShapesOnlyHasTheModulesAndReadsNoWeight) {
+  REQUIRE_TINY();
+  lorank::LoadOptions names_only;
+  names_only.shapes_only = true;
+  auto meta = Model::load(tiny_llama_dir(), names_only);
+  auto full = Model::load(tiny_llama_dir());
+  const std::vector<lorank::Linear*> a = meta->linears(), b = full->linears();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]->name, b[i]->name);
+    EXPECT_TRUE(a[i]->weight.is_meta()) << a[i]->name;
+    EXPECT_EQ(a[i]->weight.sizes(), b[i]->weight.sizes()) << a[i]->name;
+  }
+  EXPECT_TRUE(meta->lm_head().weight.is_meta());
+}
+
 TEST(Model, ForwardShapes) {
   REQUIRE_TINY();
   torch::NoGradGuard no_grad;

@@ -242,13 +242,26 @@ TEST(SweepJobs, CliNamesTheLogOfAFailedTrainingAndResumeFinishes) {
                         "hint: the finished runs are kept, a stopped one", "--resume"});
 }
 
-// A setting that fails in every training: the training's own hint is passed on, and the sweep's
-// says that a changed setting needs --force (--resume refuses it).
+// A training that fails with a hint of its own (here its run folder is a file): the hint is passed
+// on before the sweep's.
 TEST(SweepJobs, CliPassesOnTheTrainingsHint) {
   const std::string out = test::make_temp_dir("cli-jobs-hint") + "/out";
-  test::expect_failure(cli_sweep(out) + " --jobs 2 --targets foo_proj",
-                       {"the training of r=", "matched no linear layer", "hint: this model's",
-                        "hint: read the log; the finished runs are kept", "--force"});
+  fs::create_directories(out + "/runs");
+  test::write_file(out + "/runs/r2-lr0.003", "a file where the run's folder goes");
+  test::expect_failure(cli_sweep(out) + " --jobs 2 --resume",
+                       {"the training of r=2 lr=0.003 failed", "not a folder",
+                        "\n  hint: choose another --out\n  hint: read the log; the finished runs"});
+}
+
+// The processes load the model, this one does not: its names and shapes (no weights) still check
+// the keys before any training starts, and nothing is left that would need --force.
+TEST(SweepJobs, CliChecksTheTargetsBeforeAnyTraining) {
+  const std::string out = test::make_temp_dir("cli-jobs-targets") + "/out";
+  auto r = test::expect_failure(
+      cli_sweep(out) + " --jobs 2 --targets q_proj,foo_proj",
+      {"--targets: 'foo_proj' matches no linear layer", "hint: this model's linears are q_proj"});
+  EXPECT_EQ(r.output.find("the training of"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out)) << "a failed check leaves no folder behind";
 }
 
 // Every run diverged (here: their results say so, and --resume trains nothing): the table says
