@@ -82,7 +82,8 @@ const std::string k_no_copy = "\n";  // the file exists but could not be linked
 std::string link_old_beside(const std::string& path) {
   std::random_device rd;
   for (int attempt = 0; attempt < 100; ++attempt) {
-    const std::string name = sibling_name(path, "old", rd);
+    // Named like a temp file, so that a killed process's is cleaned up as one (trainer.cpp).
+    const std::string name = sibling_name(path, "tmp-old", rd);
     if (::link(path.c_str(), name.c_str()) == 0) return name;
     if (errno == ENOENT) return "";
     if (errno != EEXIST) return k_no_copy;
