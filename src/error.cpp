@@ -17,6 +17,10 @@ std::string error_message(const std::string& where, const std::string& what,
   return msg;
 }
 
+std::string join_hints(const std::string& first, const std::string& second) {
+  return first.empty() ? second : first + "\n  hint: " + second;
+}
+
 std::string join(const std::vector<std::string>& items, const std::string& sep) {
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];

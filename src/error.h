@@ -13,6 +13,8 @@ namespace lorank {
 std::string error_message(const std::string& where, const std::string& what,
                           const std::string& expected = "", const std::string& got = "",
                           const std::string& hint = "");
+// Two hints as error_message prints them: `second` on a "hint:" line after `first` (may be empty).
+std::string join_hints(const std::string& first, const std::string& second);
 
 // what() is the whole message as the CLI prints it; the parts are kept for library callers that
 // show them apart (a hint in another colour, the file as a link). An Error built from a message

@@ -559,8 +559,7 @@ SweepResult run_sweep(const std::vector<Model*>& models, const TrainData& data,
       // The same text as before, with the parts apart: the run's hint joins the sweep's.
       const std::string what = sweep_run_label(rank, lr) + " failed: " +
                                error_message(e.where(), e.reason(), e.expected(), e.got());
-      const std::string hint =
-          (e.hint().empty() ? "" : e.hint() + "\n  hint: ") + sweep_failure_hint();
+      const std::string hint = join_hints(e.hint(), sweep_failure_hint());
       if (dynamic_cast<const UsageError*>(&e)) throw UsageError(where, what, "", "", hint);
       throw Error(where, what, "", "", hint);
     }

@@ -135,7 +135,7 @@ SweepRun run_process(const SweepJobs& jobs, const std::string& exe, size_t slot,
                               ? "exit code " + std::to_string(code) + ": " + error_line(log, hint)
                               : "killed by signal " + std::to_string(WTERMSIG(status));
   fail(log, sweep_run_label(rank, lr) + " failed", "exit code 0", got,
-       (hint.empty() ? "" : hint + "\n  hint: ") + "read the log; " + sweep_failure_hint());
+       join_hints(hint, "read the log; " + sweep_failure_hint()));
 }
 
 }  // namespace

@@ -30,6 +30,8 @@ TEST(Error, PartsStayApartBesideTheWholeMessage) {
     EXPECT_EQ(e.where(), "--format");
     EXPECT_EQ(e.hint(), "");
   }
+  EXPECT_EQ(join_hints("", "then this"), "then this");
+  EXPECT_EQ(join_hints("first this", "then this"), "first this\n  hint: then this");
   const Error bare("something went wrong");
   EXPECT_EQ(bare.reason(), "something went wrong");
   EXPECT_EQ(bare.where(), "");
