@@ -180,7 +180,12 @@ Schema detect_schema(const Record& rec, const std::string& path) {
   if (f.contains("prompt") && f.contains("completion")) return Schema::prompt_completion;
   if (f.contains("text")) return Schema::text;
   const bool csv = path.size() >= 4 && path.compare(path.size() - 4, 4, ".csv") == 0;
-  std::string hint = "rename the fields, or pass --schema";
+  std::string hint = suggest_field_map(f);
+  if (hint.empty()) {
+    hint =
+        "name your columns with --fields (e.g. prompt=question,completion=answer), or pass "
+        "--schema";
+  }
   for (const auto& [key, value] : f.items()) {
     // {"data": [...]}: one object around the records, as some exports write them.
     if (value.is_array() && !value.empty() && value.front().is_object()) {
@@ -352,16 +357,28 @@ struct TokenizedRecord {
   std::exception_ptr error;
 };
 
+// The record under lorank's field names (DatasetOptions::fields): `rec` itself when none are
+// mapped, else a renamed copy kept in `storage`.
+const Record& with_fields(const Record& rec, const DatasetOptions& options, const std::string& path,
+                          Record& storage) {
+  if (options.fields.empty()) return rec;
+  storage = rec;
+  rename_fields(storage, options.fields, path);
+  return storage;
+}
+
 TokenizedRecord tokenize_record(const Record& rec, Schema schema, const ChatFormat& chat,
                                 const Tokenizer& tok, const TokenizerConfig& config,
                                 const DatasetOptions& options, const std::string& path) {
   TokenizedRecord out;
   try {
-    FormattedText text = format_record(rec, schema, &chat, config, path, options.turns);
+    Record renamed;
+    const Record& r = with_fields(rec, options, path, renamed);
+    FormattedText text = format_record(r, schema, &chat, config, path, options.turns);
     out.multi_turn = text.multi_turn;
     out.alpaca_extras = text.alpaca_extras;
     out.system_dropped = text.system_dropped;
-    if (completion_is_empty(rec, schema)) {
+    if (completion_is_empty(r, schema)) {
       if (options.skip_empty_completions) {
         out.skipped_empty = true;
         return out;
@@ -453,7 +470,9 @@ class DatasetBuilder {
   }
 
  private:
-  void start(const Record& first) {
+  void start(const Record& first_read) {
+    Record renamed;
+    const Record& first = with_fields(first_read, options_, path_, renamed);
     schema_ = options_.schema == Schema::automatic ? detect_schema(first, path_) : options_.schema;
     if (schema_ == Schema::messages) {
       if (options_.chat_format.empty()) refuse_unnamed_templates();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "chat_template.h"
+#include "field_map.h"
 #include "records.h"
 #include "tokenizer.h"
 
@@ -34,6 +35,7 @@ struct DatasetOptions {
   bool skip_empty_completions = false;  // default: an empty completion is an error
   int64_t threads = 0;                  // tokenizing threads; 0 = one per core
   TurnLoss turns = TurnLoss::replies;
+  FieldMap fields;  // lorank's field names for the file's columns, before the schema is read
 };
 
 // The schema the record's keys announce; throws "path:line" naming the keys when none fits.

@@ -66,6 +66,10 @@ std::vector<OptionSpec> data_option_specs(DataOptions& o) {
        1 << 20},
       {"--max-examples", &o.max_examples, "use the first N records (0: all)", 0, 1e15},
       {"--skip-empty", &o.skip_empty, "skip records with an empty completion instead of failing"},
+      {"--fields", &o.fields,
+       "your columns under the names lorank reads, as LLaMA-Factory's \"columns\": "
+       "prompt=question,completion=answer (names: " +
+           join(field_map_targets(), ", ") + ")"},
   };
 }
 
@@ -307,6 +311,7 @@ DatasetOptions dataset_options(const DataOptions& data, int64_t threads) {
             : data.turns == "whole" ? TurnLoss::whole
                                     : TurnLoss::replies;
   d.threads = threads;
+  d.fields = parse_field_map(data.fields);
   return d;
 }
 

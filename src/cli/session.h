@@ -23,6 +23,7 @@ struct DataOptions {
   int64_t max_examples = 0;
   bool skip_empty = false;
   std::string turns = "all";  // messages: all assistant turns supervised, the last only, or whole
+  std::vector<std::string> fields;  // "prompt=question": lorank's name for a column of the file
 };
 std::vector<OptionSpec> data_option_specs(DataOptions& o);
 

@@ -173,6 +173,25 @@ TEST(CliInspect, ExamplesPastTheModelsPositionsAreSaid) {
 
 // --show: an example as the model reads it, each run of text marked supervised or not; with two
 // assistant turns both replies are supervised, and the text between them is not.
+TEST(CliInspect, FieldsReadAFilesOwnColumnNames) {
+  TempDir dir("cli-fields");
+  const std::string data = dir.path + "/qa.jsonl";
+  write_file(data, R"({"question": "2+2?", "answer": "4"})"
+                   "\n");
+  expect_failure("inspect --no-loss --data " + data,
+                 {"qa.jsonl:1", "hint:", "--fields prompt=question,completion=answer"});
+  auto j =
+      inspect_json("--no-loss --show 1 --fields prompt=question,completion=answer --data " + data);
+  EXPECT_EQ(j["data"]["schema"], "prompt/completion");
+  std::string supervised, context;
+  for (const auto& p : j["data"]["shown"][0]["parts"])
+    (p["supervised"].get<bool>() ? supervised : context) += p["text"];
+  EXPECT_NE(context.find("2+2?"), std::string::npos) << context;
+  EXPECT_EQ(supervised.rfind("4", 0), 0u) << supervised;
+  expect_failure("inspect --no-loss --fields question=prompt --data " + data,
+                 {"--fields", "no schema reads a field named \"question\"", "hint:"});
+}
+
 TEST(CliInspect, ShowMarksTheSupervisedText) {
   TempDir dir("cli-show");
   write_file(

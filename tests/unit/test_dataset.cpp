@@ -142,7 +142,53 @@ TEST_F(DatasetTest, DetectsEachSchema) {
   EXPECT_NE(semi.find("holding ';' or tabs"), std::string::npos) << semi;
   EXPECT_NE(semi.find("sep=None"), std::string::npos) << semi;
   EXPECT_NE(err.find(R"(keys "question", "answer")"), std::string::npos) << err;  // in file order
-  EXPECT_NE(err.find("--schema"), std::string::npos) << err;
+  // Keys that read as a prompt and a completion get the --fields that reads them so.
+  EXPECT_NE(err.find("--fields prompt=question,completion=answer"), std::string::npos) << err;
+  const std::string odd = error_of([&] { load(write("o.jsonl", R"({"foo": "x", "bar": "y"})")); });
+  EXPECT_NE(odd.find("--schema"), std::string::npos) << odd;
+  EXPECT_NE(odd.find("--fields"), std::string::npos) << odd;
+}
+
+// A file whose columns have other names reads, under --fields, exactly as the same records under
+// lorank's names: the same ids and mask, the same schema; a record without a mapped column fails
+// naming its line.
+TEST_F(DatasetTest, FieldsReadOtherColumnNames) {
+  DatasetOptions mapped;
+  mapped.fields = {{"prompt", "question"}, {"completion", "answer"}};
+  const Dataset want = load(write("pc.jsonl",
+                                  "{\"prompt\": \"2+2?\", \"completion\": \"4\"}\n"
+                                  "{\"prompt\": \"3+3?\", \"completion\": \"6\"}\n"));
+  for (const auto& [name, text] : std::vector<std::pair<std::string, std::string>>{
+           {"qa.jsonl",
+            "{\"question\": \"2+2?\", \"answer\": \"4\", \"id\": 1}\n"
+            "{\"id\": 2, \"answer\": \"6\", \"question\": \"3+3?\"}\n"},
+           {"qa.csv", "id,question,answer\n1,2+2?,4\n2,3+3?,6\n"}}) {
+    const Dataset got = load(write(name, text), mapped);
+    EXPECT_EQ(got.stats.schema, "prompt/completion") << name;
+    ASSERT_EQ(got.examples.size(), want.examples.size()) << name;
+    for (size_t i = 0; i < got.examples.size(); ++i) {
+      EXPECT_EQ(got.examples[i].ids, want.examples[i].ids) << name << " " << i;
+      EXPECT_EQ(got.examples[i].loss_mask, want.examples[i].loss_mask) << name << " " << i;
+    }
+  }
+  // Alpaca's optional input may be missing from a record; a required column may not.
+  DatasetOptions dolly;
+  dolly.fields = {{"output", "response"}, {"input", "context"}};
+  const Dataset d = load(write("dolly.jsonl",
+                               "{\"instruction\": \"i\", \"context\": \"c\", "
+                               "\"response\": \"r\"}\n{\"instruction\": \"j\", "
+                               "\"response\": \"s\"}\n"),
+                         dolly);
+  EXPECT_EQ(d.stats.schema, "alpaca");
+  EXPECT_EQ(d.examples.size(), 2u);
+  const std::string err = error_of([&] {
+    load(write("gap.jsonl",
+               "{\"question\": \"q\", \"answer\": \"a\"}\n{\"q\": \"q\", "
+               "\"answer\": \"a\"}\n"),
+         mapped);
+  });
+  EXPECT_NE(err.find("gap.jsonl:2"), std::string::npos) << err;
+  EXPECT_NE(err.find("no column \"question\""), std::string::npos) << err;
 }
 
 TEST_F(DatasetTest, RecordNotFittingSchemaNamesLineAndKeys) {
