@@ -138,12 +138,10 @@ void shrink_batches_after_oom(EvalOptions& opts, const std::vector<Example>& exa
   // Halving the padded tokens of the failed batch, not just the limit, ensures it splits.
   opts.batch_tokens = std::max<int64_t>(1, std::min(opts.batch_tokens, padded) / 2);
   opts.max_batch = std::max<int64_t>(1, opts.max_batch / 2);
-  std::fprintf(stderr,
-               "\nwarning: CUDA out of memory in %s, a batch of %lld examples (%lld padded "
-               "tokens); redoing the rest with at most %lld examples and %lld tokens per batch\n",
-               doing.c_str(), static_cast<long long>(n), static_cast<long long>(padded),
-               static_cast<long long>(opts.max_batch), static_cast<long long>(opts.batch_tokens));
-  std::fflush(stderr);
+  notice("CUDA out of memory in " + doing + ", a batch of " + std::to_string(n) + " examples (" +
+         std::to_string(padded) + " padded tokens); redoing the rest with at most " +
+         std::to_string(opts.max_batch) + " examples and " + std::to_string(opts.batch_tokens) +
+         " tokens per batch");
 }
 
 void require_finite_base_loss(double loss) {

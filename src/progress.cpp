@@ -86,6 +86,32 @@ void trace(const std::string& what) {
   last = t;
 }
 
+namespace {
+
+std::mutex& notice_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+std::function<void(const std::string&)>& notice_handler() {
+  static std::function<void(const std::string&)> h;
+  return h;
+}
+
+}  // namespace
+
+void notice(const std::string& text) {
+  std::lock_guard<std::mutex> lock(notice_mutex());
+  if (notice_handler()) return notice_handler()(text);
+  std::fprintf(stderr, "\nwarning: %s\n", text.c_str());  // after a progress bar's line
+  std::fflush(stderr);
+}
+
+void set_notice_handler(std::function<void(const std::string&)> handler) {
+  std::lock_guard<std::mutex> lock(notice_mutex());
+  notice_handler() = std::move(handler);
+}
+
 std::string count_of(int64_t n, const std::string& noun) {
   return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
 }

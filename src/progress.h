@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <sstream>
 #include <string>
 
@@ -50,6 +51,13 @@ std::ostringstream c_locale_stream();
 std::string format_exact(double v);
 // "1 rank", "3 ranks": a count and its noun, plural by adding "s".
 std::string count_of(int64_t n, const std::string& noun);
+
+// What the library says while work goes on and the caller may want to know (a CUDA
+// out-of-memory that lorank recovered from by smaller batches): "\nwarning: TEXT\n" on stderr,
+// unless a handler is set (a library caller's log; an empty function restores stderr). Safe from
+// any thread; the handler is called under a lock.
+void notice(const std::string& text);
+void set_notice_handler(std::function<void(const std::string&)> handler);
 
 // Seconds since the process started (its exec, so dynamic loading counts); 10 ms resolution.
 double seconds_since_start();

@@ -220,12 +220,9 @@ void Trainer::shrink_micro_batch(int64_t failed_size, const c10::Error& oom) {
   // Recomputing blocks keeps the micro-batch and the losses for a third more work: tried first.
   if (!model_.checkpointing() && opts_.recompute_on_oom) {
     model_.set_checkpointing(true);
-    std::fprintf(stderr,
-                 "\nwarning: CUDA out of memory at micro-batch %lld (%s); recomputing decoder "
-                 "blocks in backward from now on (--checkpointing auto; off halves the micro-batch "
-                 "instead)\n",
-                 static_cast<long long>(failed_size), where.c_str());
-    std::fflush(stderr);
+    notice("CUDA out of memory at micro-batch " + std::to_string(failed_size) + " (" + where +
+           "); recomputing decoder blocks in backward from now on (--checkpointing auto; off "
+           "halves the micro-batch instead)");
     return;
   }
   if (failed_size <= 1) {
@@ -235,12 +232,9 @@ void Trainer::shrink_micro_batch(int64_t failed_size, const c10::Error& oom) {
          "", "lower --max-len, or use a smaller model or a card with more memory");
   }
   micro_batch_ = failed_size / 2;
-  std::fprintf(stderr,
-               "\nwarning: CUDA out of memory at micro-batch %lld (%s); retrying with %lld "
-               "(effective batch %lld unchanged)\n",
-               static_cast<long long>(failed_size), where.c_str(),
-               static_cast<long long>(micro_batch_), static_cast<long long>(opts_.batch));
-  std::fflush(stderr);
+  notice("CUDA out of memory at micro-batch " + std::to_string(failed_size) + " (" + where +
+         "); retrying with " + std::to_string(micro_batch_) + " (effective batch " +
+         std::to_string(opts_.batch) + " unchanged)");
 }
 
 StepMetrics Trainer::step() {

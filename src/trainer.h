@@ -188,8 +188,8 @@ class Trainer {
   TrainResult run(const TrainOutput& out);
 
   // One optimizer step on the next batch of the data order. When CUDA runs out of memory, the
-  // micro-batch is halved (more accumulation, same examples and loss per step), a notice goes to
-  // stderr and the step is redone; only a micro-batch of 1 that does not fit is an error.
+  // micro-batch is halved (more accumulation, same examples and loss per step), notice() says so
+  // and the step is redone; only a micro-batch of 1 that does not fit is an error.
   StepMetrics step();
   // Mean loss per supervised token of `examples` with the current adapter (no dropout).
   double evaluate(const std::vector<Example>& examples);

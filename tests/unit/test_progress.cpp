@@ -1,7 +1,11 @@
 // Numbers in progress lines: counts, durations and rates that stay readable under one a second.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "progress.h"
 #include "test_common.h"
@@ -40,6 +44,24 @@ TEST(Progress, NumbersKeepTheCPointWhateverTheLocalesPoint) {
   EXPECT_EQ(c_decimal_point("1\u066b5", "\u066b"), "1.5");
   EXPECT_EQ(c_decimal_point("1.5", "."), "1.5");
   EXPECT_EQ(c_decimal_point("1.5", ""), "1.5");
+}
+
+// A library caller's handler gets the notices (from every thread, one at a time); without one they
+// go to stderr as "warning: ...".
+TEST(Progress, NoticesGoToTheHandlerElseToStderr) {
+  std::vector<std::string> got;
+  set_notice_handler([&](const std::string& text) { got.push_back(text); });
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back([i] { notice("n" + std::to_string(i)); });
+  for (auto& t : threads) t.join();
+  set_notice_handler({});
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::string>{"n0", "n1", "n2", "n3"}));
+  ::testing::internal::CaptureStderr();
+  notice("CUDA out of memory (test)");
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err, "\nwarning: CUDA out of memory (test)\n");
+  EXPECT_EQ(got.size(), 4u);
 }
 
 TEST(Progress, VersionIsCMakesProjectVersion) {
