@@ -17,7 +17,8 @@
 # leaves its trace in rectime-trace.txt); specdev (spectra on the GPU
 # or the CPU, per model size from 5M to 8B: SPECDEV_SHAPES, SPECDEV_DEVS (gpu, cpu, auto, cpu@8: 8
 # threads), SPECDEV_REPS); eigbench (tools/eig_bench.py);
-# rerec (recommend alone on the 18 calibration cases, or CAL_CASES, for each model folder in RERC_MODELS;
+# probes (lorank probe --json on the protocol's cases, or CAL_CASES, per model in PROBE_MODELS:
+# probes.tar.xz for bench/input_variance_report.py); rerec (recommend alone on the 18 calibration cases, or CAL_CASES, for each model folder in RERC_MODELS;
 # RERC_TAG names the files, for calibrate_report.py --tag against the sweeps kept in bench/results);
 # large (Llama-3.1-8B shapes, random weights: parity, recommend's time and memory, train steps; needs
 # .gpu/llama3.tar.xz, LORANK_PACK_LLAMA3=1 tools/pack_gpu.sh); split (recommend on one GPU against
@@ -281,6 +282,21 @@ if has rerec; then
     tar -C "/tmp/rerec-$name" -cJf "$out/rerec-$name.tar.xz" --exclude=data .
     grep -h "load .* probe" "/tmp/rerec-$name"/*/recommend*.log | tail -3
   done
+fi
+if has probes; then
+  echo "== probes"  # lorank probe --json on every protocol case: the input explained-variance ranks
+  need_bench
+  for model in ${PROBE_MODELS:-../shared/models/small-llama assets/tiny-llama}; do
+    name=$(basename "$model")
+    mkdir -p "/tmp/probes/$name"
+    for c in ${CAL_CASES:-$cal_cases}; do
+      task=${c%%:*} n=${c##*:}
+      build-cuda/lorank probe --model "$model" --data "../bench/tasks/$task/train.jsonl" \
+        --max-examples "$n" --json -q --device cuda > "/tmp/probes/$name/$task-$n.json" \
+        2> "/tmp/probes/$name/$task-$n.log" || tail -3 "/tmp/probes/$name/$task-$n.log"
+    done
+  done
+  tar -C /tmp -cJf "$out/probes.tar.xz" probes
 fi
 if has eigbench; then
   echo "== eigbench"  # the spectra's eigenvalue work by strategy (one call per matrix, module, shape)
