@@ -11,11 +11,8 @@ Usage: bench/input_variance_report.py SUMMARY --summarise PROBES_DIR   (PROBES_D
        bench/input_variance_report.py SUMMARY RESULTS_DIR... [--tag _s18] [--only REGEX]
 Needs numpy (Debian: python3-numpy).
 """
-import argparse
 import json
-import math
 import os
-import re
 
 import numpy as np
 
@@ -46,17 +43,9 @@ def summarise(probes_dir, dest):
 
 
 def load(summary, results, tag, only):
-    s = json.load(open(summary))
-    models = {k.split("/")[0] for k in s}
-    cases = []
-    for out in results:
-        model = next(m for m in models if os.path.basename(out.rstrip("/")).startswith(m))
-        for c in cr.load_cases(out, tag):
-            key = f"{model}/{c['name']}"
-            if (only and not re.search(only, c["name"])) or key not in s:
-                continue
-            c["name"], c["modules"] = key, s[key]["modules"]
-            cases.append(c)
+    cases = sr.load_summarised(summary, results, tag, only)
+    for c in cases:
+        c["modules"] = c["summary"]["modules"]
     return cases
 
 
@@ -65,13 +54,7 @@ def ev_counts(c, f):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("summary")
-    p.add_argument("results", nargs="*")
-    p.add_argument("--summarise", metavar="PROBES_DIR")
-    p.add_argument("--tag", default="_s18")
-    p.add_argument("--only", default=r"-(1000|8000|6701|4870|4387)$")
-    a = p.parse_args()
+    a = sr.report_args("PROBES_DIR", "write SUMMARY from tools/gpu_run.sh probes' outputs")
     if a.summarise:
         return summarise(a.summarise, a.summary)
     cases = load(a.summary, a.results, a.tag, a.only)

@@ -114,20 +114,28 @@ def curve_error(case, pred):
     return [(p[r] - p1) / (top - p1) - (base - L[r]) / (base - best) for r in ranks[1:]]
 
 
-def load(summary, results, tag, only):
-    sr = json.load(open(summary))
-    models = {k.split("/")[0] for k in sr}
+def load_summarised(summary, results, tag, only):
+    """The sweeps' cases (calibrate_report.load_cases) that SUMMARY, a JSON keyed "<model>/<case>",
+    has an entry for, each named "<model>/<case>" with its entry under "summary"; a RESULTS_DIR's
+    name starts with its model's."""
+    entries = json.load(open(summary))
+    models = {k.split("/")[0] for k in entries}
     cases = []
     for out in results:
         model = next(m for m in models if os.path.basename(out.rstrip("/")).startswith(m))
         for c in cr.load_cases(out, tag):
             key = f"{model}/{c['name']}"
-            if (only and not re.search(only, c["name"])) or key not in sr:
+            if (only and not re.search(only, c["name"])) or key not in entries:
                 continue
-            c["name"] = key
-            c["sr"] = sr[key]["stops"]
-            c["meta"] = sr[key]["meta"]
+            c["name"], c["summary"] = key, entries[key]
             cases.append(c)
+    return cases
+
+
+def load(summary, results, tag, only):
+    cases = load_summarised(summary, results, tag, only)
+    for c in cases:
+        c["sr"], c["meta"] = c["summary"]["stops"], c["summary"]["meta"]
     return cases
 
 
@@ -219,14 +227,19 @@ def print_thresholds(cases, stops):
                       f" excess {100 * h[1][3]:5.2f}%  " + " ".join(f"{r}:{v:.2f}" for r, v in sh[1:]))
 
 
-def main():
+def report_args(raw_dir, raw_help):
+    """The command line both signal reports read: SUMMARY RESULTS_DIR..., or SUMMARY --summarise DIR."""
     p = argparse.ArgumentParser()
     p.add_argument("summary", help="the JSON that --summarise wrote")
     p.add_argument("results", nargs="*")
-    p.add_argument("--summarise", metavar="SR_DIR", help="write SUMMARY from short_run_spectrum.py's output")
+    p.add_argument("--summarise", metavar=raw_dir, help=raw_help)
     p.add_argument("--tag", default="_s18")
     p.add_argument("--only", default=r"-(1000|8000|6701|4870|4387)$")
-    a = p.parse_args()
+    return p.parse_args()
+
+
+def main():
+    a = report_args("SR_DIR", "write SUMMARY from short_run_spectrum.py's output")
     if a.summarise:
         return summarise(a.summarise, a.summary)
     cases = load(a.summary, a.results, a.tag, a.only)
