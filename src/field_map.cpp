@@ -88,6 +88,14 @@ void rename_fields(Record& rec, const FieldMap& fields, const std::string& path)
            "a field \"" + column + "\" in every record", "keys " + key_list(f),
            "check the column's name; every record needs the fields its schema reads");
     }
+    if (it->is_number() || it->is_boolean()) {  // a label or an answer kept as a number
+      fail(where_line(path, rec.line),
+           "column \"" + column + "\", which --fields reads as " + target + ", holds a JSON " +
+               it->type_name(),
+           "text", it->dump(),
+           "write the column as text first, e.g. jq -c '.[" + json(column).dump() +
+               "] |= tostring' " + path + " > " + path + ".text.jsonl");
+    }
     moved[target] = std::move(*it);
   }
   for (const auto& [target, column] : fields) f.erase(column);

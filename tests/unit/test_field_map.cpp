@@ -52,6 +52,16 @@ TEST(FieldMap, RenamesColumnsAndKeepsTheRest) {
   });
   EXPECT_NE(err.find("f.jsonl:9"), std::string::npos) << err;
   EXPECT_NE(err.find(R"(got keys "q")"), std::string::npos) << err;
+  // A number where text belongs is named by the file's column, with a way to make it text.
+  Record number{json::parse(R"({"text": "t", "label": 1})"), 4};
+  const std::string num = error_of([&] {
+    rename_fields(number, {{"completion", "label"}}, "f.jsonl");
+  });
+  EXPECT_NE(num.find("f.jsonl:4"), std::string::npos) << num;
+  EXPECT_NE(num.find("column \"label\", which --fields reads as completion, holds a JSON number"),
+            std::string::npos)
+      << num;
+  EXPECT_NE(num.find("tostring"), std::string::npos) << num;
 }
 
 TEST(FieldMap, SuggestsTheFieldsForCommonColumnNames) {
