@@ -461,6 +461,7 @@ class DatasetBuilder {
     data_.stats.n_dropped_no_target = n_dropped_;
     data_.stats.schema = schema_name(schema_);
     if (schema_ == Schema::messages) data_.stats.chat_format = chat_.name;
+    data_.stats.fields = options_.fields;
     data_.stats.n_multi_turn = n_multi_turn_;
     data_.stats.turns = options_.turns;
     note_length_cuts();

@@ -86,6 +86,7 @@ struct DatasetStats {
   int64_t n_duplicates = 0;         // examples whose ids equal an earlier example's
   std::string schema;
   std::string chat_format;  // "" unless the messages schema
+  FieldMap fields;          // the columns read under lorank's names (DatasetOptions::fields)
   std::vector<std::string> warnings;  // what is allowed but likely a mistake
 };
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "error.h"
 #include "evaluate.h"
 #include "json_excerpt.h"
 #include "progress.h"
@@ -104,6 +105,7 @@ nlohmann::json data_json(const Session& s) {
       {"path", s.data_path},
       {"schema", d.schema},
       {"chat_format", d.chat_format},
+      {"fields", d.fields},  // {} unless --fields named columns
       {"records", d.n_records},
       {"examples", d.n_examples},
       {"tokens", d.n_tokens},
@@ -117,6 +119,18 @@ nlohmann::json data_json(const Session& s) {
       {"duplicates", d.n_duplicates},
       {"warnings", d.warnings},
   };
+}
+
+// After the schema's name: the chat format, and the columns --fields read under lorank's names.
+std::string schema_note(const nlohmann::json& d) {
+  std::string note;
+  if (!d["chat_format"].get<std::string>().empty())
+    note += ", chat " + d["chat_format"].get<std::string>();
+  std::vector<std::string> columns;
+  for (const auto& [name, column] : d["fields"].items())
+    columns.push_back(name + "=" + column.get<std::string>());
+  if (!columns.empty()) note += " (--fields " + join(columns, ",") + ")";
+  return note;
 }
 
 void print_base_loss(const nlohmann::json& b, const nlohmann::json& data) {
@@ -172,10 +186,7 @@ void print_human(const nlohmann::json& j) {
       "%s supervised (%s)\n         length p50 %lld, p90 %lld, p99 %lld, max %lld; "
       "truncated %lld, duplicates %lld, dropped (no target left) %lld, skipped (empty) %lld\n",
       d["path"].get<std::string>().c_str(), d["schema"].get<std::string>().c_str(),
-      d["chat_format"].get<std::string>().empty()
-          ? ""
-          : (", chat " + d["chat_format"].get<std::string>()).c_str(),
-      count_of(d["examples"].get<int64_t>(), "example").c_str(),
+      schema_note(d).c_str(), count_of(d["examples"].get<int64_t>(), "example").c_str(),
       count_of(d["records"].get<int64_t>(), "record").c_str(),
       format_count(d["tokens"].get<double>()).c_str(),
       format_count(d["supervised_tokens"].get<double>()).c_str(),

@@ -183,6 +183,13 @@ TEST(CliInspect, FieldsReadAFilesOwnColumnNames) {
   auto j =
       inspect_json("--no-loss --show 1 --fields prompt=question,completion=answer --data " + data);
   EXPECT_EQ(j["data"]["schema"], "prompt/completion");
+  EXPECT_EQ(j["data"]["fields"],
+            nlohmann::json::parse(R"({"completion": "answer", "prompt": "question"})"));
+  auto human = run_lorank(
+      "inspect --no-loss --device cpu --fields prompt=question,completion=answer --data " + data);
+  EXPECT_NE(human.output.find("prompt/completion (--fields completion=answer,prompt=question)"),
+            std::string::npos)
+      << human.output;
   std::string supervised, context;
   for (const auto& p : j["data"]["shown"][0]["parts"])
     (p["supervised"].get<bool>() ? supervised : context) += p["text"];

@@ -165,6 +165,7 @@ TEST_F(DatasetTest, FieldsReadOtherColumnNames) {
            {"qa.csv", "id,question,answer\n1,2+2?,4\n2,3+3?,6\n"}}) {
     const Dataset got = load(write(name, text), mapped);
     EXPECT_EQ(got.stats.schema, "prompt/completion") << name;
+    EXPECT_EQ(got.stats.fields, mapped.fields) << name;
     ASSERT_EQ(got.examples.size(), want.examples.size()) << name;
     for (size_t i = 0; i < got.examples.size(); ++i) {
       EXPECT_EQ(got.examples[i].ids, want.examples[i].ids) << name << " " << i;
