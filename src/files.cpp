@@ -328,14 +328,19 @@ void handle_stop_signals(void (*handler)(int, siginfo_t*, void*)) {
 }
 
 FolderLock::FolderLock(const std::string& dir, const std::string& option) : dir_(dir) {
-  // A signal between making the folder and the handler that removes it waits for the handler.
+  // The handler that removes the folder is in place before the folder is made: a signal the
+  // kernel hands to another thread (LibTorch's pools do not block it) runs it too. This thread's
+  // mask only orders its own signals after the handler.
   sigset_t stops, before;
   sigemptyset(&stops);
   for (int sig : kStopSignals) sigaddset(&stops, sig);
   ::pthread_sigmask(SIG_BLOCK, &stops, &before);
+  std::error_code exists_ec;
+  const bool absent = !std::filesystem::exists(dir, exists_ec) && !exists_ec;
+  if (absent) remove_made_folder_on_signals(dir);
   std::error_code ec;
   made_ = std::filesystem::create_directories(dir, ec);
-  if (made_) remove_made_folder_on_signals(dir);
+  if (absent && !made_) g_made_dir[0] = '\0';  // not ours after all: nothing to remove
   ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
   if (ec) fail(dir, option + ": cannot create the folder", "a writable place", ec.message());
   try {
